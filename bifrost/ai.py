@@ -1,0 +1,94 @@
+"""LLM completions and streaming with optional RAG (``bifrost.ai``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel
+
+from bifrost import _client
+from bifrost.types import AIResponse, AIStreamChunk
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _body(
+    prompt: str,
+    system: str | None,
+    messages: list[dict[str, Any]] | None,
+    model: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    knowledge: list[str] | None,
+) -> dict[str, Any]:
+    return {
+        "prompt": prompt,
+        "system": system,
+        "messages": messages or [],
+        "model": model,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "knowledge": knowledge or [],
+    }
+
+
+@overload
+async def complete(prompt: str, *, response_format: type[M], system: str | None = ..., messages: list[dict[str, Any]] | None = ..., model: str | None = ..., max_tokens: int | None = ..., temperature: float | None = ..., knowledge: list[str] | None = ...) -> M: ...
+@overload
+async def complete(prompt: str, *, response_format: None = ..., system: str | None = ..., messages: list[dict[str, Any]] | None = ..., model: str | None = ..., max_tokens: int | None = ..., temperature: float | None = ..., knowledge: list[str] | None = ...) -> AIResponse: ...
+
+
+async def complete(
+    prompt: str,
+    *,
+    response_format: type[BaseModel] | None = None,
+    system: str | None = None,
+    messages: list[dict[str, Any]] | None = None,
+    model: str | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    knowledge: list[str] | None = None,
+) -> Any:
+    """Complete ``prompt`` with the configured model.
+
+    Args:
+        prompt: The user prompt.
+        response_format: A pydantic model; the answer is validated into it.
+        system: System prompt.
+        messages: Earlier turns, ``[{"role": "user"|"assistant", "content": ...}]``.
+        model: Override the configured model.
+        max_tokens: Output token limit.
+        temperature: Sampling temperature.
+        knowledge: Knowledge namespaces to retrieve passages from.
+
+    Returns:
+        ``AIResponse``, or an instance of ``response_format``.
+    """
+    body = _body(prompt, system, messages, model, max_tokens, temperature, knowledge)
+    if response_format is not None:
+        body["response_schema"] = response_format.model_json_schema()
+    result = await _client.call("POST", "/ai/complete", json=body)
+    if response_format is not None:
+        return response_format.model_validate(result["structured"])
+    return AIResponse.model_validate(result)
+
+
+async def stream(
+    prompt: str,
+    *,
+    system: str | None = None,
+    messages: list[dict[str, Any]] | None = None,
+    model: str | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    knowledge: list[str] | None = None,
+) -> AsyncIterator[AIStreamChunk]:
+    """Yield ``AIStreamChunk``s as the model produces them."""
+    response = await _client.request(
+        "POST", "/ai/stream", json=_body(prompt, system, messages, model, max_tokens, temperature, knowledge)
+    )
+    for line in response.text.splitlines():
+        if line.strip():
+            yield AIStreamChunk.model_validate(json.loads(line))

@@ -1,0 +1,300 @@
+"""``@workflow`` and ``@data_provider``.
+
+Both register the function in :mod:`bifrost._registry` and return it
+unchanged, so ``await create_user(...)`` still works in a plain test. All the
+metadata comes from the signature and the Google-style docstring; errors in a
+definition are raised at decoration time, naming the function and parameter.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel
+
+from bifrost import _registry
+from bifrost._docstrings import parse_docstring
+from bifrost._schema import ParameterSpec, infer_parameters
+from bifrost.errors import WorkflowDefinitionError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+EXECUTION_MODES = ("sync", "async")
+
+
+@dataclass
+class WorkflowDefinition:
+    """Everything the platform needs to know about one workflow or data provider.
+
+    ``kind`` is ``"workflow"`` or ``"data_provider"``; options that only apply
+    to workflows keep their defaults on data providers.
+    """
+
+    kind: str
+    name: str
+    description: str | None
+    func: Callable[..., Any]
+    params_model: type[BaseModel]
+    parameters: list[ParameterSpec]
+    params_schema: dict[str, Any]
+    module: str
+    source_file: str | None
+    category: str = "General"
+    tags: list[str] = field(default_factory=list)
+    execution_mode: str = "async"
+    execution_mode_explicit: bool = False
+    timeout_seconds: int = 1800
+    schedule: str | None = None
+    endpoint_enabled: bool = False
+    allowed_methods: list[str] = field(default_factory=lambda: ["POST"])
+    public_endpoint: bool = False
+    is_tool: bool = False
+    tool_description: str | None = None
+    time_saved: int = 0
+    cache_ttl_seconds: int = 300
+
+    def to_metadata(self) -> dict[str, Any]:
+        """Return the JSON-able metadata the platform stores (no function object)."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "description": self.description,
+            "module": self.module,
+            "source_file": self.source_file,
+            "category": self.category,
+            "tags": list(self.tags),
+            "execution_mode": self.execution_mode,
+            "execution_mode_explicit": self.execution_mode_explicit,
+            "timeout_seconds": self.timeout_seconds,
+            "schedule": self.schedule,
+            "endpoint_enabled": self.endpoint_enabled,
+            "allowed_methods": list(self.allowed_methods),
+            "public_endpoint": self.public_endpoint,
+            "is_tool": self.is_tool,
+            "tool_description": self.tool_description,
+            "time_saved": self.time_saved,
+            "cache_ttl_seconds": self.cache_ttl_seconds,
+            "parameters": [p.to_dict() for p in self.parameters],
+            "params_schema": self.params_schema,
+        }
+
+
+def _source_file(func: Callable[..., Any]) -> str | None:
+    try:
+        return inspect.getsourcefile(func)
+    except TypeError:
+        return None
+
+
+def _require_async(func: Any, kind: str) -> None:
+    if not callable(func):
+        raise WorkflowDefinitionError(f"@{kind} must decorate a function, got {func!r}")
+    if not inspect.iscoroutinefunction(func):
+        raise WorkflowDefinitionError(
+            f"@{kind} {getattr(func, '__qualname__', func)!r} must be an async function: write `async def`"
+        )
+
+
+def _check_options(qualname: str, opts: dict[str, Any]) -> None:
+    where = f"@workflow {qualname!r}"
+    mode = opts["execution_mode"]
+    if mode is not None and mode not in EXECUTION_MODES:
+        raise WorkflowDefinitionError(f"{where}: execution_mode must be 'sync' or 'async', got {mode!r}")
+    timeout = opts["timeout_seconds"]
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
+        raise WorkflowDefinitionError(f"{where}: timeout_seconds must be a positive integer, got {timeout!r}")
+    tags = opts["tags"]
+    if not isinstance(tags, (list, tuple)) or not all(isinstance(t, str) for t in tags):
+        raise WorkflowDefinitionError(f"{where}: tags must be a list of strings")
+    methods = opts["allowed_methods"]
+    if not isinstance(methods, (list, tuple)) or not methods:
+        raise WorkflowDefinitionError(f"{where}: allowed_methods must be a non-empty list such as ['POST']")
+    for method in methods:
+        if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
+            raise WorkflowDefinitionError(f"{where}: allowed_methods has {method!r}; use {', '.join(HTTP_METHODS)}")
+    schedule = opts["schedule"]
+    if schedule is not None and (not isinstance(schedule, str) or len(schedule.split()) not in (5, 6)):
+        raise WorkflowDefinitionError(f"{where}: schedule must be a cron expression such as '0 9 * * *', got {schedule!r}")
+    time_saved = opts["time_saved"]
+    if not isinstance(time_saved, int) or time_saved < 0:
+        raise WorkflowDefinitionError(f"{where}: time_saved must be a whole number of minutes >= 0")
+    name = opts["name"]
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise WorkflowDefinitionError(f"{where}: name must be a non-empty string")
+
+
+@overload
+def workflow(func: F, /) -> F: ...
+@overload
+def workflow(
+    func: None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    category: str = "General",
+    tags: list[str] | None = None,
+    execution_mode: str | None = None,
+    timeout_seconds: int = 1800,
+    schedule: str | None = None,
+    endpoint_enabled: bool = False,
+    allowed_methods: list[str] | None = None,
+    public_endpoint: bool = False,
+    is_tool: bool = False,
+    tool_description: str | None = None,
+    time_saved: int = 0,
+) -> Callable[[F], F]: ...
+
+
+def workflow(
+    func: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    category: str = "General",
+    tags: list[str] | None = None,
+    execution_mode: str | None = None,
+    timeout_seconds: int = 1800,
+    schedule: str | None = None,
+    endpoint_enabled: bool = False,
+    allowed_methods: list[str] | None = None,
+    public_endpoint: bool = False,
+    is_tool: bool = False,
+    tool_description: str | None = None,
+    time_saved: int = 0,
+) -> Any:
+    """Register an async function as an executable workflow.
+
+    Usable bare (``@workflow``) or with options (``@workflow(category=...)``).
+
+    Args:
+        func: The function, when used bare.
+        name: Unique name; defaults to the function name.
+        description: Defaults to the docstring's description.
+        category: Category shown in the catalogue.
+        tags: Tags for filtering.
+        execution_mode: ``"sync"`` or ``"async"``; None (auto) means sync when
+            ``endpoint_enabled`` else async.
+        timeout_seconds: Hard limit; the worker is killed past it.
+        schedule: Cron expression.
+        endpoint_enabled: Expose as ``/api/endpoints/<name>``.
+        allowed_methods: HTTP methods of the endpoint.
+        public_endpoint: Skip authentication on the endpoint.
+        is_tool: Offer the workflow to the chat assistant as a tool.
+        tool_description: Description given to the LLM (defaults to description).
+        time_saved: Minutes of manual work one run saves.
+
+    Returns:
+        The function itself (unchanged), or a decorator when called with options.
+    """
+    opts = {
+        "name": name,
+        "description": description,
+        "category": category,
+        "tags": list(tags) if tags is not None else [],
+        "execution_mode": execution_mode,
+        "timeout_seconds": timeout_seconds,
+        "schedule": schedule,
+        "endpoint_enabled": endpoint_enabled,
+        "allowed_methods": list(allowed_methods) if allowed_methods is not None else ["POST"],
+        "public_endpoint": public_endpoint,
+        "is_tool": is_tool,
+        "tool_description": tool_description,
+        "time_saved": time_saved,
+    }
+
+    def decorate(fn: F) -> F:
+        _require_async(fn, "workflow")
+        _check_options(fn.__qualname__, opts)
+        doc_description, _ = parse_docstring(fn.__doc__)
+        model, specs, schema = infer_parameters(fn, kind="workflow")
+        mode = opts["execution_mode"]
+        definition = WorkflowDefinition(
+            kind="workflow",
+            name=(opts["name"] or fn.__name__).strip(),
+            description=opts["description"] or doc_description,
+            func=fn,
+            params_model=model,
+            parameters=specs,
+            params_schema=schema,
+            module=fn.__module__,
+            source_file=_source_file(fn),
+            category=opts["category"] or "General",
+            tags=opts["tags"],
+            execution_mode=mode or ("sync" if opts["endpoint_enabled"] else "async"),
+            execution_mode_explicit=mode is not None,
+            timeout_seconds=opts["timeout_seconds"],
+            schedule=opts["schedule"],
+            endpoint_enabled=bool(opts["endpoint_enabled"]),
+            allowed_methods=[m.upper() for m in opts["allowed_methods"]],
+            public_endpoint=bool(opts["public_endpoint"]),
+            is_tool=bool(opts["is_tool"]),
+            tool_description=opts["tool_description"],
+            time_saved=opts["time_saved"],
+        )
+        fn.__bifrost_definition__ = definition  # type: ignore[attr-defined]
+        _registry.register(definition)
+        return fn
+
+    if func is not None:
+        return decorate(func)
+    return decorate
+
+
+def data_provider(
+    func: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    cache_ttl_seconds: int = 300,
+) -> Any:
+    """Register an async function that returns options for form fields.
+
+    The function returns a list of ``{"label", "value", "metadata"?}``
+    dicts. It may take parameters (other fields' values, for cascading
+    dropdowns).
+
+    Args:
+        func: The function, when used bare.
+        name: Unique identifier; defaults to the function name.
+        description: Defaults to the docstring's description.
+        cache_ttl_seconds: How long forms may cache the options, per
+            organization and inputs.
+
+    Returns:
+        The function itself (unchanged), or a decorator.
+    """
+    if not isinstance(cache_ttl_seconds, int) or cache_ttl_seconds < 0:
+        raise WorkflowDefinitionError(f"@data_provider: cache_ttl_seconds must be an integer >= 0, got {cache_ttl_seconds!r}")
+
+    def decorate(fn: F) -> F:
+        _require_async(fn, "data_provider")
+        doc_description, _ = parse_docstring(fn.__doc__)
+        model, specs, schema = infer_parameters(fn, kind="data provider")
+        definition = WorkflowDefinition(
+            kind="data_provider",
+            name=(name or fn.__name__).strip(),
+            description=description or doc_description,
+            func=fn,
+            params_model=model,
+            parameters=specs,
+            params_schema=schema,
+            module=fn.__module__,
+            source_file=_source_file(fn),
+            category="Data Providers",
+            timeout_seconds=60,
+            cache_ttl_seconds=cache_ttl_seconds,
+        )
+        fn.__bifrost_definition__ = definition  # type: ignore[attr-defined]
+        _registry.register(definition)
+        return fn
+
+    if func is not None:
+        return decorate(func)
+    return decorate
