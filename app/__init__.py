@@ -1,0 +1,1 @@
+"""The Bifrost platform: database, services, execution engine and web app."""

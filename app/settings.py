@@ -1,0 +1,68 @@
+"""Platform settings, read from the environment with the prefix ``BIFROST_``."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform. Each field is ``BIFROST_<NAME>`` in the environment.
+
+    Attributes:
+        home: Folder for the SQLite database, key files, object store.
+        database_url: SQLAlchemy async URL; default is a SQLite file in ``home``.
+        workspace: Folder of workflow ``.py`` files.
+        workers: Number of warm worker processes.
+        host: Interface to listen on.
+        port: Port to listen on.
+        public_url: URL workers and clients use to reach this server; derived
+            from host and port when unset.
+        secret_key: Fernet key for secrets; a key file in ``home`` when unset.
+        session_max_age: Seconds a web login lasts.
+        watch_workspace: Reload workers when workspace files change.
+        log_flush_seconds: How often logs of long runs are written to the database.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BIFROST_", extra="ignore")
+
+    home: Path = Field(default=Path(".bifrost"))
+    database_url: str | None = None
+    workspace: Path = Field(default=Path("workspace"))
+    workers: int = Field(default_factory=_default_workers, ge=1, le=64)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+    secret_key: str | None = None
+    session_max_age: int = 8 * 3600
+    watch_workspace: bool = True
+    log_flush_seconds: float = 1.0
+
+    @field_validator("home", "workspace")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to ``sqlite+aiosqlite:///<home>/bifrost.db``."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'bifrost.db'}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        """The base URL of this server as workers reach it."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings (read once from the environment)."""
+    return Settings()
