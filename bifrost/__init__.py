@@ -13,17 +13,43 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _MODULES = (
-    "ai", "knowledge", "config", "integrations", "files", "tables",
-    "organizations", "users", "roles", "forms", "executions", "workflows",
+    "ai",
+    "knowledge",
+    "config",
+    "integrations",
+    "files",
+    "tables",
+    "organizations",
+    "users",
+    "roles",
+    "forms",
+    "executions",
+    "workflows",
 )
 _TYPES = (
-    "ExecutionContext", "Organization", "Role", "UserPublic", "FormPublic",
-    "WorkflowMetadata", "WorkflowExecution", "IntegrationData", "OAuthCredentials",
-    "ConfigData", "AIResponse", "AIStreamChunk", "KnowledgeDocument", "NamespaceInfo",
-    "TableInfo", "DocumentData", "DocumentList",
+    "ExecutionContext",
+    "Organization",
+    "Role",
+    "UserPublic",
+    "FormPublic",
+    "WorkflowMetadata",
+    "WorkflowExecution",
+    "IntegrationData",
+    "OAuthCredentials",
+    "ConfigData",
+    "AIResponse",
+    "AIStreamChunk",
+    "KnowledgeDocument",
+    "NamespaceInfo",
+    "TableInfo",
+    "DocumentData",
+    "DocumentList",
 )
 _ENUMS = ("ExecutionStatus", "ConfigType", "FormFieldType")
 _ERRORS = ("UserError", "WorkflowError", "ValidationError", "IntegrationError", "ConfigurationError")
+# Submodules beyond the spec: reachable as ``bifrost.testing`` without an explicit
+# import, but not part of ``__all__`` (which is exactly the spec's import list).
+_EXTRA_MODULES = ("testing",)
 
 # name -> module that defines it
 _LAZY: dict[str, str] = {
@@ -37,13 +63,18 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = [
-    "workflow", "data_provider", "context",
-    *_MODULES, *_TYPES, *_ENUMS, *_ERRORS,
+    "workflow",
+    "data_provider",
+    "context",
+    *_MODULES,
+    *_TYPES,
+    *_ENUMS,
+    *_ERRORS,
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _MODULES:
+    if name in _MODULES or name in _EXTRA_MODULES:
         module = importlib.import_module(f"bifrost.{name}")
         globals()[name] = module
         return module
@@ -56,7 +87,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__) | {"configure", "load_ipython_extension"})
+    return sorted(set(globals()) | set(__all__) | set(_EXTRA_MODULES) | {"configure", "load_ipython_extension"})
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -67,17 +98,47 @@ def load_ipython_extension(ipython: Any) -> None:
 
 if TYPE_CHECKING:  # static view of the lazy attributes
     from bifrost import (  # noqa: F401
-        ai, config, executions, files, forms, integrations, knowledge, organizations, roles, tables, users, workflows,
+        ai,
+        config,
+        executions,
+        files,
+        forms,
+        integrations,
+        knowledge,
+        organizations,
+        roles,
+        tables,
+        users,
+        workflows,
     )
+    from bifrost import testing  # noqa: F401
     from bifrost._client import configure  # noqa: F401
-    from bifrost._context import context  # noqa: F401
-    from bifrost.decorators import data_provider, workflow  # noqa: F401
+    from bifrost._context import context
+    from bifrost.decorators import data_provider, workflow
     from bifrost.enums import ConfigType, ExecutionStatus, FormFieldType  # noqa: F401
     from bifrost.errors import (  # noqa: F401
-        ConfigurationError, IntegrationError, UserError, ValidationError, WorkflowError,
+        ConfigurationError,
+        IntegrationError,
+        UserError,
+        ValidationError,
+        WorkflowError,
     )
     from bifrost.types import (  # noqa: F401
-        AIResponse, AIStreamChunk, ConfigData, DocumentData, DocumentList, ExecutionContext, FormPublic,
-        IntegrationData, KnowledgeDocument, NamespaceInfo, OAuthCredentials, Organization, Role, TableInfo,
-        UserPublic, WorkflowExecution, WorkflowMetadata,
+        AIResponse,
+        AIStreamChunk,
+        ConfigData,
+        DocumentData,
+        DocumentList,
+        ExecutionContext,
+        FormPublic,
+        IntegrationData,
+        KnowledgeDocument,
+        NamespaceInfo,
+        OAuthCredentials,
+        Organization,
+        Role,
+        TableInfo,
+        UserPublic,
+        WorkflowExecution,
+        WorkflowMetadata,
     )

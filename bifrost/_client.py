@@ -16,9 +16,13 @@ HTTP boundary (authentication, org scoping).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import weakref
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -46,7 +50,14 @@ class _Settings:
 
 
 _settings = _Settings()
-_clients: dict[tuple[str, int, int], httpx.AsyncClient] = {}
+# Set by use_transport() (bifrost.testing): wins over everything else while active.
+_override: _Settings | None = None
+# One client per event loop (httpx clients must not cross loops), keyed weakly by
+# the loop itself: keying by id(loop) could hand a client bound to a dead loop to
+# a new loop that happens to reuse the address.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, int], httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def configure(
@@ -71,7 +82,38 @@ def configure(
     _clients.clear()
 
 
+@contextlib.contextmanager
+def use_transport(
+    transport: httpx.AsyncBaseTransport,
+    *,
+    base_url: str = "http://bifrost.test",
+    api_key: str | None = None,
+    org: str | None = None,
+) -> Iterator[None]:
+    """Route every SDK call made inside the block to ``transport``.
+
+    Takes precedence over a bound execution connection, :func:`configure` and
+    the environment; the previous routing is restored on exit. Process-wide
+    (not per task), meant for tests such as :func:`bifrost.testing.fake_config`.
+
+    Args:
+        transport: Typically an ``httpx.MockTransport`` answering ``/api/sdk/v1/...``.
+        base_url: Base URL put in front of the request paths.
+        api_key: Bearer token to send, if any.
+        org: ``X-Bifrost-Org`` header to send, if any.
+    """
+    global _override
+    previous = _override
+    _override = _Settings(base_url=base_url.rstrip("/"), api_key=api_key, org=org, transport=transport)
+    try:
+        yield
+    finally:
+        _override = previous
+
+
 def _resolve() -> tuple[str, str | None, str | None, httpx.AsyncBaseTransport | None]:
+    if _override is not None:
+        return _override.base_url or "http://bifrost.test", _override.api_key, _override.org, _override.transport
     bound = current_connection()
     if bound is not None:
         return bound.base_url, bound.token, None, None
@@ -87,14 +129,20 @@ def _resolve() -> tuple[str, str | None, str | None, httpx.AsyncBaseTransport | 
 
 
 def _client(base_url: str, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-    # One client per event loop: httpx clients must not cross loops.
-    loop_id = id(asyncio.get_running_loop())
-    key = (base_url, loop_id, id(transport))
-    client = _clients.get(key)
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    # id(transport) is safe here: the transport is kept alive by whoever set it
+    # (_settings / _override) and configure() drops every cached client.
+    key = (base_url, id(transport))
+    client = per_loop.get(key)
     if client is None or client.is_closed:
         client = httpx.AsyncClient(base_url=base_url, transport=transport, timeout=httpx.Timeout(60.0, connect=10.0))
-        _clients[key] = client
+        per_loop[key] = client
     return client
+
+
+def segment(value: str) -> str:
+    """Percent-encode ``value`` as one URL path segment (``/`` included)."""
+    return quote(str(value), safe="")
 
 
 def _error_detail(response: httpx.Response) -> tuple[str, list[dict[str, Any]]]:
@@ -105,8 +153,10 @@ def _error_detail(response: httpx.Response) -> tuple[str, list[dict[str, Any]]]:
     if isinstance(body, dict):
         detail = str(body.get("detail") or body.get("message") or body)
         extra = body.get("extra")
-        errors = extra.get("errors", []) if isinstance(extra, dict) else extra if isinstance(extra, list) else []
-        return detail, errors if isinstance(errors, list) else []
+        errors: Any = body.get("errors")
+        if errors is None:
+            errors = extra.get("errors", []) if isinstance(extra, dict) else extra if isinstance(extra, list) else []
+        return detail, [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
     return str(body), []
 
 
@@ -156,6 +206,24 @@ async def request(
     Returns:
         The successful response.
     """
+    client, request = _build(method, path, json=json, params=params, content=content, headers=headers)
+    try:
+        response = await client.send(request)
+    except httpx.TransportError as exc:
+        raise WorkflowError(f"cannot reach the platform at {client.base_url}: {exc}") from exc
+    raise_for_response(response)
+    return response
+
+
+def _build(
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    params: dict[str, Any] | None = None,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[httpx.AsyncClient, httpx.Request]:
     base_url, token, org, transport = _resolve()
     send_headers = dict(headers or {})
     if token:
@@ -163,14 +231,34 @@ async def request(
     if org:
         send_headers["X-Bifrost-Org"] = org
     query = {k: v for k, v in (params or {}).items() if v is not None}
+    client = _client(base_url, transport)
+    request = client.build_request(
+        method, SDK_PREFIX + path, json=json, params=query, content=content, headers=send_headers
+    )
+    return client, request
+
+
+async def stream_lines(method: str, path: str, **kwargs: Any) -> AsyncIterator[str]:
+    """Send one SDK request and yield the response body line by line as it arrives.
+
+    Errors are raised like :func:`request` (before the first line).
+    """
+    client, request = _build(method, path, **kwargs)
     try:
-        response = await _client(base_url, transport).request(
-            method, SDK_PREFIX + path, json=json, params=query, content=content, headers=send_headers
-        )
+        response = await client.send(request, stream=True)
     except httpx.TransportError as exc:
-        raise WorkflowError(f"cannot reach the platform at {base_url}: {exc}") from exc
-    raise_for_response(response)
-    return response
+        raise WorkflowError(f"cannot reach the platform at {client.base_url}: {exc}") from exc
+    try:
+        if not response.is_success:
+            await response.aread()
+            raise_for_response(response)
+        try:
+            async for line in response.aiter_lines():
+                yield line
+        except httpx.TransportError as exc:
+            raise WorkflowError(f"the platform closed the stream: {exc}") from exc
+    finally:
+        await response.aclose()
 
 
 async def call(method: str, path: str, **kwargs: Any) -> Any:

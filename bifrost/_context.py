@@ -14,11 +14,18 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from bifrost.errors import ContextNotAvailableError
 from bifrost.types import ExecutionContext
 
-
-class ContextNotAvailableError(RuntimeError):
-    """``context`` was read outside of a workflow execution."""
+__all__ = [
+    "ContextNotAvailableError",
+    "PlatformConnection",
+    "bind_context",
+    "context",
+    "current_connection",
+    "current_context",
+    "set_process_context",
+]
 
 
 @dataclass(frozen=True)
@@ -116,8 +123,11 @@ class _ContextProxy:
     __slots__ = ()
 
     def __getattr__(self, item: str) -> Any:
-        if item.startswith("__"):
-            raise AttributeError(item)
+        # Unknown names are an AttributeError even outside an execution, so that
+        # hasattr()/getattr(default) probes (IPython display hooks, mocks, copy)
+        # behave normally instead of seeing ContextNotAvailableError.
+        if item not in _PROPERTIES:
+            raise AttributeError(f"bifrost.context has no property {item!r}; available: {', '.join(_PROPERTIES)}")
         ctx = current_context()
         if ctx is None:
             raise ContextNotAvailableError(
@@ -125,9 +135,10 @@ class _ContextProxy:
                 "Run the workflow through the platform (form, API, `bifrost run`, `%bifrost run`), "
                 "or wrap your test in `bifrost.testing.fake_context(...)`."
             )
-        if item not in _PROPERTIES:
-            raise AttributeError(f"bifrost.context has no property {item!r}; available: {', '.join(_PROPERTIES)}")
         return getattr(ctx, item)
+
+    def __setattr__(self, item: str, value: Any) -> None:
+        raise AttributeError("bifrost.context is read-only; the platform binds it for each execution")
 
     def __repr__(self) -> str:
         ctx = current_context()

@@ -35,9 +35,29 @@ def _body(
 
 
 @overload
-async def complete(prompt: str, *, response_format: type[M], system: str | None = ..., messages: list[dict[str, Any]] | None = ..., model: str | None = ..., max_tokens: int | None = ..., temperature: float | None = ..., knowledge: list[str] | None = ...) -> M: ...
+async def complete(
+    prompt: str,
+    *,
+    response_format: type[M],
+    system: str | None = ...,
+    messages: list[dict[str, Any]] | None = ...,
+    model: str | None = ...,
+    max_tokens: int | None = ...,
+    temperature: float | None = ...,
+    knowledge: list[str] | None = ...,
+) -> M: ...
 @overload
-async def complete(prompt: str, *, response_format: None = ..., system: str | None = ..., messages: list[dict[str, Any]] | None = ..., model: str | None = ..., max_tokens: int | None = ..., temperature: float | None = ..., knowledge: list[str] | None = ...) -> AIResponse: ...
+async def complete(
+    prompt: str,
+    *,
+    response_format: None = ...,
+    system: str | None = ...,
+    messages: list[dict[str, Any]] | None = ...,
+    model: str | None = ...,
+    max_tokens: int | None = ...,
+    temperature: float | None = ...,
+    knowledge: list[str] | None = ...,
+) -> AIResponse: ...
 
 
 async def complete(
@@ -85,10 +105,13 @@ async def stream(
     temperature: float | None = None,
     knowledge: list[str] | None = None,
 ) -> AsyncIterator[AIStreamChunk]:
-    """Yield ``AIStreamChunk``s as the model produces them."""
-    response = await _client.request(
-        "POST", "/ai/stream", json=_body(prompt, system, messages, model, max_tokens, temperature, knowledge)
-    )
-    for line in response.text.splitlines():
+    """Yield ``AIStreamChunk``s as the model produces them.
+
+    The platform answers with one JSON chunk per line (NDJSON); each line is
+    yielded as soon as it arrives. Arguments are those of :func:`complete`
+    (without ``response_format``).
+    """
+    body = _body(prompt, system, messages, model, max_tokens, temperature, knowledge)
+    async for line in _client.stream_lines("POST", "/ai/stream", json=body):
         if line.strip():
             yield AIStreamChunk.model_validate(json.loads(line))

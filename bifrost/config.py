@@ -35,5 +35,3 @@ async def delete(key: str) -> bool:
     """Delete ``key`` from the current organization. Returns True when it existed."""
     body = await _client.call_or_none("DELETE", f"/config/{quote(key, safe='')}")
     return bool(body and body.get("deleted"))
-
-

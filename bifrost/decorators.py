@@ -118,7 +118,9 @@ def _check_options(qualname: str, opts: dict[str, Any]) -> None:
             raise WorkflowDefinitionError(f"{where}: allowed_methods has {method!r}; use {', '.join(HTTP_METHODS)}")
     schedule = opts["schedule"]
     if schedule is not None and (not isinstance(schedule, str) or len(schedule.split()) not in (5, 6)):
-        raise WorkflowDefinitionError(f"{where}: schedule must be a cron expression such as '0 9 * * *', got {schedule!r}")
+        raise WorkflowDefinitionError(
+            f"{where}: schedule must be a cron expression such as '0 9 * * *', got {schedule!r}"
+        )
     time_saved = opts["time_saved"]
     if not isinstance(time_saved, int) or time_saved < 0:
         raise WorkflowDefinitionError(f"{where}: time_saved must be a whole number of minutes >= 0")
@@ -192,19 +194,15 @@ def workflow(
     Returns:
         The function itself (unchanged), or a decorator when called with options.
     """
-    opts = {
+    tag_list = list(tags) if tags is not None else []
+    method_list = list(allowed_methods) if allowed_methods is not None else ["POST"]
+    opts: dict[str, Any] = {
         "name": name,
-        "description": description,
-        "category": category,
-        "tags": list(tags) if tags is not None else [],
         "execution_mode": execution_mode,
         "timeout_seconds": timeout_seconds,
+        "tags": tag_list,
+        "allowed_methods": method_list,
         "schedule": schedule,
-        "endpoint_enabled": endpoint_enabled,
-        "allowed_methods": list(allowed_methods) if allowed_methods is not None else ["POST"],
-        "public_endpoint": public_endpoint,
-        "is_tool": is_tool,
-        "tool_description": tool_description,
         "time_saved": time_saved,
     }
 
@@ -213,29 +211,28 @@ def workflow(
         _check_options(fn.__qualname__, opts)
         doc_description, _ = parse_docstring(fn.__doc__)
         model, specs, schema = infer_parameters(fn, kind="workflow")
-        mode = opts["execution_mode"]
         definition = WorkflowDefinition(
             kind="workflow",
-            name=(opts["name"] or fn.__name__).strip(),
-            description=opts["description"] or doc_description,
+            name=(name or fn.__name__).strip(),
+            description=description or doc_description,
             func=fn,
             params_model=model,
             parameters=specs,
             params_schema=schema,
             module=fn.__module__,
             source_file=_source_file(fn),
-            category=opts["category"] or "General",
-            tags=opts["tags"],
-            execution_mode=mode or ("sync" if opts["endpoint_enabled"] else "async"),
-            execution_mode_explicit=mode is not None,
-            timeout_seconds=opts["timeout_seconds"],
-            schedule=opts["schedule"],
-            endpoint_enabled=bool(opts["endpoint_enabled"]),
-            allowed_methods=[m.upper() for m in opts["allowed_methods"]],
-            public_endpoint=bool(opts["public_endpoint"]),
-            is_tool=bool(opts["is_tool"]),
-            tool_description=opts["tool_description"],
-            time_saved=opts["time_saved"],
+            category=category or "General",
+            tags=list(tag_list),
+            execution_mode=execution_mode or ("sync" if endpoint_enabled else "async"),
+            execution_mode_explicit=execution_mode is not None,
+            timeout_seconds=timeout_seconds,
+            schedule=schedule,
+            endpoint_enabled=bool(endpoint_enabled),
+            allowed_methods=[m.upper() for m in method_list],
+            public_endpoint=bool(public_endpoint),
+            is_tool=bool(is_tool),
+            tool_description=tool_description,
+            time_saved=time_saved,
         )
         fn.__bifrost_definition__ = definition  # type: ignore[attr-defined]
         _registry.register(definition)
@@ -244,6 +241,19 @@ def workflow(
     if func is not None:
         return decorate(func)
     return decorate
+
+
+@overload
+def data_provider(func: F, /) -> F: ...
+@overload
+def data_provider(
+    func: None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    cache_ttl_seconds: int = 300,
+) -> Callable[[F], F]: ...
 
 
 def data_provider(
@@ -271,7 +281,9 @@ def data_provider(
         The function itself (unchanged), or a decorator.
     """
     if not isinstance(cache_ttl_seconds, int) or cache_ttl_seconds < 0:
-        raise WorkflowDefinitionError(f"@data_provider: cache_ttl_seconds must be an integer >= 0, got {cache_ttl_seconds!r}")
+        raise WorkflowDefinitionError(
+            f"@data_provider: cache_ttl_seconds must be an integer >= 0, got {cache_ttl_seconds!r}"
+        )
 
     def decorate(fn: F) -> F:
         _require_async(fn, "data_provider")

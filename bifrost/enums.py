@@ -1,11 +1,16 @@
-"""Enums of the SDK contract."""
+"""Enums of the SDK contract.
+
+They are :class:`enum.StrEnum` so that ``str()`` and f-strings give the value
+(``f"{ExecutionStatus.FAILED}"`` is ``"Failed"``) and members compare equal to
+their values (``ExecutionStatus.FAILED == "Failed"``).
+"""
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class ExecutionStatus(str, Enum):
+class ExecutionStatus(StrEnum):
     """Lifecycle state of an execution."""
 
     PENDING = "Pending"
@@ -15,7 +20,7 @@ class ExecutionStatus(str, Enum):
     CANCELLED = "Cancelled"
 
 
-class ConfigType(str, Enum):
+class ConfigType(StrEnum):
     """Type of a stored configuration value."""
 
     STRING = "string"
@@ -25,7 +30,7 @@ class ConfigType(str, Enum):
     INT = "int"
 
 
-class FormFieldType(str, Enum):
+class FormFieldType(StrEnum):
     """Field types of a form (the spec's five; the web app adds more)."""
 
     TEXT = "text"

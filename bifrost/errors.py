@@ -1,8 +1,9 @@
 """Errors raised by workflows and by the SDK.
 
-The five spec errors are plain ``Exception`` subclasses. The SDK adds two more
-specific ones (``PermissionDeniedError`` and ``NotFoundError``) that subclass
-``WorkflowError`` so that code catching the spec's errors still catches them.
+The five spec errors are plain ``Exception`` subclasses. The SDK adds more
+specific ones (``PermissionDeniedError``, ``NotFoundError``, ``NotAvailableError``)
+that subclass ``WorkflowError`` so that code catching the spec's errors still
+catches them.
 """
 
 from __future__ import annotations
@@ -53,6 +54,19 @@ class NotFoundError(WorkflowError):
 
 class NotAvailableError(WorkflowError):
     """The connected platform does not offer this SDK function yet (HTTP 501)."""
+
+
+class NoSuchFileError(NotFoundError, FileNotFoundError):
+    """``bifrost.files`` found no file at that path.
+
+    Both a :class:`NotFoundError` (what the platform answers) and a built-in
+    :class:`FileNotFoundError` (what local mode would naturally raise), so the
+    same ``except`` clause works with ``mode="cloud"`` and ``mode="local"``.
+    """
+
+
+class ContextNotAvailableError(RuntimeError):
+    """``bifrost.context`` was read outside of a workflow execution."""
 
 
 class WorkflowDefinitionError(TypeError):

@@ -55,4 +55,4 @@ async def get(execution_id: str) -> WorkflowExecution:
     Raises:
         NotFoundError: If it does not exist in the caller's scope.
     """
-    return WorkflowExecution.model_validate(await _client.call("GET", f"/executions/{execution_id}"))
+    return WorkflowExecution.model_validate(await _client.call("GET", f"/executions/{_client.segment(execution_id)}"))

@@ -5,6 +5,14 @@ periodically) or ``"uploads"`` (form uploads, read-only from workflows).
 ``mode``: ``"cloud"`` (default) is the platform's object store, reached over
 the SDK API; ``"local"`` uses the local filesystem relative to the current
 directory (``./<location>/<path>``), for CLI and notebook development.
+
+Paths are relative to the location's root and may not leave it: absolute
+paths, ``..`` escapes and (in local mode) symlinks pointing outside raise
+:class:`~bifrost.errors.ValidationError` in both modes. For ``location="uploads"``
+a leading ``uploads/`` is accepted and ignored, so the path a form upload field
+gives (``uploads/<form_id>/<uuid>/<name>``, as in the spec's example) can be
+passed as is. A missing file raises :class:`~bifrost.errors.NoSuchFileError`
+(both a ``NotFoundError`` and a ``FileNotFoundError``) in both modes.
 """
 
 from __future__ import annotations
@@ -12,32 +20,49 @@ from __future__ import annotations
 import asyncio
 import builtins
 import os
+import posixpath
 from pathlib import Path
 
 from bifrost import _client
-from bifrost.errors import ValidationError
+from bifrost.errors import NoSuchFileError, NotFoundError, ValidationError
 
 LOCATIONS = ("workspace", "temp", "uploads")
 MODES = ("cloud", "local")
 
 
-def _check(path: str, location: str, mode: str) -> None:
+def _check(path: str, location: str, mode: str) -> str:
+    """Validate the arguments and return ``path`` relative to the location root."""
     if location not in LOCATIONS:
         raise ValidationError(f"location must be one of {', '.join(LOCATIONS)}, got {location!r}")
     if mode not in MODES:
         raise ValidationError(f"mode must be 'cloud' or 'local', got {mode!r}")
+    if not isinstance(path, str):
+        raise ValidationError(f"path must be a string, got {type(path).__name__}")
     if "\x00" in path:
         raise ValidationError("path contains a NUL byte")
+    if os.path.isabs(path) or path.startswith(("/", "\\")):
+        raise ValidationError(f"path must be relative to the {location} location, got an absolute path {path!r}")
+    normalized = posixpath.normpath(path.replace("\\", "/")) if path else ""
+    if normalized == ".." or normalized.startswith("../"):
+        raise ValidationError(f"path {path!r} escapes the {location} location")
+    if location == "uploads" and path.startswith("uploads/"):
+        path = path[len("uploads/") :]
+    return path
 
 
 def _local_path(path: str, location: str) -> Path:
     """Resolve ``path`` inside ``./<location>``, refusing escapes (``..``, absolute, symlinks)."""
     root = (Path.cwd() / location).resolve()
-    if os.path.isabs(path):
-        raise ValidationError(f"path must be relative to the {location} location, got an absolute path {path!r}")
     target = (root / path).resolve()
     if target != root and root not in target.parents:
         raise ValidationError(f"path {path!r} escapes the {location} location")
+    return target
+
+
+def _local_file(path: str, location: str) -> Path:
+    target = _local_path(path, location)
+    if target == (Path.cwd() / location).resolve():
+        raise ValidationError(f"path must name a file inside the {location} location, got {path!r}")
     return target
 
 
@@ -45,12 +70,29 @@ def _params(path: str, location: str) -> dict[str, str]:
     return {"path": path, "location": location}
 
 
+def _read_only(location: str) -> None:
+    if location == "uploads":
+        raise ValidationError("the uploads location is read-only from workflows")
+
+
 async def read_bytes(path: str, location: str = "workspace", mode: str = "cloud") -> bytes:
-    """Read a file as bytes."""
-    _check(path, location, mode)
+    """Read a file as bytes.
+
+    Raises:
+        NoSuchFileError: If there is no such file.
+        ValidationError: If the path leaves the location or an argument is invalid.
+    """
+    relative = _check(path, location, mode)
     if mode == "local":
-        return await asyncio.to_thread(_local_path(path, location).read_bytes)
-    response = await _client.request("GET", "/files/content", params=_params(path, location))
+        target = _local_file(relative, location)
+        try:
+            return await asyncio.to_thread(target.read_bytes)
+        except FileNotFoundError:
+            raise NoSuchFileError(f"no file {path!r} in the {location} location") from None
+    try:
+        response = await _client.request("GET", "/files/content", params=_params(relative, location))
+    except NotFoundError as exc:
+        raise NoSuchFileError(str(exc) or f"no file {path!r} in the {location} location") from None
     return response.content
 
 
@@ -60,12 +102,11 @@ async def read(path: str, location: str = "workspace", mode: str = "cloud") -> s
 
 
 async def write_bytes(path: str, content: bytes, location: str = "workspace", mode: str = "cloud") -> None:
-    """Write a binary file (parent folders are created)."""
-    _check(path, location, mode)
-    if location == "uploads":
-        raise ValidationError("the uploads location is read-only from workflows")
+    """Write a binary file (parent folders are created, an existing file is replaced)."""
+    relative = _check(path, location, mode)
+    _read_only(location)
     if mode == "local":
-        target = _local_path(path, location)
+        target = _local_file(relative, location)
 
         def _write() -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +115,10 @@ async def write_bytes(path: str, content: bytes, location: str = "workspace", mo
         await asyncio.to_thread(_write)
         return
     await _client.request(
-        "PUT", "/files/content", params=_params(path, location), content=content,
+        "PUT",
+        "/files/content",
+        params=_params(relative, location),
+        content=content,
         headers={"Content-Type": "application/octet-stream"},
     )
 
@@ -85,31 +129,41 @@ async def write(path: str, content: str, location: str = "workspace", mode: str 
 
 
 async def list(directory: str = "", location: str = "workspace", mode: str = "cloud") -> builtins.list[str]:
-    """List a directory's entries (sub-folders end with ``/``)."""
-    _check(directory, location, mode)
+    """List a directory's entries, sorted (sub-folders end with ``/``; a missing folder is empty)."""
+    relative = _check(directory, location, mode)
     if mode == "local":
-        folder = _local_path(directory, location)
+        folder = _local_path(relative, location)
         if not folder.is_dir():
             return []
         return sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-    return builtins.list(await _client.call("GET", "/files/list", params=_params(directory, location)))
+    return builtins.list(await _client.call("GET", "/files/list", params=_params(relative, location)))
 
 
 async def delete(path: str, location: str = "workspace", mode: str = "cloud") -> None:
-    """Delete a file."""
-    _check(path, location, mode)
-    if location == "uploads":
-        raise ValidationError("the uploads location is read-only from workflows")
+    """Delete a file.
+
+    Raises:
+        NoSuchFileError: If there is no such file.
+    """
+    relative = _check(path, location, mode)
+    _read_only(location)
     if mode == "local":
-        await asyncio.to_thread(_local_path(path, location).unlink)
+        target = _local_file(relative, location)
+        try:
+            await asyncio.to_thread(target.unlink)
+        except FileNotFoundError:
+            raise NoSuchFileError(f"no file {path!r} in the {location} location") from None
         return
-    await _client.call("DELETE", "/files/content", params=_params(path, location))
+    try:
+        await _client.call("DELETE", "/files/content", params=_params(relative, location))
+    except NotFoundError as exc:
+        raise NoSuchFileError(str(exc) or f"no file {path!r} in the {location} location") from None
 
 
 async def exists(path: str, location: str = "workspace", mode: str = "cloud") -> bool:
     """Return True when the file exists."""
-    _check(path, location, mode)
+    relative = _check(path, location, mode)
     if mode == "local":
-        return _local_path(path, location).exists()
-    body = await _client.call("GET", "/files/exists", params=_params(path, location))
+        return _local_path(relative, location).exists()
+    body = await _client.call("GET", "/files/exists", params=_params(relative, location))
     return bool(body["exists"])

@@ -19,4 +19,4 @@ async def get(form_id: str) -> FormPublic:
     Raises:
         NotFoundError: If the caller may not see it or it does not exist.
     """
-    return FormPublic.model_validate(await _client.call("GET", f"/forms/{form_id}"))
+    return FormPublic.model_validate(await _client.call("GET", f"/forms/{_client.segment(form_id)}"))

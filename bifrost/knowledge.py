@@ -12,7 +12,9 @@ from bifrost.types import KnowledgeDocument, NamespaceInfo
 async def store(content: str, namespace: str = "default", key: str | None = None, metadata: dict | None = None) -> str:
     """Store a document; the same ``key`` in the same namespace replaces it. Returns the document id."""
     body = await _client.call(
-        "POST", "/knowledge/documents", json={"content": content, "namespace": namespace, "key": key, "metadata": metadata or {}}
+        "POST",
+        "/knowledge/documents",
+        json={"content": content, "namespace": namespace, "key": key, "metadata": metadata or {}},
     )
     return str(body["id"])
 
@@ -29,7 +31,13 @@ async def search(
     body = await _client.call(
         "POST",
         "/knowledge/search",
-        json={"query": query, "namespaces": namespaces, "limit": limit, "min_score": min_score, "metadata_filter": metadata_filter},
+        json={
+            "query": query,
+            "namespaces": namespaces,
+            "limit": limit,
+            "min_score": min_score,
+            "metadata_filter": metadata_filter,
+        },
     )
     return [KnowledgeDocument.model_validate(r) for r in body]
 
@@ -48,7 +56,7 @@ async def delete(key: str, namespace: str = "default") -> bool:
 
 async def delete_namespace(namespace: str) -> int:
     """Delete every document of a namespace; returns how many were deleted."""
-    body = await _client.call("DELETE", f"/knowledge/namespaces/{namespace}")
+    body = await _client.call("DELETE", f"/knowledge/namespaces/{_client.segment(namespace)}")
     return int(body.get("deleted", 0))
 
 

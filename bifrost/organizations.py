@@ -21,7 +21,7 @@ async def get(org_id: str) -> Organization:
     Raises:
         NotFoundError: If there is none.
     """
-    return Organization.model_validate(await _client.call("GET", f"/organizations/{org_id}"))
+    return Organization.model_validate(await _client.call("GET", f"/organizations/{_client.segment(org_id)}"))
 
 
 async def list() -> builtins.list[Organization]:
@@ -31,10 +31,12 @@ async def list() -> builtins.list[Organization]:
 
 async def update(org_id: str, **updates: Any) -> Organization:
     """Update ``name``, ``domain`` or ``is_active`` of an organization."""
-    return Organization.model_validate(await _client.call("PATCH", f"/organizations/{org_id}", json=updates))
+    return Organization.model_validate(
+        await _client.call("PATCH", f"/organizations/{_client.segment(org_id)}", json=updates)
+    )
 
 
 async def delete(org_id: str) -> bool:
     """Soft-delete (deactivate) an organization. Returns True when it existed."""
-    body = await _client.call_or_none("DELETE", f"/organizations/{org_id}")
+    body = await _client.call_or_none("DELETE", f"/organizations/{_client.segment(org_id)}")
     return bool(body and body.get("deleted"))

@@ -24,7 +24,7 @@ async def get(role_id: str) -> Role:
     Raises:
         NotFoundError: If there is none in the caller's organization.
     """
-    return Role.model_validate(await _client.call("GET", f"/roles/{role_id}"))
+    return Role.model_validate(await _client.call("GET", f"/roles/{_client.segment(role_id)}"))
 
 
 async def list() -> builtins.list[Role]:
@@ -34,29 +34,29 @@ async def list() -> builtins.list[Role]:
 
 async def update(role_id: str, **updates: Any) -> Role:
     """Update ``name``, ``description`` or ``is_active`` of a role."""
-    return Role.model_validate(await _client.call("PATCH", f"/roles/{role_id}", json=updates))
+    return Role.model_validate(await _client.call("PATCH", f"/roles/{_client.segment(role_id)}", json=updates))
 
 
 async def delete(role_id: str) -> None:
     """Soft-delete (deactivate) a role."""
-    await _client.call("DELETE", f"/roles/{role_id}")
+    await _client.call("DELETE", f"/roles/{_client.segment(role_id)}")
 
 
 async def list_users(role_id: str) -> builtins.list[str]:
     """Return the ids of users assigned to the role."""
-    return builtins.list(await _client.call("GET", f"/roles/{role_id}/users"))
+    return builtins.list(await _client.call("GET", f"/roles/{_client.segment(role_id)}/users"))
 
 
 async def list_forms(role_id: str) -> builtins.list[str]:
     """Return the ids of forms assigned to the role."""
-    return builtins.list(await _client.call("GET", f"/roles/{role_id}/forms"))
+    return builtins.list(await _client.call("GET", f"/roles/{_client.segment(role_id)}/forms"))
 
 
 async def assign_users(role_id: str, user_ids: builtins.list[str]) -> None:
     """Assign users (of the role's organization) to the role; already assigned ones are kept."""
-    await _client.call("POST", f"/roles/{role_id}/users", json={"user_ids": user_ids})
+    await _client.call("POST", f"/roles/{_client.segment(role_id)}/users", json={"user_ids": user_ids})
 
 
 async def assign_forms(role_id: str, form_ids: builtins.list[str]) -> None:
     """Assign forms to the role; already assigned ones are kept."""
-    await _client.call("POST", f"/roles/{role_id}/forms", json={"form_ids": form_ids})
+    await _client.call("POST", f"/roles/{_client.segment(role_id)}/forms", json={"form_ids": form_ids})

@@ -33,7 +33,10 @@ async def create(
 ) -> TableInfo:
     """Create a table explicitly."""
     body = await _client.call(
-        "POST", "/tables", json={"name": name, "description": description, "table_schema": table_schema}, params=_scope(scope, app)
+        "POST",
+        "/tables",
+        json={"name": name, "description": description, "table_schema": table_schema},
+        params=_scope(scope, app),
     )
     return TableInfo.model_validate(body)
 
@@ -53,13 +56,17 @@ async def insert(
     table: str, data: dict, id: str | None = None, scope: str | None = None, app: str | None = None
 ) -> DocumentData:
     """Insert a document (the table is created when missing)."""
-    body = await _client.call("POST", f"/tables/{_t(table)}/documents", json={"id": id, "data": data}, params=_scope(scope, app))
+    body = await _client.call(
+        "POST", f"/tables/{_t(table)}/documents", json={"id": id, "data": data}, params=_scope(scope, app)
+    )
     return DocumentData.model_validate(body)
 
 
 async def upsert(table: str, id: str, data: dict, scope: str | None = None, app: str | None = None) -> DocumentData:
     """Create or replace the document with this id."""
-    body = await _client.call("PUT", f"/tables/{_t(table)}/documents/{_t(id)}", json={"data": data}, params=_scope(scope, app))
+    body = await _client.call(
+        "PUT", f"/tables/{_t(table)}/documents/{_t(id)}", json={"data": data}, params=_scope(scope, app)
+    )
     return DocumentData.model_validate(body)
 
 
@@ -69,7 +76,9 @@ async def get(table: str, doc_id: str, scope: str | None = None, app: str | None
     return DocumentData.model_validate(body) if body else None
 
 
-async def update(table: str, doc_id: str, data: dict, scope: str | None = None, app: str | None = None) -> DocumentData | None:
+async def update(
+    table: str, doc_id: str, data: dict, scope: str | None = None, app: str | None = None
+) -> DocumentData | None:
     """Merge ``data`` into a document; None when it does not exist."""
     body = await _client.call_or_none(
         "PATCH", f"/tables/{_t(table)}/documents/{_t(doc_id)}", json={"data": data}, params=_scope(scope, app)
@@ -79,7 +88,9 @@ async def update(table: str, doc_id: str, data: dict, scope: str | None = None, 
 
 async def delete_document(table: str, doc_id: str, scope: str | None = None, app: str | None = None) -> bool:
     """Delete one document."""
-    body = await _client.call_or_none("DELETE", f"/tables/{_t(table)}/documents/{_t(doc_id)}", params=_scope(scope, app))
+    body = await _client.call_or_none(
+        "DELETE", f"/tables/{_t(table)}/documents/{_t(doc_id)}", params=_scope(scope, app)
+    )
     return bool(body and body.get("deleted"))
 
 
@@ -105,5 +116,7 @@ async def query(
 
 async def count(table: str, where: dict | None = None, scope: str | None = None, app: str | None = None) -> int:
     """Count matching documents."""
-    body = await _client.call("POST", f"/tables/{_t(table)}/count", json={"where": where or {}}, params=_scope(scope, app))
+    body = await _client.call(
+        "POST", f"/tables/{_t(table)}/count", json={"where": where or {}}, params=_scope(scope, app)
+    )
     return int(body["count"])

@@ -45,7 +45,7 @@ async def create(
 
 async def get(user_id: str) -> UserPublic | None:
     """Return a user, or None when there is no such user."""
-    body = await _client.call_or_none("GET", f"/users/{user_id}")
+    body = await _client.call_or_none("GET", f"/users/{_client.segment(user_id)}")
     return UserPublic.model_validate(body) if body else None
 
 
@@ -56,10 +56,10 @@ async def list(org_id: str | None = None) -> builtins.list[UserPublic]:
 
 async def update(user_id: str, **updates: Any) -> UserPublic:
     """Update ``email``, ``name``, ``is_active``, ``is_superuser``, ``org_id`` or ``password``."""
-    return UserPublic.model_validate(await _client.call("PATCH", f"/users/{user_id}", json=updates))
+    return UserPublic.model_validate(await _client.call("PATCH", f"/users/{_client.segment(user_id)}", json=updates))
 
 
 async def delete(user_id: str) -> bool:
     """Soft-delete (deactivate) a user. Returns True when it existed."""
-    body = await _client.call_or_none("DELETE", f"/users/{user_id}")
+    body = await _client.call_or_none("DELETE", f"/users/{_client.segment(user_id)}")
     return bool(body and body.get("deleted"))

@@ -17,7 +17,7 @@ async def list() -> builtins.list[WorkflowMetadata]:
 
 async def get(execution_id: str) -> WorkflowExecution:
     """Return the execution with this id (as the spec defines ``workflows.get``)."""
-    return WorkflowExecution.model_validate(await _client.call("GET", f"/executions/{execution_id}"))
+    return WorkflowExecution.model_validate(await _client.call("GET", f"/executions/{_client.segment(execution_id)}"))
 
 
 async def execute(workflow_name: str, params: dict[str, Any] | None = None, *, wait: bool = True) -> WorkflowExecution:
@@ -32,6 +32,9 @@ async def execute(workflow_name: str, params: dict[str, Any] | None = None, *, w
         The execution record.
     """
     body = await _client.call(
-        "POST", f"/workflows/{workflow_name}/execute", json={"params": params or {}}, params={"wait": str(wait).lower()}
+        "POST",
+        f"/workflows/{_client.segment(workflow_name)}/execute",
+        json={"params": params or {}},
+        params={"wait": str(wait).lower()},
     )
     return WorkflowExecution.model_validate(body)
