@@ -250,7 +250,13 @@ def model_from_json_schema(schema: dict[str, Any], name: str = "Parameters") -> 
     lengths, pattern, multipleOf, item and property counts), nested models and
     their extra-field policy, dict value types and nullability are kept.
 
-    Known approximations (both more lenient than the original, never stricter):
+    Defaults made by a ``default_factory`` are not in the schema: they are
+    rebuilt as an empty list/dict for arrays/objects, else None. Callers
+    forwarding validated input to the worker should therefore send
+    ``model_dump(mode="json", exclude_unset=True)`` and let the worker apply its
+    own defaults.
+
+    Known approximations (more lenient than the original, never stricter):
     a self-referencing model is checked one level deep; an ``Enum`` with int
     values is rebuilt like an ``IntEnum`` (so ``"1"`` is accepted for 1 and
     coerced); a ``Decimal`` is rebuilt as ``float | str``.
@@ -378,7 +384,14 @@ class _Rebuilder:
         fields: dict[str, Any] = {}
         for index, (prop, prop_schema) in enumerate(schema.get("properties", {}).items()):
             annotation = self.type_of(prop_schema, f"{name}_{prop}")
-            kwargs: dict[str, Any] = {"default": ... if prop in required else prop_schema.get("default")}
+            kwargs: dict[str, Any] = {}
+            if prop in required:
+                kwargs["default"] = ...
+            elif isinstance(prop_schema, dict) and "default" in prop_schema:
+                kwargs["default"] = _typed_default(annotation, prop_schema["default"])
+            else:
+                # A default_factory leaves no default in the schema; empty containers are the usual case.
+                kwargs.update(_empty_default(prop_schema))
             if isinstance(prop_schema, dict) and prop_schema.get("description"):
                 kwargs["description"] = prop_schema["description"]
             field_name = prop
@@ -391,6 +404,25 @@ class _Rebuilder:
         )
         config = ConfigDict(extra=policy, protected_namespaces=())  # type: ignore[typeddict-item]
         return create_model(name, __config__=config, **fields)
+
+
+def _typed_default(annotation: Any, value: Any) -> Any:
+    """Turn a JSON default back into the field's type (``"red"`` -> the enum member, ISO -> date)."""
+    if value is None:
+        return None
+    try:
+        return TypeAdapter(annotation).validate_python(value)
+    except Exception:  # a default the type refuses: keep it as stored, like pydantic does
+        return value
+
+
+def _empty_default(schema: Any) -> dict[str, Any]:
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind == "array":
+        return {"default_factory": list}
+    if kind == "object" and "properties" not in schema:
+        return {"default_factory": dict}
+    return {"default": None}
 
 
 def validate_parameters(model: type[BaseModel], params: dict[str, Any] | None) -> BaseModel:

@@ -194,14 +194,13 @@ def workflow(
     Returns:
         The function itself (unchanged), or a decorator when called with options.
     """
-    tag_list = list(tags) if tags is not None else []
-    method_list = list(allowed_methods) if allowed_methods is not None else ["POST"]
+    # Checked as given (a bare string is not a list of tags), copied once valid.
     opts: dict[str, Any] = {
         "name": name,
         "execution_mode": execution_mode,
         "timeout_seconds": timeout_seconds,
-        "tags": tag_list,
-        "allowed_methods": method_list,
+        "tags": tags if tags is not None else [],
+        "allowed_methods": allowed_methods if allowed_methods is not None else ["POST"],
         "schedule": schedule,
         "time_saved": time_saved,
     }
@@ -222,13 +221,13 @@ def workflow(
             module=fn.__module__,
             source_file=_source_file(fn),
             category=category or "General",
-            tags=list(tag_list),
+            tags=list(opts["tags"]),
             execution_mode=execution_mode or ("sync" if endpoint_enabled else "async"),
             execution_mode_explicit=execution_mode is not None,
             timeout_seconds=timeout_seconds,
             schedule=schedule,
             endpoint_enabled=bool(endpoint_enabled),
-            allowed_methods=[m.upper() for m in method_list],
+            allowed_methods=[m.upper() for m in opts["allowed_methods"]],
             public_endpoint=bool(public_endpoint),
             is_tool=bool(is_tool),
             tool_description=tool_description,
