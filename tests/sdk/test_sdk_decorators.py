@@ -243,7 +243,7 @@ async def test_data_provider_with_parameters_for_cascading_fields() -> None:
 def test_data_provider_refuses_bad_definitions() -> None:
     with pytest.raises(WorkflowDefinitionError, match="cache_ttl_seconds"):
         data_provider(cache_ttl_seconds=-1)
-    with pytest.raises(WorkflowDefinitionError, match="sync_provider.*async def"):
+    with pytest.raises(WorkflowDefinitionError, match=r"sync_provider.*async def"):
 
         @data_provider
         def sync_provider() -> list[Any]:
@@ -379,9 +379,9 @@ def test_defaults_and_optionals() -> None:
     async def defaults(
         a: str = "x",
         b: int | None = None,
-        c: str = None,  # type: ignore[assignment] - implicit Optional, common in author code
-        d=3,  # noqa: ANN001 - unannotated: type from the default
-        e=None,  # noqa: ANN001
+        c: str = None,  # type: ignore[assignment]  # noqa: RUF013 - implicit Optional, common in author code
+        d=3,
+        e=None,
         f: Color = Color.BLUE,
         g: dt.date = dt.date(2024, 1, 31),
     ) -> None: ...
@@ -502,7 +502,7 @@ async def _any_param(anything: Any) -> None: ...
 async def _bad_literal(kind: Literal[b"x"]) -> None: ...
 async def _underscore(_private: int) -> None: ...
 async def _reserved(model_config: str) -> None: ...
-async def _unjsonable_default(when: str = object()) -> None: ...  # type: ignore[assignment]  # noqa: B008
+async def _unjsonable_default(when: str = object()) -> None: ...  # type: ignore[assignment]
 async def _unresolvable(x: DoesNotExist) -> None: ...  # type: ignore[name-defined]  # noqa: F821
 
 
@@ -541,5 +541,5 @@ def test_unsupported_parameters_fail_naming_function_and_parameter(
 
 
 def test_unresolvable_annotation_names_the_function() -> None:
-    with pytest.raises(WorkflowDefinitionError, match="_unresolvable.*DoesNotExist"):
+    with pytest.raises(WorkflowDefinitionError, match=r"_unresolvable.*DoesNotExist"):
         workflow(_unresolvable)

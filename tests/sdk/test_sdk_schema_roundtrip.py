@@ -31,7 +31,7 @@ class Priority(enum.IntEnum):
     HIGH = 2
 
 
-class Shade(str, enum.Enum):
+class Shade(str, enum.Enum):  # noqa: UP042 - the classic str-mixin spelling
     LIGHT = "light"
     DARK = "dark"
 
@@ -94,7 +94,7 @@ async def everything(
     aliased: Aliased | None = None,
     bounded: Annotated[int, Field(ge=1, le=10)] = 5,
     code: Annotated[str, Field(min_length=2, max_length=4, pattern="^[A-Z]+$")] = "AB",
-    note: str = None,  # type: ignore[assignment]
+    note: str = None,  # type: ignore[assignment]  # noqa: RUF013 - implicit Optional
 ) -> None:
     """Every parameter shape the platform supports."""
 
@@ -156,7 +156,7 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
             }
         },
         True,
-    ),  # fmt: skip
+    ),
     ("nested ge", {"person": {**VALID_PERSON, "age": -1}}, False),
     ("nested lt", {"person": {**VALID_PERSON, "age": 150}}, False),
     ("nested max_length", {"person": {**VALID_PERSON, "name": "x" * 21}}, False),
