@@ -1,0 +1,607 @@
+"""A pool of warm worker processes that run executions one at a time each.
+
+Workers (:mod:`app.engine.worker`) import the workspace once at start, so a
+run costs no interpreter start. The pool enforces limits from the outside: a
+job past its timeout, or cancelled, gets its worker SIGKILLed (with the whole
+process group, so child processes go too) and the worker is replaced. A worker
+that dies on its own fails its job as ``WorkerLost`` and is replaced as well.
+
+:meth:`WorkerPool.run` never raises for anything the workflow does: every
+outcome is a :class:`~app.engine.protocol.JobResult`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from app.engine.protocol import (
+    STATUS_CANCELLED,
+    STATUS_FAILED,
+    Job,
+    JobResult,
+    LogRecord,
+    ScanResult,
+    decode_message,
+    encode_message,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+WORKER_MODULE = "app.engine.worker"
+# Folder that contains the ``app`` package, so workers can import it from any cwd.
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Results may be large JSON lines; the worker caps them at 32 MiB.
+_LINE_LIMIT = 64 * 1024 * 1024
+_STDERR_TAIL_LINES = 40
+_RETIRE_GRACE_SECONDS = 5.0
+_MAX_RESPAWN_DELAY = 10.0
+# Inherited variables a worker must not see (it holds no database credentials
+# or keys); pass what it needs explicitly with ``env``.
+_PRIVATE_ENV_PREFIXES = ("BIFROST_",)
+_PRIVATE_ENV_NAMES = frozenset({"DATABASE_URL", "PGPASSWORD"})
+
+# Why the pool killed a worker; None means it died on its own.
+_TIMEOUT, _CANCELLED, _STOPPED, _RETIRED = "timeout", "cancelled", "stopped", "retired"
+
+
+class WorkerStartError(RuntimeError):
+    """A worker process could not start (it exited or hung before it was ready)."""
+
+
+@dataclass(eq=False)
+class _Pending:
+    job: Job
+    future: asyncio.Future[JobResult]
+    worker: _Worker | None = None
+    dispatched_at: datetime | None = None
+    started_at: datetime | None = None
+    requeued: bool = False
+
+
+@dataclass(eq=False)
+class _Worker:
+    proc: asyncio.subprocess.Process
+    generation: int
+    ready: asyncio.Future[dict[str, Any]]
+    current: _Pending | None = None
+    kill_reason: str | None = None
+    timer: asyncio.TimerHandle | None = None
+    stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_STDERR_TAIL_LINES))
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def _worker_command(workspace: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", WORKER_MODULE, "--workspace", str(workspace), *extra]
+
+
+def worker_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """Build a worker's environment: ours minus private variables, then ``env``.
+
+    Args:
+        env: Variables to set in the worker (win over inherited ones).
+
+    Returns:
+        The environment, with the project root on ``PYTHONPATH`` so that
+        ``python -m app.engine.worker`` works from any working directory.
+    """
+    merged = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(_PRIVATE_ENV_PREFIXES) and key not in _PRIVATE_ENV_NAMES
+    }
+    merged.update(env or {})
+    paths = [p for p in merged.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if str(_PROJECT_ROOT) not in paths:
+        merged["PYTHONPATH"] = os.pathsep.join([*paths, str(_PROJECT_ROOT)])
+    return merged
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    # Workers lead their own process group: killing the group also ends
+    # processes the workflow started.
+    if proc.returncode is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "ended unexpectedly"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown signal"
+        return f"was killed by signal {name} ({-returncode})"
+    return f"exited with code {returncode}"
+
+
+def _format_seconds(seconds: float) -> str:
+    return f"{seconds:g} second{'' if seconds == 1 else 's'}"
+
+
+async def scan_workspace(
+    workspace: Path | str, *, env: dict[str, str] | None = None, timeout: float = 300.0
+) -> ScanResult:
+    """Import the workspace in a one-shot worker process and return what it found.
+
+    Args:
+        workspace: The workspace folder.
+        env: Extra environment variables for the process.
+        timeout: Seconds before the scan process is killed.
+
+    Returns:
+        Metadata of the available workflows and data providers, and the errors.
+
+    Raises:
+        RuntimeError: If the scan process fails or times out.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        *_worker_command(Path(workspace), "--scan"),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=worker_environment(env),
+        start_new_session=True,
+        limit=_LINE_LIMIT,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        _kill_group(proc)
+        await proc.wait()
+        raise RuntimeError(f"workspace scan of {workspace} did not finish within {_format_seconds(timeout)}") from None
+    lines = out.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(err.decode(errors="replace").strip().splitlines()[-_STDERR_TAIL_LINES:])
+        raise RuntimeError(f"workspace scan process {_describe_exit(proc.returncode)}:\n{tail}")
+    return ScanResult.from_dict(decode_message(lines[-1]))
+
+
+class WorkerPool:
+    """Warm worker processes running jobs from a queue, one job per worker at a time.
+
+    Args:
+        workspace: The workspace folder workers import.
+        size: Number of worker processes.
+        on_log: Called (in the event loop) with each captured log line of an
+            execution, as it is produced. May also be assigned later.
+        env: Environment variables for workers, merged over ``os.environ``
+            minus ``BIFROST_*``, ``DATABASE_URL`` and ``PGPASSWORD``.
+        start_timeout: Seconds a worker may take to import the workspace.
+    """
+
+    def __init__(
+        self,
+        workspace: Path | str,
+        size: int,
+        *,
+        on_log: Callable[[LogRecord], None] | None = None,
+        env: dict[str, str] | None = None,
+        start_timeout: float = 120.0,
+    ) -> None:
+        if size < 1:
+            raise ValueError("a worker pool needs at least one worker")
+        self.workspace = Path(workspace).resolve()
+        self.size = size
+        self.on_log = on_log
+        self.start_timeout = start_timeout
+        self.last_scan: ScanResult | None = None
+        self._extra_env = dict(env or {})
+        self._env = worker_environment(env)
+        self._running = False
+        self._stopping = asyncio.Event()
+        self._start_failures = 0
+        self._generation = 0
+        self._workers: set[_Worker] = set()
+        self._idle: list[_Worker] = []
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._pending: dict[str, _Pending] = {}
+        self._respawns: set[asyncio.Task[None]] = set()
+
+    # ----- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start ``size`` workers and wait until each has imported the workspace.
+
+        Raises:
+            WorkerStartError: If a worker exits or hangs before it is ready
+                (the pool is stopped again).
+        """
+        if self._running:
+            return
+        self._running = True
+        self._stopping.clear()
+        try:
+            workers = [await self._spawn() for _ in range(self.size)]
+            await asyncio.gather(*(w.ready for w in workers))
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self, timeout: float = 0.0) -> None:
+        """Stop every worker.
+
+        Queued jobs and jobs still running after ``timeout`` end FAILED
+        (``WorkerLost``); their ``run()`` calls return.
+
+        Args:
+            timeout: Seconds to let running jobs finish first.
+        """
+        if timeout > 0:
+            running = [w.current.future for w in self._workers if w.current is not None]
+            if running:
+                await asyncio.wait(running, timeout=timeout)
+        self._running = False
+        self._stopping.set()
+        # Let pending respawns finish (not cancel them mid-spawn, which could
+        # leak a process); they start nothing once _running is False.
+        await asyncio.gather(*self._respawns, return_exceptions=True)
+        while self._queue:
+            pending = self._queue.popleft()
+            self._resolve(
+                pending, self._failure(pending, "WorkerLost", "The worker pool stopped before the job started")
+            )
+        workers = list(self._workers)
+        for worker in workers:
+            worker.kill_reason = worker.kill_reason or _STOPPED
+            _kill_group(worker.proc)
+        tasks = [t for w in workers for t in w.tasks]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._idle.clear()
+
+    def reload(self) -> None:
+        """Make new runs use the current workspace files.
+
+        Idle workers are replaced now, busy ones after their current job; jobs
+        submitted from now on only run on workers that imported the new code.
+        """
+        self._generation += 1
+        idle, self._idle = self._idle, []
+        for worker in idle:
+            self._retire(worker)
+
+    # ----- running -----------------------------------------------------------------------------
+    async def run(self, job: Job) -> JobResult:
+        """Run a job on the next free worker and return how it ended.
+
+        Workflow failures, timeouts, cancellation and worker crashes all come
+        back as a result, never as an exception. If the calling task is
+        cancelled, the job is cancelled too.
+
+        Args:
+            job: The job; ``execution_id`` must not be queued or running already.
+
+        Returns:
+            The job's result.
+
+        Raises:
+            RuntimeError: If the pool is not running.
+            ValueError: If a job with the same execution id is queued or running.
+        """
+        if not self._running:
+            raise RuntimeError("the worker pool is not running")
+        if job.execution_id in self._pending:
+            raise ValueError(f"execution {job.execution_id} is already queued or running")
+        pending = _Pending(job, asyncio.get_running_loop().create_future())
+        self._pending[job.execution_id] = pending
+        if self._idle and not self._queue:
+            self._dispatch(self._idle.pop(), pending)
+        else:
+            self._queue.append(pending)
+        try:
+            return await pending.future
+        except asyncio.CancelledError:
+            self._abandon(pending)
+            raise
+        finally:
+            self._pending.pop(job.execution_id, None)
+
+    async def cancel(self, execution_id: str) -> bool:
+        """Cancel a queued or running job; its ``run()`` returns status Cancelled.
+
+        A running job's worker is killed and replaced. Returns once the job has
+        ended (it may still have completed if it finished at that very moment).
+
+        Args:
+            execution_id: The job's execution id.
+
+        Returns:
+            True if the job was queued or running, False if unknown or finished.
+        """
+        pending = self._pending.get(execution_id)
+        if pending is None or pending.future.done():
+            return False
+        if pending.worker is None:
+            with contextlib.suppress(ValueError):
+                self._queue.remove(pending)
+            self._resolve(pending, self._cancelled(pending))
+            return True
+        worker = pending.worker
+        worker.kill_reason = worker.kill_reason or _CANCELLED
+        _kill_group(worker.proc)
+        await asyncio.wait([pending.future])
+        return True
+
+    async def scan(self) -> ScanResult:
+        """Import the workspace in a one-shot process and return what it defines.
+
+        Raises:
+            RuntimeError: If the scan process fails.
+        """
+        return await scan_workspace(self.workspace, env=self._extra_env)
+
+    def stats(self) -> dict[str, int]:
+        """Return counts: ``size``, ``workers``, ``busy``, ``idle``, ``starting``, ``queued``, ``generation``."""
+        busy = sum(1 for w in self._workers if w.current is not None)
+        starting = sum(1 for w in self._workers if not w.ready.done())
+        return {
+            "size": self.size,
+            "workers": len(self._workers),
+            "busy": busy,
+            "idle": len(self._idle),
+            "starting": starting,
+            "queued": len(self._queue),
+            "generation": self._generation,
+        }
+
+    def pids(self) -> list[int]:
+        """Return the process ids of the live workers."""
+        return sorted(w.pid for w in self._workers if w.proc.returncode is None)
+
+    def pid_of(self, execution_id: str) -> int | None:
+        """Return the pid of the worker running ``execution_id``, or None if it is not running."""
+        pending = self._pending.get(execution_id)
+        return pending.worker.pid if pending is not None and pending.worker is not None else None
+
+    # ----- internals: scheduling ----------------------------------------------------------------
+    def _dispatch(self, worker: _Worker, pending: _Pending) -> None:
+        worker.current = pending
+        pending.worker = worker
+        pending.dispatched_at = utcnow()
+        job = pending.job
+        worker.timer = asyncio.get_running_loop().call_later(job.timeout_seconds, self._on_timeout, worker, pending)
+        assert worker.proc.stdin is not None
+        worker.proc.stdin.write(encode_message(job.to_message()))
+
+    def _pump(self) -> None:
+        while self._queue and self._idle:
+            self._dispatch(self._idle.pop(), self._queue.popleft())
+
+    def _release(self, worker: _Worker) -> None:
+        """A worker finished its job: back to idle, or out if it is stale."""
+        if worker.kill_reason is not None:
+            return  # being killed; replaced when it exits
+        if not self._running or worker.generation != self._generation:
+            self._retire(worker)
+            return
+        self._idle.append(worker)
+        self._pump()
+
+    def _abandon(self, pending: _Pending) -> None:
+        # The caller of run() went away: do not leave the job queued or running.
+        if pending.worker is None:
+            with contextlib.suppress(ValueError):
+                self._queue.remove(pending)
+        elif pending.worker.current is pending:
+            pending.worker.kill_reason = pending.worker.kill_reason or _CANCELLED
+            _kill_group(pending.worker.proc)
+
+    def _on_timeout(self, worker: _Worker, pending: _Pending) -> None:
+        if worker.current is pending and not pending.future.done():
+            worker.kill_reason = worker.kill_reason or _TIMEOUT
+            _kill_group(worker.proc)
+
+    @staticmethod
+    def _resolve(pending: _Pending, result: JobResult) -> None:
+        if not pending.future.done():
+            pending.future.set_result(result)
+
+    def _failure(self, pending: _Pending, error_type: str, message: str, tb: str | None = None) -> JobResult:
+        now = utcnow()
+        started = pending.started_at or pending.dispatched_at or now
+        return JobResult(
+            execution_id=pending.job.execution_id,
+            status=STATUS_FAILED,
+            error_message=message,
+            error_type=error_type,
+            traceback=tb,
+            started_at=started,
+            completed_at=now,
+            duration_ms=max(0, int((now - started).total_seconds() * 1000)),
+        )
+
+    def _cancelled(self, pending: _Pending) -> JobResult:
+        result = self._failure(pending, "Cancelled", "Cancelled")
+        result.status = STATUS_CANCELLED
+        return result
+
+    # ----- internals: processes ------------------------------------------------------------------
+    async def _spawn(self) -> _Worker:
+        proc = await asyncio.create_subprocess_exec(
+            *_worker_command(self.workspace),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._env,
+            start_new_session=True,
+            limit=_LINE_LIMIT,
+        )
+        ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        # Nobody may await it (e.g. a replacement killed by stop()): no "never retrieved" noise.
+        ready.add_done_callback(lambda f: f.cancelled() or f.exception())
+        worker = _Worker(proc=proc, generation=self._generation, ready=ready)
+        self._workers.add(worker)
+        asyncio.get_running_loop().call_later(self.start_timeout, self._on_start_timeout, worker)
+        worker.tasks = [
+            asyncio.create_task(self._read_stderr(worker), name=f"bifrost-worker-{proc.pid}-stderr"),
+            asyncio.create_task(self._read_stdout(worker), name=f"bifrost-worker-{proc.pid}"),
+        ]
+        return worker
+
+    def _retire(self, worker: _Worker) -> None:
+        """Ask an idle worker to exit (closing its stdin); kill it if it lingers."""
+        worker.kill_reason = worker.kill_reason or _RETIRED
+        if worker.proc.stdin is not None:
+            worker.proc.stdin.close()
+        asyncio.get_running_loop().call_later(_RETIRE_GRACE_SECONDS, _kill_group, worker.proc)
+
+    def _on_start_timeout(self, worker: _Worker) -> None:
+        if not worker.ready.done() and worker.proc.returncode is None:
+            log.error(
+                "worker %s did not import the workspace within %s", worker.pid, _format_seconds(self.start_timeout)
+            )
+            worker.stderr_tail.append(f"(not ready within {_format_seconds(self.start_timeout)}; killed)")
+            _kill_group(worker.proc)
+
+    def _respawn_soon(self, delay: float) -> None:
+        task = asyncio.create_task(self._respawn(delay), name="bifrost-worker-respawn")
+        self._respawns.add(task)
+        task.add_done_callback(self._respawns.discard)
+
+    async def _respawn(self, delay: float) -> None:
+        if delay:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+        if self._running:
+            await self._spawn()
+
+    async def _read_stderr(self, worker: _Worker) -> None:
+        # The worker's own diagnostics (workflow output is captured separately):
+        # kept to explain a crash, and logged for operators.
+        stream = worker.proc.stderr
+        assert stream is not None
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line beyond the limit: skip it
+                continue
+            if not line:
+                return
+            text = line.decode(errors="replace").rstrip()
+            worker.stderr_tail.append(text)
+            log.warning("worker %s: %s", worker.pid, text)
+
+    async def _read_stdout(self, worker: _Worker) -> None:
+        stream = worker.proc.stdout
+        assert stream is not None
+        try:
+            while True:
+                line = await stream.readline()
+                if not line:
+                    break
+                self._handle(worker, decode_message(line))
+        except Exception:
+            log.exception("worker %s: protocol error; killing it", worker.pid)
+            _kill_group(worker.proc)
+        await self._on_exit(worker)
+
+    def _handle(self, worker: _Worker, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "log":
+            record = LogRecord.from_message(message)
+            if record.execution_id is None:
+                # Output outside any execution, e.g. while the workspace was imported.
+                log.log(
+                    logging.getLevelName(record.level), "worker %s: %s: %s", worker.pid, record.logger, record.message
+                )
+            elif self.on_log is not None:
+                try:
+                    self.on_log(record)
+                except Exception:
+                    log.exception("on_log callback failed")
+            return
+        pending = worker.current
+        if kind == "started":
+            if pending is not None and pending.job.execution_id == message.get("execution_id"):
+                pending.started_at = datetime.fromisoformat(message["started_at"])
+        elif kind == "result":
+            if pending is None or pending.job.execution_id != message.get("execution_id"):
+                log.warning("worker %s: result for unexpected execution %s", worker.pid, message.get("execution_id"))
+                return
+            worker.current = None
+            if worker.timer is not None:
+                worker.timer.cancel()
+                worker.timer = None
+            self._resolve(pending, JobResult.from_message(message))
+            self._release(worker)
+        elif kind == "ready":
+            self._on_ready(worker, message)
+
+    def _on_ready(self, worker: _Worker, message: dict[str, Any]) -> None:
+        if not worker.ready.done():
+            worker.ready.set_result(message)
+        self._start_failures = 0
+        if worker.generation == self._generation:
+            self.last_scan = ScanResult.from_dict(message)
+        self._release(worker)
+
+    async def _on_exit(self, worker: _Worker) -> None:
+        returncode = await worker.proc.wait()
+        # Let the stderr reader collect the last words (e.g. a faulthandler dump).
+        await asyncio.wait([worker.tasks[0]], timeout=1.0)
+        self._workers.discard(worker)
+        with contextlib.suppress(ValueError):
+            self._idle.remove(worker)
+        if worker.timer is not None:
+            worker.timer.cancel()
+        tail = "\n".join(worker.stderr_tail) or None
+        delay = 0.0
+        if not worker.ready.done():
+            detail = f"worker {worker.pid} {_describe_exit(returncode)} before it was ready" + (
+                f":\n{tail}" if tail else ""
+            )
+            worker.ready.set_exception(WorkerStartError(detail))
+            if worker.kill_reason is None:
+                log.error("%s", detail)
+                # Back off, so a workspace that crashes the interpreter does not spin.
+                self._start_failures += 1
+                delay = min(0.25 * 2**self._start_failures, _MAX_RESPAWN_DELAY)
+        pending, worker.current = worker.current, None
+        if pending is not None and not pending.future.done():
+            self._finish_lost(pending, worker, returncode, tail)
+        if self._running:
+            self._respawn_soon(delay)
+        self._pump()
+
+    def _finish_lost(self, pending: _Pending, worker: _Worker, returncode: int | None, tail: str | None) -> None:
+        reason = worker.kill_reason
+        if reason == _TIMEOUT:
+            message = f"Timed out after {_format_seconds(pending.job.timeout_seconds)}"
+            self._resolve(pending, self._failure(pending, "TimeoutError", message))
+        elif reason == _CANCELLED:
+            self._resolve(pending, self._cancelled(pending))
+        elif reason is None and pending.started_at is None and not pending.requeued and self._running:
+            # The worker died before it even read the job: give the job another worker.
+            pending.requeued = True
+            pending.worker = None
+            self._queue.appendleft(pending)
+        elif reason == _STOPPED:
+            self._resolve(
+                pending, self._failure(pending, "WorkerLost", "The worker pool stopped while the job was running")
+            )
+        else:
+            message = f"Worker process {_describe_exit(returncode)} while running the job"
+            self._resolve(pending, self._failure(pending, "WorkerLost", message, tail))
