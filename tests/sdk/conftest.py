@@ -111,7 +111,7 @@ def loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackServer]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield LoopbackServer(f"http://127.0.0.1:{server.server_address[1]}", seen)
