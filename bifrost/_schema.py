@@ -395,7 +395,12 @@ class _Rebuilder:
             if isinstance(prop_schema, dict) and prop_schema.get("description"):
                 kwargs["description"] = prop_schema["description"]
             field_name = prop
-            if not prop.isidentifier() or prop.startswith("_") or hasattr(BaseModel, prop):
+            if (
+                not prop.isidentifier()
+                or prop.startswith("_")
+                or (prop.startswith("model_") and hasattr(BaseModel, prop))
+            ):
+                # Only names pydantic refuses as fields (an alias of a nested model, e.g. "@type").
                 field_name, kwargs["alias"] = f"field_{index}", prop
             fields[field_name] = (annotation, Field(**kwargs))
         extra = schema.get("additionalProperties")
@@ -403,7 +408,9 @@ class _Rebuilder:
             "forbid" if top or extra is False else "allow" if extra is True or isinstance(extra, dict) else "ignore"
         )
         config = ConfigDict(extra=policy, protected_namespaces=())  # type: ignore[typeddict-item]
-        return create_model(name, __config__=config, **fields)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*shadows an attribute in parent", category=UserWarning)
+            return create_model(name, __config__=config, **fields)
 
 
 def _typed_default(annotation: Any, value: Any) -> Any:

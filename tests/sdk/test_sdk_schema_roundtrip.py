@@ -277,3 +277,18 @@ def test_known_approximations_are_lenient_never_stricter() -> None:
     assert original(decimal_model, {"amount": "1.5"}).model_dump(mode="json") == {"amount": "1.5"}
     with pytest.raises(ValidationError):
         original(decimal_model, {"amount": [1]})
+
+
+def test_rebuilt_field_names_are_the_parameter_names() -> None:
+    @workflow
+    async def shadowing(json: str, copy: bool = False, schema: dict | None = None, model_name: str = "m") -> None: ...
+
+    definition = shadowing.__bifrost_definition__  # type: ignore[attr-defined]
+    rebuilt = model_from_json_schema(definition.params_schema)
+    assert list(rebuilt.model_fields) == ["json", "copy", "schema", "model_name"]
+    given = {"json": "{}", "copy": "yes", "schema": {"a": 1}}
+    # Dumped without by_alias, as a caller forwarding the values would.
+    assert (
+        validate_parameters(rebuilt, given).model_dump()
+        == validate_parameters(definition.params_model, given).model_dump()
+    )
