@@ -64,9 +64,18 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 @asynccontextmanager
 async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """Open a session and commit at the end of the block (rollback on error)."""
-    async with factory() as session, session.begin():
-        yield session
+    """Open a session and commit at the end of the block (rollback on error).
+
+    Services may commit earlier themselves (``ExecutionService.submit`` commits
+    before dispatching); later statements start a new transaction.
+    """
+    async with factory() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
 
 
 def _alembic_config(url: str) -> Any:

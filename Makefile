@@ -1,0 +1,49 @@
+# Bifrost Workbench — `make run` (demo on the embedded default) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYTEST_WORKERS ?= auto
+
+.PHONY: install run serve test test-fast check lint format bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the product on the embedded default (SQLite + warm workers) with the demo workspace.
+run: install
+	$(BIN)/bifrost init --demo
+	@echo ""
+	@echo "  Bifrost Workbench: http://127.0.0.1:8000"
+	@echo "  Log in as admin@example.com / bifrost-admin   (API docs: http://127.0.0.1:8000/schema)"
+	@echo ""
+	$(BIN)/bifrost serve
+
+## The whole test suite, in parallel (Postgres tests run when BIFROST_TEST_POSTGRES_URL is set).
+test: install
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -q -rs
+
+## Lint, format check, types and architecture contracts.
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Benchmarks print JSON; see docs/performance.md.
+bench: install
+	$(BIN)/python bench/execution_overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

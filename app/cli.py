@@ -1,0 +1,270 @@
+"""The ``bifrost`` command: ``init``, ``serve``, ``run``, ``workflows``, ``migrate``.
+
+Imports are deferred into each command so that ``bifrost --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+DEMO_ADMIN_EMAIL = "admin@example.com"
+DEMO_ADMIN_PASSWORD = "bifrost-admin"  # printed by `make run`; change it for anything but a demo
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``-p key=value``: values stay text (validation coerces them) unless they look like JSON lists/objects."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"bifrost: parameter {pair!r} must look like key=value")
+        if value[:1] in "[{":
+            try:
+                params[key] = json.loads(value)
+                continue
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"bifrost: parameter {key!r} is not valid JSON: {exc}") from None
+        params[key] = value
+    return params
+
+
+# ----- init ------------------------------------------------------------------------------------------
+async def _init(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from app.db import create_engine, session_factory, transaction, upgrade_database_async
+    from app.models import User
+    from app.services.users import UserService
+    from app.settings import get_settings
+
+    settings = get_settings()
+    await upgrade_database_async(settings.resolved_database_url)
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            existing = (await session.execute(select(User).where(User.is_superuser.is_(True)))).scalars().first()  # type: ignore[attr-defined]
+            if existing is None:
+                await UserService(session).create(
+                    None, args.admin_email, "Platform Admin", is_superuser=True, password=args.admin_password
+                )
+                print(f"Created platform admin {args.admin_email}")
+            else:
+                print(f"Platform admin exists: {existing.email}")
+    finally:
+        await engine.dispose()
+    if args.demo:
+        _install_demo_workspace(settings.workspace)
+    print(f"Database ready: {settings.resolved_database_url}")
+    print(f"Workspace: {settings.workspace}")
+    return 0
+
+
+def _install_demo_workspace(workspace: Path) -> None:
+    """Copy the demo workflows into the workspace, never overwriting a file the user has."""
+    import shutil
+
+    source = Path(__file__).parent / "demo_workspace"
+    workspace.mkdir(parents=True, exist_ok=True)
+    for file in sorted(source.glob("*.py")):
+        target = workspace / file.name
+        if not target.exists():
+            shutil.copyfile(file, target)
+            print(f"Demo workflow added: {target}")
+
+
+# ----- serve -----------------------------------------------------------------------------------------
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.settings import get_settings
+    from app.web.app import create_app
+
+    if args.host:
+        os.environ["BIFROST_HOST"] = args.host
+    if args.port:
+        os.environ["BIFROST_PORT"] = str(args.port)
+    if args.workers:
+        os.environ["BIFROST_WORKERS"] = str(args.workers)
+    get_settings.cache_clear()
+    settings = get_settings()
+    app = create_app(settings)
+    print(f"Bifrost Workbench on {settings.resolved_public_url}  (workspace {settings.workspace}, {settings.workers} workers)")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    return 0
+
+
+# ----- run -------------------------------------------------------------------------------------------
+def _print_log(event: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        return
+    stamp = str(event.get("timestamp", ""))[11:23]
+    print(f"{stamp} {event.get('level', ''):<7} {event.get('message', '')}", file=sys.stderr, flush=True)
+
+
+def _print_outcome(execution: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(execution, indent=2, default=str))
+    elif execution["status"] == "Completed":
+        print(json.dumps(execution["result"], indent=2, default=str))
+    else:
+        print(f"{execution['status']}: {execution.get('error_message') or ''}", file=sys.stderr)
+        if execution.get("traceback"):
+            print(execution["traceback"], file=sys.stderr)
+    return 0 if execution["status"] == "Completed" else 1
+
+
+async def _run_remote(args: argparse.Namespace, params: dict[str, Any], url: str) -> int:
+    import httpx
+
+    key = os.environ.get("BIFROST_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=None) as client:
+        response = await client.post(f"/api/workflows/{args.workflow}/execute", json={"params": params, "org": args.org})
+        if response.status_code >= 400:
+            body = response.json()
+            print(f"bifrost: {body.get('detail')}", file=sys.stderr)
+            for error in (body.get("extra") or {}).get("errors", []):
+                print(f"  {error['field']}: {error['message']}", file=sys.stderr)
+            return 2
+        execution_id = response.json()["execution_id"]
+        async with client.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
+            event_name = None
+            async for line in stream.aiter_lines():
+                if line.startswith("event:"):
+                    event_name = line[6:].strip()
+                elif line.startswith("data:") and event_name == "log":
+                    _print_log(json.loads(line[5:]), args.json)
+        final = (await client.get(f"/api/executions/{execution_id}")).json()
+    return _print_outcome(final, args.json)
+
+
+async def _run_embedded(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    from sqlalchemy import select
+
+    from app.db import transaction
+    from app.models import User
+    from app.services.auth import AuthService
+    from app.services.errors import DomainError, InvalidInputError
+    from app.services.executions import ExecutionService, execution_view
+    from app.settings import get_settings
+    from app.web.server import running_server
+
+    settings = get_settings()
+    async with running_server(settings) as (platform, _url):
+        async with transaction(platform.sessions) as session:
+            stmt = select(User).where(User.email == args.as_user) if args.as_user else select(User).where(User.is_superuser.is_(True))  # type: ignore[attr-defined]
+            user = (await session.execute(stmt.order_by(User.created_at))).scalars().first()
+            if user is None:
+                print("bifrost: no such user; run `bifrost init` first (or pass --as EMAIL)", file=sys.stderr)
+                return 2
+            actor = await AuthService(session).actor_for_user(user.id)
+        try:
+            async with transaction(platform.sessions) as session:
+                execution = await ExecutionService(session, platform.dispatcher).submit(
+                    args.workflow, params, actor, args.org, trigger="cli"
+                )
+        except DomainError as exc:
+            print(f"bifrost: {exc}", file=sys.stderr)
+            if isinstance(exc, InvalidInputError):
+                for error in exc.errors:
+                    print(f"  {error['field']}: {error['message']}", file=sys.stderr)
+            return 2
+        queue = platform.hub.subscribe(execution.id)
+        for row in platform.dispatcher.buffered_logs(execution.id):
+            _print_log({**row, "timestamp": row["timestamp"].isoformat()}, args.json)
+        seen = len(platform.dispatcher.buffered_logs(execution.id))
+        while True:
+            event = await queue.get()
+            if event["type"] == "log" and event["seq"] >= seen:
+                _print_log(event, args.json)
+            elif event.get("done"):
+                break
+        async with transaction(platform.sessions) as session:
+            final = execution_view(await ExecutionService(session).get(actor, execution.id), actor)
+    return _print_outcome(final, args.json)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    params = _parse_params(args.param or [])
+    url = args.url or os.environ.get("BIFROST_URL")
+    if url:
+        return await _run_remote(args, params, url.rstrip("/"))
+    return await _run_embedded(args, params)
+
+
+# ----- workflows -------------------------------------------------------------------------------------
+async def _workflows(args: argparse.Namespace) -> int:
+    from app.engine.pool import WorkerPool
+    from app.settings import get_settings
+
+    settings = get_settings()
+    scan = await WorkerPool(settings.workspace, 1).scan()
+    if args.json:
+        print(json.dumps({"workflows": scan.workflows, "data_providers": scan.data_providers, "errors": scan.errors}, indent=2))
+        return 0
+    for wf in scan.workflows:
+        params = ", ".join(p["name"] + ("" if p["required"] else "?") for p in wf["parameters"])
+        print(f"{wf['name']:<28} {wf['category']:<18} ({params})  {wf.get('description') or ''}".rstrip())
+    for dp in scan.data_providers:
+        print(f"{dp['name']:<28} {'data provider':<18} {dp.get('description') or ''}".rstrip())
+    for error in scan.errors:
+        print(f"ERROR {error['file']}: {error['error']}", file=sys.stderr)
+    return 1 if scan.errors else 0
+
+
+async def _migrate(_args: argparse.Namespace) -> int:
+    from app.db import upgrade_database_async
+    from app.settings import get_settings
+
+    await upgrade_database_async(get_settings().resolved_database_url)
+    print("Database is up to date.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``bifrost`` command."""
+    parser = argparse.ArgumentParser(prog="bifrost", description="Bifrost Workbench: run and serve Python automation workflows.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_init = sub.add_parser("init", help="create the database and the first platform admin")
+    p_init.add_argument("--admin-email", default=os.environ.get("BIFROST_ADMIN_EMAIL", DEMO_ADMIN_EMAIL))
+    p_init.add_argument("--admin-password", default=os.environ.get("BIFROST_ADMIN_PASSWORD", DEMO_ADMIN_PASSWORD))
+    p_init.add_argument("--demo", action="store_true", help="copy the demo workflows into the workspace")
+
+    p_serve = sub.add_parser("serve", help="serve the web app and API")
+    p_serve.add_argument("--host")
+    p_serve.add_argument("--port", type=int)
+    p_serve.add_argument("--workers", type=int, help="warm worker processes (default: CPU count)")
+
+    p_run = sub.add_parser("run", help="run a workflow and print its logs and result")
+    p_run.add_argument("workflow")
+    p_run.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="a parameter (repeatable)")
+    p_run.add_argument("--org", help="organization id or name (platform admins)")
+    p_run.add_argument("--json", action="store_true", help="print the whole execution record as JSON")
+    p_run.add_argument("--url", help="run on a server (default: BIFROST_URL, else an embedded platform)")
+    p_run.add_argument("--as", dest="as_user", metavar="EMAIL", help="embedded mode: run as this user")
+
+    p_wf = sub.add_parser("workflows", help="list the workspace's workflows")
+    p_wf.add_argument("--json", action="store_true")
+
+    sub.add_parser("migrate", help="apply database migrations")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bifrost`` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    handlers = {"init": _init, "run": _run, "workflows": _workflows, "migrate": _migrate}
+    return asyncio.run(handlers[args.command](args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

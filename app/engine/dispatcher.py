@@ -1,0 +1,213 @@
+"""Local dispatcher: runs PENDING executions on the warm worker pool and records the outcome.
+
+This is the embedded implementation of :class:`app.services.dispatch.Dispatcher`.
+It owns the only links between the pool and the database: marking RUNNING,
+creating the per-execution SDK token, buffering and storing logs, recording
+results, and publishing live events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db import transaction
+from app.engine.events import EventHub
+from app.engine.pool import WorkerPool
+from app.engine.protocol import Job, JobResult, LogRecord
+from app.models import Execution
+from app.services.executions import ExecutionService
+from app.services.security import hash_token, new_execution_token
+
+log = logging.getLogger(__name__)
+
+# How long a finished execution's completion event is kept for late waiters.
+_DONE_RETENTION_SECONDS = 120.0
+
+
+class LocalDispatcher:
+    """Dispatches executions to a :class:`WorkerPool` in this process."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        sessions: async_sessionmaker[AsyncSession],
+        hub: EventHub,
+        sdk_url: str,
+        log_flush_seconds: float = 1.0,
+    ) -> None:
+        self.pool = pool
+        self.sessions = sessions
+        self.hub = hub
+        self.sdk_url = sdk_url
+        self.log_flush_seconds = log_flush_seconds
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._done: dict[str, asyncio.Event] = {}
+        self._log_seq: dict[str, int] = {}
+        self._log_buffer: dict[str, list[dict[str, Any]]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._flush_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Start the periodic log flusher (logs of long runs reach the database while they run)."""
+        self._flusher = asyncio.create_task(self._flush_periodically(), name="bifrost-log-flusher")
+
+    async def stop(self) -> None:
+        """Cancel in-flight bookkeeping tasks (the pool is stopped by its owner)."""
+        if self._flusher:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    # ----- Dispatcher protocol -----------------------------------------------------------------
+    async def dispatch(self, execution_id: str, context: dict[str, Any]) -> None:
+        """Queue the execution on the pool; returns at once."""
+        self._done[execution_id] = asyncio.Event()
+        self._tasks[execution_id] = asyncio.create_task(
+            self._run(execution_id, context), name=f"execution-{execution_id}"
+        )
+
+    async def cancel(self, execution_id: str) -> bool:
+        """Kill the worker running it (or drop it from the queue)."""
+        if execution_id not in self._tasks:
+            return False
+        await self.pool.cancel(execution_id)
+        return True
+
+    async def wait(self, execution_id: str, timeout: float | None = None) -> bool:
+        """Wait for the end of an execution dispatched here; True if it ended (or is unknown here)."""
+        event = self._done.get(execution_id)
+        if event is None:
+            return True
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # ----- running -------------------------------------------------------------------------------
+    async def _run(self, execution_id: str, context: dict[str, Any]) -> None:
+        try:
+            token = new_execution_token()
+            async with transaction(self.sessions) as session:
+                service = ExecutionService(session)
+                started = await service.mark_running(execution_id, hash_token(token))
+                execution = await session.get(Execution, execution_id) if started else None
+            if execution is None:
+                return  # cancelled before it started
+            self.hub.publish(execution_id, {"type": "status", "status": "Running"})
+            job = Job(
+                execution_id=execution_id,
+                kind=execution.kind,
+                name=execution.workflow_name,
+                params=execution.input_data,
+                context=context,
+                sdk_url=self.sdk_url,
+                sdk_token=token,
+                timeout_seconds=float(execution.timeout_seconds),
+            )
+            result = await self.pool.run(job)
+            await self._record(result)
+        except Exception:
+            log.exception("execution %s: dispatcher failure", execution_id)
+            with contextlib.suppress(Exception):
+                async with transaction(self.sessions) as session:
+                    await ExecutionService(session).finish(
+                        execution_id,
+                        status="Failed",
+                        error_message="Internal dispatcher error",
+                        error_type="DispatcherError",
+                    )
+            self.hub.publish(execution_id, {"type": "status", "status": "Failed", "done": True})
+        finally:
+            self._tasks.pop(execution_id, None)
+            self._log_seq.pop(execution_id, None)
+            event = self._done.get(execution_id)
+            if event is not None:
+                event.set()
+                asyncio.get_running_loop().call_later(_DONE_RETENTION_SECONDS, self._done.pop, execution_id, None)
+
+    async def _record(self, result: JobResult) -> None:
+        async with self._flush_lock:
+            await self._store_result(result)
+            # Dropped only once stored (under the lock, so the flusher cannot write them again).
+            self._log_buffer.pop(result.execution_id, None)
+        self.hub.publish(
+            result.execution_id,
+            {
+                "type": "status",
+                "status": result.status,
+                "done": True,
+                "error_message": result.error_message if result.user_error else None,
+                "duration_ms": result.duration_ms,
+            },
+        )
+
+    async def _store_result(self, result: JobResult) -> None:
+        async with transaction(self.sessions) as session:
+            service = ExecutionService(session)
+            await service.add_logs(list(self._log_buffer.get(result.execution_id, ())))
+            await service.finish(
+                result.execution_id,
+                status=result.status,
+                result=result.result,
+                error_message=result.error_message,
+                error_type=result.error_type,
+                traceback=result.traceback,
+                user_error=result.user_error,
+                started_at=result.started_at,
+                completed_at=result.completed_at,
+                duration_ms=result.duration_ms,
+            )
+
+    # ----- logs ------------------------------------------------------------------------------------
+    def on_log(self, record: LogRecord) -> None:
+        """Pool callback: number, buffer and publish one captured log line."""
+        seq = self._log_seq.get(record.execution_id, -1) + 1
+        self._log_seq[record.execution_id] = seq
+        row = {
+            "execution_id": record.execution_id,
+            "seq": seq,
+            "timestamp": record.timestamp,
+            "level": record.level,
+            "logger": record.logger,
+            "message": record.message,
+        }
+        self._log_buffer.setdefault(record.execution_id, []).append(row)
+        self.hub.publish(
+            record.execution_id,
+            {"type": "log", **row, "timestamp": record.timestamp.isoformat()},
+        )
+
+    def buffered_logs(self, execution_id: str) -> list[dict[str, Any]]:
+        """Captured log lines of ``execution_id`` not yet written to the database (a copy)."""
+        return list(self._log_buffer.get(execution_id, ()))
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.log_flush_seconds)
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("could not store buffered log lines; they stay buffered")
+
+    async def _flush(self) -> None:
+        # Rows stay in the buffer until written, so a live viewer always finds every line in
+        # the database or the buffer; the lock keeps _record from writing the same rows twice.
+        async with self._flush_lock:
+            snapshot = {eid: list(rows) for eid, rows in self._log_buffer.items() if rows}
+            if not snapshot:
+                return
+            async with transaction(self.sessions) as session:
+                await ExecutionService(session).add_logs([row for rows in snapshot.values() for row in rows])
+            for execution_id, rows in snapshot.items():
+                buffer = self._log_buffer.get(execution_id)
+                if buffer is not None:
+                    del buffer[: len(rows)]

@@ -1,0 +1,101 @@
+"""The running platform: database, worker pool, dispatcher, workspace sync and watcher, wired together.
+
+``bifrost serve`` and the tests create one :class:`Platform` and start it
+inside the web app's lifespan; ``bifrost run`` uses the same object.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.db import create_engine, session_factory, transaction, upgrade_database_async
+from app.engine.dispatcher import LocalDispatcher
+from app.engine.events import EventHub
+from app.engine.pool import WorkerPool
+from app.services.executions import ExecutionService
+from app.services.workflows import WorkflowService
+from app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Platform:
+    """Owns the long-lived parts of a server process.
+
+    Args:
+        settings: Platform settings.
+        sdk_url: The URL workers use to reach ``/api/sdk/v1`` (this server's address).
+    """
+
+    def __init__(self, settings: Settings, sdk_url: str | None = None) -> None:
+        self.settings = settings
+        self.sdk_url = (sdk_url or settings.resolved_public_url).rstrip("/")
+        self.engine: AsyncEngine = create_engine(settings.resolved_database_url)
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        self.hub = EventHub()
+        settings.workspace.mkdir(parents=True, exist_ok=True)
+        # Workers get only the SDK URL: the pool strips every other BIFROST_* variable and database
+        # credentials from their environment, so they reach the platform only through the SDK API.
+        self.pool = WorkerPool(settings.workspace, settings.workers, env={"BIFROST_URL": self.sdk_url})
+        self.dispatcher = LocalDispatcher(self.pool, self.sessions, self.hub, self.sdk_url, settings.log_flush_seconds)
+        self.pool.on_log = self.dispatcher.on_log
+        self.watcher: Any = None
+        self.last_sync: dict[str, Any] = {}
+        self.started = False
+
+    async def start(self, *, recover: bool = True, watch: bool | None = None, migrate: bool = True) -> None:
+        """Migrate, start workers, sync the workspace, recover interrupted executions, watch for edits.
+
+        Args:
+            recover: Mark RUNNING executions of a dead server FAILED and re-dispatch PENDING ones
+                (only the serving process should; ``bifrost run`` beside a server must not).
+            watch: Reload workers when workspace files change (default from settings).
+            migrate: Apply database migrations first.
+        """
+        if migrate:
+            await upgrade_database_async(self.settings.resolved_database_url)
+        await self.pool.start()
+        await self.dispatcher.start()
+        await self.sync_workspace()
+        if recover:
+            await self.recover()
+        if watch if watch is not None else self.settings.watch_workspace:
+            from app.engine.watcher import WorkspaceWatcher  # watchfiles only when watching
+
+            self.watcher = WorkspaceWatcher(self.settings.workspace, self._on_workspace_change)
+            await self.watcher.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        """Stop watcher, dispatcher and workers, and close the database."""
+        if self.watcher:
+            await self.watcher.stop()
+        await self.dispatcher.stop()
+        await self.pool.stop()
+        await self.engine.dispose()
+        self.started = False
+
+    async def sync_workspace(self) -> dict[str, Any]:
+        """Scan the workspace in a worker process and store its metadata and import errors."""
+        scan = await self.pool.scan()
+        async with transaction(self.sessions) as session:
+            counts = await WorkflowService(session).sync(scan.workflows + scan.data_providers, scan.errors)
+        for error in scan.errors:
+            log.warning("workspace: %s: %s", error.get("file"), error.get("error"))
+        self.last_sync = counts
+        return counts
+
+    async def recover(self) -> int:
+        """Handle executions left behind by a previous server; returns how many were re-dispatched."""
+        async with transaction(self.sessions) as session:
+            pending = await ExecutionService(session).recover()
+        for execution_id, context in pending:
+            await self.dispatcher.dispatch(execution_id, context)
+        return len(pending)
+
+    async def _on_workspace_change(self) -> None:
+        self.pool.reload()
+        await self.sync_workspace()

@@ -1,0 +1,1 @@
+"""Services: one per aggregate. They own queries, transactions, org scoping and permission checks."""

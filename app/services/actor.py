@@ -1,0 +1,57 @@
+"""Who is acting, and in which organization: resolved once per request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.services.errors import PermissionDeniedError
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The authenticated caller of a service.
+
+    Attributes:
+        user_id: The user (an API key acts as the user who created it).
+        email: The user's email.
+        name: Display name.
+        organization_id: The user's own organization (None for platform admins without one).
+        is_superuser: Platform admin.
+        acting_org_id: Organization this request acts in. Regular users always
+            act in their own; platform admins choose one explicitly (None = global).
+        api_key_id: Set when authenticated with an API key.
+        api_key_workflow_id: The only workflow the API key may run, if limited.
+        execution_id: Set when authenticated with a per-execution SDK token.
+    """
+
+    user_id: str
+    email: str
+    name: str
+    organization_id: str | None
+    is_superuser: bool
+    acting_org_id: str | None
+    api_key_id: str | None = None
+    api_key_workflow_id: str | None = None
+    execution_id: str | None = None
+
+    @property
+    def is_function_key(self) -> bool:
+        """True when the caller authenticated with an API key."""
+        return self.api_key_id is not None
+
+    def require_admin(self, what: str) -> None:
+        """Raise PermissionDeniedError unless the actor is a platform admin.
+
+        Args:
+            what: What was attempted, for the message (e.g. "list users").
+        """
+        if not self.is_superuser:
+            raise PermissionDeniedError(f"Only platform admins may {what}.")
+
+    def visible_org_ids(self) -> tuple[str | None, ...]:
+        """Organizations whose items the actor reads: the acting one plus global (None)."""
+        return (self.acting_org_id, None) if self.acting_org_id else (None,)
+
+    def can_see_org(self, organization_id: str | None) -> bool:
+        """True when an item of ``organization_id`` is visible (own org, global, or admin)."""
+        return self.is_superuser or organization_id is None or organization_id == self.acting_org_id

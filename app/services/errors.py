@@ -1,0 +1,43 @@
+"""Domain errors raised by services. ``app.web.errors`` maps each to one HTTP status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    """Base class of every service error; ``str(error)`` is safe to show to the caller."""
+
+
+class NotFoundError(DomainError):
+    """The object does not exist in the caller's scope (404)."""
+
+
+class PermissionDeniedError(DomainError):
+    """The caller is authenticated but may not do this (403)."""
+
+
+class AuthenticationError(DomainError):
+    """No valid credentials (401)."""
+
+
+class ConflictError(DomainError):
+    """The request clashes with existing state, e.g. a duplicate name (409)."""
+
+
+class InvalidInputError(DomainError):
+    """Input failed validation (422); ``errors`` names each bad field.
+
+    Args:
+        message: Summary.
+        errors: ``[{"field": ..., "message": ...}]``.
+    """
+
+    def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []
+
+    @classmethod
+    def field(cls, field: str, message: str) -> InvalidInputError:
+        """Build an error about a single field."""
+        return cls(f"{field}: {message}", [{"field": field, "message": message}])

@@ -1,0 +1,344 @@
+"""Executions: the one submit path, history, cancel, and the engine's bookkeeping."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Execution, ExecutionLog, Organization, User, Workflow
+from app.models.base import utcnow
+from app.services.actor import Actor
+from app.services.dispatch import Dispatcher
+from app.services.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from app.services.workflows import WorkflowService
+from bifrost._schema import model_from_json_schema, validate_parameters
+from bifrost.enums import ExecutionStatus
+from bifrost.errors import ValidationError
+
+TERMINAL = {ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value, ExecutionStatus.CANCELLED.value}
+GENERIC_FAILURE = "The workflow failed with an unexpected error. An administrator can see the details of this execution."
+MAX_LIST_LIMIT = 1000
+
+_model_cache: dict[tuple[str, datetime], type[BaseModel]] = {}
+
+
+def params_model(workflow: Workflow) -> type[BaseModel]:
+    """The validation model rebuilt from stored metadata, cached per workflow version."""
+    key = (workflow.id, workflow.updated_at)
+    model = _model_cache.get(key)
+    if model is None:
+        model = model_from_json_schema(workflow.params_schema, name=f"{workflow.name}_parameters")
+        _model_cache[key] = model
+    return model
+
+
+def parse_status(value: str | None) -> str | None:
+    """Accept ``Failed``, ``FAILED``, ``failed`` (and enum members) for a status filter."""
+    if value is None or value == "":
+        return None
+    raw = getattr(value, "value", value)
+    for status in ExecutionStatus:
+        if str(raw).lower() in (status.value.lower(), status.name.lower()):
+            return status.value
+    raise InvalidInputError.field("status", f"unknown status {value!r}; use one of {', '.join(s.name for s in ExecutionStatus)}")
+
+
+def _parse_when(value: str | datetime | date | None, field: str, end: bool) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
+        except ValueError:
+            raise InvalidInputError.field(field, f"not an ISO date or date-time: {value!r}") from None
+    if not isinstance(value, datetime):
+        # A bare end date includes that whole day.
+        moment = datetime.combine(value, time.min)
+        return moment + timedelta(days=1) - timedelta(microseconds=1) if end else moment
+    return value
+
+
+def execution_view(execution: Execution, actor: Actor) -> dict[str, Any]:
+    """The API / SDK shape of an execution (``WorkflowExecution`` fields plus extras).
+
+    Non-admins see a generic message instead of an internal error, and no traceback.
+    """
+    error_message = execution.error_message
+    if error_message and not execution.user_error and not actor.is_superuser and execution.error_type not in (
+        "TimeoutError", "Cancelled", "WorkerLost", "ValidationError", "ServerRestarted",
+    ):
+        error_message = GENERIC_FAILURE
+    return {
+        "execution_id": execution.id,
+        "workflow_name": execution.workflow_name,
+        "workflow_id": execution.workflow_id,
+        "org_id": execution.organization_id,
+        "executed_by": execution.executed_by,
+        "executed_by_name": execution.executed_by_name,
+        "trigger": execution.trigger,
+        "status": execution.status,
+        "input_data": execution.input_data,
+        "result": execution.result,
+        "error_message": error_message,
+        "error_type": execution.error_type,
+        "traceback": execution.error_traceback if actor.is_superuser else None,
+        "duration_ms": execution.duration_ms,
+        "created_at": execution.created_at.isoformat(),
+        "started_at": execution.started_at.isoformat() if execution.started_at else None,
+        "completed_at": execution.completed_at.isoformat() if execution.completed_at else None,
+    }
+
+
+class ExecutionService:
+    """Every trigger submits through :meth:`submit`; the engine reports back through the ``mark_*`` methods."""
+
+    def __init__(self, session: AsyncSession, dispatcher: Dispatcher | None = None) -> None:
+        self.session = session
+        self.dispatcher = dispatcher
+
+    # ----- the one submit path -------------------------------------------------------------
+    async def submit(
+        self,
+        workflow: str,
+        params: dict[str, Any] | None,
+        actor: Actor,
+        org: str | None = None,
+        *,
+        trigger: str = "api",
+        kind: str = "workflow",
+    ) -> Execution:
+        """Check permission, validate params, write a PENDING execution and hand it to the dispatcher.
+
+        Args:
+            workflow: Workflow name or id.
+            params: Parameters (validated against the workflow's model).
+            actor: Who runs it.
+            org: Organization to run in (platform admins only; default the actor's acting org).
+            trigger: What started it (``form``, ``api``, ``cli``, ``schedule``, ``chat``, ``endpoint``, ``notebook``).
+            kind: ``workflow`` or ``data_provider``.
+
+        Returns:
+            The committed PENDING execution.
+
+        Raises:
+            NotFoundError: Unknown workflow.
+            PermissionDeniedError: The actor may not run it (or act in ``org``).
+            InvalidInputError: Bad parameters, one entry per field; nothing is written.
+        """
+        if self.dispatcher is None:
+            raise RuntimeError("ExecutionService.submit needs a dispatcher")
+        row = await WorkflowService(self.session).get(actor, workflow, kind=kind)
+        if actor.api_key_workflow_id and actor.api_key_workflow_id not in (row.id, row.name):
+            raise PermissionDeniedError("This API key may not run this workflow.")
+        org_id = await self._target_org(actor, org)
+        if params is not None and not isinstance(params, dict):
+            raise InvalidInputError.field("params", "must be an object of parameter values")
+        try:
+            validated = validate_parameters(params_model(row), params)
+        except ValidationError as exc:
+            raise InvalidInputError(str(exc), exc.errors) from None
+        execution = Execution(
+            workflow_id=row.id,
+            workflow_name=row.name,
+            kind=row.kind,
+            organization_id=org_id,
+            executed_by=actor.user_id,
+            executed_by_name=actor.email,
+            trigger=trigger,
+            is_function_key=actor.is_function_key,
+            api_key_id=actor.api_key_id,
+            status=ExecutionStatus.PENDING.value,
+            input_data=validated.model_dump(mode="json"),
+            timeout_seconds=row.timeout_seconds,
+        )
+        self.session.add(execution)
+        await self.session.commit()
+        context = await self.context_for(execution, actor=actor)
+        await self.dispatcher.dispatch(execution.id, context)
+        return execution
+
+    async def _target_org(self, actor: Actor, org: str | None) -> str | None:
+        if not org or org == actor.acting_org_id:
+            return actor.acting_org_id
+        if not actor.is_superuser:
+            raise PermissionDeniedError("Only platform admins may run workflows in another organization.")
+        if org.upper() == "GLOBAL":
+            return None
+        found = await self.session.get(Organization, org)
+        if found is None:
+            found = (await self.session.execute(select(Organization).where(Organization.name == org))).scalars().first()
+        if found is None:
+            raise InvalidInputError.field("org", f"organization {org!r} not found")
+        return found.id
+
+    async def context_for(self, execution: Execution, actor: Actor | None = None) -> dict[str, Any]:
+        """The ExecutionContext fields bound in the worker for this execution."""
+        org = await self.session.get(Organization, execution.organization_id) if execution.organization_id else None
+        if actor is None:
+            user = await self.session.get(User, execution.executed_by)
+            email, name, is_admin = (user.email, user.name, user.is_superuser) if user else (execution.executed_by_name, "", False)
+        else:
+            email, name, is_admin = actor.email, actor.name, actor.is_superuser
+        return {
+            "user_id": execution.executed_by,
+            "email": email,
+            "name": name,
+            "org_id": org.id if org else None,
+            "org_name": org.name if org else None,
+            "organization": {"id": org.id, "name": org.name, "is_active": org.is_active, "domain": org.domain} if org else None,
+            "scope": org.id if org else "GLOBAL",
+            "execution_id": execution.id,
+            "is_platform_admin": is_admin,
+            "is_function_key": execution.is_function_key,
+        }
+
+    # ----- reading ------------------------------------------------------------------------------
+    def _visible(self, actor: Actor) -> Any:
+        if actor.is_superuser:
+            return Execution.organization_id == actor.acting_org_id if actor.acting_org_id else True
+        return (Execution.organization_id == actor.acting_org_id) & (Execution.executed_by == actor.user_id)
+
+    async def get(self, actor: Actor, execution_id: str) -> Execution:
+        """Return an execution the actor may see (admins: all; others: their own in their organization)."""
+        execution = await self.session.get(Execution, execution_id)
+        if execution is None:
+            raise NotFoundError(f"Execution {execution_id!r} not found.")
+        visible = actor.is_superuser or (
+            execution.organization_id == actor.acting_org_id and execution.executed_by == actor.user_id
+        )
+        if not visible:
+            raise NotFoundError(f"Execution {execution_id!r} not found.")
+        return execution
+
+    async def list(
+        self,
+        actor: Actor,
+        workflow_name: str | None = None,
+        status: str | None = None,
+        start_date: str | datetime | date | None = None,
+        end_date: str | datetime | date | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        executed_by: str | None = None,
+    ) -> list[Execution]:
+        """List executions newest first, with the spec's filters."""
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidInputError.field("limit", f"must be between 1 and {MAX_LIST_LIMIT}")
+        if offset < 0:
+            raise InvalidInputError.field("offset", "must be >= 0")
+        stmt = select(Execution).where(self._visible(actor))
+        if workflow_name:
+            stmt = stmt.where(Execution.workflow_name == workflow_name)
+        status_value = parse_status(status)
+        if status_value:
+            stmt = stmt.where(Execution.status == status_value)
+        start = _parse_when(start_date, "start_date", end=False)
+        end = _parse_when(end_date, "end_date", end=True)
+        if start:
+            stmt = stmt.where(Execution.created_at >= start)  # type: ignore[operator]
+        if end:
+            stmt = stmt.where(Execution.created_at <= end)  # type: ignore[operator]
+        if executed_by:
+            stmt = stmt.where(Execution.executed_by == executed_by)
+        stmt = stmt.order_by(Execution.created_at.desc()).limit(limit).offset(offset)  # type: ignore[attr-defined]
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def logs(self, actor: Actor, execution_id: str, after_seq: int = -1) -> list[ExecutionLog]:
+        """Stored log lines of a visible execution, in order."""
+        await self.get(actor, execution_id)
+        stmt = (
+            select(ExecutionLog)
+            .where(ExecutionLog.execution_id == execution_id, ExecutionLog.seq > after_seq)
+            .order_by(ExecutionLog.seq)  # type: ignore[arg-type]
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def cancel(self, actor: Actor, execution_id: str) -> Execution:
+        """Cancel a PENDING or RUNNING execution (admins, or whoever ran it)."""
+        execution = await self.get(actor, execution_id)
+        if not (actor.is_superuser or execution.executed_by == actor.user_id):
+            raise PermissionDeniedError("You may only cancel your own executions.")
+        if execution.status in TERMINAL:
+            raise InvalidInputError.field("status", f"execution already ended ({execution.status})")
+        found = await self.dispatcher.cancel(execution_id) if self.dispatcher else False
+        if not found:
+            await self.finish(execution_id, status=ExecutionStatus.CANCELLED.value, error_message="Cancelled by user", error_type="Cancelled")
+        await self.session.refresh(execution)
+        return execution
+
+    # ----- engine bookkeeping -----------------------------------------------------------------------
+    async def mark_running(self, execution_id: str, token_hash: str) -> bool:
+        """PENDING → RUNNING with the SDK token hash; False if it was cancelled meanwhile."""
+        result = await self.session.execute(
+            update(Execution)
+            .where(Execution.id == execution_id, Execution.status == ExecutionStatus.PENDING.value)
+            .values(status=ExecutionStatus.RUNNING.value, started_at=utcnow(), sdk_token_hash=token_hash)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def finish(
+        self,
+        execution_id: str,
+        *,
+        status: str,
+        result: Any = None,
+        error_message: str | None = None,
+        error_type: str | None = None,
+        traceback: str | None = None,
+        user_error: bool = False,
+        started_at: datetime | None = None,
+        completed_at: datetime | None = None,
+        duration_ms: int | None = None,
+    ) -> bool:
+        """Record the end of a non-terminal execution and expire its SDK token; False if it had ended already."""
+        completed = completed_at or utcnow()
+        values: dict[str, Any] = {
+            "status": status,
+            "result": result,
+            "error_message": error_message,
+            "error_type": error_type,
+            "error_traceback": traceback,
+            "user_error": user_error,
+            "completed_at": completed,
+            "sdk_token_hash": None,
+            "duration_ms": duration_ms,
+        }
+        if started_at is not None:
+            values["started_at"] = started_at
+        outcome = await self.session.execute(
+            update(Execution).where(Execution.id == execution_id, Execution.status.in_([  # type: ignore[attr-defined]
+                ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value,
+            ])).values(**values)
+        )
+        return bool(outcome.rowcount)  # type: ignore[attr-defined]
+
+    async def add_logs(self, rows: list[dict[str, Any]]) -> None:
+        """Insert captured log lines (``execution_id, seq, timestamp, level, logger, message``)."""
+        if rows:
+            await self.session.execute(ExecutionLog.__table__.insert(), rows)  # type: ignore[attr-defined]
+
+    async def recover(self) -> list[tuple[str, dict[str, Any]]]:
+        """On server start: RUNNING → FAILED ("server restarted"); return PENDING ones to dispatch again."""
+        await self.session.execute(
+            update(Execution)
+            .where(Execution.status == ExecutionStatus.RUNNING.value)
+            .values(
+                status=ExecutionStatus.FAILED.value,
+                error_message="Server restarted while this execution was running.",
+                error_type="ServerRestarted",
+                completed_at=utcnow(),
+                sdk_token_hash=None,
+            )
+        )
+        stmt = select(Execution).where(Execution.status == ExecutionStatus.PENDING.value).order_by(Execution.created_at)  # type: ignore[arg-type]
+        pending = list((await self.session.execute(stmt)).scalars())
+        return [(e.id, await self.context_for(e)) for e in pending]
+
+    async def count_by_status(self) -> dict[str, int]:
+        """Number of executions per status (for health and admin pages)."""
+        rows = await self.session.execute(select(Execution.status, func.count()).group_by(Execution.status))
+        return {status: count for status, count in rows.all()}

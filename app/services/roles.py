@@ -1,0 +1,150 @@
+"""Roles of an organization, with user and form assignments (platform admins only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Form, Role, RoleForm, User, UserRole
+from app.services.actor import Actor
+from app.services.errors import ConflictError, InvalidInputError, NotFoundError
+from bifrost.types import Role as RolePublic
+
+_UPDATABLE = {"name", "description", "is_active"}
+
+
+def role_public(role: Role) -> RolePublic:
+    """Return the SDK shape of a role."""
+    return RolePublic(
+        id=role.id,
+        name=role.name,
+        description=role.description,
+        organization_id=role.organization_id,
+        is_active=role.is_active,
+    )
+
+
+def _ids(value: Any, field: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise InvalidInputError.field(field, "must be a list of ids")
+    return list(dict.fromkeys(value))
+
+
+class RoleService:
+    """Roles live in the actor's acting organization."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def _org(self, actor: Actor, what: str) -> str:
+        actor.require_admin(what)
+        if not actor.acting_org_id:
+            raise InvalidInputError.field(
+                "organization", "roles belong to an organization: select one (X-Bifrost-Org header or --org)"
+            )
+        return actor.acting_org_id
+
+    async def _name_taken(self, org_id: str, name: str, exclude_id: str | None = None) -> bool:
+        stmt = select(Role.id).where(Role.organization_id == org_id, func.lower(Role.name) == name.lower())
+        if exclude_id:
+            stmt = stmt.where(Role.id != exclude_id)
+        return (await self.session.execute(stmt)).first() is not None
+
+    async def create(self, actor: Actor, name: str, description: str = "") -> Role:
+        """Create a role in the acting organization."""
+        org_id = self._org(actor, "manage roles")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInputError.field("name", "must be a non-empty string")
+        if await self._name_taken(org_id, name.strip()):
+            raise ConflictError(f"A role named {name.strip()!r} already exists in this organization.")
+        role = Role(name=name.strip(), description=description or "", organization_id=org_id)
+        self.session.add(role)
+        await self.session.flush()
+        return role
+
+    async def get(self, actor: Actor, role_id: str) -> Role:
+        """Return a role of the acting organization."""
+        org_id = self._org(actor, "manage roles")
+        role = await self.session.get(Role, role_id)
+        if role is None or role.organization_id != org_id:
+            raise NotFoundError(f"Role {role_id!r} not found in this organization.")
+        return role
+
+    async def list(self, actor: Actor) -> list[Role]:
+        """List active roles of the acting organization."""
+        org_id = self._org(actor, "manage roles")
+        stmt = select(Role).where(Role.organization_id == org_id, Role.is_active.is_(True)).order_by(Role.name)  # type: ignore[attr-defined]
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def update(self, actor: Actor, role_id: str, **updates: Any) -> Role:
+        """Update name, description or is_active."""
+        unknown = set(updates) - _UPDATABLE
+        if unknown:
+            raise InvalidInputError(
+                f"Unknown fields: {', '.join(sorted(unknown))}",
+                [{"field": f, "message": "cannot be updated"} for f in sorted(unknown)],
+            )
+        role = await self.get(actor, role_id)
+        if "name" in updates:
+            name = updates["name"]
+            if not isinstance(name, str) or not name.strip():
+                raise InvalidInputError.field("name", "must be a non-empty string")
+            if await self._name_taken(role.organization_id, name.strip(), exclude_id=role.id):
+                raise ConflictError(f"A role named {name.strip()!r} already exists in this organization.")
+            role.name = name.strip()
+        if "description" in updates:
+            role.description = str(updates["description"] or "")
+        if "is_active" in updates:
+            role.is_active = bool(updates["is_active"])
+        await self.session.flush()
+        return role
+
+    async def delete(self, actor: Actor, role_id: str) -> None:
+        """Soft-delete a role (deactivated; assignments kept for audit)."""
+        role = await self.get(actor, role_id)
+        role.is_active = False
+        await self.session.flush()
+
+    async def list_users(self, actor: Actor, role_id: str) -> list[str]:
+        """Ids of users assigned to the role."""
+        role = await self.get(actor, role_id)
+        stmt = select(UserRole.user_id).where(UserRole.role_id == role.id).order_by(UserRole.user_id)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def list_forms(self, actor: Actor, role_id: str) -> list[str]:
+        """Ids of forms assigned to the role."""
+        role = await self.get(actor, role_id)
+        stmt = select(RoleForm.form_id).where(RoleForm.role_id == role.id).order_by(RoleForm.form_id)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def assign_users(self, actor: Actor, role_id: str, user_ids: Any) -> None:
+        """Assign users of the role's organization; unknown or foreign users are refused, nothing is half-written."""
+        role = await self.get(actor, role_id)
+        ids = _ids(user_ids, "user_ids")
+        found = set(
+            (await self.session.execute(select(User.id).where(User.id.in_(ids), User.organization_id == role.organization_id))).scalars()  # type: ignore[attr-defined]
+        )
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise InvalidInputError.field("user_ids", f"not users of this organization: {', '.join(missing)}")
+        existing = set((await self.session.execute(select(UserRole.user_id).where(UserRole.role_id == role.id))).scalars())
+        self.session.add_all(UserRole(role_id=role.id, user_id=i) for i in ids if i not in existing)
+        await self.session.flush()
+
+    async def assign_forms(self, actor: Actor, role_id: str, form_ids: Any) -> None:
+        """Assign forms visible to the role's organization (its own or global)."""
+        role = await self.get(actor, role_id)
+        ids = _ids(form_ids, "form_ids")
+        stmt = select(Form.id).where(
+            Form.id.in_(ids),  # type: ignore[attr-defined]
+            (Form.organization_id == role.organization_id) | Form.organization_id.is_(None),  # type: ignore[union-attr]
+        )
+        found = set((await self.session.execute(stmt)).scalars())
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise InvalidInputError.field("form_ids", f"not forms of this organization: {', '.join(missing)}")
+        existing = set((await self.session.execute(select(RoleForm.form_id).where(RoleForm.role_id == role.id))).scalars())
+        self.session.add_all(RoleForm(role_id=role.id, form_id=i) for i in ids if i not in existing)
+        await self.session.flush()

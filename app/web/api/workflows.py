@@ -1,0 +1,115 @@
+"""Workflows: catalogue and the execute endpoint (``/api/workflows`` and ``/api/sdk/v1/workflows``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+from pydantic import BaseModel, Field
+
+from app.services.actor import Actor
+from app.services.executions import ExecutionService, execution_view
+from app.services.workflows import WorkflowService, workflow_detail
+from app.web.deps import db, get_platform
+
+# Extra seconds a waiting request allows beyond the workflow's own timeout.
+_WAIT_MARGIN_SECONDS = 5.0
+
+
+class ExecuteRequest(BaseModel):
+    """Body of an execute call."""
+
+    params: dict[str, Any] = Field(default_factory=dict, description="Workflow parameters by name")
+    org: str | None = Field(default=None, description="Organization id or name to run in (platform admins only)")
+
+
+async def run_and_respond(
+    request: Request[Any, Any, Any], actor: Actor, workflow: str, body: ExecuteRequest, wait: bool, trigger: str
+) -> Response[dict[str, Any]]:
+    """Submit through the one submit path; wait for the result when asked."""
+    platform = get_platform(request.app.state)
+    async with db(request) as session:
+        execution = await ExecutionService(session, platform.dispatcher).submit(
+            workflow, body.params, actor, body.org, trigger=trigger
+        )
+    if not wait:
+        return Response(
+            {
+                "execution_id": execution.id,
+                "status": execution.status,
+                "status_url": f"/api/executions/{execution.id}",
+            },
+            status_code=202,
+        )
+    await platform.dispatcher.wait(execution.id, execution.timeout_seconds + _WAIT_MARGIN_SECONDS)
+    async with db(request) as session:
+        done = await ExecutionService(session).get(actor, execution.id)
+        return Response(execution_view(done, actor), status_code=200)
+
+
+class WorkflowController(Controller):
+    """List, describe and execute workflows."""
+
+    path = "/workflows"
+    tags = ["workflows"]
+
+    @get("/")
+    async def list_workflows(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+        """List active workflows visible to the caller."""
+        async with db(request) as session:
+            return [workflow_detail(w) for w in await WorkflowService(session).list(actor)]
+
+    @get("/{name:str}")
+    async def get_workflow(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> dict[str, Any]:
+        """One workflow with its parameters."""
+        async with db(request) as session:
+            return workflow_detail(await WorkflowService(session).get(actor, name))
+
+    @post("/{name:str}/execute", status_code=202)
+    async def execute(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        name: str,
+        data: ExecuteRequest,
+        wait: bool = Parameter(default=False, description="Wait for the result (200) instead of 202 + execution id"),
+    ) -> Response[dict[str, Any]]:
+        """Run a workflow: 202 with the execution id, or with ``?wait=true`` 200 with the finished execution."""
+        trigger = "sdk" if request.url.path.startswith("/api/sdk/") else "api"
+        return await run_and_respond(request, actor, name, data, wait, trigger)
+
+
+class DataProviderController(Controller):
+    """List data providers (forms run them)."""
+
+    path = "/data-providers"
+    tags = ["workflows"]
+
+    @get("/")
+    async def list_providers(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+        """List active data providers."""
+        async with db(request) as session:
+            return [workflow_detail(w) for w in await WorkflowService(session).list(actor, kind="data_provider")]
+
+
+class WorkspaceController(Controller):
+    """Workspace status for admins."""
+
+    path = "/workspace"
+    tags = ["workspace"]
+
+    @get("/errors")
+    async def errors(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+        """Files that failed to import, with tracebacks (admins only)."""
+        async with db(request) as session:
+            rows = await WorkflowService(session).errors(actor)
+            return [{"file": e.file, "error": e.error, "traceback": e.traceback} for e in rows]
+
+    @post("/sync", status_code=200)
+    async def sync(self, request: Request[Any, Any, Any], actor: Actor) -> dict[str, Any]:
+        """Re-scan the workspace now (admins only)."""
+        actor.require_admin("sync the workspace")
+        platform = get_platform(request.app.state)
+        platform.pool.reload()
+        return await platform.sync_workspace()

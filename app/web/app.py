@@ -1,0 +1,119 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Request, Router, get
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware.session.client_side import CookieBackendConfig
+from litestar.openapi.config import OpenAPIConfig
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from app.engine.platform import Platform
+from app.settings import Settings
+from app.web.api.admin import ApiKeyController, OrganizationController, RoleController, UserController
+from app.web.api.auth import AuthController, SdkContextController
+from app.web.api.executions import ExecutionController
+from app.web.api.unavailable import UNAVAILABLE_HANDLERS
+from app.web.api.workflows import DataProviderController, WorkflowController, WorkspaceController
+from app.web.deps import provide_actor
+from app.web.errors import EXCEPTION_HANDLERS
+from app.web.pages import PAGE_HANDLERS
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+
+# Controllers served both as the JSON API (/api) and as the SDK API (/api/sdk/v1).
+SHARED_CONTROLLERS = [
+    WorkflowController,
+    DataProviderController,
+    ExecutionController,
+    OrganizationController,
+    UserController,
+    RoleController,
+]
+
+
+def session_secret(home: Path) -> bytes:
+    """The cookie-session key: ``<home>/session.key`` (created once with mode 0600)."""
+    path = home / "session.key"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(32))
+    return path.read_bytes()[:32]
+
+
+@get("/healthz", include_in_schema=False, exclude_from_auth=True)
+async def healthz(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """Liveness and a summary of the worker pool."""
+    platform: Platform = request.app.state.platform
+    return {"status": "ok", "workers": platform.pool.stats()}
+
+
+def create_app(settings: Settings, platform: Platform | None = None, *, start_platform: bool = True) -> Litestar:
+    """Build the web app around a platform (created from ``settings`` when not given).
+
+    Args:
+        settings: Platform settings.
+        platform: An existing platform (tests, CLI); created when None.
+        start_platform: Start and stop the platform with the app's lifespan.
+
+    Returns:
+        The Litestar app; ``app.state.platform`` is the platform.
+    """
+    platform = platform or Platform(settings)
+
+    async def on_startup(app: Litestar) -> None:
+        if start_platform and not platform.started:
+            await platform.start()
+
+    async def on_shutdown(app: Litestar) -> None:
+        if start_platform and platform.started:
+            await platform.stop()
+
+    api = Router(
+        path="/api",
+        route_handlers=[*SHARED_CONTROLLERS, ApiKeyController, AuthController, WorkspaceController],
+    )
+    sdk = Router(
+        path="/api/sdk/v1",
+        route_handlers=[*SHARED_CONTROLLERS, SdkContextController, *UNAVAILABLE_HANDLERS],
+        include_in_schema=False,
+    )
+    session_config = CookieBackendConfig(
+        secret=session_secret(settings.home),
+        httponly=True,
+        samesite="lax",
+        max_age=settings.session_max_age,
+        key="bifrost_session",
+    )
+    return Litestar(
+        route_handlers=[
+            api,
+            sdk,
+            healthz,
+            *PAGE_HANDLERS,
+            create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
+        ],
+        dependencies={"actor": Provide(provide_actor)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[session_config.middleware],
+        csrf_config=CSRFConfig(secret=session_secret(settings.home).hex(), exclude=["/api/"], cookie_httponly=False),
+        template_config=TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine),
+        openapi_config=OpenAPIConfig(title="Bifrost Workbench API", version="0.1.0", path="/schema"),
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        state=State({"platform": platform, "settings": settings}),
+        debug=False,
+    )

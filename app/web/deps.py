@@ -1,0 +1,73 @@
+"""Request-scoped helpers: the platform, database transactions and the authenticated actor."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Request
+from litestar.datastructures import State
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import transaction
+from app.engine.platform import Platform
+from app.services.actor import Actor
+from app.services.auth import AuthService
+from app.services.errors import AuthenticationError, PermissionDeniedError
+
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+CSRF_COOKIE = "csrftoken"
+CSRF_HEADER = "x-csrftoken"
+
+
+def get_platform(state: State) -> Platform:
+    """The platform stored on the app state at start-up."""
+    return state.platform  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def db(request: Request[Any, Any, Any]) -> AsyncIterator[AsyncSession]:
+    """A transaction for one unit of work in a handler (commit on success, rollback on error)."""
+    async with transaction(get_platform(request.app.state).sessions) as session:
+        yield session
+
+
+def bearer_token(request: Request[Any, Any, Any]) -> str | None:
+    """The API key / SDK token of the request (``Authorization: Bearer`` or ``X-Bifrost-Key``)."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.headers.get("x-bifrost-key") or None
+
+
+async def resolve_actor(request: Request[Any, Any, Any]) -> Actor:
+    """Authenticate the request: bearer token / API key, else the session cookie.
+
+    Cookie-authenticated unsafe requests to the JSON API must carry the CSRF
+    token in ``X-CSRFToken`` (pages' forms are checked by the CSRF middleware).
+
+    Raises:
+        AuthenticationError: No or invalid credentials.
+    """
+    requested_org = request.headers.get("x-bifrost-org") or None
+    token = bearer_token(request)
+    async with db(request) as session:
+        auth = AuthService(session)
+        if token:
+            return await auth.actor_for_token(token, requested_org)
+        user_id = request.session.get("user_id") if "session" in request.scope else None
+        if not user_id:
+            raise AuthenticationError("Authentication required: log in, or send an API key as 'Authorization: Bearer <key>'.")
+        if request.method in UNSAFE_METHODS and request.url.path.startswith("/api/"):
+            cookie = request.cookies.get(CSRF_COOKIE, "")
+            header = request.headers.get(CSRF_HEADER, "")
+            if not cookie or not hmac.compare_digest(cookie, header):
+                raise PermissionDeniedError("CSRF token missing or wrong: send the csrftoken cookie value in X-CSRFToken.")
+        return await auth.actor_for_user(user_id, requested_org or request.session.get("org_id"))
+
+
+async def provide_actor(request: Request[Any, Any, Any]) -> Actor:
+    """Litestar dependency wrapper of :func:`resolve_actor`."""
+    return await resolve_actor(request)

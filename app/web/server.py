@@ -1,0 +1,55 @@
+"""Run the platform and its HTTP server inside an existing event loop.
+
+Used by ``bifrost run`` (embedded mode), the tests and the benchmarks: the
+worker processes need a real HTTP address for the SDK API, so a server always
+listens, on an ephemeral loopback port unless one is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+
+from app.engine.platform import Platform
+from app.settings import Settings
+from app.web.app import create_app
+
+
+@asynccontextmanager
+async def running_server(
+    settings: Settings, *, port: int = 0, recover: bool = False, watch: bool = False
+) -> AsyncIterator[tuple[Platform, str]]:
+    """Start platform + HTTP server; yield ``(platform, base_url)``; stop both on exit.
+
+    Args:
+        settings: Platform settings (``host`` is used; ``port`` is overridden by the argument).
+        port: Port to listen on; 0 picks a free one.
+        recover: Run start-up recovery of interrupted executions.
+        watch: Watch the workspace for edits.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    base_url = f"http://{settings.host}:{sock.getsockname()[1]}"
+    platform = Platform(settings, sdk_url=base_url)
+    await platform.start(recover=recover, watch=watch)
+    app = create_app(settings, platform, start_platform=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield platform, base_url
+    finally:
+        server.should_exit = True
+        await task
+        await platform.stop()
+        sock.close()

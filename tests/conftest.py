@@ -1,0 +1,148 @@
+"""Shared fixtures: settings on a temporary home, a live server in a thread, Postgres databases."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.settings import Settings
+
+POSTGRES_URL = os.environ.get("BIFROST_TEST_POSTGRES_URL")
+PLATFORM_WORKSPACE = Path(__file__).parent / "platform" / "workspace"
+
+
+def make_settings(tmp_path: Path, database_url: str | None = None, workspace: Path | None = None, **extra: Any) -> Settings:
+    """Settings isolated under ``tmp_path`` (SQLite file unless a URL is given)."""
+    if workspace is None:
+        workspace = tmp_path / "workspace"
+        shutil.copytree(PLATFORM_WORKSPACE, workspace)
+    return Settings(
+        home=tmp_path / "home",
+        workspace=workspace,
+        database_url=database_url,
+        workers=extra.pop("workers", 2),
+        watch_workspace=extra.pop("watch_workspace", False),
+        log_flush_seconds=extra.pop("log_flush_seconds", 0.2),
+        **extra,
+    )
+
+
+# ----- Postgres ----------------------------------------------------------------------------------
+def _admin_dsn() -> str:
+    assert POSTGRES_URL
+    return POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+
+
+def create_postgres_database() -> str:
+    """Create an empty database for one test (or module); returns its SQLAlchemy URL."""
+    import asyncpg
+
+    name = f"bifrost_t_{uuid.uuid4().hex[:12]}"
+
+    async def _create() -> None:
+        conn = await asyncpg.connect(_admin_dsn())
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(_create())
+    base, _, _ = POSTGRES_URL.rpartition("/")  # type: ignore[union-attr]
+    return f"{base}/{name}"
+
+
+def drop_postgres_database(url: str) -> None:
+    """Drop a database made by :func:`create_postgres_database`."""
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+
+    async def _drop() -> None:
+        conn = await asyncpg.connect(_admin_dsn())
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(_drop())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database URL: a SQLite file, then a Postgres database (skipped without BIFROST_TEST_POSTGRES_URL)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("Postgres tests need BIFROST_TEST_POSTGRES_URL (set by .ci/run)")
+    url = create_postgres_database()
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
+
+
+# ----- live server ---------------------------------------------------------------------------------
+class LiveServer:
+    """The platform + HTTP server running in a background thread with its own event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = ""
+        self.platform: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="live-server", daemon=True)
+
+    def _main(self) -> None:
+        async def serve() -> None:
+            from app.web.server import running_server
+
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            async with running_server(self.settings, recover=True) as (platform, url):
+                self.platform, self.url = platform, url
+                self._ready.set()
+                await self._stop.wait()
+
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # surfaced by start()
+            self._error = exc
+            self._ready.set()
+
+    def start(self) -> LiveServer:
+        self._thread.start()
+        self._ready.wait(120)
+        if self._error:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._stop:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(60)
+
+    def call(self, factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+        """Run a coroutine on the server's loop (to set up data through the services) and return its result."""
+        assert self._loop
+        future: Future[Any] = asyncio.run_coroutine_threadsafe(factory(), self._loop)
+        return future.result(60)
+
+    def client(self, token: str | None = None, **headers: str) -> httpx.Client:
+        """An HTTP client for this server, optionally with a bearer token."""
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
