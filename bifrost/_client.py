@@ -109,6 +109,9 @@ def use_transport(
         yield
     finally:
         _override = previous
+        for per_loop in _clients.values():  # drop the clients that wrap this transport
+            for key in [k for k in per_loop if k[1] == id(transport)]:
+                del per_loop[key]
 
 
 def _resolve() -> tuple[str, str | None, str | None, httpx.AsyncBaseTransport | None]:

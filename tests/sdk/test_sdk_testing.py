@@ -299,3 +299,17 @@ def _dedent(text: str) -> str:
     import textwrap
 
     return textwrap.dedent(text.strip("\n"))
+
+
+async def test_fake_config_leaves_no_cached_client_behind() -> None:
+    from bifrost import _client
+
+    def cached() -> int:
+        return sum(len(per_loop) for per_loop in _client._clients.values())
+
+    before = cached()
+    for _ in range(3):
+        with fake_config({"x": 1}):
+            assert await config.get("x") == 1
+            assert cached() == before + 1
+    assert cached() == before
