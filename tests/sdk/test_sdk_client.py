@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import gc
 import json
+import weakref
 from typing import Any
 
 import httpx
@@ -207,18 +208,22 @@ async def test_execution_connection_wins_over_configure(loopback: LoopbackServer
 def test_one_client_per_event_loop_and_none_kept_for_dead_loops(platform: Recorder) -> None:
     platform.add("GET", "/forms", 200, [])
     clients: list[httpx.AsyncClient] = []
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
 
     async def call() -> None:
         await bifrost.forms.list()
         await bifrost.forms.list()
-        (per_loop,) = [v for k, v in _client._clients.items() if k is asyncio.get_running_loop()]
-        clients.extend(per_loop.values())
+        loop = asyncio.get_running_loop()
+        loops.append(weakref.ref(loop))
+        clients.extend(_client._clients[loop].values())
 
     asyncio.run(call())
     asyncio.run(call())
-    assert len(clients) == 2 and clients[0] is not clients[1]
+    assert len(clients) == 2 and clients[0] is not clients[1], "one client per loop, reused within a loop"
+    del clients[:]
     gc.collect()
-    assert len(_client._clients) == 0
+    # The cache does not keep closed loops (and their clients) alive.
+    assert [ref() for ref in loops] == [None, None]
     assert len(platform.requests) == 4
 
 
