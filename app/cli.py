@@ -37,6 +37,7 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 # ----- init ------------------------------------------------------------------------------------------
 async def _init(args: argparse.Namespace) -> int:
     from sqlalchemy import select
+    from sqlmodel import col
 
     from app.db import create_engine, session_factory, transaction, upgrade_database_async
     from app.models import User
@@ -48,7 +49,7 @@ async def _init(args: argparse.Namespace) -> int:
     engine = create_engine(settings.resolved_database_url)
     try:
         async with transaction(session_factory(engine)) as session:
-            existing = (await session.execute(select(User).where(User.is_superuser.is_(True)))).scalars().first()  # type: ignore[attr-defined]
+            existing = (await session.execute(select(User).where(col(User.is_superuser).is_(True)))).scalars().first()
             if existing is None:
                 await UserService(session).create(
                     None, args.admin_email, "Platform Admin", is_superuser=True, password=args.admin_password
@@ -94,7 +95,9 @@ def _serve(args: argparse.Namespace) -> int:
     get_settings.cache_clear()
     settings = get_settings()
     app = create_app(settings)
-    print(f"Bifrost Workbench on {settings.resolved_public_url}  (workspace {settings.workspace}, {settings.workers} workers)")
+    print(
+        f"Bifrost Workbench on {settings.resolved_public_url}  (workspace {settings.workspace}, {settings.workers} workers)"
+    )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
     return 0
 
@@ -125,7 +128,9 @@ async def _run_remote(args: argparse.Namespace, params: dict[str, Any], url: str
     key = os.environ.get("BIFROST_API_KEY")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=None) as client:
-        response = await client.post(f"/api/workflows/{args.workflow}/execute", json={"params": params, "org": args.org})
+        response = await client.post(
+            f"/api/workflows/{args.workflow}/execute", json={"params": params, "org": args.org}
+        )
         if response.status_code >= 400:
             body = response.json()
             print(f"bifrost: {body.get('detail')}", file=sys.stderr)
@@ -146,6 +151,7 @@ async def _run_remote(args: argparse.Namespace, params: dict[str, Any], url: str
 
 async def _run_embedded(args: argparse.Namespace, params: dict[str, Any]) -> int:
     from sqlalchemy import select
+    from sqlmodel import col
 
     from app.db import transaction
     from app.models import User
@@ -158,8 +164,12 @@ async def _run_embedded(args: argparse.Namespace, params: dict[str, Any]) -> int
     settings = get_settings()
     async with running_server(settings) as (platform, _url):
         async with transaction(platform.sessions) as session:
-            stmt = select(User).where(User.email == args.as_user) if args.as_user else select(User).where(User.is_superuser.is_(True))  # type: ignore[attr-defined]
-            user = (await session.execute(stmt.order_by(User.created_at))).scalars().first()
+            stmt = (
+                select(User).where(col(User.email) == args.as_user)
+                if args.as_user
+                else select(User).where(col(User.is_superuser).is_(True))
+            )  # type: ignore[attr-defined]
+            user = (await session.execute(stmt.order_by(col(User.created_at)))).scalars().first()
             if user is None:
                 print("bifrost: no such user; run `bifrost init` first (or pass --as EMAIL)", file=sys.stderr)
                 return 2
@@ -206,7 +216,11 @@ async def _workflows(args: argparse.Namespace) -> int:
     settings = get_settings()
     scan = await WorkerPool(settings.workspace, 1).scan()
     if args.json:
-        print(json.dumps({"workflows": scan.workflows, "data_providers": scan.data_providers, "errors": scan.errors}, indent=2))
+        print(
+            json.dumps(
+                {"workflows": scan.workflows, "data_providers": scan.data_providers, "errors": scan.errors}, indent=2
+            )
+        )
         return 0
     for wf in scan.workflows:
         params = ", ".join(p["name"] + ("" if p["required"] else "?") for p in wf["parameters"])
@@ -229,7 +243,9 @@ async def _migrate(_args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bifrost`` command."""
-    parser = argparse.ArgumentParser(prog="bifrost", description="Bifrost Workbench: run and serve Python automation workflows.")
+    parser = argparse.ArgumentParser(
+        prog="bifrost", description="Bifrost Workbench: run and serve Python automation workflows."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_init = sub.add_parser("init", help="create the database and the first platform admin")

@@ -21,7 +21,9 @@ POSTGRES_URL = os.environ.get("BIFROST_TEST_POSTGRES_URL")
 PLATFORM_WORKSPACE = Path(__file__).parent / "platform" / "workspace"
 
 
-def make_settings(tmp_path: Path, database_url: str | None = None, workspace: Path | None = None, **extra: Any) -> Settings:
+def make_settings(
+    tmp_path: Path, database_url: str | None = None, workspace: Path | None = None, **extra: Any
+) -> Settings:
     """Settings isolated under ``tmp_path`` (SQLite file unless a URL is given)."""
     if workspace is None:
         workspace = tmp_path / "workspace"

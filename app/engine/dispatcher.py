@@ -170,6 +170,8 @@ class LocalDispatcher:
     # ----- logs ------------------------------------------------------------------------------------
     def on_log(self, record: LogRecord) -> None:
         """Pool callback: number, buffer and publish one captured log line."""
+        if record.execution_id is None:  # output of a worker between jobs: not part of any execution
+            return
         seq = self._log_seq.get(record.execution_id, -1) + 1
         self._log_seq[record.execution_id] = seq
         row = {

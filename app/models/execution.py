@@ -51,7 +51,10 @@ class ExecutionLog(SQLModel, table=True):
 
     __table_args__ = (Index("ix_execution_log_exec_seq", "execution_id", "seq"),)
 
-    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
     execution_id: str = Field(foreign_key="execution.id", max_length=36)
     seq: int
     timestamp: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))

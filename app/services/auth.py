@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.models import ApiKey, Execution, Organization, User
 from app.models.base import utcnow
@@ -45,7 +47,11 @@ class AuthService:
             return user.organization_id
         org = await self.session.get(Organization, requested)
         if org is None:
-            org = (await self.session.execute(select(Organization).where(Organization.name == requested))).scalars().first()
+            org = (
+                (await self.session.execute(select(Organization).where(col(Organization.name) == requested)))
+                .scalars()
+                .first()
+            )
         if org is None:
             raise NotFoundError(f"Organization {requested!r} not found.")
         return org.id
@@ -73,7 +79,11 @@ class AuthService:
         raise AuthenticationError("Unknown token format: expected an API key (bfk_...).")
 
     async def _actor_for_api_key(self, token: str, requested_org: str | None) -> Actor:
-        key = (await self.session.execute(select(ApiKey).where(ApiKey.key_hash == hash_token(token)))).scalars().first()
+        key = (
+            (await self.session.execute(select(ApiKey).where(col(ApiKey.key_hash) == hash_token(token))))
+            .scalars()
+            .first()
+        )
         if key is None or key.revoked_at is not None:
             raise AuthenticationError("Invalid or revoked API key.")
         user = await self.session.get(User, key.user_id)
@@ -83,6 +93,7 @@ class AuthService:
         if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
             key.last_used_at = now
             await self.session.flush()
+        acting: str | None
         if key.organization_id:
             if requested_org and requested_org != key.organization_id:
                 org = await self.session.get(Organization, key.organization_id)
@@ -104,7 +115,9 @@ class AuthService:
         )
 
     async def _actor_for_execution_token(self, token: str) -> Actor:
-        stmt = select(Execution).where(Execution.sdk_token_hash == hash_token(token), Execution.status == "Running")
+        stmt = select(Execution).where(
+            col(Execution.sdk_token_hash) == hash_token(token), col(Execution.status) == "Running"
+        )
         execution = (await self.session.execute(stmt)).scalars().first()
         if execution is None:
             raise AuthenticationError("This execution token has expired (its execution has ended).")
@@ -161,11 +174,11 @@ class ApiKeyService:
         await self.session.flush()
         return key, key_text
 
-    async def list(self, actor: Actor) -> list[ApiKey]:
+    async def list(self, actor: Actor) -> builtins.list[ApiKey]:
         """Admins see every key; others their own."""
-        stmt = select(ApiKey).order_by(ApiKey.created_at.desc())  # type: ignore[attr-defined]
+        stmt = select(ApiKey).order_by(col(ApiKey.created_at).desc())
         if not actor.is_superuser:
-            stmt = stmt.where(ApiKey.user_id == actor.user_id)
+            stmt = stmt.where(col(ApiKey.user_id) == actor.user_id)
         return list((await self.session.execute(stmt)).scalars())
 
     async def revoke(self, actor: Actor, key_id: str) -> ApiKey:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.models import Execution, ExecutionLog, Organization, User, Workflow
 from app.models.base import utcnow
@@ -20,7 +22,9 @@ from bifrost.enums import ExecutionStatus
 from bifrost.errors import ValidationError
 
 TERMINAL = {ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value, ExecutionStatus.CANCELLED.value}
-GENERIC_FAILURE = "The workflow failed with an unexpected error. An administrator can see the details of this execution."
+GENERIC_FAILURE = (
+    "The workflow failed with an unexpected error. An administrator can see the details of this execution."
+)
 MAX_LIST_LIMIT = 1000
 
 _model_cache: dict[tuple[str, datetime], type[BaseModel]] = {}
@@ -44,7 +48,9 @@ def parse_status(value: str | None) -> str | None:
     for status in ExecutionStatus:
         if str(raw).lower() in (status.value.lower(), status.name.lower()):
             return status.value
-    raise InvalidInputError.field("status", f"unknown status {value!r}; use one of {', '.join(s.name for s in ExecutionStatus)}")
+    raise InvalidInputError.field(
+        "status", f"unknown status {value!r}; use one of {', '.join(s.name for s in ExecutionStatus)}"
+    )
 
 
 def _parse_when(value: str | datetime | date | None, field: str, end: bool) -> datetime | None:
@@ -68,8 +74,18 @@ def execution_view(execution: Execution, actor: Actor) -> dict[str, Any]:
     Non-admins see a generic message instead of an internal error, and no traceback.
     """
     error_message = execution.error_message
-    if error_message and not execution.user_error and not actor.is_superuser and execution.error_type not in (
-        "TimeoutError", "Cancelled", "WorkerLost", "ValidationError", "ServerRestarted",
+    if (
+        error_message
+        and not execution.user_error
+        and not actor.is_superuser
+        and execution.error_type
+        not in (
+            "TimeoutError",
+            "Cancelled",
+            "WorkerLost",
+            "ValidationError",
+            "ServerRestarted",
+        )
     ):
         error_message = GENERIC_FAILURE
     return {
@@ -170,7 +186,11 @@ class ExecutionService:
             return None
         found = await self.session.get(Organization, org)
         if found is None:
-            found = (await self.session.execute(select(Organization).where(Organization.name == org))).scalars().first()
+            found = (
+                (await self.session.execute(select(Organization).where(col(Organization.name) == org)))
+                .scalars()
+                .first()
+            )
         if found is None:
             raise InvalidInputError.field("org", f"organization {org!r} not found")
         return found.id
@@ -180,7 +200,9 @@ class ExecutionService:
         org = await self.session.get(Organization, execution.organization_id) if execution.organization_id else None
         if actor is None:
             user = await self.session.get(User, execution.executed_by)
-            email, name, is_admin = (user.email, user.name, user.is_superuser) if user else (execution.executed_by_name, "", False)
+            email, name, is_admin = (
+                (user.email, user.name, user.is_superuser) if user else (execution.executed_by_name, "", False)
+            )
         else:
             email, name, is_admin = actor.email, actor.name, actor.is_superuser
         return {
@@ -189,7 +211,9 @@ class ExecutionService:
             "name": name,
             "org_id": org.id if org else None,
             "org_name": org.name if org else None,
-            "organization": {"id": org.id, "name": org.name, "is_active": org.is_active, "domain": org.domain} if org else None,
+            "organization": {"id": org.id, "name": org.name, "is_active": org.is_active, "domain": org.domain}
+            if org
+            else None,
             "scope": org.id if org else "GLOBAL",
             "execution_id": execution.id,
             "is_platform_admin": is_admin,
@@ -199,8 +223,8 @@ class ExecutionService:
     # ----- reading ------------------------------------------------------------------------------
     def _visible(self, actor: Actor) -> Any:
         if actor.is_superuser:
-            return Execution.organization_id == actor.acting_org_id if actor.acting_org_id else True
-        return (Execution.organization_id == actor.acting_org_id) & (Execution.executed_by == actor.user_id)
+            return col(Execution.organization_id) == actor.acting_org_id if actor.acting_org_id else True
+        return (col(Execution.organization_id) == actor.acting_org_id) & (col(Execution.executed_by) == actor.user_id)
 
     async def get(self, actor: Actor, execution_id: str) -> Execution:
         """Return an execution the actor may see (admins: all; others: their own in their organization)."""
@@ -224,7 +248,7 @@ class ExecutionService:
         limit: int = 50,
         offset: int = 0,
         executed_by: str | None = None,
-    ) -> list[Execution]:
+    ) -> builtins.list[Execution]:
         """List executions newest first, with the spec's filters."""
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidInputError.field("limit", f"must be between 1 and {MAX_LIST_LIMIT}")
@@ -232,28 +256,28 @@ class ExecutionService:
             raise InvalidInputError.field("offset", "must be >= 0")
         stmt = select(Execution).where(self._visible(actor))
         if workflow_name:
-            stmt = stmt.where(Execution.workflow_name == workflow_name)
+            stmt = stmt.where(col(Execution.workflow_name) == workflow_name)
         status_value = parse_status(status)
         if status_value:
-            stmt = stmt.where(Execution.status == status_value)
+            stmt = stmt.where(col(Execution.status) == status_value)
         start = _parse_when(start_date, "start_date", end=False)
         end = _parse_when(end_date, "end_date", end=True)
         if start:
-            stmt = stmt.where(Execution.created_at >= start)  # type: ignore[operator]
+            stmt = stmt.where(col(Execution.created_at) >= start)
         if end:
-            stmt = stmt.where(Execution.created_at <= end)  # type: ignore[operator]
+            stmt = stmt.where(col(Execution.created_at) <= end)
         if executed_by:
-            stmt = stmt.where(Execution.executed_by == executed_by)
-        stmt = stmt.order_by(Execution.created_at.desc()).limit(limit).offset(offset)  # type: ignore[attr-defined]
+            stmt = stmt.where(col(Execution.executed_by) == executed_by)
+        stmt = stmt.order_by(col(Execution.created_at).desc()).limit(limit).offset(offset)
         return list((await self.session.execute(stmt)).scalars())
 
-    async def logs(self, actor: Actor, execution_id: str, after_seq: int = -1) -> list[ExecutionLog]:
+    async def logs(self, actor: Actor, execution_id: str, after_seq: int = -1) -> builtins.list[ExecutionLog]:
         """Stored log lines of a visible execution, in order."""
         await self.get(actor, execution_id)
         stmt = (
             select(ExecutionLog)
-            .where(ExecutionLog.execution_id == execution_id, ExecutionLog.seq > after_seq)
-            .order_by(ExecutionLog.seq)  # type: ignore[arg-type]
+            .where(col(ExecutionLog.execution_id) == execution_id, col(ExecutionLog.seq) > after_seq)
+            .order_by(col(ExecutionLog.seq))
         )
         return list((await self.session.execute(stmt)).scalars())
 
@@ -266,7 +290,12 @@ class ExecutionService:
             raise InvalidInputError.field("status", f"execution already ended ({execution.status})")
         found = await self.dispatcher.cancel(execution_id) if self.dispatcher else False
         if not found:
-            await self.finish(execution_id, status=ExecutionStatus.CANCELLED.value, error_message="Cancelled by user", error_type="Cancelled")
+            await self.finish(
+                execution_id,
+                status=ExecutionStatus.CANCELLED.value,
+                error_message="Cancelled by user",
+                error_type="Cancelled",
+            )
         await self.session.refresh(execution)
         return execution
 
@@ -275,7 +304,7 @@ class ExecutionService:
         """PENDING → RUNNING with the SDK token hash; False if it was cancelled meanwhile."""
         result = await self.session.execute(
             update(Execution)
-            .where(Execution.id == execution_id, Execution.status == ExecutionStatus.PENDING.value)
+            .where(col(Execution.id) == execution_id, col(Execution.status) == ExecutionStatus.PENDING.value)
             .values(status=ExecutionStatus.RUNNING.value, started_at=utcnow(), sdk_token_hash=token_hash)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -310,22 +339,30 @@ class ExecutionService:
         if started_at is not None:
             values["started_at"] = started_at
         outcome = await self.session.execute(
-            update(Execution).where(Execution.id == execution_id, Execution.status.in_([  # type: ignore[attr-defined]
-                ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value,
-            ])).values(**values)
+            update(Execution)
+            .where(
+                col(Execution.id) == execution_id,
+                col(Execution.status).in_(
+                    [  # type: ignore[attr-defined]
+                        ExecutionStatus.PENDING.value,
+                        ExecutionStatus.RUNNING.value,
+                    ]
+                ),
+            )
+            .values(**values)
         )
         return bool(outcome.rowcount)  # type: ignore[attr-defined]
 
-    async def add_logs(self, rows: list[dict[str, Any]]) -> None:
+    async def add_logs(self, rows: builtins.list[dict[str, Any]]) -> None:
         """Insert captured log lines (``execution_id, seq, timestamp, level, logger, message``)."""
         if rows:
             await self.session.execute(ExecutionLog.__table__.insert(), rows)  # type: ignore[attr-defined]
 
-    async def recover(self) -> list[tuple[str, dict[str, Any]]]:
+    async def recover(self) -> builtins.list[tuple[str, dict[str, Any]]]:
         """On server start: RUNNING → FAILED ("server restarted"); return PENDING ones to dispatch again."""
         await self.session.execute(
             update(Execution)
-            .where(Execution.status == ExecutionStatus.RUNNING.value)
+            .where(col(Execution.status) == ExecutionStatus.RUNNING.value)
             .values(
                 status=ExecutionStatus.FAILED.value,
                 error_message="Server restarted while this execution was running.",
@@ -334,11 +371,15 @@ class ExecutionService:
                 sdk_token_hash=None,
             )
         )
-        stmt = select(Execution).where(Execution.status == ExecutionStatus.PENDING.value).order_by(Execution.created_at)  # type: ignore[arg-type]
+        stmt = (
+            select(Execution)
+            .where(col(Execution.status) == ExecutionStatus.PENDING.value)
+            .order_by(col(Execution.created_at))
+        )
         pending = list((await self.session.execute(stmt)).scalars())
         return [(e.id, await self.context_for(e)) for e in pending]
 
     async def count_by_status(self) -> dict[str, int]:
         """Number of executions per status (for health and admin pages)."""
-        rows = await self.session.execute(select(Execution.status, func.count()).group_by(Execution.status))
+        rows = await self.session.execute(select(col(Execution.status), func.count()).group_by(col(Execution.status)))
         return {status: count for status, count in rows.all()}

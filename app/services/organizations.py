@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.models import Organization
 from app.services.actor import Actor
@@ -35,9 +37,9 @@ class OrganizationService:
         self.session = session
 
     async def _name_taken(self, name: str, exclude_id: str | None = None) -> bool:
-        stmt = select(Organization.id).where(func.lower(Organization.name) == name.lower())
+        stmt = select(col(Organization.id)).where(func.lower(col(Organization.name)) == name.lower())
         if exclude_id:
-            stmt = stmt.where(Organization.id != exclude_id)
+            stmt = stmt.where(col(Organization.id) != exclude_id)
         return (await self.session.execute(stmt)).first() is not None
 
     async def create(self, actor: Actor, name: str, domain: str | None = None, is_active: bool = True) -> Organization:
@@ -63,15 +65,15 @@ class OrganizationService:
         org = await self.session.get(Organization, id_or_name)
         if org is not None:
             return org
-        stmt = select(Organization).where(func.lower(Organization.name) == id_or_name.lower())
+        stmt = select(Organization).where(func.lower(col(Organization.name)) == id_or_name.lower())
         return (await self.session.execute(stmt)).scalars().first()
 
-    async def list(self, actor: Actor, include_inactive: bool = False) -> list[Organization]:
+    async def list(self, actor: Actor, include_inactive: bool = False) -> builtins.list[Organization]:
         """List organizations, by name."""
         actor.require_admin("list organizations")
-        stmt = select(Organization).order_by(Organization.name)
+        stmt = select(Organization).order_by(col(Organization.name))
         if not include_inactive:
-            stmt = stmt.where(Organization.is_active.is_(True))  # type: ignore[attr-defined]
+            stmt = stmt.where(col(Organization.is_active).is_(True))
         return list((await self.session.execute(stmt)).scalars())
 
     async def update(self, actor: Actor, org_id: str, **updates: Any) -> Organization:

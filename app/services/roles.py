@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.models import Form, Role, RoleForm, User, UserRole
 from app.services.actor import Actor
@@ -26,7 +28,7 @@ def role_public(role: Role) -> RolePublic:
     )
 
 
-def _ids(value: Any, field: str) -> list[str]:
+def _ids(value: Any, field: str) -> builtins.list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise InvalidInputError.field(field, "must be a list of ids")
     return list(dict.fromkeys(value))
@@ -47,9 +49,11 @@ class RoleService:
         return actor.acting_org_id
 
     async def _name_taken(self, org_id: str, name: str, exclude_id: str | None = None) -> bool:
-        stmt = select(Role.id).where(Role.organization_id == org_id, func.lower(Role.name) == name.lower())
+        stmt = select(col(Role.id)).where(
+            col(Role.organization_id) == org_id, func.lower(col(Role.name)) == name.lower()
+        )
         if exclude_id:
-            stmt = stmt.where(Role.id != exclude_id)
+            stmt = stmt.where(col(Role.id) != exclude_id)
         return (await self.session.execute(stmt)).first() is not None
 
     async def create(self, actor: Actor, name: str, description: str = "") -> Role:
@@ -72,10 +76,14 @@ class RoleService:
             raise NotFoundError(f"Role {role_id!r} not found in this organization.")
         return role
 
-    async def list(self, actor: Actor) -> list[Role]:
+    async def list(self, actor: Actor) -> builtins.list[Role]:
         """List active roles of the acting organization."""
         org_id = self._org(actor, "manage roles")
-        stmt = select(Role).where(Role.organization_id == org_id, Role.is_active.is_(True)).order_by(Role.name)  # type: ignore[attr-defined]
+        stmt = (
+            select(Role)
+            .where(col(Role.organization_id) == org_id, col(Role.is_active).is_(True))
+            .order_by(col(Role.name))
+        )
         return list((await self.session.execute(stmt)).scalars())
 
     async def update(self, actor: Actor, role_id: str, **updates: Any) -> Role:
@@ -107,16 +115,16 @@ class RoleService:
         role.is_active = False
         await self.session.flush()
 
-    async def list_users(self, actor: Actor, role_id: str) -> list[str]:
+    async def list_users(self, actor: Actor, role_id: str) -> builtins.list[str]:
         """Ids of users assigned to the role."""
         role = await self.get(actor, role_id)
-        stmt = select(UserRole.user_id).where(UserRole.role_id == role.id).order_by(UserRole.user_id)
+        stmt = select(col(UserRole.user_id)).where(col(UserRole.role_id) == role.id).order_by(col(UserRole.user_id))
         return list((await self.session.execute(stmt)).scalars())
 
-    async def list_forms(self, actor: Actor, role_id: str) -> list[str]:
+    async def list_forms(self, actor: Actor, role_id: str) -> builtins.list[str]:
         """Ids of forms assigned to the role."""
         role = await self.get(actor, role_id)
-        stmt = select(RoleForm.form_id).where(RoleForm.role_id == role.id).order_by(RoleForm.form_id)
+        stmt = select(col(RoleForm.form_id)).where(col(RoleForm.role_id) == role.id).order_by(col(RoleForm.form_id))
         return list((await self.session.execute(stmt)).scalars())
 
     async def assign_users(self, actor: Actor, role_id: str, user_ids: Any) -> None:
@@ -124,12 +132,20 @@ class RoleService:
         role = await self.get(actor, role_id)
         ids = _ids(user_ids, "user_ids")
         found = set(
-            (await self.session.execute(select(User.id).where(User.id.in_(ids), User.organization_id == role.organization_id))).scalars()  # type: ignore[attr-defined]
+            (
+                await self.session.execute(
+                    select(col(User.id)).where(col(User.id).in_(ids), col(User.organization_id) == role.organization_id)
+                )
+            ).scalars()  # type: ignore[attr-defined]
         )
         missing = [i for i in ids if i not in found]
         if missing:
             raise InvalidInputError.field("user_ids", f"not users of this organization: {', '.join(missing)}")
-        existing = set((await self.session.execute(select(UserRole.user_id).where(UserRole.role_id == role.id))).scalars())
+        existing = set(
+            (
+                await self.session.execute(select(col(UserRole.user_id)).where(col(UserRole.role_id) == role.id))
+            ).scalars()
+        )
         self.session.add_all(UserRole(role_id=role.id, user_id=i) for i in ids if i not in existing)
         await self.session.flush()
 
@@ -137,14 +153,18 @@ class RoleService:
         """Assign forms visible to the role's organization (its own or global)."""
         role = await self.get(actor, role_id)
         ids = _ids(form_ids, "form_ids")
-        stmt = select(Form.id).where(
-            Form.id.in_(ids),  # type: ignore[attr-defined]
-            (Form.organization_id == role.organization_id) | Form.organization_id.is_(None),  # type: ignore[union-attr]
+        stmt = select(col(Form.id)).where(
+            col(Form.id).in_(ids),
+            (col(Form.organization_id) == role.organization_id) | col(Form.organization_id).is_(None),
         )
         found = set((await self.session.execute(stmt)).scalars())
         missing = [i for i in ids if i not in found]
         if missing:
             raise InvalidInputError.field("form_ids", f"not forms of this organization: {', '.join(missing)}")
-        existing = set((await self.session.execute(select(RoleForm.form_id).where(RoleForm.role_id == role.id))).scalars())
+        existing = set(
+            (
+                await self.session.execute(select(col(RoleForm.form_id)).where(col(RoleForm.role_id) == role.id))
+            ).scalars()
+        )
         self.session.add_all(RoleForm(role_id=role.id, form_id=i) for i in ids if i not in existing)
         await self.session.flush()

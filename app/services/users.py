@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.models import Organization, User
 from app.services.actor import Actor
@@ -50,13 +52,15 @@ class UserService:
 
     async def by_email(self, email: str) -> User | None:
         """Return the user with this email (case-insensitive), or None."""
-        stmt = select(User).where(func.lower(User.email) == email.strip().lower())
+        stmt = select(User).where(func.lower(col(User.email)) == email.strip().lower())
         return (await self.session.execute(stmt)).scalars().first()
 
     async def _check_org(self, org_id: str | None, is_superuser: bool) -> None:
         if org_id is None:
             if not is_superuser:
-                raise InvalidInputError.field("org_id", "a user who is not a platform admin must belong to an organization")
+                raise InvalidInputError.field(
+                    "org_id", "a user who is not a platform admin must belong to an organization"
+                )
             return
         org = await self.session.get(Organization, org_id)
         if org is None:
@@ -100,12 +104,12 @@ class UserService:
             raise NotFoundError(f"User {user_id!r} not found.")
         return user
 
-    async def list(self, actor: Actor, org_id: str | None = None) -> list[User]:
+    async def list(self, actor: Actor, org_id: str | None = None) -> builtins.list[User]:
         """List users, optionally of one organization."""
         actor.require_admin("list users")
-        stmt = select(User).order_by(User.email)
+        stmt = select(User).order_by(col(User.email))
         if org_id:
-            stmt = stmt.where(User.organization_id == org_id)
+            stmt = stmt.where(col(User.organization_id) == org_id)
         return list((await self.session.execute(stmt)).scalars())
 
     async def update(self, actor: Actor, user_id: str, **updates: Any) -> User:

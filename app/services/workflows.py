@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.models import Workflow, WorkspaceError, stable_workflow_id
 from app.models.base import utcnow
@@ -15,9 +17,23 @@ from bifrost.types import WorkflowMetadata
 
 # Fields copied from a scanned definition onto the Workflow row.
 _SYNCED_FIELDS = (
-    "description", "category", "tags", "execution_mode", "execution_mode_explicit", "timeout_seconds",
-    "schedule", "endpoint_enabled", "allowed_methods", "public_endpoint", "is_tool", "tool_description",
-    "time_saved", "cache_ttl_seconds", "parameters", "params_schema", "source_file",
+    "description",
+    "category",
+    "tags",
+    "execution_mode",
+    "execution_mode_explicit",
+    "timeout_seconds",
+    "schedule",
+    "endpoint_enabled",
+    "allowed_methods",
+    "public_endpoint",
+    "is_tool",
+    "tool_description",
+    "time_saved",
+    "cache_ttl_seconds",
+    "parameters",
+    "params_schema",
+    "source_file",
 )
 
 
@@ -60,7 +76,9 @@ class WorkflowService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def sync(self, definitions: list[dict[str, Any]], errors: list[dict[str, Any]]) -> dict[str, int]:
+    async def sync(
+        self, definitions: builtins.list[dict[str, Any]], errors: builtins.list[dict[str, Any]]
+    ) -> dict[str, int]:
         """Apply a workspace scan: upsert what was found, deactivate what disappeared, replace errors.
 
         Args:
@@ -99,26 +117,27 @@ class WorkflowService:
                 removed += 1
         await self.session.execute(delete(WorkspaceError))
         self.session.add_all(
-            WorkspaceError(file=e.get("file", "?"), error=e.get("error", ""), traceback=e.get("traceback")) for e in errors
+            WorkspaceError(file=e.get("file", "?"), error=e.get("error", ""), traceback=e.get("traceback"))
+            for e in errors
         )
         await self.session.flush()
         return {"added": added, "updated": updated - added, "removed": removed, "errors": len(errors)}
 
-    async def list(self, actor: Actor, kind: str = "workflow") -> list[Workflow]:
+    async def list(self, actor: Actor, kind: str = "workflow") -> builtins.list[Workflow]:
         """Active workflows visible to the actor (global ones and their organization's), by category and name."""
         stmt = (
             select(Workflow)
-            .where(Workflow.kind == kind, Workflow.is_active.is_(True))  # type: ignore[attr-defined]
-            .order_by(Workflow.category, Workflow.name)
+            .where(col(Workflow.kind) == kind, col(Workflow.is_active).is_(True))
+            .order_by(col(Workflow.category), col(Workflow.name))
         )
         return [w for w in (await self.session.execute(stmt)).scalars() if actor.can_see_org(w.organization_id)]
 
     async def get(self, actor: Actor | None, name_or_id: str, kind: str = "workflow") -> Workflow:
         """Return an active workflow by name or id (``actor=None`` skips the visibility check)."""
         stmt = select(Workflow).where(
-            Workflow.kind == kind,
-            Workflow.is_active.is_(True),  # type: ignore[attr-defined]
-            (Workflow.name == name_or_id) | (Workflow.id == name_or_id),
+            col(Workflow.kind) == kind,
+            col(Workflow.is_active).is_(True),
+            (col(Workflow.name) == name_or_id) | (col(Workflow.id) == name_or_id),
         )
         row = (await self.session.execute(stmt)).scalars().first()
         if row is None or (actor is not None and not actor.can_see_org(row.organization_id)):
@@ -126,8 +145,8 @@ class WorkflowService:
             raise NotFoundError(f"{label} {name_or_id!r} not found.")
         return row
 
-    async def errors(self, actor: Actor) -> list[WorkspaceError]:
+    async def errors(self, actor: Actor) -> builtins.list[WorkspaceError]:
         """Workspace import errors (admins only: tracebacks reveal code)."""
         actor.require_admin("see workspace errors")
-        stmt = select(WorkspaceError).order_by(WorkspaceError.file)
+        stmt = select(WorkspaceError).order_by(col(WorkspaceError.file))
         return list((await self.session.execute(stmt)).scalars())

@@ -59,12 +59,16 @@ async def resolve_actor(request: Request[Any, Any, Any]) -> Actor:
             return await auth.actor_for_token(token, requested_org)
         user_id = request.session.get("user_id") if "session" in request.scope else None
         if not user_id:
-            raise AuthenticationError("Authentication required: log in, or send an API key as 'Authorization: Bearer <key>'.")
+            raise AuthenticationError(
+                "Authentication required: log in, or send an API key as 'Authorization: Bearer <key>'."
+            )
         if request.method in UNSAFE_METHODS and request.url.path.startswith("/api/"):
             cookie = request.cookies.get(CSRF_COOKIE, "")
             header = request.headers.get(CSRF_HEADER, "")
             if not cookie or not hmac.compare_digest(cookie, header):
-                raise PermissionDeniedError("CSRF token missing or wrong: send the csrftoken cookie value in X-CSRFToken.")
+                raise PermissionDeniedError(
+                    "CSRF token missing or wrong: send the csrftoken cookie value in X-CSRFToken."
+                )
         return await auth.actor_for_user(user_id, requested_org or request.session.get("org_id"))
 
 

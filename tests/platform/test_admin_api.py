@@ -32,7 +32,8 @@ def test_user_management_and_validation(world: World) -> None:
         orphan = admin.post("/api/users", json={"email": "o@a.example", "name": "Orphan"})
         assert orphan.status_code == 422 and "organization" in orphan.json()["detail"]
         created = admin.post(
-            "/api/users", json={"email": "Carol@A.example", "name": "Carol", "org_id": world.org_a, "password": "carol-password"}
+            "/api/users",
+            json={"email": "Carol@A.example", "name": "Carol", "org_id": world.org_a, "password": "carol-password"},
         ).json()
         assert created["email"] == "carol@a.example" and created["is_superuser"] is False
         assert "password" not in created and "password_hash" not in created
@@ -63,7 +64,10 @@ def test_roles_live_in_an_organization_with_user_assignment(world: World) -> Non
         unknown_form = admin.post(f"/api/roles/{role['id']}/forms", json={"form_ids": ["nope"]})
         assert unknown_form.status_code == 422
         assert admin.get(f"/api/roles/{role['id']}/forms").json() == []
-        assert admin.patch(f"/api/roles/{role['id']}", json={"description": "Tier 1 and 2"}).json()["description"] == "Tier 1 and 2"
+        assert (
+            admin.patch(f"/api/roles/{role['id']}", json={"description": "Tier 1 and 2"}).json()["description"]
+            == "Tier 1 and 2"
+        )
         assert [r["name"] for r in admin.get("/api/roles").json()] == ["Helpdesk"]
     with world.server.client(world.admin_key, **{"X-Bifrost-Org": world.org_b}) as admin_b:
         assert admin_b.get(f"/api/roles/{role['id']}").status_code == 404
@@ -102,7 +106,9 @@ def test_api_keys_are_shown_once_hashed_limited_and_revocable(world: World) -> N
 
 def test_session_login_me_and_csrf(world: World) -> None:
     with httpx.Client(base_url=world.server.url) as browser:
-        assert browser.post("/api/auth/login", json={"email": "alice@a.example", "password": "wrong"}).status_code == 401
+        assert (
+            browser.post("/api/auth/login", json={"email": "alice@a.example", "password": "wrong"}).status_code == 401
+        )
         login = browser.post("/api/auth/login", json={"email": "ALICE@a.example", "password": "alice-password"})
         assert login.status_code == 200
         cookie = login.headers["set-cookie"].lower()
@@ -134,7 +140,13 @@ def test_login_page_and_home(world: World) -> None:
         wrong = browser.post("/login", data={"email": "alice@a.example", "password": "nope", "_csrf_token": token})
         assert wrong.status_code == 401 and "Invalid email or password" in wrong.text
         ok = browser.post(
-            "/login", data={"email": "alice@a.example", "password": "alice-password", "_csrf_token": token, "next": "//evil.example"}
+            "/login",
+            data={
+                "email": "alice@a.example",
+                "password": "alice-password",
+                "_csrf_token": token,
+                "next": "//evil.example",
+            },
         )
         assert ok.status_code == 303 and ok.headers["location"] == "/"
         home = browser.get("/")

@@ -17,7 +17,10 @@ def test_platform_flows_on_each_database(database_url: str, tmp_path: Path) -> N
             run = alice.post("/api/workflows/add/execute?wait=true", json={"params": {"a": 2, "b": 3}}).json()
             assert run["status"] == "Completed" and run["result"] == {"sum": 5}
             assert run["started_at"].endswith("+00:00")
-            assert alice.get("/api/executions", params={"workflow_name": "add"}).json()[0]["execution_id"] == run["execution_id"]
+            assert (
+                alice.get("/api/executions", params={"workflow_name": "add"}).json()[0]["execution_id"]
+                == run["execution_id"]
+            )
             logs = alice.get(f"/api/executions/{run['execution_id']}/logs").json()
             assert [line["message"] for line in logs] == ["adding 2 and 3"]
             bad = alice.post("/api/workflows/add/execute", json={"params": {"a": "x"}})
@@ -46,12 +49,20 @@ def test_restart_recovery(database_url: str, tmp_path: Path) -> None:
 
         async with transaction(server.platform.sessions) as session:
             running = Execution(
-                workflow_id=stable_workflow_id("workflow", "add"), workflow_name="add", executed_by=ids["alice_id"],
-                organization_id=ids["org_a"], status="Running", input_data={"a": 1, "b": 1},
+                workflow_id=stable_workflow_id("workflow", "add"),
+                workflow_name="add",
+                executed_by=ids["alice_id"],
+                organization_id=ids["org_a"],
+                status="Running",
+                input_data={"a": 1, "b": 1},
             )
             pending = Execution(
-                workflow_id=stable_workflow_id("workflow", "add"), workflow_name="add", executed_by=ids["alice_id"],
-                organization_id=ids["org_a"], status="Pending", input_data={"a": 20, "b": 1},
+                workflow_id=stable_workflow_id("workflow", "add"),
+                workflow_name="add",
+                executed_by=ids["alice_id"],
+                organization_id=ids["org_a"],
+                status="Pending",
+                input_data={"a": 20, "b": 1},
             )
             session.add_all([running, pending])
         return running.id, pending.id

@@ -42,9 +42,7 @@ def test_async_execute_returns_id_then_completes(world: World) -> None:
 def test_bad_params_get_one_error_per_field_and_write_nothing(world: World) -> None:
     with world.server.client(world.alice_key) as client:
         before = client.get("/api/executions", params={"limit": 1000}).json()
-        response = client.post(
-            "/api/workflows/add/execute", json={"params": {"a": "not a number", "b": 1, "zzz": 3}}
-        )
+        response = client.post("/api/workflows/add/execute", json={"params": {"a": "not a number", "b": 1, "zzz": 3}})
         after = client.get("/api/executions", params={"limit": 1000}).json()
     assert response.status_code == 422
     errors = {e["field"]: e["message"] for e in response.json()["extra"]["errors"]}
@@ -144,7 +142,12 @@ def test_logs_are_captured_at_every_level_with_print(world: World) -> None:
     with world.server.client(world.alice_key) as client:
         logs = client.get(f"/api/executions/{run['execution_id']}/logs").json()
     messages = [(line["level"], line["message"]) for line in logs]
-    for expected in [("DEBUG", "debug line"), ("INFO", "info line"), ("WARNING", "warning line"), ("ERROR", "error line")]:
+    for expected in [
+        ("DEBUG", "debug line"),
+        ("INFO", "info line"),
+        ("WARNING", "warning line"),
+        ("ERROR", "error line"),
+    ]:
         assert expected in messages
     assert any("printed line" in m for _, m in messages)
     assert [line["seq"] for line in logs] == sorted(line["seq"] for line in logs)
@@ -172,9 +175,10 @@ def test_live_log_stream_delivers_lines_before_the_end(world: World) -> None:
     assert statuses[-1] == "Completed"
     # a log line arrived while the execution was still running
     first_log = next(i for i, (kind, _) in enumerate(events) if kind == "log")
-    assert any(kind == "status" and not data.get("done") for kind, data in events[: first_log + 1]) or first_log < len(
-        events
-    ) - 1
+    assert (
+        any(kind == "status" and not data.get("done") for kind, data in events[: first_log + 1])
+        or first_log < len(events) - 1
+    )
 
 
 def test_context_is_bound_to_the_execution(world: World) -> None:

@@ -87,7 +87,9 @@ class OrganizationController(Controller):
             return organization_public(await OrganizationService(session).get(actor, org_id)).model_dump()
 
     @patch("/{org_id:str}")
-    async def update(self, request: Request[Any, Any, Any], actor: Actor, org_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    async def update(
+        self, request: Request[Any, Any, Any], actor: Actor, org_id: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
         """Update an organization."""
         async with db(request) as session:
             return organization_public(await OrganizationService(session).update(actor, org_id, **data)).model_dump()
@@ -113,7 +115,9 @@ class UserController(Controller):
             return user_public(user).model_dump()
 
     @get("/")
-    async def list_users(self, request: Request[Any, Any, Any], actor: Actor, org_id: str | None = None) -> list[dict[str, Any]]:
+    async def list_users(
+        self, request: Request[Any, Any, Any], actor: Actor, org_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """List users, optionally of one organization."""
         async with db(request) as session:
             return [user_public(u).model_dump() for u in await UserService(session).list(actor, org_id)]
@@ -125,7 +129,9 @@ class UserController(Controller):
             return user_public(await UserService(session).get(actor, user_id)).model_dump()
 
     @patch("/{user_id:str}")
-    async def update(self, request: Request[Any, Any, Any], actor: Actor, user_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    async def update(
+        self, request: Request[Any, Any, Any], actor: Actor, user_id: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
         """Update a user."""
         async with db(request) as session:
             return user_public(await UserService(session).update(actor, user_id, **data)).model_dump()
@@ -162,7 +168,9 @@ class RoleController(Controller):
             return role_public(await RoleService(session).get(actor, role_id)).model_dump()
 
     @patch("/{role_id:str}")
-    async def update(self, request: Request[Any, Any, Any], actor: Actor, role_id: str, data: dict[str, Any]) -> dict[str, Any]:
+    async def update(
+        self, request: Request[Any, Any, Any], actor: Actor, role_id: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
         """Update a role."""
         async with db(request) as session:
             return role_public(await RoleService(session).update(actor, role_id, **data)).model_dump()

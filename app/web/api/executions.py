@@ -73,7 +73,7 @@ class ExecutionController(Controller):
         """Cancel a pending or running execution."""
         platform = get_platform(request.app.state)
         async with db(request) as session:
-            execution = await ExecutionService(session, platform.dispatcher).cancel(actor, execution_id)
+            await ExecutionService(session, platform.dispatcher).cancel(actor, execution_id)
         await platform.dispatcher.wait(execution_id, 10.0)
         async with db(request) as session:
             return execution_view(await ExecutionService(session).get(actor, execution_id), actor)
