@@ -117,7 +117,7 @@ def _print_outcome(execution: dict[str, Any], as_json: bool) -> int:
         print(json.dumps(execution["result"], indent=2, default=str))
     else:
         print(f"{execution['status']}: {execution.get('error_message') or ''}", file=sys.stderr)
-        if execution.get("traceback"):
+        if execution.get("traceback") and not execution.get("user_error"):
             print(execution["traceback"], file=sys.stderr)
     return 0 if execution["status"] == "Completed" else 1
 

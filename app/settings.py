@@ -30,6 +30,7 @@ class Settings(BaseSettings):
         session_max_age: Seconds a web login lasts.
         watch_workspace: Reload workers when workspace files change.
         log_flush_seconds: How often logs of long runs are written to the database.
+        login_rate_limit_per_minute: Password attempts allowed per client address per minute.
     """
 
     model_config = SettingsConfigDict(env_prefix="BIFROST_", extra="ignore")
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     session_max_age: int = 8 * 3600
     watch_workspace: bool = True
     log_flush_seconds: float = 1.0
+    login_rate_limit_per_minute: int = Field(default=20, ge=1)
 
     @field_validator("home", "workspace")
     @classmethod

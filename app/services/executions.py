@@ -101,6 +101,7 @@ def execution_view(execution: Execution, actor: Actor) -> dict[str, Any]:
         "result": execution.result,
         "error_message": error_message,
         "error_type": execution.error_type,
+        "user_error": execution.user_error,
         "traceback": execution.error_traceback if actor.is_superuser else None,
         "duration_ms": execution.duration_ms,
         "created_at": execution.created_at.isoformat(),

@@ -12,6 +12,7 @@ from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.middleware.session.client_side import CookieBackendConfig
 from litestar.openapi.config import OpenAPIConfig
 from litestar.static_files import create_static_files_router
@@ -41,6 +42,14 @@ SHARED_CONTROLLERS = [
     UserController,
     RoleController,
 ]
+
+
+LOGIN_PATHS = frozenset({"/login", "/api/auth/login"})
+
+
+def _is_login_attempt(request: Request[Any, Any, Any]) -> bool:
+    # Only password checks are throttled: they are the public endpoints a guesser would hammer.
+    return request.method == "POST" and request.url.path in LOGIN_PATHS
 
 
 def session_secret(home: Path) -> bytes:
@@ -108,7 +117,12 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
         ],
         dependencies={"actor": Provide(provide_actor)},
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[session_config.middleware],
+        middleware=[
+            RateLimitConfig(
+                rate_limit=("minute", settings.login_rate_limit_per_minute), check_throttle_handler=_is_login_attempt
+            ).middleware,
+            session_config.middleware,
+        ],
         csrf_config=CSRFConfig(secret=session_secret(settings.home).hex(), exclude=["/api/"], cookie_httponly=False),
         template_config=TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine),
         openapi_config=OpenAPIConfig(title="Bifrost Workbench API", version="0.1.0", path="/schema"),

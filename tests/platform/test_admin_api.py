@@ -178,3 +178,21 @@ def test_workflow_catalogue_has_parameters_and_data_providers(world: World) -> N
         providers = {p["name"] for p in client.get("/api/data-providers").json()}
         assert "colours" in providers
         assert client.get("/api/workspace/errors").status_code == 403
+
+
+def test_password_guessing_is_rate_limited(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import LiveServer, make_settings
+
+    server = LiveServer(make_settings(tmp_path, login_rate_limit_per_minute=3)).start()
+    try:
+        with server.client() as client:
+            codes = [
+                client.post("/api/auth/login", json={"email": "x@y.example", "password": "guess"}).status_code
+                for _ in range(5)
+            ]
+            assert codes[:3] == [401, 401, 401]
+            assert codes[3:] == [429, 429]
+            # other routes are not throttled
+            assert client.get("/login").status_code == 200
+    finally:
+        server.stop()
