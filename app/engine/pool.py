@@ -90,7 +90,7 @@ def _worker_command(workspace: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", WORKER_MODULE, "--workspace", str(workspace), *extra]
 
 
-def worker_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+def build_worker_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """Build a worker's environment: ours minus private variables, then ``env``.
 
     Args:
@@ -163,7 +163,7 @@ async def scan_workspace(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=worker_environment(env),
+        env=build_worker_env(env),
         start_new_session=True,
         limit=_LINE_LIMIT,
     )
@@ -210,7 +210,7 @@ class WorkerPool:
         self.start_timeout = start_timeout
         self.last_scan: ScanResult | None = None
         self._extra_env = dict(env or {})
-        self._env = worker_environment(env)
+        self._env = build_worker_env(env)
         self._running = False
         self._stopping = asyncio.Event()
         self._start_failures = 0
@@ -241,35 +241,28 @@ class WorkerPool:
             raise
 
     async def stop(self, timeout: float = 0.0) -> None:
-        """Stop every worker.
-
-        Queued jobs and jobs still running after ``timeout`` end FAILED
-        (``WorkerLost``); their ``run()`` calls return.
+        """Stop every worker; queued jobs and jobs still running after ``timeout`` end FAILED (``WorkerLost``).
 
         Args:
             timeout: Seconds to let running jobs finish first.
         """
-        if timeout > 0:
-            running = [w.current.future for w in self._workers if w.current is not None]
-            if running:
-                await asyncio.wait(running, timeout=timeout)
         self._running = False
         self._stopping.set()
-        # Let pending respawns finish (not cancel them mid-spawn, which could
-        # leak a process); they start nothing once _running is False.
-        await asyncio.gather(*self._respawns, return_exceptions=True)
         while self._queue:
             pending = self._queue.popleft()
             self._resolve(
                 pending, self._failure(pending, "WorkerLost", "The worker pool stopped before the job started")
             )
+        running = [w.current.future for w in self._workers if w.current is not None]
+        if timeout > 0 and running:
+            await asyncio.wait(running, timeout=timeout)
+        # Respawns are awaited, not cancelled: cancelling one mid-spawn could leak a process.
+        await asyncio.gather(*self._respawns, return_exceptions=True)
         workers = list(self._workers)
         for worker in workers:
             worker.kill_reason = worker.kill_reason or _STOPPED
             _kill_group(worker.proc)
-        tasks = [t for w in workers for t in w.tasks]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(t for w in workers for t in w.tasks), return_exceptions=True)
         self._idle.clear()
 
     def reload(self) -> None:
@@ -520,20 +513,20 @@ class WorkerPool:
 
     def _handle(self, worker: _Worker, message: dict[str, Any]) -> None:
         kind = message.get("type")
+        pending = worker.current
         if kind == "log":
             record = LogRecord.from_message(message)
-            if record.execution_id is None:
-                # Output outside any execution, e.g. while the workspace was imported.
-                log.log(
-                    logging.getLevelName(record.level), "worker %s: %s: %s", worker.pid, record.logger, record.message
-                )
+            if pending is None or record.execution_id != pending.job.execution_id:
+                # Output outside the running job (workspace import, a thread a
+                # finished job left behind) is the operator's, not an execution's.
+                level = logging.getLevelName(record.level)
+                log.log(level, "worker %s: %s: %s", worker.pid, record.logger, record.message)
             elif self.on_log is not None:
                 try:
                     self.on_log(record)
                 except Exception:
                     log.exception("on_log callback failed")
             return
-        pending = worker.current
         if kind == "started":
             if pending is not None and pending.job.execution_id == message.get("execution_id"):
                 pending.started_at = datetime.fromisoformat(message["started_at"])
