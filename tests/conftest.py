@@ -114,7 +114,10 @@ class LiveServer:
 
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
-            async with running_server(self.settings, recover=True) as (platform, url):
+            async with running_server(self.settings, recover=True, watch=self.settings.watch_workspace) as (
+                platform,
+                url,
+            ):
                 self.platform, self.url = platform, url
                 self._ready.set()
                 await self._stop.wait()
