@@ -1,4 +1,4 @@
-"""The ``bifrost`` command: ``init``, ``serve``, ``run``, ``workflows``, ``migrate``.
+"""The ``bifrost`` command: ``init``, ``serve``, ``run``, ``workflows``, ``api-key``, ``migrate``.
 
 Imports are deferred into each command so that ``bifrost --help`` stays fast.
 """
@@ -232,6 +232,42 @@ async def _workflows(args: argparse.Namespace) -> int:
     return 1 if scan.errors else 0
 
 
+async def _api_key(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from app.db import create_engine, session_factory, transaction
+    from app.models import User
+    from app.services.auth import ApiKeyService, AuthService
+    from app.services.errors import DomainError
+    from app.settings import get_settings
+
+    settings = get_settings()
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            if args.as_user:
+                stmt = select(User).where(col(User.email) == args.as_user.lower())
+            else:
+                stmt = select(User).where(col(User.is_superuser).is_(True)).order_by(col(User.created_at))
+            user = (await session.execute(stmt)).scalars().first()
+            if user is None:
+                print("bifrost: no such user; run `bifrost init` first (or pass --as EMAIL)", file=sys.stderr)
+                return 2
+            auth = AuthService(session)
+            try:
+                actor = await auth.actor_for_user(user.id)
+                org_id = await auth.resolve_org(user, args.org) if args.org else None
+                _, key = await ApiKeyService(session).create(actor, args.name, org_id, args.workflow)
+            except DomainError as exc:
+                print(f"bifrost: {exc}", file=sys.stderr)
+                return 2
+    finally:
+        await engine.dispose()
+    print(key)
+    return 0
+
+
 async def _migrate(_args: argparse.Namespace) -> int:
     from app.db import upgrade_database_async
     from app.settings import get_settings
@@ -269,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_wf = sub.add_parser("workflows", help="list the workspace's workflows")
     p_wf.add_argument("--json", action="store_true")
 
+    p_key = sub.add_parser("api-key", help="create an API key and print it (shown only once)")
+    p_key.add_argument("name", help="what the key is for")
+    p_key.add_argument("--org", help="limit the key to this organization (id or name)")
+    p_key.add_argument("--workflow", help="limit the key to this workflow (name or id)")
+    p_key.add_argument("--as", dest="as_user", metavar="EMAIL", help="the user the key acts as (default: first admin)")
+
     sub.add_parser("migrate", help="apply database migrations")
     return parser
 
@@ -278,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
-    handlers = {"init": _init, "run": _run, "workflows": _workflows, "migrate": _migrate}
+    handlers = {"init": _init, "run": _run, "workflows": _workflows, "migrate": _migrate, "api-key": _api_key}
     return asyncio.run(handlers[args.command](args))
 
 

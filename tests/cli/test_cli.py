@@ -102,3 +102,12 @@ def test_help_is_fast_to_import() -> None:
     code = "import sys; from app.cli import build_parser; build_parser(); print(sorted(m for m in ('litestar','sqlalchemy','uvicorn') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_api_key_command_prints_a_new_key(home: dict[str, str]) -> None:
+    created = run(home, "api-key", "laptop")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("bfk_") and len(key) > 40
+    unknown_org = run(home, "api-key", "x", "--org", "Nowhere")
+    assert unknown_org.returncode == 2 and "Nowhere" in unknown_org.stderr
