@@ -34,7 +34,8 @@ def encode_message(message: dict[str, Any]) -> bytes:
     Returns:
         The bytes to write, ending with ``\\n``.
     """
-    # ensure_ascii keeps the line free of raw newlines/separators in any payload.
+    # JSON escapes newlines inside strings, so one message is one line; ensure_ascii
+    # also escapes lone surrogates (undecodable file names), which UTF-8 cannot encode.
     return json.dumps(message, separators=(",", ":"), ensure_ascii=True).encode() + b"\n"
 
 

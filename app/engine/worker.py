@@ -266,10 +266,17 @@ class FdCapture:
 class Worker:
     """The job loop of one worker process."""
 
-    def __init__(self, channel: Channel, fd_capture: FdCapture | None, captures: list[LineCapture]) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        fd_capture: FdCapture | None = None,
+        captures: list[LineCapture] | None = None,
+        log_handler: ProtocolLogHandler | None = None,
+    ) -> None:
         self.channel = channel
         self.fd_capture = fd_capture
-        self.captures = captures
+        self.captures = captures or []
+        self.log_handler = log_handler
         # One loop for the worker's life: httpx clients and other loop-bound
         # resources created by one job stay usable by the next.
         self.loop = asyncio.new_event_loop()
@@ -289,6 +296,7 @@ class Worker:
 
     def run(self, job: Job) -> bytes:
         """Run one job and return its encoded ``result`` message."""
+        self._restore_capture()
         started_at = utcnow()
         start = time.perf_counter()
         token = _current_execution.set(job.execution_id)
@@ -325,6 +333,14 @@ class Worker:
             )
         return encoded
 
+    def _restore_capture(self) -> None:
+        # A previous job may have called logging.basicConfig(force=True) or
+        # replaced sys.stdout without restoring it; the next job must still be captured.
+        if self.log_handler is not None and self.log_handler not in logging.getLogger().handlers:
+            _install_handler(self.log_handler)
+        if len(self.captures) == 2 and (sys.stdout, sys.stderr) != tuple(self.captures):
+            sys.stdout, sys.stderr = self.captures
+
     def flush_output(self) -> None:
         """Send partial lines and whatever child processes wrote so far."""
         for capture in self.captures:
@@ -360,7 +376,8 @@ class Worker:
                 message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
                 return _failed(type(exc).__name__, message, tb=_format_traceback(exc))
         try:
-            result = to_jsonable_python(value)
+            # JSON has no NaN/Infinity; stored results must stay valid JSON.
+            result = to_jsonable_python(value, inf_nan_mode="null")
         except (PydanticSerializationError, TypeError, ValueError) as exc:
             kind = f"{type(value).__module__}.{type(value).__qualname__}"
             return _failed(
@@ -470,7 +487,7 @@ def main(argv: list[str] | None = None) -> None:
     threading.Thread(target=_watch_parent, name="bifrost-parent-watch", daemon=True).start()
     handler = _configure_logging(channel)
 
-    worker = Worker(channel, fd_capture, [stdout, stderr])
+    worker = Worker(channel, fd_capture, [stdout, stderr], handler)
     scan = load_workspace(args.workspace, import_timeout=IMPORT_TIMEOUT_SECONDS)
     _install_handler(handler)
     worker.flush_output()

@@ -91,7 +91,7 @@ async def pydantic_result() -> Report:
 
 @workflow
 async def mixed_result() -> dict:
-    return {"point": Point(1, 2), "day": dt.date(2024, 1, 2), "ids": {3}, "pair": (1, "a"), "color": Color.BLUE}
+    return {"point": Point(1, 2), "day": dt.date(2024, 1, 2), "ids": {3}, "pair": (1, "a"), "color": Color.BLUE, "nan": float("nan")}
 
 
 @workflow
@@ -174,6 +174,15 @@ async def whoami() -> dict:
         "pid": os.getpid(),
         "loop": id(asyncio.get_running_loop()),
     }
+
+
+@workflow
+async def hijack_output() -> None:
+    import io
+
+    logging.basicConfig(force=True, stream=io.StringIO())
+    sys.stdout = io.StringIO()
+    sys.stderr = io.StringIO()
 
 
 @workflow

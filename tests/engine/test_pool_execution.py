@@ -56,7 +56,7 @@ async def test_pydantic_model_result_is_dumped_as_json(pool: WorkerPool) -> None
     assert result.result == {"title": "weekly", "created": "2024-05-06T07:08:09Z", "tags": ["a"]}
 
 
-async def test_dataclasses_dates_sets_tuples_and_enums_are_serialised(pool: WorkerPool) -> None:
+async def test_dataclasses_dates_sets_tuples_enums_and_nan_are_serialised(pool: WorkerPool) -> None:
     result = await pool.run(make_job("mixed_result"))
 
     assert result.status == "Completed", result.error_message
@@ -66,6 +66,7 @@ async def test_dataclasses_dates_sets_tuples_and_enums_are_serialised(pool: Work
         "ids": [3],
         "pair": [1, "a"],
         "color": "blue",
+        "nan": None,
     }
 
 
@@ -161,6 +162,16 @@ async def test_logs_of_every_level_and_printed_output_are_captured_in_order(pool
     assert all(t.tzinfo is not None and t.utcoffset() == UTC.utcoffset(None) for t in stamps)
     assert stamps == sorted(stamps)
     assert result.started_at <= stamps[0] and stamps[-1] <= result.completed_at
+
+
+async def test_a_job_replacing_log_handlers_or_stdout_does_not_blind_the_next_one(pool: WorkerPool) -> None:
+    assert (await pool.run(make_job("hijack_output"))).status == "Completed"
+    job = make_job("chatty")
+
+    await pool.run(job)
+
+    messages = [r.message for r in logs(pool).of(job.execution_id)]
+    assert "info line" in messages and "printed line" in messages and "to stderr" in messages
 
 
 async def test_output_outside_an_execution_goes_to_the_pool_logger_not_on_log(
