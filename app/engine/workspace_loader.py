@@ -252,12 +252,13 @@ def load_workspace(path: Path | str, *, import_timeout: float | None = None) -> 
 
 
 def _create_package(root: Path, errors: list[dict[str, Any]], failed: set[str], import_timeout: float | None) -> None:
+    # The package whose __path__ is the workspace root; a root __init__.py, if
+    # any, is its body.
     init = root / "__init__.py"
     loader = _SourceOnlyLoader(PACKAGE, str(init)) if init.is_file() else None
-    spec = importlib.util.spec_from_file_location(PACKAGE, init, loader=loader, submodule_search_locations=[str(root)])
-    if spec is None or loader is None:
-        spec = importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
-        spec.submodule_search_locations = [str(root)]
+    spec = importlib.machinery.ModuleSpec(PACKAGE, loader, origin=str(init) if loader else None, is_package=True)
+    spec.submodule_search_locations = [str(root)]
+    spec.has_location = loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACKAGE] = module
     if loader is not None:

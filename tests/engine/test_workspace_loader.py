@@ -104,6 +104,29 @@ def test_files_import_each_other_and_each_runs_once(tmp_path: Path) -> None:
     assert "workspace._helpers" in sys.modules and get_definition("workflow", "a") is not None
 
 
+def test_a_root_init_file_is_the_workspace_package(tmp_path: Path) -> None:
+    write_workspace(
+        tmp_path,
+        {
+            "__init__.py": "SETTING = 'from init'\n",
+            "a.py": """
+                from workspace import SETTING
+                from bifrost import workflow
+
+                @workflow
+                async def a() -> str:
+                    return SETTING
+            """,
+        },
+    )
+
+    scan = load_workspace(tmp_path)
+
+    assert scan.errors == []
+    assert [w["name"] for w in scan.workflows] == ["a"]
+    assert sys.modules["workspace"].SETTING == "from init"
+
+
 def test_workspace_files_do_not_shadow_installed_modules(tmp_path: Path) -> None:
     write_workspace(
         tmp_path, {"json.py": "VALUE = 'workspace json'\n", "uses.py": "import json\nKIND = json.dumps([1])\n"}
