@@ -256,8 +256,11 @@ class FdCapture:
     def drain(self) -> None:
         """Forward everything written so far, including a trailing partial line."""
         with self._lock:
-            for fd, (name, level) in self._streams.items():
+            # One select() instead of a failing read per stream: this runs after every job.
+            ready, _, _ = select.select(list(self._streams), [], [], 0)
+            for fd in ready:
                 self._read_available(fd)
+            for fd, (name, level) in self._streams.items():
                 if self._pending[fd]:
                     line, self._pending[fd] = self._pending[fd], b""
                     self._channel.log(level, name, line.decode("utf-8", "replace"))
