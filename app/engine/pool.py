@@ -79,7 +79,7 @@ class _Worker:
     kill_reason: str | None = None
     timer: asyncio.TimerHandle | None = None
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_STDERR_TAIL_LINES))
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # [stderr reader, stdout reader]
 
     @property
     def pid(self) -> int:
@@ -339,11 +339,7 @@ class WorkerPool:
         return True
 
     async def scan(self) -> ScanResult:
-        """Import the workspace in a one-shot process and return what it defines.
-
-        Raises:
-            RuntimeError: If the scan process fails.
-        """
+        """Import the workspace in a one-shot process and return what it defines (see :func:`scan_workspace`)."""
         return await scan_workspace(self.workspace, env=self._extra_env)
 
     def stats(self) -> dict[str, int]:
@@ -463,11 +459,8 @@ class WorkerPool:
 
     def _on_start_timeout(self, worker: _Worker) -> None:
         if not worker.ready.done() and worker.proc.returncode is None:
-            log.error(
-                "worker %s did not import the workspace within %s", worker.pid, _format_seconds(self.start_timeout)
-            )
             worker.stderr_tail.append(f"(not ready within {_format_seconds(self.start_timeout)}; killed)")
-            _kill_group(worker.proc)
+            _kill_group(worker.proc)  # its exit is logged and it is replaced, with back-off
 
     def _respawn_soon(self, delay: float) -> None:
         task = asyncio.create_task(self._respawn(delay), name="bifrost-worker-respawn")
@@ -554,7 +547,8 @@ class WorkerPool:
     async def _on_exit(self, worker: _Worker) -> None:
         returncode = await worker.proc.wait()
         # Let the stderr reader collect the last words (e.g. a faulthandler dump).
-        await asyncio.wait([worker.tasks[0]], timeout=1.0)
+        stderr_reader = worker.tasks[0]
+        await asyncio.wait([stderr_reader], timeout=1.0)
         self._workers.discard(worker)
         with contextlib.suppress(ValueError):
             self._idle.remove(worker)

@@ -230,6 +230,15 @@ async def test_a_workspace_that_kills_the_interpreter_fails_start_and_scan(tmp_p
         await pool.scan()
 
 
+async def test_a_worker_hanging_at_start_is_killed_after_the_start_timeout(tmp_path: Path) -> None:
+    workspace = write_workspace(tmp_path / "ws", {"slow.py": "import time\ntime.sleep(60)\n"})
+    pool = WorkerPool(workspace, 1, start_timeout=0.5)
+
+    with pytest.raises(WorkerStartError, match=r"SIGKILL(.|\n)*not ready within 0.5 seconds"):
+        await pool.start()
+    assert pool.pids() == []
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
