@@ -61,9 +61,46 @@ async def _init(args: argparse.Namespace) -> int:
         await engine.dispose()
     if args.demo:
         _install_demo_workspace(settings.workspace)
+        await _install_demo_tenants(settings.resolved_database_url)
     print(f"Database ready: {settings.resolved_database_url}")
     print(f"Workspace: {settings.workspace}")
     return 0
+
+
+DEMO_TENANTS = (
+    # organization, domain, technician email, password
+    ("Contoso", "contoso.example", "tech@contoso.example", "contoso-tech"),
+    ("Fabrikam", "fabrikam.example", "tech@fabrikam.example", "fabrikam-tech"),
+)
+
+
+async def _install_demo_tenants(database_url: str) -> None:
+    """Two client organizations with a technician each, so tenancy is visible from the first run."""
+    from app.db import create_engine, session_factory, transaction
+    from app.services.auth import AuthService
+    from app.services.organizations import OrganizationService
+    from app.services.roles import RoleService
+    from app.services.users import UserService
+
+    engine = create_engine(database_url)
+    try:
+        async with transaction(session_factory(engine)) as session:
+            orgs, users = OrganizationService(session), UserService(session)
+            admin = next(u for u in await users.list_admins())
+            for org_name, domain, email, password in DEMO_TENANTS:
+                if await users.by_email(email):
+                    continue
+                admin_actor = await AuthService(session).actor_for_user(admin.id)
+                org = await orgs.find(org_name) or await orgs.create(admin_actor, org_name, domain=domain)
+                tech = await users.create(
+                    admin_actor, email, f"{org_name} Technician", org_id=org.id, password=password
+                )
+                in_org = await AuthService(session).actor_for_user(admin.id, org.id)
+                role = await RoleService(session).create(in_org, "Technician", "Runs day-to-day workflows")
+                await RoleService(session).assign_users(in_org, role.id, [tech.id])
+                print(f"Demo organization {org_name}: log in as {email} / {password}")
+    finally:
+        await engine.dispose()
 
 
 def _install_demo_workspace(workspace: Path) -> None:

@@ -3,7 +3,7 @@
 import asyncio
 import logging
 
-from bifrost import executions, organizations, workflow
+from bifrost import context, executions, organizations, roles, users, workflow, workflows
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +38,31 @@ async def long_running_task(seconds: int = 3) -> str:
         logger.info("step %d of %d", i + 1, seconds)
         await asyncio.sleep(1)
     return "done"
+
+
+@workflow(category="Platform", tags=["demo", "admin"])
+async def team_directory(org_id: str | None = None) -> list[dict]:
+    """List users with their roles (platform admins only).
+
+    Args:
+        org_id: Only this organization's users (default: everyone).
+    """
+    people = await users.list(org_id=org_id)
+    role_names: dict[str, list[str]] = {}
+    if context.org_id:
+        for role in await roles.list():
+            for user_id in await roles.list_users(role.id):
+                role_names.setdefault(user_id, []).append(role.name)
+    return [
+        {"email": u.email, "name": u.name, "admin": u.is_superuser, "roles": role_names.get(u.id, [])}
+        for u in people
+    ]
+
+
+@workflow(category="Platform", tags=["demo"])
+async def workflow_catalogue() -> list[dict]:
+    """Describe every workflow of the workspace, with its schedule and tool flag."""
+    return [
+        {"name": wf.name, "category": wf.category, "schedule": wf.schedule, "tool": wf.is_tool}
+        for wf in await workflows.list()
+    ]

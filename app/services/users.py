@@ -55,6 +55,15 @@ class UserService:
         stmt = select(User).where(func.lower(col(User.email)) == email.strip().lower())
         return (await self.session.execute(stmt)).scalars().first()
 
+    async def list_admins(self) -> builtins.list[User]:
+        """Active platform admins, oldest first (bootstrap and CLI use, no actor)."""
+        stmt = (
+            select(User)
+            .where(col(User.is_superuser).is_(True), col(User.is_active).is_(True))
+            .order_by(col(User.created_at))
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
     async def _check_org(self, org_id: str | None, is_superuser: bool) -> None:
         if org_id is None:
             if not is_superuser:

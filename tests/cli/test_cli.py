@@ -27,6 +27,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     assert result.returncode == 0, result.stderr
     assert "Created platform admin admin@example.com" in result.stdout
     assert (root / "workspace" / "hello.py").exists()
+    assert "Demo organization Contoso: log in as tech@contoso.example" in result.stdout
     return env
 
 
@@ -111,3 +112,11 @@ def test_api_key_command_prints_a_new_key(home: dict[str, str]) -> None:
     assert key.startswith("bfk_") and len(key) > 40
     unknown_org = run(home, "api-key", "x", "--org", "Nowhere")
     assert unknown_org.returncode == 2 and "Nowhere" in unknown_org.stderr
+
+
+def test_demo_technician_runs_in_their_organization(home: dict[str, str]) -> None:
+    result = run(home, "run", "hello_world", "--as", "tech@contoso.example")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["org"] == "Contoso"
+    refused = run(home, "run", "team_directory", "--as", "tech@contoso.example")
+    assert refused.returncode == 1
