@@ -26,6 +26,19 @@ GENERIC_FAILURE = (
     "The workflow failed with an unexpected error. An administrator can see the details of this execution."
 )
 MAX_LIST_LIMIT = 1000
+# Failures whose message concerns the platform or the caller's own rights, never workflow internals:
+# shown to everyone. SDK permission errors tell a user plainly what they may not do.
+USER_VISIBLE_ERRORS = frozenset(
+    {
+        "TimeoutError",
+        "Cancelled",
+        "WorkerLost",
+        "ValidationError",
+        "ServerRestarted",
+        "PermissionDeniedError",
+        "NotAvailableError",
+    }
+)
 
 _model_cache: dict[tuple[str, datetime], type[BaseModel]] = {}
 
@@ -74,18 +87,8 @@ def execution_view(execution: Execution, actor: Actor) -> dict[str, Any]:
     Non-admins see a generic message instead of an internal error, and no traceback.
     """
     error_message = execution.error_message
-    if (
-        error_message
-        and not execution.user_error
-        and not actor.is_superuser
-        and execution.error_type
-        not in (
-            "TimeoutError",
-            "Cancelled",
-            "WorkerLost",
-            "ValidationError",
-            "ServerRestarted",
-        )
+    if error_message and not (
+        execution.user_error or actor.is_superuser or execution.error_type in USER_VISIBLE_ERRORS
     ):
         error_message = GENERIC_FAILURE
     return {

@@ -213,6 +213,7 @@ def test_sdk_inside_a_workflow_uses_the_execution_identity(world: World) -> None
 def test_admin_only_modules_refuse_non_admins_with_a_clear_error(world: World) -> None:
     refused = execute(world, world.alice_key, "list_orgs")
     assert refused["status"] == "Failed"
+    assert "Only platform admins may list organizations" in refused["error_message"]  # the user sees why
     with world.server.client(world.admin_key) as admin:
         detail = admin.get(f"/api/executions/{refused['execution_id']}").json()
     assert "PermissionDeniedError" in detail["error_message"]
