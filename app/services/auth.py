@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,11 +14,25 @@ from app.models import ApiKey, Execution, Organization, User
 from app.models.base import utcnow
 from app.services.actor import Actor
 from app.services.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
+from app.services.organizations import OrganizationService
 from app.services.security import API_KEY_PREFIX, EXECUTION_TOKEN_PREFIX, hash_token, new_api_key, verify_password
 from app.services.users import UserService
 
 # last_used_at is written at most this often per key, to keep API calls read-only.
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def _actor(user: User, acting_org_id: str | None, **extra: Any) -> Actor:
+    """The actor of ``user`` acting in ``acting_org_id``; ``extra`` sets key/token fields or narrows powers."""
+    fields: dict[str, Any] = {
+        "user_id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "organization_id": user.organization_id,
+        "is_superuser": user.is_superuser,
+        "acting_org_id": acting_org_id,
+    }
+    return Actor(**{**fields, **extra})
 
 
 class AuthService:
@@ -45,13 +60,7 @@ class AuthService:
             return user.organization_id
         if not requested:
             return user.organization_id
-        org = await self.session.get(Organization, requested)
-        if org is None:
-            org = (
-                (await self.session.execute(select(Organization).where(col(Organization.name) == requested)))
-                .scalars()
-                .first()
-            )
+        org = await OrganizationService(self.session).find(requested)
         if org is None:
             raise NotFoundError(f"Organization {requested!r} not found.")
         return org.id
@@ -61,14 +70,7 @@ class AuthService:
         user = await self.session.get(User, user_id)
         if user is None or not user.is_active:
             raise AuthenticationError("Your session is no longer valid; log in again.")
-        return Actor(
-            user_id=user.id,
-            email=user.email,
-            name=user.name,
-            organization_id=user.organization_id,
-            is_superuser=user.is_superuser,
-            acting_org_id=await self.resolve_org(user, requested_org),
-        )
+        return _actor(user, await self.resolve_org(user, requested_org))
 
     async def actor_for_token(self, token: str, requested_org: str | None = None) -> Actor:
         """Resolve a bearer token: an API key (``bfk_``) or an execution token (``bfx_``)."""
@@ -102,14 +104,11 @@ class AuthService:
             acting = key.organization_id
         else:
             acting = await self.resolve_org(user, requested_org)
-        return Actor(
-            user_id=user.id,
-            email=user.email,
-            name=user.name,
-            organization_id=user.organization_id,
+        return _actor(
+            user,
+            acting,
             # A key limited to one organization never carries platform-wide powers.
             is_superuser=user.is_superuser and key.organization_id is None,
-            acting_org_id=acting,
             api_key_id=key.id,
             api_key_workflow_id=key.workflow_id,
         )
@@ -124,16 +123,7 @@ class AuthService:
         user = await self.session.get(User, execution.executed_by)
         if user is None or not user.is_active:
             raise AuthenticationError("The user of this execution is inactive.")
-        return Actor(
-            user_id=user.id,
-            email=user.email,
-            name=user.name,
-            organization_id=user.organization_id,
-            is_superuser=user.is_superuser,
-            acting_org_id=execution.organization_id,
-            api_key_id=execution.api_key_id,
-            execution_id=execution.id,
-        )
+        return _actor(user, execution.organization_id, api_key_id=execution.api_key_id, execution_id=execution.id)
 
 
 class ApiKeyService:

@@ -41,3 +41,12 @@ class InvalidInputError(DomainError):
     def field(cls, field: str, message: str) -> InvalidInputError:
         """Build an error about a single field."""
         return cls(f"{field}: {message}", [{"field": field, "message": message}])
+
+
+def reject_unknown_fields(updates: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
+    """Raise InvalidInputError naming every key of ``updates`` that is not in ``allowed``."""
+    unknown = sorted(set(updates) - set(allowed))
+    if unknown:
+        raise InvalidInputError(
+            f"Unknown fields: {', '.join(unknown)}", [{"field": f, "message": "cannot be updated"} for f in unknown]
+        )

@@ -16,6 +16,7 @@ from app.models.base import utcnow
 from app.services.actor import Actor
 from app.services.dispatch import Dispatcher
 from app.services.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from app.services.organizations import OrganizationService
 from app.services.workflows import WorkflowService
 from bifrost._schema import model_from_json_schema, validate_parameters
 from bifrost.enums import ExecutionStatus
@@ -188,13 +189,7 @@ class ExecutionService:
             raise PermissionDeniedError("Only platform admins may run workflows in another organization.")
         if org.upper() == "GLOBAL":
             return None
-        found = await self.session.get(Organization, org)
-        if found is None:
-            found = (
-                (await self.session.execute(select(Organization).where(col(Organization.name) == org)))
-                .scalars()
-                .first()
-            )
+        found = await OrganizationService(self.session).find(org)
         if found is None:
             raise InvalidInputError.field("org", f"organization {org!r} not found")
         return found.id

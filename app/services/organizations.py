@@ -11,7 +11,7 @@ from sqlmodel import col
 
 from app.models import Organization
 from app.services.actor import Actor
-from app.services.errors import ConflictError, InvalidInputError, NotFoundError
+from app.services.errors import ConflictError, InvalidInputError, NotFoundError, reject_unknown_fields
 from bifrost.types import Organization as OrganizationPublic
 
 _UPDATABLE = {"name", "domain", "is_active"}
@@ -79,12 +79,7 @@ class OrganizationService:
     async def update(self, actor: Actor, org_id: str, **updates: Any) -> Organization:
         """Update name, domain or is_active."""
         actor.require_admin("update organizations")
-        unknown = set(updates) - _UPDATABLE
-        if unknown:
-            raise InvalidInputError(
-                f"Unknown fields: {', '.join(sorted(unknown))}",
-                [{"field": f, "message": "cannot be updated"} for f in sorted(unknown)],
-            )
+        reject_unknown_fields(updates, _UPDATABLE)
         org = await self.get(actor, org_id)
         if "name" in updates:
             clean = _clean_name(updates["name"])

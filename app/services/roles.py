@@ -11,7 +11,7 @@ from sqlmodel import col
 
 from app.models import Form, Role, RoleForm, User, UserRole
 from app.services.actor import Actor
-from app.services.errors import ConflictError, InvalidInputError, NotFoundError
+from app.services.errors import ConflictError, InvalidInputError, NotFoundError, reject_unknown_fields
 from bifrost.types import Role as RolePublic
 
 _UPDATABLE = {"name", "description", "is_active"}
@@ -88,12 +88,7 @@ class RoleService:
 
     async def update(self, actor: Actor, role_id: str, **updates: Any) -> Role:
         """Update name, description or is_active."""
-        unknown = set(updates) - _UPDATABLE
-        if unknown:
-            raise InvalidInputError(
-                f"Unknown fields: {', '.join(sorted(unknown))}",
-                [{"field": f, "message": "cannot be updated"} for f in sorted(unknown)],
-            )
+        reject_unknown_fields(updates, _UPDATABLE)
         role = await self.get(actor, role_id)
         if "name" in updates:
             name = updates["name"]

@@ -12,7 +12,7 @@ from sqlmodel import col
 
 from app.models import Organization, User
 from app.services.actor import Actor
-from app.services.errors import ConflictError, InvalidInputError, NotFoundError
+from app.services.errors import ConflictError, InvalidInputError, NotFoundError, reject_unknown_fields
 from app.services.security import MIN_PASSWORD_LENGTH, hash_password
 from bifrost.types import UserPublic
 
@@ -124,12 +124,7 @@ class UserService:
     async def update(self, actor: Actor, user_id: str, **updates: Any) -> User:
         """Update profile fields, organization, admin flag or password."""
         actor.require_admin("update users")
-        unknown = set(updates) - _UPDATABLE
-        if unknown:
-            raise InvalidInputError(
-                f"Unknown fields: {', '.join(sorted(unknown))}",
-                [{"field": f, "message": "cannot be updated"} for f in sorted(unknown)],
-            )
+        reject_unknown_fields(updates, _UPDATABLE)
         user = await self.get(actor, user_id)
         if "email" in updates:
             email = _clean_email(updates["email"])
