@@ -18,10 +18,11 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create the async engine for ``url`` with the right settings per database.
 
-    SQLite gets WAL, ``synchronous=NORMAL``, foreign keys, a busy timeout, and
-    ``BEGIN IMMEDIATE`` transactions on ONE pooled connection: one writer per
-    process avoids SQLITE_BUSY inside the server, and IMMEDIATE makes a second
-    process (``bifrost run`` beside ``bifrost serve``) wait instead of failing.
+    SQLite gets WAL, ``synchronous=NORMAL``, foreign keys, and ``BEGIN IMMEDIATE``
+    transactions on ONE pooled connection whose statements run inline on the event
+    loop (see :mod:`app.sqlite_inline`): one writer per process avoids SQLITE_BUSY
+    inside the server, and IMMEDIATE makes a second process (``bifrost run`` beside
+    ``bifrost serve``) wait, asynchronously, instead of failing.
 
     Args:
         url: SQLAlchemy async URL (``sqlite+aiosqlite:///...`` or ``postgresql+asyncpg://...``).
@@ -34,8 +35,11 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        from app.sqlite_inline import BLOCKING_BUSY_TIMEOUT_MS, inline_creator
+
+        database = parsed.database or ":memory:"
         engine = create_async_engine(
-            url, pool_size=1, max_overflow=0, pool_timeout=60, connect_args={"isolation_level": None}, **kwargs
+            url, pool_size=1, max_overflow=0, pool_timeout=60, async_creator=inline_creator(database), **kwargs
         )
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -44,7 +48,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=15000")
+            cursor.execute(f"PRAGMA busy_timeout={BLOCKING_BUSY_TIMEOUT_MS}")
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")

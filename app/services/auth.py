@@ -12,6 +12,7 @@ from sqlmodel import col
 
 from app.models import ApiKey, Execution, Organization, User
 from app.models.base import utcnow
+from app.services import actor_cache
 from app.services.actor import Actor
 from app.services.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
 from app.services.organizations import OrganizationService
@@ -20,6 +21,13 @@ from app.services.users import UserService
 
 # last_used_at is written at most this often per key, to keep API calls read-only.
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+async def _check_org_active(session: AsyncSession, user: User) -> None:
+    if user.organization_id:
+        org = await session.get(Organization, user.organization_id)
+        if org is None or not org.is_active:
+            raise AuthenticationError("Your organization is deactivated; ask a platform admin.")
 
 
 def _actor(user: User, acting_org_id: str | None, **extra: Any) -> Actor:
@@ -46,6 +54,7 @@ class AuthService:
         user = await UserService(self.session).by_email(email or "")
         if user is None or not user.is_active or not verify_password(user.password_hash, password or ""):
             raise AuthenticationError("Invalid email or password.")
+        await _check_org_active(self.session, user)
         user.last_login_at = utcnow()
         await self.session.flush()
         return user
@@ -70,27 +79,35 @@ class AuthService:
         user = await self.session.get(User, user_id)
         if user is None or not user.is_active:
             raise AuthenticationError("Your session is no longer valid; log in again.")
+        await _check_org_active(self.session, user)
         return _actor(user, await self.resolve_org(user, requested_org))
 
     async def actor_for_token(self, token: str, requested_org: str | None = None) -> Actor:
-        """Resolve a bearer token: an API key (``bfk_``) or an execution token (``bfx_``)."""
-        if token.startswith(EXECUTION_TOKEN_PREFIX):
-            return await self._actor_for_execution_token(token)
-        if token.startswith(API_KEY_PREFIX):
-            return await self._actor_for_api_key(token, requested_org)
-        raise AuthenticationError("Unknown token format: expected an API key (bfk_...).")
+        """Resolve a bearer token: an API key (``bfk_``) or an execution token (``bfx_``).
 
-    async def _actor_for_api_key(self, token: str, requested_org: str | None) -> Actor:
-        key = (
-            (await self.session.execute(select(ApiKey).where(col(ApiKey.key_hash) == hash_token(token))))
-            .scalars()
-            .first()
-        )
+        Resolved actors are cached for a few seconds (:mod:`app.services.actor_cache`).
+        """
+        token_hash = hash_token(token)
+        cached = actor_cache.get(token_hash, requested_org)
+        if cached is not None:
+            return cached
+        if token.startswith(EXECUTION_TOKEN_PREFIX):
+            actor = await self._actor_for_execution_token(token_hash)
+        elif token.startswith(API_KEY_PREFIX):
+            actor = await self._actor_for_api_key(token_hash, requested_org)
+        else:
+            raise AuthenticationError("Unknown token format: expected an API key (bfk_...).")
+        actor_cache.put(token_hash, requested_org, actor)
+        return actor
+
+    async def _actor_for_api_key(self, token_hash: str, requested_org: str | None) -> Actor:
+        key = (await self.session.execute(select(ApiKey).where(col(ApiKey.key_hash) == token_hash))).scalars().first()
         if key is None or key.revoked_at is not None:
             raise AuthenticationError("Invalid or revoked API key.")
         user = await self.session.get(User, key.user_id)
         if user is None or not user.is_active:
             raise AuthenticationError("The user who owns this API key is inactive.")
+        await _check_org_active(self.session, user)
         now = utcnow()
         if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
             key.last_used_at = now
@@ -113,10 +130,8 @@ class AuthService:
             api_key_workflow_id=key.workflow_id,
         )
 
-    async def _actor_for_execution_token(self, token: str) -> Actor:
-        stmt = select(Execution).where(
-            col(Execution.sdk_token_hash) == hash_token(token), col(Execution.status) == "Running"
-        )
+    async def _actor_for_execution_token(self, token_hash: str) -> Actor:
+        stmt = select(Execution).where(col(Execution.sdk_token_hash) == token_hash, col(Execution.status) == "Running")
         execution = (await self.session.execute(stmt)).scalars().first()
         if execution is None:
             raise AuthenticationError("This execution token has expired (its execution has ended).")
@@ -179,4 +194,5 @@ class ApiKeyService:
         if key.revoked_at is None:
             key.revoked_at = utcnow()
             await self.session.flush()
+            actor_cache.clear()
         return key

@@ -13,6 +13,7 @@ from sqlmodel import col
 
 from app.models import Execution, ExecutionLog, Organization, User, Workflow
 from app.models.base import utcnow
+from app.services import actor_cache
 from app.services.actor import Actor
 from app.services.dispatch import Dispatcher
 from app.services.errors import InvalidInputError, NotFoundError, PermissionDeniedError
@@ -337,6 +338,7 @@ class ExecutionService:
         }
         if started_at is not None:
             values["started_at"] = started_at
+        actor_cache.forget_execution(execution_id)
         outcome = await self.session.execute(
             update(Execution)
             .where(

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.models import Organization
+from app.services import actor_cache
 from app.services.actor import Actor
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError, reject_unknown_fields
 from bifrost.types import Organization as OrganizationPublic
@@ -91,6 +92,7 @@ class OrganizationService:
         if "is_active" in updates:
             org.is_active = bool(updates["is_active"])
         await self.session.flush()
+        actor_cache.clear()
         return org
 
     async def delete(self, actor: Actor, org_id: str) -> bool:
@@ -101,4 +103,5 @@ class OrganizationService:
             return False
         org.is_active = False
         await self.session.flush()
+        actor_cache.clear()
         return True

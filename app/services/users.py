@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.models import Organization, User
+from app.services import actor_cache
 from app.services.actor import Actor
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError, reject_unknown_fields
 from app.services.security import MIN_PASSWORD_LENGTH, hash_password
@@ -146,6 +147,7 @@ class UserService:
         if "password" in updates:
             user.password_hash = hash_password(_clean_password(updates["password"]))
         await self.session.flush()
+        actor_cache.clear()
         return user
 
     async def delete(self, actor: Actor, user_id: str) -> bool:
@@ -158,4 +160,5 @@ class UserService:
             raise InvalidInputError.field("user_id", "you cannot delete yourself")
         user.is_active = False
         await self.session.flush()
+        actor_cache.clear()
         return True

@@ -196,3 +196,22 @@ def test_password_guessing_is_rate_limited(tmp_path) -> None:  # type: ignore[no
             assert client.get("/login").status_code == 200
     finally:
         server.stop()
+
+
+def test_deactivated_organization_locks_its_users_out(world: World) -> None:
+    with world.server.client(world.admin_key) as admin:
+        org = admin.post("/api/organizations", json={"name": "Shortlived"}).json()
+        admin.post(
+            "/api/users",
+            json={"email": "s@short.example", "name": "S", "org_id": org["id"], "password": "short-password"},
+        )
+    with world.server.client() as browser:
+        assert (
+            browser.post("/api/auth/login", json={"email": "s@short.example", "password": "short-password"}).status_code
+            == 200
+        )
+        with world.server.client(world.admin_key) as admin:
+            assert admin.delete(f"/api/organizations/{org['id']}").json() == {"deleted": True}
+        assert browser.get("/api/auth/me").status_code == 401
+        refused = browser.post("/api/auth/login", json={"email": "s@short.example", "password": "short-password"})
+        assert refused.status_code == 401 and "deactivated" in refused.json()["detail"]

@@ -227,10 +227,14 @@ def test_admin_only_modules_refuse_non_admins_with_a_clear_error(world: World) -
 
 
 def test_execution_token_expires_with_the_execution(world: World) -> None:
-    # A token for a finished execution is refused: reuse the hash-less path via a made-up token.
-    with world.server.client("bfx_not-a-live-token") as client:
+    run = execute(world, world.alice_key, "leak_token")
+    token = run["result"]
+    assert token.startswith("bfx_")
+    with world.server.client(token) as client:
         response = client.get("/api/sdk/v1/executions")
     assert response.status_code == 401 and "expired" in response.json()["detail"]
+    with world.server.client("bfx_not-a-live-token") as client:
+        assert client.get("/api/sdk/v1/executions").status_code == 401
 
 
 def test_list_filters(world: World) -> None:

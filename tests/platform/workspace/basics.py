@@ -150,3 +150,13 @@ async def list_users_sdk() -> int:
 async def colours() -> list[dict]:
     """Colour options."""
     return [{"label": "Red", "value": "red"}, {"label": "Blue", "value": "blue"}]
+
+
+@workflow
+async def leak_token() -> str:
+    """Return this execution's SDK token (to prove it dies with the execution)."""
+    from bifrost._context import current_connection
+
+    connection = current_connection()
+    assert connection is not None and connection.token
+    return connection.token

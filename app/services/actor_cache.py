@@ -1,0 +1,56 @@
+"""A short-lived, in-process cache of resolved bearer tokens.
+
+Every API call and every SDK call from a worker authenticates with a bearer
+token; resolving one costs two or three queries. The cache keeps the resolved
+:class:`Actor` for a few seconds. Anything that changes what a token may do in
+this process (revoking a key, changing or deactivating a user or organization,
+the end of an execution) clears the affected entries at once; another server
+process sharing the database sees such a change within :data:`TTL_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from app.services.actor import Actor
+
+TTL_SECONDS = 5.0
+MAX_ENTRIES = 10_000
+
+_entries: dict[tuple[str, str | None], tuple[float, Actor]] = {}
+_by_execution: dict[str, set[tuple[str, str | None]]] = defaultdict(set)
+
+
+def get(token_hash: str, requested_org: str | None) -> Actor | None:
+    """The cached actor of a token, or None when absent or expired."""
+    entry = _entries.get((token_hash, requested_org))
+    if entry is None:
+        return None
+    expires, actor = entry
+    if time.monotonic() > expires:
+        _entries.pop((token_hash, requested_org), None)
+        return None
+    return actor
+
+
+def put(token_hash: str, requested_org: str | None, actor: Actor) -> None:
+    """Remember a resolved actor for :data:`TTL_SECONDS`."""
+    if len(_entries) >= MAX_ENTRIES:
+        clear()
+    key = (token_hash, requested_org)
+    _entries[key] = (time.monotonic() + TTL_SECONDS, actor)
+    if actor.execution_id:
+        _by_execution[actor.execution_id].add(key)
+
+
+def forget_execution(execution_id: str) -> None:
+    """Drop the entries of an execution's SDK token (it expires with the execution)."""
+    for key in _by_execution.pop(execution_id, ()):
+        _entries.pop(key, None)
+
+
+def clear() -> None:
+    """Drop everything (after a change to keys, users or organizations)."""
+    _entries.clear()
+    _by_execution.clear()
