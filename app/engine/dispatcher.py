@@ -19,7 +19,7 @@ from app.db import transaction
 from app.engine.events import EventHub
 from app.engine.pool import WorkerPool
 from app.engine.protocol import Job, JobResult, LogRecord
-from app.models import Execution
+from app.services.dispatch import DispatchRequest
 from app.services.executions import ExecutionService
 from app.services.security import hash_token, new_execution_token
 
@@ -67,12 +67,11 @@ class LocalDispatcher:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     # ----- Dispatcher protocol -----------------------------------------------------------------
-    async def dispatch(self, execution_id: str, context: dict[str, Any]) -> None:
+    async def dispatch(self, request: DispatchRequest) -> None:
         """Queue the execution on the pool; returns at once."""
+        execution_id = request.execution_id
         self._done[execution_id] = asyncio.Event()
-        self._tasks[execution_id] = asyncio.create_task(
-            self._run(execution_id, context), name=f"execution-{execution_id}"
-        )
+        self._tasks[execution_id] = asyncio.create_task(self._run(request), name=f"execution-{execution_id}")
 
     async def cancel(self, execution_id: str) -> bool:
         """Kill the worker running it (or drop it from the queue)."""
@@ -93,25 +92,24 @@ class LocalDispatcher:
         return True
 
     # ----- running -------------------------------------------------------------------------------
-    async def _run(self, execution_id: str, context: dict[str, Any]) -> None:
+    async def _run(self, request: DispatchRequest) -> None:
+        execution_id = request.execution_id
         try:
             token = new_execution_token()
             async with transaction(self.sessions) as session:
-                service = ExecutionService(session)
-                started = await service.mark_running(execution_id, hash_token(token))
-                execution = await session.get(Execution, execution_id) if started else None
-            if execution is None:
+                started = await ExecutionService(session).mark_running(execution_id, hash_token(token))
+            if not started:
                 return  # cancelled before it started
             self.hub.publish(execution_id, {"type": "status", "status": "Running"})
             job = Job(
                 execution_id=execution_id,
-                kind=execution.kind,
-                name=execution.workflow_name,
-                params=execution.input_data,
-                context=context,
+                kind=request.kind,
+                name=request.name,
+                params=request.params,
+                context=request.context,
                 sdk_url=self.sdk_url,
                 sdk_token=token,
-                timeout_seconds=float(execution.timeout_seconds),
+                timeout_seconds=float(request.timeout_seconds),
             )
             result = await self.pool.run(job)
             await self._record(result)

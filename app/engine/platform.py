@@ -83,6 +83,7 @@ class Platform:
         scan = await self.pool.scan()
         async with transaction(self.sessions) as session:
             counts = await WorkflowService(session).sync(scan.workflows + scan.data_providers, scan.errors)
+        WorkflowService.forget_cached()  # again after commit: a lookup during the sync may have cached old rows
         for error in scan.errors:
             log.warning("workspace: %s: %s", error.get("file"), error.get("error"))
         self.last_sync = counts
@@ -92,8 +93,8 @@ class Platform:
         """Handle executions left behind by a previous server; returns how many were re-dispatched."""
         async with transaction(self.sessions) as session:
             pending = await ExecutionService(session).recover()
-        for execution_id, context in pending:
-            await self.dispatcher.dispatch(execution_id, context)
+        for request in pending:
+            await self.dispatcher.dispatch(request)
         return len(pending)
 
     async def _on_workspace_change(self) -> None:

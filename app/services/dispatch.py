@@ -6,13 +6,35 @@ queue can implement the same protocol later without touching services.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class DispatchRequest:
+    """Everything needed to run a PENDING execution, so the runner need not read it back.
+
+    Attributes:
+        execution_id: The execution row.
+        kind: ``workflow`` or ``data_provider``.
+        name: Workflow name.
+        params: Validated parameters.
+        timeout_seconds: Hard limit.
+        context: ExecutionContext fields bound in the worker.
+    """
+
+    execution_id: str
+    kind: str
+    name: str
+    params: dict[str, Any]
+    timeout_seconds: int
+    context: dict[str, Any]
 
 
 class Dispatcher(Protocol):
     """Runs PENDING executions somewhere else than the caller."""
 
-    async def dispatch(self, execution_id: str, context: dict[str, Any]) -> None:
+    async def dispatch(self, request: DispatchRequest) -> None:
         """Start (or queue) the execution. Must return quickly."""
 
     async def cancel(self, execution_id: str) -> bool:

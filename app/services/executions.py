@@ -11,11 +11,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.models import Execution, ExecutionLog, Organization, User, Workflow
+from app.models import Execution, ExecutionLog, User, Workflow
 from app.models.base import utcnow
 from app.services import actor_cache
 from app.services.actor import Actor
-from app.services.dispatch import Dispatcher
+from app.services.dispatch import Dispatcher, DispatchRequest
 from app.services.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from app.services.organizations import OrganizationService
 from app.services.workflows import WorkflowService
@@ -179,9 +179,19 @@ class ExecutionService:
         )
         self.session.add(execution)
         await self.session.commit()
-        context = await self.context_for(execution, actor=actor)
-        await self.dispatcher.dispatch(execution.id, context)
+        await self.dispatcher.dispatch(await self.dispatch_request(execution, actor=actor))
         return execution
+
+    async def dispatch_request(self, execution: Execution, actor: Actor | None = None) -> DispatchRequest:
+        """What the dispatcher needs to run ``execution``."""
+        return DispatchRequest(
+            execution_id=execution.id,
+            kind=execution.kind,
+            name=execution.workflow_name,
+            params=execution.input_data,
+            timeout_seconds=execution.timeout_seconds,
+            context=await self.context_for(execution, actor=actor),
+        )
 
     async def _target_org(self, actor: Actor, org: str | None) -> str | None:
         if not org or org == actor.acting_org_id:
@@ -197,7 +207,7 @@ class ExecutionService:
 
     async def context_for(self, execution: Execution, actor: Actor | None = None) -> dict[str, Any]:
         """The ExecutionContext fields bound in the worker for this execution."""
-        org = await self.session.get(Organization, execution.organization_id) if execution.organization_id else None
+        org = await OrganizationService(self.session).cached(execution.organization_id)
         if actor is None:
             user = await self.session.get(User, execution.executed_by)
             email, name, is_admin = (
@@ -359,7 +369,7 @@ class ExecutionService:
         if rows:
             await self.session.execute(ExecutionLog.__table__.insert(), rows)  # type: ignore[attr-defined]
 
-    async def recover(self) -> builtins.list[tuple[str, dict[str, Any]]]:
+    async def recover(self) -> builtins.list[DispatchRequest]:
         """On server start: RUNNING → FAILED ("server restarted"); return PENDING ones to dispatch again."""
         await self.session.execute(
             update(Execution)
@@ -378,7 +388,7 @@ class ExecutionService:
             .order_by(col(Execution.created_at))
         )
         pending = list((await self.session.execute(stmt)).scalars())
-        return [(e.id, await self.context_for(e)) for e in pending]
+        return [await self.dispatch_request(e) for e in pending]
 
     async def count_by_status(self) -> dict[str, int]:
         """Number of executions per status (for health and admin pages)."""

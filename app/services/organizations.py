@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import time
 from typing import Any
 
 from sqlalchemy import func, select
@@ -29,6 +30,16 @@ def _clean_name(name: Any) -> str:
     if len(name.strip()) > 200:
         raise InvalidInputError.field("name", "must be at most 200 characters")
     return name.strip()
+
+
+# Organizations change rarely and are read on every submit (the context carries their name).
+_CACHE_TTL_SECONDS = 5.0
+_cache: dict[str, tuple[float, Organization]] = {}
+
+
+def _forget_cached() -> None:
+    _cache.clear()
+    actor_cache.clear()
 
 
 class OrganizationService:
@@ -59,6 +70,18 @@ class OrganizationService:
         org = await self.session.get(Organization, org_id)
         if org is None or not (actor.is_superuser or actor.organization_id == org_id):
             raise NotFoundError(f"Organization {org_id!r} not found.")
+        return org
+
+    async def cached(self, org_id: str | None) -> Organization | None:
+        """The organization with this id from a few-second cache (None for None or unknown)."""
+        if org_id is None:
+            return None
+        entry = _cache.get(org_id)
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        org = await self.session.get(Organization, org_id)
+        if org is not None:
+            _cache[org_id] = (time.monotonic() + _CACHE_TTL_SECONDS, org)
         return org
 
     async def find(self, id_or_name: str) -> Organization | None:
@@ -92,7 +115,7 @@ class OrganizationService:
         if "is_active" in updates:
             org.is_active = bool(updates["is_active"])
         await self.session.flush()
-        actor_cache.clear()
+        _forget_cached()
         return org
 
     async def delete(self, actor: Actor, org_id: str) -> bool:
@@ -103,5 +126,5 @@ class OrganizationService:
             return False
         org.is_active = False
         await self.session.flush()
-        actor_cache.clear()
+        _forget_cached()
         return True

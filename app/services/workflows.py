@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import time
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -70,11 +71,21 @@ def workflow_detail(row: Workflow) -> dict[str, Any]:
     }
 
 
+# Submitting looks a workflow up on every run; syncs (which clear this) are rare.
+_CACHE_TTL_SECONDS = 5.0
+_cache: dict[tuple[str, str], tuple[float, Workflow]] = {}
+
+
 class WorkflowService:
     """Reads workflow metadata and applies workspace scans."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    @staticmethod
+    def forget_cached() -> None:
+        """Drop cached workflow rows (after a sync commits)."""
+        _cache.clear()
 
     async def sync(
         self, definitions: builtins.list[dict[str, Any]], errors: builtins.list[dict[str, Any]]
@@ -88,6 +99,7 @@ class WorkflowService:
         Returns:
             Counts of ``added``, ``updated``, ``removed`` and ``errors``.
         """
+        _cache.clear()
         rows = {(w.kind, w.name): w for w in (await self.session.execute(select(Workflow))).scalars()}
         seen: set[tuple[str, str]] = set()
         added = updated = 0
@@ -133,13 +145,23 @@ class WorkflowService:
         return [w for w in (await self.session.execute(stmt)).scalars() if actor.can_see_org(w.organization_id)]
 
     async def get(self, actor: Actor | None, name_or_id: str, kind: str = "workflow") -> Workflow:
-        """Return an active workflow by name or id (``actor=None`` skips the visibility check)."""
-        stmt = select(Workflow).where(
-            col(Workflow.kind) == kind,
-            col(Workflow.is_active).is_(True),
-            (col(Workflow.name) == name_or_id) | (col(Workflow.id) == name_or_id),
-        )
-        row = (await self.session.execute(stmt)).scalars().first()
+        """Return an active workflow by name or id (``actor=None`` skips the visibility check).
+
+        Rows come from a few-second cache that every sync of this process clears.
+        """
+        key = (kind, name_or_id)
+        entry = _cache.get(key)
+        if entry is not None and entry[0] > time.monotonic():
+            row: Workflow | None = entry[1]
+        else:
+            stmt = select(Workflow).where(
+                col(Workflow.kind) == kind,
+                col(Workflow.is_active).is_(True),
+                (col(Workflow.name) == name_or_id) | (col(Workflow.id) == name_or_id),
+            )
+            row = (await self.session.execute(stmt)).scalars().first()
+            if row is not None:
+                _cache[key] = (time.monotonic() + _CACHE_TTL_SECONDS, row)
         if row is None or (actor is not None and not actor.can_see_org(row.organization_id)):
             label = "Data provider" if kind == "data_provider" else "Workflow"
             raise NotFoundError(f"{label} {name_or_id!r} not found.")
