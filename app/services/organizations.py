@@ -81,6 +81,8 @@ class OrganizationService:
             return entry[1]
         org = await self.session.get(Organization, org_id)
         if org is not None:
+            # A copy outside any session: a rollback of this session (or an edit through it) cannot change it.
+            org = Organization.model_validate(org.model_dump())
             _cache[org_id] = (time.monotonic() + _CACHE_TTL_SECONDS, org)
         return org
 

@@ -161,6 +161,9 @@ class WorkflowService:
             )
             row = (await self.session.execute(stmt)).scalars().first()
             if row is not None:
+                # Cache a copy outside any session: a rollback or an edit through this session
+                # must not change (or expire) what later requests read.
+                row = Workflow.model_validate(row.model_dump())
                 _cache[key] = (time.monotonic() + _CACHE_TTL_SECONDS, row)
         if row is None or (actor is not None and not actor.can_see_org(row.organization_id)):
             label = "Data provider" if kind == "data_provider" else "Workflow"

@@ -273,3 +273,13 @@ def test_openapi_schema_is_served(world: World) -> None:
     assert schema.status_code == 200
     paths = schema.json()["paths"]
     assert "/api/workflows/{name}/execute" in paths and "/api/executions" in paths
+
+
+def test_a_refused_submit_does_not_spoil_the_next_one(world: World) -> None:
+    # A permission error rolls back the request's transaction; cached lookups must survive it.
+    with world.server.client(world.alice_key) as client:
+        for _ in range(3):
+            refused = client.post("/api/workflows/add/execute", json={"params": {"a": 1}, "org": world.org_b})
+            assert refused.status_code == 403
+            ok = client.post("/api/workflows/add/execute?wait=true", json={"params": {"a": 1}})
+            assert ok.status_code == 200 and ok.json()["result"] == {"sum": 3}
