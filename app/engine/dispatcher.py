@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import transaction
 from app.engine.events import EventHub
 from app.engine.pool import WorkerPool
-from app.engine.protocol import Job, JobResult, LogRecord
+from app.engine.protocol import Job, JobResult, LogRecord, utcnow
 from app.services.dispatch import DispatchRequest
 from app.services.executions import ExecutionService
 from app.services.security import hash_token, new_execution_token
@@ -51,6 +51,7 @@ class LocalDispatcher:
         self._log_buffer: dict[str, list[dict[str, Any]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
+        self._cancel_requested: set[str] = set()
 
     async def start(self) -> None:
         """Start the periodic log flusher (logs of long runs reach the database while they run)."""
@@ -77,6 +78,8 @@ class LocalDispatcher:
         """Kill the worker running it (or drop it from the queue)."""
         if execution_id not in self._tasks:
             return False
+        # Not yet handed to the pool (still being marked RUNNING)? The flag stops it before it runs.
+        self._cancel_requested.add(execution_id)
         await self.pool.cancel(execution_id)
         return True
 
@@ -111,7 +114,18 @@ class LocalDispatcher:
                 sdk_token=token,
                 timeout_seconds=float(request.timeout_seconds),
             )
-            result = await self.pool.run(job)
+            if execution_id in self._cancel_requested:
+                now = utcnow()
+                result = JobResult(
+                    execution_id=execution_id,
+                    status="Cancelled",
+                    error_message="Cancelled by user",
+                    error_type="Cancelled",
+                    started_at=now,
+                    completed_at=now,
+                )
+            else:
+                result = await self.pool.run(job)
             await self._record(result)
         except Exception:
             log.exception("execution %s: dispatcher failure", execution_id)
@@ -126,6 +140,7 @@ class LocalDispatcher:
             self.hub.publish(execution_id, {"type": "status", "status": "Failed", "done": True})
         finally:
             self._tasks.pop(execution_id, None)
+            self._cancel_requested.discard(execution_id)
             self._log_seq.pop(execution_id, None)
             event = self._done.get(execution_id)
             if event is not None:

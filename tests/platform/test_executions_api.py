@@ -283,3 +283,13 @@ def test_a_refused_submit_does_not_spoil_the_next_one(world: World) -> None:
             assert refused.status_code == 403
             ok = client.post("/api/workflows/add/execute?wait=true", json={"params": {"a": 1}})
             assert ok.status_code == 200 and ok.json()["result"] == {"sum": 3}
+
+
+def test_cancel_right_after_submit(world: World) -> None:
+    with world.server.client(world.alice_key) as client:
+        for _ in range(5):
+            eid = client.post("/api/workflows/sleeper/execute", json={"params": {"seconds": 60}}).json()["execution_id"]
+            cancelled = client.post(f"/api/executions/{eid}/cancel")
+            assert cancelled.status_code == 200, cancelled.text
+            assert cancelled.json()["status"] == "Cancelled"
+            assert client.get(f"/api/executions/{eid}").json()["status"] == "Cancelled"
