@@ -52,6 +52,7 @@ class LocalDispatcher:
         self._flusher: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._cancel_requested: set[str] = set()
+        self._outcomes: dict[str, dict[str, Any]] = {}
 
     async def start(self) -> None:
         """Start the periodic log flusher (logs of long runs reach the database while they run)."""
@@ -145,7 +146,11 @@ class LocalDispatcher:
             event = self._done.get(execution_id)
             if event is not None:
                 event.set()
-                asyncio.get_running_loop().call_later(_DONE_RETENTION_SECONDS, self._done.pop, execution_id, None)
+                asyncio.get_running_loop().call_later(_DONE_RETENTION_SECONDS, self._forget, execution_id)
+
+    def _forget(self, execution_id: str) -> None:
+        self._done.pop(execution_id, None)
+        self._outcomes.pop(execution_id, None)
 
     async def _record(self, result: JobResult) -> None:
         async with self._flush_lock:
@@ -163,11 +168,15 @@ class LocalDispatcher:
             },
         )
 
+    def outcome(self, execution_id: str) -> dict[str, Any] | None:
+        """The fields stored when an execution dispatched here ended (kept briefly for waiters), or None."""
+        return self._outcomes.get(execution_id)
+
     async def _store_result(self, result: JobResult) -> None:
         async with transaction(self.sessions) as session:
             service = ExecutionService(session)
             await service.add_logs(list(self._log_buffer.get(result.execution_id, ())))
-            await service.finish(
+            stored = await service.finish(
                 result.execution_id,
                 status=result.status,
                 result=result.result,
@@ -179,6 +188,19 @@ class LocalDispatcher:
                 completed_at=result.completed_at,
                 duration_ms=result.duration_ms,
             )
+        if stored:
+            # What was written, so a waiting request can answer without reading it back.
+            self._outcomes[result.execution_id] = {
+                "status": result.status,
+                "result": result.result,
+                "error_message": result.error_message,
+                "error_type": result.error_type,
+                "error_traceback": result.traceback,
+                "user_error": result.user_error,
+                "started_at": result.started_at,
+                "completed_at": result.completed_at,
+                "duration_ms": result.duration_ms,
+            }
 
     # ----- logs ------------------------------------------------------------------------------------
     def on_log(self, record: LogRecord) -> None:

@@ -7,12 +7,12 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, update
+from sqlalchemy import Boolean, Integer, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.models import Execution, ExecutionLog, User, Workflow
-from app.models.base import utcnow
+from app.models.base import JSONType, UTCDateTime, utcnow
 from app.services import actor_cache
 from app.services.actor import Actor
 from app.services.dispatch import Dispatcher, DispatchRequest
@@ -43,6 +43,38 @@ USER_VISIBLE_ERRORS = frozenset(
 )
 
 _model_cache: dict[tuple[str, datetime], type[BaseModel]] = {}
+
+# The engine's two bookkeeping statements run for every execution: built once, executed with
+# parameters (building an UPDATE per call cost more than running it).
+_MARK_RUNNING = (
+    update(Execution)
+    .where(col(Execution.id) == bindparam("b_id"), col(Execution.status) == ExecutionStatus.PENDING.value)
+    .values(
+        status=ExecutionStatus.RUNNING.value,
+        started_at=bindparam("b_started_at", type_=UTCDateTime()),
+        sdk_token_hash=bindparam("b_token_hash"),
+    )
+)
+_FINISH = (
+    update(Execution)
+    .where(
+        col(Execution.id) == bindparam("b_id"),
+        col(Execution.status).in_([ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]),
+    )
+    .values(
+        status=bindparam("b_status"),
+        result=bindparam("b_result", type_=JSONType),
+        error_message=bindparam("b_error_message"),
+        error_type=bindparam("b_error_type"),
+        error_traceback=bindparam("b_error_traceback"),
+        user_error=bindparam("b_user_error", type_=Boolean()),
+        # keep the recorded start when the worker does not report one (cancelled before running)
+        started_at=func.coalesce(bindparam("b_started_at", type_=UTCDateTime()), col(Execution.started_at)),
+        completed_at=bindparam("b_completed_at", type_=UTCDateTime()),
+        sdk_token_hash=None,
+        duration_ms=bindparam("b_duration_ms", type_=Integer()),
+    )
+)
 
 
 def params_model(workflow: Workflow) -> type[BaseModel]:
@@ -312,10 +344,10 @@ class ExecutionService:
     # ----- engine bookkeeping -----------------------------------------------------------------------
     async def mark_running(self, execution_id: str, token_hash: str) -> bool:
         """PENDING → RUNNING with the SDK token hash; False if it was cancelled meanwhile."""
-        result = await self.session.execute(
-            update(Execution)
-            .where(col(Execution.id) == execution_id, col(Execution.status) == ExecutionStatus.PENDING.value)
-            .values(status=ExecutionStatus.RUNNING.value, started_at=utcnow(), sdk_token_hash=token_hash)
+        # Core statements on the session's connection: the ORM's UPDATE path adds work we do not need.
+        connection = await self.session.connection()
+        result = await connection.execute(
+            _MARK_RUNNING, {"b_id": execution_id, "b_started_at": utcnow(), "b_token_hash": token_hash}
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -334,33 +366,22 @@ class ExecutionService:
         duration_ms: int | None = None,
     ) -> bool:
         """Record the end of a non-terminal execution and expire its SDK token; False if it had ended already."""
-        completed = completed_at or utcnow()
-        values: dict[str, Any] = {
-            "status": status,
-            "result": result,
-            "error_message": error_message,
-            "error_type": error_type,
-            "error_traceback": traceback,
-            "user_error": user_error,
-            "completed_at": completed,
-            "sdk_token_hash": None,
-            "duration_ms": duration_ms,
-        }
-        if started_at is not None:
-            values["started_at"] = started_at
         actor_cache.forget_execution(execution_id)
-        outcome = await self.session.execute(
-            update(Execution)
-            .where(
-                col(Execution.id) == execution_id,
-                col(Execution.status).in_(
-                    [  # type: ignore[attr-defined]
-                        ExecutionStatus.PENDING.value,
-                        ExecutionStatus.RUNNING.value,
-                    ]
-                ),
-            )
-            .values(**values)
+        connection = await self.session.connection()
+        outcome = await connection.execute(
+            _FINISH,
+            {
+                "b_id": execution_id,
+                "b_status": status,
+                "b_result": result,
+                "b_error_message": error_message,
+                "b_error_type": error_type,
+                "b_error_traceback": traceback,
+                "b_user_error": user_error,
+                "b_started_at": started_at,
+                "b_completed_at": completed_at or utcnow(),
+                "b_duration_ms": duration_ms,
+            },
         )
         return bool(outcome.rowcount)  # type: ignore[attr-defined]
 

@@ -23,6 +23,10 @@ def test_wait_returns_the_result_and_the_record(world: World) -> None:
     assert run["org_id"] == world.org_a
     assert run["executed_by"] == world.alice_id
     assert run["duration_ms"] is not None and run["started_at"] and run["completed_at"]
+    # the answer of ?wait=true is exactly what was stored
+    with world.server.client(world.alice_key) as client:
+        stored = client.get(f"/api/executions/{run['execution_id']}").json()
+    assert stored == run
 
 
 def test_async_execute_returns_id_then_completes(world: World) -> None:
