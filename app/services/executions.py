@@ -46,6 +46,8 @@ _model_cache: dict[tuple[str, datetime], type[BaseModel]] = {}
 
 # The engine's two bookkeeping statements run for every execution: built once, executed with
 # parameters (building an UPDATE per call cost more than running it).
+_COLUMNS = tuple(Execution.__table__.columns)  # type: ignore[attr-defined]
+_INSERT = Execution.__table__.insert()  # type: ignore[attr-defined]
 _MARK_RUNNING = (
     update(Execution)
     .where(col(Execution.id) == bindparam("b_id"), col(Execution.status) == ExecutionStatus.PENDING.value)
@@ -209,7 +211,9 @@ class ExecutionService:
             input_data=validated.model_dump(mode="json"),
             timeout_seconds=row.timeout_seconds,
         )
-        self.session.add(execution)
+        # A Core INSERT: the ORM unit of work cost more than the insert itself on this hot path.
+        connection = await self.session.connection()
+        await connection.execute(_INSERT, {column.name: getattr(execution, column.name) for column in _COLUMNS})
         await self.session.commit()
         await self.dispatcher.dispatch(await self.dispatch_request(execution, actor=actor))
         return execution
