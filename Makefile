@@ -43,7 +43,7 @@ format: install
 
 ## Benchmarks print JSON; see docs/performance.md.
 bench: install
-	$(BIN)/python bench/execution_overhead.py
+	@$(BIN)/python bench/execution_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
