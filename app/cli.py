@@ -6,7 +6,6 @@ Imports are deferred into each command so that ``bifrost --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -357,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    import asyncio  # deferred: `bifrost --help` should not pay for it
+
     handlers = {"init": _init, "run": _run, "workflows": _workflows, "migrate": _migrate, "api-key": _api_key}
     return asyncio.run(handlers[args.command](args))
 
