@@ -138,7 +138,8 @@ def test_login_page_and_home(world: World) -> None:
         no_csrf = browser.post("/login", data={"email": "alice@a.example", "password": "alice-password"})
         assert no_csrf.status_code == 403
         wrong = browser.post("/login", data={"email": "alice@a.example", "password": "nope", "_csrf_token": token})
-        assert wrong.status_code == 401 and "Invalid email or password" in wrong.text
+        assert wrong.status_code == 200 and "Invalid email or password" in wrong.text
+        assert "bifrost_session" not in wrong.headers.get("set-cookie", "")
         ok = browser.post(
             "/login",
             data={

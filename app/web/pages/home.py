@@ -48,7 +48,9 @@ async def login_submit(
             user = await AuthService(session).login(data.email, data.password)
     except AuthenticationError as exc:
         context = {"next": _safe_next(data.next), "error": str(exc), "email": data.email}
-        return Template("pages/login.html", context=context, status_code=401)
+        # 200, not 401: the page itself loaded fine and shows the problem next to the form
+        # (a 4xx document also logs a console error in browsers).
+        return Template("pages/login.html", context=context, status_code=200)
     request.set_session({"user_id": user.id})
     return Redirect(_safe_next(data.next), status_code=303)
 
