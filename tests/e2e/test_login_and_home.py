@@ -39,9 +39,12 @@ def test_login_shows_the_workflows_and_history(world: World, page: Any) -> None:
 
 def test_keyboard_only_login(world: World, page: Any) -> None:
     page.goto(f"{world.server.url}/login")
-    page.keyboard.type("admin@test.io")  # the email field has focus on load
+    # the email field takes focus on load (autofocus), so typing goes straight into it
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'email'")
+    page.keyboard.type("admin@test.io")
     page.keyboard.press("Tab")
     page.keyboard.type("admin-password")
+    assert page.input_value("#email") == "admin@test.io" and page.input_value("#password") == "admin-password"
     page.keyboard.press("Enter")
     page.wait_for_url(f"{world.server.url}/")
     assert "platform admin" in page.inner_text("header")
