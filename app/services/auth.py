@@ -18,6 +18,7 @@ from app.services.errors import AuthenticationError, InvalidInputError, NotFound
 from app.services.organizations import OrganizationService
 from app.services.security import API_KEY_PREFIX, EXECUTION_TOKEN_PREFIX, hash_token, new_api_key, verify_password
 from app.services.users import UserService
+from app.services.workflows import WorkflowService
 
 # last_used_at is written at most this often per key, to keep API calls read-only.
 _LAST_USED_RESOLUTION = timedelta(seconds=60)
@@ -160,6 +161,13 @@ class ApiKeyService:
         """
         if not isinstance(name, str) or not name.strip():
             raise InvalidInputError.field("name", "must be a non-empty string")
+        organization_id = organization_id or None  # "" from a form means "no limit"
+        workflow_id = workflow_id or None
+        if workflow_id is not None:
+            try:
+                await WorkflowService(self.session).get(actor, workflow_id)
+            except NotFoundError:
+                raise InvalidInputError.field("workflow_id", f"workflow {workflow_id!r} not found") from None
         if not actor.is_superuser:
             if organization_id not in (None, actor.organization_id):
                 raise PermissionDeniedError("You may only create keys for your own organization.")

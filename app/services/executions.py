@@ -28,6 +28,7 @@ GENERIC_FAILURE = (
     "The workflow failed with an unexpected error. An administrator can see the details of this execution."
 )
 MAX_LIST_LIMIT = 1000
+MAX_OFFSET = 1_000_000_000  # beyond any real history, and inside a 64-bit SQL integer
 # Failures whose message concerns the platform or the caller's own rights, never workflow internals:
 # shown to everyone. SDK permission errors tell a user plainly what they may not do.
 USER_VISIBLE_ERRORS = frozenset(
@@ -298,8 +299,8 @@ class ExecutionService:
         """List executions newest first, with the spec's filters."""
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidInputError.field("limit", f"must be between 1 and {MAX_LIST_LIMIT}")
-        if offset < 0:
-            raise InvalidInputError.field("offset", "must be >= 0")
+        if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInputError.field("offset", f"must be between 0 and {MAX_OFFSET}")
         stmt = select(Execution).where(self._visible(actor))
         if workflow_name:
             stmt = stmt.where(col(Execution.workflow_name) == workflow_name)
@@ -319,6 +320,8 @@ class ExecutionService:
 
     async def logs(self, actor: Actor, execution_id: str, after_seq: int = -1) -> builtins.list[ExecutionLog]:
         """Stored log lines of a visible execution, in order."""
+        if not -1 <= after_seq <= MAX_OFFSET:
+            raise InvalidInputError.field("after", f"must be between -1 and {MAX_OFFSET}")
         await self.get(actor, execution_id)
         stmt = (
             select(ExecutionLog)

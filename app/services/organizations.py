@@ -49,7 +49,10 @@ class OrganizationService:
         self.session = session
 
     async def _name_taken(self, name: str, exclude_id: str | None = None) -> bool:
-        stmt = select(col(Organization.id)).where(func.lower(col(Organization.name)) == name.lower())
+        # SQL lower() folds ASCII only on SQLite; the exact match catches the rest (and the unique index backs both).
+        stmt = select(col(Organization.id)).where(
+            (col(Organization.name) == name) | (func.lower(col(Organization.name)) == name.lower())
+        )
         if exclude_id:
             stmt = stmt.where(col(Organization.id) != exclude_id)
         return (await self.session.execute(stmt)).first() is not None
@@ -91,7 +94,9 @@ class OrganizationService:
         org = await self.session.get(Organization, id_or_name)
         if org is not None:
             return org
-        stmt = select(Organization).where(func.lower(col(Organization.name)) == id_or_name.lower())
+        stmt = select(Organization).where(
+            (col(Organization.name) == id_or_name) | (func.lower(col(Organization.name)) == id_or_name.lower())
+        )
         return (await self.session.execute(stmt)).scalars().first()
 
     async def list(self, actor: Actor, include_inactive: bool = False) -> builtins.list[Organization]:

@@ -50,7 +50,8 @@ class RoleService:
 
     async def _name_taken(self, org_id: str, name: str, exclude_id: str | None = None) -> bool:
         stmt = select(col(Role.id)).where(
-            col(Role.organization_id) == org_id, func.lower(col(Role.name)) == name.lower()
+            col(Role.organization_id) == org_id,
+            (col(Role.name) == name) | (func.lower(col(Role.name)) == name.lower()),
         )
         if exclude_id:
             stmt = stmt.where(col(Role.id) != exclude_id)

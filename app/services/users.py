@@ -6,7 +6,7 @@ import builtins
 import re
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -52,8 +52,8 @@ class UserService:
         self.session = session
 
     async def by_email(self, email: str) -> User | None:
-        """Return the user with this email (case-insensitive), or None."""
-        stmt = select(User).where(func.lower(col(User.email)) == email.strip().lower())
+        """Return the user with this email (case-insensitive: emails are stored lower-cased), or None."""
+        stmt = select(User).where(col(User.email) == email.strip().lower())
         return (await self.session.execute(stmt)).scalars().first()
 
     async def list_admins(self) -> builtins.list[User]:

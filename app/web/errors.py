@@ -8,6 +8,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import IntegrityError
 
 from app.services.errors import (
     AuthenticationError,
@@ -54,6 +55,16 @@ def http_error_handler(_request: Request[Any, Any, Any], exc: HTTPException) -> 
     )
 
 
+def integrity_error_handler(request: Request[Any, Any, Any], exc: IntegrityError) -> Response[Any]:
+    """Safety net: a constraint the services did not pre-check is a 409, not a 500 (and is logged)."""
+    log.warning("constraint violation on %s %s: %s", request.method, request.url.path, exc.orig)
+    return Response(
+        _body(409, "The request conflicts with existing data (a duplicate or a missing reference)."),
+        status_code=409,
+        media_type=MediaType.JSON,
+    )
+
+
 def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Log an unexpected error with its traceback and answer a generic 500 (no internals leak)."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -67,5 +78,6 @@ def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) ->
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     DomainError: domain_error_handler,
     HTTPException: http_error_handler,
+    IntegrityError: integrity_error_handler,
     Exception: unexpected_error_handler,
 }

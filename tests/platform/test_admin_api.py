@@ -216,3 +216,30 @@ def test_deactivated_organization_locks_its_users_out(world: World) -> None:
         assert browser.get("/api/auth/me").status_code == 401
         refused = browser.post("/api/auth/login", json={"email": "s@short.example", "password": "short-password"})
         assert refused.status_code == 401 and "deactivated" in refused.json()["detail"]
+
+
+def test_odd_input_gets_4xx_never_500(world: World) -> None:
+    with world.server.client(world.admin_key) as admin:
+        first = admin.post("/api/organizations", json={"name": "Ärzte Öffentlich"})
+        assert first.status_code == 201
+        again = admin.post("/api/organizations", json={"name": "Ärzte Öffentlich"})
+        assert again.status_code == 409  # SQLite's lower() ignores Ä: the exact match must still catch it
+        unlimited = admin.post("/api/api-keys", json={"name": "blank org", "organization_id": "", "workflow_id": ""})
+        assert unlimited.status_code == 201 and unlimited.json()["organization_id"] is None
+        unknown_wf = admin.post("/api/api-keys", json={"name": "x", "workflow_id": "no_such_workflow"})
+        assert unknown_wf.status_code == 422 and unknown_wf.json()["extra"]["errors"][0]["field"] == "workflow_id"
+        unknown_org = admin.post("/api/api-keys", json={"name": "x", "organization_id": "nope"})
+        assert unknown_org.status_code == 422
+        malformed = admin.post(
+            "/api/workflows/add/execute", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        assert malformed.status_code == 400
+        wrong_shape = admin.post("/api/workflows/add/execute", json={"params": [1, 2]})
+        assert wrong_shape.status_code == 400 and "params" in wrong_shape.text
+        bad_limit = admin.get("/api/executions", params={"limit": "lots"})
+        assert bad_limit.status_code == 400
+        assert admin.get("/api/executions", params={"limit": 0}).status_code == 422
+        assert admin.get("/api/executions", params={"offset": 10**30}).status_code in (400, 422)
+        run = admin.post("/api/workflows/add/execute?wait=true", json={"params": {"a": 1}}).json()
+        huge = admin.get(f"/api/executions/{run['execution_id']}/logs", params={"after": 10**30})
+        assert huge.status_code in (400, 422)
