@@ -82,7 +82,8 @@ async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterato
         await session.commit()
 
 
-def _alembic_config(url: str) -> Any:
+def alembic_config(url: str) -> Any:
+    """The Alembic configuration for the database at ``url`` (migrations in ``app/migrations``)."""
     from alembic.config import Config
 
     config = Config()
@@ -102,7 +103,7 @@ def upgrade_database(url: str) -> None:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(_alembic_config(url), "head")
+    command.upgrade(alembic_config(url), "head")
 
 
 async def upgrade_database_async(url: str) -> None:
