@@ -243,3 +243,14 @@ def test_odd_input_gets_4xx_never_500(world: World) -> None:
         run = admin.post("/api/workflows/add/execute?wait=true", json={"params": {"a": 1}}).json()
         huge = admin.get(f"/api/executions/{run['execution_id']}/logs", params={"after": 10**30})
         assert huge.status_code in (400, 422)
+
+
+def test_health_is_public_and_says_nothing_status_is_for_admins(world: World) -> None:
+    with world.server.client() as anonymous:
+        assert anonymous.get("/healthz").json() == {"status": "ok"}
+    with world.server.client(world.alice_key) as alice:
+        assert alice.get("/api/workspace/status").status_code == 403
+    with world.server.client(world.admin_key) as admin:
+        status = admin.get("/api/workspace/status").json()
+        assert status["workers"]["size"] == 2 and status["workers"]["workers"] == 2
+        assert status["last_sync"]["errors"] == 0

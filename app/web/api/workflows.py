@@ -112,6 +112,13 @@ class WorkspaceController(Controller):
             rows = await WorkflowService(session).errors(actor)
             return [{"file": e.file, "error": e.error, "traceback": e.traceback} for e in rows]
 
+    @get("/status")
+    async def status(self, request: Request[Any, Any, Any], actor: Actor) -> dict[str, Any]:
+        """Worker pool counts and the last sync (admins only)."""
+        actor.require_admin("see the workspace status")
+        platform = get_platform(request.app.state)
+        return {"workers": platform.pool.stats(), "last_sync": platform.last_sync}
+
     @post("/sync", status_code=200)
     async def sync(self, request: Request[Any, Any, Any], actor: Actor) -> dict[str, Any]:
         """Re-scan the workspace now (admins only)."""
