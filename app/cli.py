@@ -54,6 +54,11 @@ async def _init(args: argparse.Namespace) -> int:
                     None, args.admin_email, "Platform Admin", is_superuser=True, password=args.admin_password
                 )
                 print(f"Created platform admin {args.admin_email}")
+                if args.admin_password == DEMO_ADMIN_PASSWORD:
+                    print(
+                        "WARNING: the admin has the demo password. Set BIFROST_ADMIN_PASSWORD (or --admin-password) "
+                        "before `bifrost init` for anything but a local demo."
+                    )
             else:
                 print(f"Platform admin exists: {existing.email}")
     finally:

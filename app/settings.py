@@ -31,6 +31,8 @@ class Settings(BaseSettings):
         watch_workspace: Reload workers when workspace files change.
         log_flush_seconds: How often logs of long runs are written to the database.
         login_rate_limit_per_minute: Password attempts allowed per client address per minute.
+        worker_user: Run worker processes as this OS user (server started as root), so workflow
+            code cannot read the database file or keys in ``home`` (made 0700).
     """
 
     model_config = SettingsConfigDict(env_prefix="BIFROST_", extra="ignore")
@@ -47,6 +49,7 @@ class Settings(BaseSettings):
     watch_workspace: bool = True
     log_flush_seconds: float = 1.0
     login_rate_limit_per_minute: int = Field(default=20, ge=1)
+    worker_user: str | None = None
 
     @field_validator("home", "workspace")
     @classmethod

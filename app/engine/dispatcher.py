@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +24,18 @@ from app.services.executions import ExecutionService
 from app.services.security import hash_token, new_execution_token
 
 log = logging.getLogger(__name__)
+
+
+@overload
+def clean_text(text: str) -> str: ...
+@overload
+def clean_text(text: None) -> None: ...
+def clean_text(text: str | None) -> str | None:
+    """Replace what a database cannot store (lone surrogates from odd bytes, NUL) in captured text."""
+    if text is None:
+        return None
+    return text.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\ufffd")
+
 
 # How long a finished execution's completion event is kept for late waiters.
 _DONE_RETENTION_SECONDS = 120.0
@@ -103,7 +115,9 @@ class LocalDispatcher:
             async with transaction(self.sessions) as session:
                 started = await ExecutionService(session).mark_running(execution_id, hash_token(token))
             if not started:
-                return  # cancelled before it started
+                # Cancelled (or claimed elsewhere) before it started: tell live viewers it is over.
+                self.hub.publish(execution_id, {"type": "status", "status": "Cancelled", "done": True})
+                return
             self.hub.publish(execution_id, {"type": "status", "status": "Running"})
             job = Job(
                 execution_id=execution_id,
@@ -122,6 +136,7 @@ class LocalDispatcher:
                     status="Cancelled",
                     error_message="Cancelled by user",
                     error_type="Cancelled",
+                    user_error=True,
                     started_at=now,
                     completed_at=now,
                 )
@@ -173,34 +188,45 @@ class LocalDispatcher:
         return self._outcomes.get(execution_id)
 
     async def _store_result(self, result: JobResult) -> None:
-        async with transaction(self.sessions) as session:
-            service = ExecutionService(session)
-            await service.add_logs(list(self._log_buffer.get(result.execution_id, ())))
-            stored = await service.finish(
-                result.execution_id,
-                status=result.status,
-                result=result.result,
-                error_message=result.error_message,
-                error_type=result.error_type,
-                traceback=result.traceback,
-                user_error=result.user_error,
-                started_at=result.started_at,
-                completed_at=result.completed_at,
-                duration_ms=result.duration_ms,
+        try:
+            async with transaction(self.sessions) as session:
+                await ExecutionService(session).add_logs(list(self._log_buffer.get(result.execution_id, ())))
+                await self._finish(session, result)
+        except Exception:
+            # Never lose the outcome because of its logs: store it alone.
+            log.exception(
+                "execution %s: could not store its logs; storing the result without them", result.execution_id
             )
+            async with transaction(self.sessions) as session:
+                await self._finish(session, result)
+
+    async def _finish(self, session: AsyncSession, result: JobResult) -> None:
+        # What is written is also kept, so a waiting request can answer without reading it back.
+        outcome = {
+            "status": result.status,
+            "result": result.result,
+            "error_message": clean_text(result.error_message),
+            "error_type": result.error_type,
+            "error_traceback": clean_text(result.traceback),
+            "user_error": result.user_error,
+            "started_at": result.started_at,
+            "completed_at": result.completed_at,
+            "duration_ms": result.duration_ms,
+        }
+        stored = await ExecutionService(session).finish(
+            result.execution_id,
+            status=outcome["status"],
+            result=outcome["result"],
+            error_message=outcome["error_message"],
+            error_type=outcome["error_type"],
+            traceback=outcome["error_traceback"],
+            user_error=outcome["user_error"],
+            started_at=outcome["started_at"],
+            completed_at=outcome["completed_at"],
+            duration_ms=outcome["duration_ms"],
+        )
         if stored:
-            # What was written, so a waiting request can answer without reading it back.
-            self._outcomes[result.execution_id] = {
-                "status": result.status,
-                "result": result.result,
-                "error_message": result.error_message,
-                "error_type": result.error_type,
-                "error_traceback": result.traceback,
-                "user_error": result.user_error,
-                "started_at": result.started_at,
-                "completed_at": result.completed_at,
-                "duration_ms": result.duration_ms,
-            }
+            self._outcomes[result.execution_id] = outcome
 
     # ----- logs ------------------------------------------------------------------------------------
     def on_log(self, record: LogRecord) -> None:
@@ -213,9 +239,9 @@ class LocalDispatcher:
             "execution_id": record.execution_id,
             "seq": seq,
             "timestamp": record.timestamp,
-            "level": record.level,
-            "logger": record.logger,
-            "message": record.message,
+            "level": clean_text(record.level),
+            "logger": clean_text(record.logger),
+            "message": clean_text(record.message),
         }
         self._log_buffer.setdefault(record.execution_id, []).append(row)
         self.hub.publish(

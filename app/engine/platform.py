@@ -37,9 +37,14 @@ class Platform:
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
         self.hub = EventHub()
         settings.workspace.mkdir(parents=True, exist_ok=True)
+        settings.home.mkdir(parents=True, exist_ok=True)
+        # The home holds the SQLite file and keys: only the server's user may enter it.
+        settings.home.chmod(0o700)
         # Workers get only the SDK URL: the pool strips every other BIFROST_* variable and database
         # credentials from their environment, so they reach the platform only through the SDK API.
-        self.pool = WorkerPool(settings.workspace, settings.workers, env={"BIFROST_URL": self.sdk_url})
+        self.pool = WorkerPool(
+            settings.workspace, settings.workers, env={"BIFROST_URL": self.sdk_url}, user=settings.worker_user
+        )
         self.dispatcher = LocalDispatcher(self.pool, self.sessions, self.hub, self.sdk_url, settings.log_flush_seconds)
         self.pool.on_log = self.dispatcher.on_log
         self.watcher: Any = None

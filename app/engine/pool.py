@@ -86,6 +86,37 @@ class _Worker:
         return self.proc.pid
 
 
+def check_worker_user(user: str | None) -> str | None:
+    """Validate the OS user workers should run as (None: the server's own user).
+
+    Raises:
+        ValueError: If the user does not exist or the server cannot switch to it (not root).
+    """
+    if not user:
+        return None
+    import pwd
+
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        raise ValueError(f"worker user {user!r} does not exist on this machine") from None
+    if os.geteuid() != 0:
+        raise ValueError(f"running workers as {user!r} needs the server to start as root")
+    return user
+
+
+def _process_identity(workspace: Path, user: str | None) -> dict[str, Any]:
+    """Where and as whom a worker runs: in the workspace folder (never the server's working
+    directory, where the default home with the database and keys lives), and as ``user`` if set."""
+    identity: dict[str, Any] = {"cwd": str(workspace)}
+    if user:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        identity.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
+    return identity
+
+
 def _worker_command(workspace: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", WORKER_MODULE, "--workspace", str(workspace), *extra]
 
@@ -143,7 +174,7 @@ def _format_seconds(seconds: float) -> str:
 
 
 async def scan_workspace(
-    workspace: Path | str, *, env: dict[str, str] | None = None, timeout: float = 300.0
+    workspace: Path | str, *, env: dict[str, str] | None = None, timeout: float = 300.0, user: str | None = None
 ) -> ScanResult:
     """Import the workspace in a one-shot worker process and return what it found.
 
@@ -166,6 +197,7 @@ async def scan_workspace(
         env=build_worker_env(env),
         start_new_session=True,
         limit=_LINE_LIMIT,
+        **_process_identity(Path(workspace), user),
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -201,9 +233,11 @@ class WorkerPool:
         on_log: Callable[[LogRecord], None] | None = None,
         env: dict[str, str] | None = None,
         start_timeout: float = 120.0,
+        user: str | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
+        self.user = check_worker_user(user)
         self.workspace = Path(workspace).resolve()
         self.size = size
         self.on_log = on_log
@@ -340,7 +374,7 @@ class WorkerPool:
 
     async def scan(self) -> ScanResult:
         """Import the workspace in a one-shot process and return what it defines (see :func:`scan_workspace`)."""
-        return await scan_workspace(self.workspace, env=self._extra_env)
+        return await scan_workspace(self.workspace, env=self._extra_env, user=self.user)
 
     def stats(self) -> dict[str, int]:
         """Return counts: ``size``, ``workers``, ``busy``, ``idle``, ``starting``, ``queued``, ``generation``."""
@@ -417,6 +451,8 @@ class WorkerPool:
             error_message=message,
             error_type=error_type,
             traceback=tb,
+            # Pool failures (timeout, cancel, lost worker...) carry messages the platform wrote.
+            user_error=True,
             started_at=started,
             completed_at=now,
             duration_ms=max(0, int((now - started).total_seconds() * 1000)),
@@ -437,6 +473,7 @@ class WorkerPool:
             env=self._env,
             start_new_session=True,
             limit=_LINE_LIMIT,
+            **_process_identity(self.workspace, self.user),
         )
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         # Nobody may await it (e.g. a replacement killed by stop()): no "never retrieved" noise.

@@ -54,7 +54,7 @@ from app.engine.protocol import (
 from app.engine.workspace_loader import get_definition, load_workspace
 from bifrost._context import PlatformConnection, bind_context
 from bifrost._schema import validate_parameters
-from bifrost.errors import UserError, ValidationError
+from bifrost.errors import NotAvailableError, PermissionDeniedError, UserError, ValidationError
 from bifrost.types import ExecutionContext
 
 MAX_LOG_CHARS = 100_000
@@ -374,6 +374,10 @@ class Worker:
                 value = self.loop.run_until_complete(definition.func(**kwargs))
             except UserError as exc:
                 return _failed(type(exc).__name__, str(exc), user_error=True, tb=_format_traceback(exc))
+            except (PermissionDeniedError, NotAvailableError) as exc:
+                # The platform wrote these messages (what the caller may not do): safe to show users.
+                message = f"{type(exc).__name__}: {exc}"
+                return _failed(type(exc).__name__, message, user_error=True, tb=_format_traceback(exc))
             except BaseException as exc:  # workflow code may raise anything, even SystemExit
                 text = str(exc)
                 message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -13,6 +13,9 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app.services.actor import Actor
 
 TTL_SECONDS = 5.0
@@ -54,3 +57,19 @@ def clear() -> None:
     """Drop everything (after a change to keys, users or organizations)."""
     _entries.clear()
     _by_execution.clear()
+
+
+def clear_now_and_after_commit(session: AsyncSession) -> None:
+    """Clear at once and again when ``session`` commits.
+
+    The second clear matters: a request that resolves a token between the change and its commit
+    reads the old state and would otherwise cache it for :data:`TTL_SECONDS`.
+    """
+    clear()
+    event.listen(session.sync_session, "after_commit", lambda _session: clear(), once=True)
+
+
+def forget_execution_now_and_after_commit(session: AsyncSession, execution_id: str) -> None:
+    """:func:`forget_execution` at once and when ``session`` commits (see :func:`clear_now_and_after_commit`)."""
+    forget_execution(execution_id)
+    event.listen(session.sync_session, "after_commit", lambda _session: forget_execution(execution_id), once=True)

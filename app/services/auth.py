@@ -139,7 +139,20 @@ class AuthService:
         user = await self.session.get(User, execution.executed_by)
         if user is None or not user.is_active:
             raise AuthenticationError("The user of this execution is inactive.")
-        return _actor(user, execution.organization_id, api_key_id=execution.api_key_id, execution_id=execution.id)
+        await _check_org_active(self.session, user)
+        narrowing: dict[str, Any] = {}
+        if execution.api_key_id:
+            # A run started with an API key keeps that key's limits (and dies with its revocation).
+            key = await self.session.get(ApiKey, execution.api_key_id)
+            if key is None or key.revoked_at is not None:
+                raise AuthenticationError("The API key that started this execution has been revoked.")
+            narrowing = {
+                "is_superuser": user.is_superuser and key.organization_id is None,
+                "api_key_workflow_id": key.workflow_id,
+            }
+        return _actor(
+            user, execution.organization_id, api_key_id=execution.api_key_id, execution_id=execution.id, **narrowing
+        )
 
 
 class ApiKeyService:
@@ -159,6 +172,9 @@ class ApiKeyService:
 
         Regular users' keys are always limited to their organization.
         """
+        if actor.api_key_id or actor.execution_id:
+            # A key or a running workflow must never mint a (broader, longer-lived) key.
+            raise PermissionDeniedError("API keys can only be created by a logged-in user (web session or CLI).")
         if not isinstance(name, str) or not name.strip():
             raise InvalidInputError.field("name", "must be a non-empty string")
         organization_id = organization_id or None  # "" from a form means "no limit"
@@ -171,7 +187,7 @@ class ApiKeyService:
         if not actor.is_superuser:
             if organization_id not in (None, actor.organization_id):
                 raise PermissionDeniedError("You may only create keys for your own organization.")
-            organization_id = actor.organization_id
+            organization_id = actor.acting_org_id
         elif organization_id and await self.session.get(Organization, organization_id) is None:
             raise InvalidInputError.field("organization_id", f"organization {organization_id!r} does not exist")
         key_text, prefix = new_api_key()
@@ -202,5 +218,5 @@ class ApiKeyService:
         if key.revoked_at is None:
             key.revoked_at = utcnow()
             await self.session.flush()
-            actor_cache.clear()
+            actor_cache.clear_now_and_after_commit(self.session)
         return key

@@ -50,3 +50,21 @@ def reject_unknown_fields(updates: dict[str, Any], allowed: set[str] | frozenset
         raise InvalidInputError(
             f"Unknown fields: {', '.join(unknown)}", [{"field": f, "message": "cannot be updated"} for f in unknown]
         )
+
+
+def require_bool(value: Any, field: str) -> bool:
+    """``value`` if it is a real boolean; InvalidInputError otherwise (``"false"`` is not False)."""
+    if not isinstance(value, bool):
+        raise InvalidInputError.field(field, "must be true or false")
+    return value
+
+
+def optional_text(value: Any, field: str, max_length: int) -> str | None:
+    """A stripped string of at most ``max_length`` characters, or None for None/empty; 422 otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInputError.field(field, "must be text")
+    if len(value) > max_length:
+        raise InvalidInputError.field(field, f"must be at most {max_length} characters")
+    return value.strip() or None

@@ -29,19 +29,6 @@ GENERIC_FAILURE = (
 )
 MAX_LIST_LIMIT = 1000
 MAX_OFFSET = 1_000_000_000  # beyond any real history, and inside a 64-bit SQL integer
-# Failures whose message concerns the platform or the caller's own rights, never workflow internals:
-# shown to everyone. SDK permission errors tell a user plainly what they may not do.
-USER_VISIBLE_ERRORS = frozenset(
-    {
-        "TimeoutError",
-        "Cancelled",
-        "WorkerLost",
-        "ValidationError",
-        "ServerRestarted",
-        "PermissionDeniedError",
-        "NotAvailableError",
-    }
-)
 
 _model_cache: dict[tuple[str, datetime], type[BaseModel]] = {}
 
@@ -124,9 +111,10 @@ def execution_view(execution: Execution, actor: Actor) -> dict[str, Any]:
     Non-admins see a generic message instead of an internal error, and no traceback.
     """
     error_message = execution.error_message
-    if error_message and not (
-        execution.user_error or actor.is_superuser or execution.error_type in USER_VISIBLE_ERRORS
-    ):
+    # user_error marks messages meant for users: UserError, and those the platform wrote itself
+    # (timeouts, cancel, lost workers, invalid parameters, SDK permission errors). Never matched by
+    # exception class name: workflow code can raise any class with any name.
+    if error_message and not (execution.user_error or actor.is_superuser):
         error_message = GENERIC_FAILURE
     return {
         "execution_id": execution.id,
@@ -233,11 +221,14 @@ class ExecutionService:
     async def _target_org(self, actor: Actor, org: str | None) -> str | None:
         if not org or org == actor.acting_org_id:
             return actor.acting_org_id
-        if not actor.is_superuser:
-            raise PermissionDeniedError("Only platform admins may run workflows in another organization.")
-        if org.upper() == "GLOBAL":
+        if actor.is_superuser and org.upper() == "GLOBAL":
             return None
         found = await OrganizationService(self.session).find(org)
+        if found is not None and found.id == actor.acting_org_id:
+            return found.id  # their own organization, named instead of given by id
+        if not actor.is_superuser:
+            # The same answer whether or not the organization exists: names cannot be probed.
+            raise PermissionDeniedError("Only platform admins may run workflows in another organization.")
         if found is None:
             raise InvalidInputError.field("org", f"organization {org!r} not found")
         return found.id
@@ -344,6 +335,7 @@ class ExecutionService:
                 status=ExecutionStatus.CANCELLED.value,
                 error_message="Cancelled by user",
                 error_type="Cancelled",
+                user_error=True,
             )
         await self.session.refresh(execution)
         return execution
@@ -373,7 +365,7 @@ class ExecutionService:
         duration_ms: int | None = None,
     ) -> bool:
         """Record the end of a non-terminal execution and expire its SDK token; False if it had ended already."""
-        actor_cache.forget_execution(execution_id)
+        actor_cache.forget_execution_now_and_after_commit(self.session, execution_id)
         connection = await self.session.connection()
         outcome = await connection.execute(
             _FINISH,
@@ -406,6 +398,7 @@ class ExecutionService:
                 status=ExecutionStatus.FAILED.value,
                 error_message="Server restarted while this execution was running.",
                 error_type="ServerRestarted",
+                user_error=True,
                 completed_at=utcnow(),
                 sdk_token_hash=None,
             )

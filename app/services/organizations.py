@@ -6,14 +6,21 @@ import builtins
 import time
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.models import Organization
 from app.services import actor_cache
 from app.services.actor import Actor
-from app.services.errors import ConflictError, InvalidInputError, NotFoundError, reject_unknown_fields
+from app.services.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    optional_text,
+    reject_unknown_fields,
+    require_bool,
+)
 from bifrost.types import Organization as OrganizationPublic
 
 _UPDATABLE = {"name", "domain", "is_active"}
@@ -37,9 +44,10 @@ _CACHE_TTL_SECONDS = 5.0
 _cache: dict[str, tuple[float, Organization]] = {}
 
 
-def _forget_cached() -> None:
+def _forget_cached(session: AsyncSession) -> None:
     _cache.clear()
-    actor_cache.clear()
+    event.listen(session.sync_session, "after_commit", lambda _session: _cache.clear(), once=True)
+    actor_cache.clear_now_and_after_commit(session)
 
 
 class OrganizationService:
@@ -63,7 +71,9 @@ class OrganizationService:
         clean = _clean_name(name)
         if await self._name_taken(clean):
             raise ConflictError(f"An organization named {clean!r} already exists.")
-        org = Organization(name=clean, domain=domain or None, is_active=bool(is_active))
+        org = Organization(
+            name=clean, domain=optional_text(domain, "domain", 255), is_active=require_bool(is_active, "is_active")
+        )
         self.session.add(org)
         await self.session.flush()
         return org
@@ -118,11 +128,11 @@ class OrganizationService:
                 raise ConflictError(f"An organization named {clean!r} already exists.")
             org.name = clean
         if "domain" in updates:
-            org.domain = updates["domain"] or None
+            org.domain = optional_text(updates["domain"], "domain", 255)
         if "is_active" in updates:
-            org.is_active = bool(updates["is_active"])
+            org.is_active = require_bool(updates["is_active"], "is_active")
         await self.session.flush()
-        _forget_cached()
+        _forget_cached(self.session)
         return org
 
     async def delete(self, actor: Actor, org_id: str) -> bool:
@@ -133,5 +143,5 @@ class OrganizationService:
             return False
         org.is_active = False
         await self.session.flush()
-        _forget_cached()
+        _forget_cached(self.session)
         return True

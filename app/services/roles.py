@@ -11,7 +11,14 @@ from sqlmodel import col
 
 from app.models import Form, Role, RoleForm, User, UserRole
 from app.services.actor import Actor
-from app.services.errors import ConflictError, InvalidInputError, NotFoundError, reject_unknown_fields
+from app.services.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    optional_text,
+    reject_unknown_fields,
+    require_bool,
+)
 from bifrost.types import Role as RolePublic
 
 _UPDATABLE = {"name", "description", "is_active"}
@@ -64,7 +71,9 @@ class RoleService:
             raise InvalidInputError.field("name", "must be a non-empty string")
         if await self._name_taken(org_id, name.strip()):
             raise ConflictError(f"A role named {name.strip()!r} already exists in this organization.")
-        role = Role(name=name.strip(), description=description or "", organization_id=org_id)
+        role = Role(
+            name=name.strip(), description=optional_text(description, "description", 2000) or "", organization_id=org_id
+        )
         self.session.add(role)
         await self.session.flush()
         return role
@@ -99,9 +108,9 @@ class RoleService:
                 raise ConflictError(f"A role named {name.strip()!r} already exists in this organization.")
             role.name = name.strip()
         if "description" in updates:
-            role.description = str(updates["description"] or "")
+            role.description = optional_text(updates["description"], "description", 2000) or ""
         if "is_active" in updates:
-            role.is_active = bool(updates["is_active"])
+            role.is_active = require_bool(updates["is_active"], "is_active")
         await self.session.flush()
         return role
 

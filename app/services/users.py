@@ -13,7 +13,13 @@ from sqlmodel import col
 from app.models import Organization, User
 from app.services import actor_cache
 from app.services.actor import Actor
-from app.services.errors import ConflictError, InvalidInputError, NotFoundError, reject_unknown_fields
+from app.services.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    reject_unknown_fields,
+    require_bool,
+)
 from app.services.security import MIN_PASSWORD_LENGTH, hash_password
 from bifrost.types import UserPublic
 
@@ -66,6 +72,8 @@ class UserService:
         return list((await self.session.execute(stmt)).scalars())
 
     async def _check_org(self, org_id: str | None, is_superuser: bool) -> None:
+        if org_id is not None and not isinstance(org_id, str):
+            raise InvalidInputError.field("org_id", "must be an organization id")
         if org_id is None:
             if not is_superuser:
                 raise InvalidInputError.field(
@@ -92,7 +100,8 @@ class UserService:
         clean_email = _clean_email(email)
         if not isinstance(name, str) or not name.strip():
             raise InvalidInputError.field("name", "must be a non-empty string")
-        await self._check_org(org_id, bool(is_superuser))
+        await self._check_org(org_id, require_bool(is_superuser, "is_superuser"))
+        require_bool(is_active, "is_active")
         if await self.by_email(clean_email):
             raise ConflictError(f"A user with email {clean_email!r} already exists.")
         user = User(
@@ -138,8 +147,8 @@ class UserService:
                 raise InvalidInputError.field("name", "must be a non-empty string")
             user.name = updates["name"].strip()
         if "is_active" in updates:
-            user.is_active = bool(updates["is_active"])
-        superuser = bool(updates.get("is_superuser", user.is_superuser))
+            user.is_active = require_bool(updates["is_active"], "is_active")
+        superuser = require_bool(updates.get("is_superuser", user.is_superuser), "is_superuser")
         org_id = updates.get("org_id", updates.get("organization_id", user.organization_id))
         if "is_superuser" in updates or "org_id" in updates or "organization_id" in updates:
             await self._check_org(org_id, superuser)
@@ -147,7 +156,7 @@ class UserService:
         if "password" in updates:
             user.password_hash = hash_password(_clean_password(updates["password"]))
         await self.session.flush()
-        actor_cache.clear()
+        actor_cache.clear_now_and_after_commit(self.session)
         return user
 
     async def delete(self, actor: Actor, user_id: str) -> bool:
@@ -160,5 +169,5 @@ class UserService:
             raise InvalidInputError.field("user_id", "you cannot delete yourself")
         user.is_active = False
         await self.session.flush()
-        actor_cache.clear()
+        actor_cache.clear_now_and_after_commit(self.session)
         return True

@@ -16,6 +16,7 @@ from app.engine.platform import Platform
 from app.services.actor import Actor
 from app.services.auth import AuthService
 from app.services.errors import AuthenticationError, PermissionDeniedError
+from app.services.security import EXECUTION_TOKEN_PREFIX
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_COOKIE = "csrftoken"
@@ -56,6 +57,9 @@ async def resolve_actor(request: Request[Any, Any, Any]) -> Actor:
     async with db(request) as session:
         auth = AuthService(session)
         if token:
+            if token.startswith(EXECUTION_TOKEN_PREFIX) and not request.url.path.startswith("/api/sdk/"):
+                # Execution tokens are for the SDK API only: a workflow cannot reach key or admin routes.
+                raise AuthenticationError("Execution tokens are only accepted by the SDK API (/api/sdk/v1).")
             return await auth.actor_for_token(token, requested_org)
         user_id = request.session.get("user_id") if "session" in request.scope else None
         if not user_id:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import LiveServer, make_settings
@@ -74,3 +76,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield w
     finally:
         w.server.stop()
+
+
+@contextmanager
+def browser_session(
+    world: World, email: str = "admin@test.io", password: str = "admin-password"
+) -> Iterator[httpx.Client]:
+    """An HTTP client logged in with a session cookie, sending the CSRF header on every request."""
+    with httpx.Client(base_url=world.server.url, timeout=30) as client:
+        client.get("/login")  # sets the csrftoken cookie
+        response = client.post("/api/auth/login", json={"email": email, "password": password})
+        assert response.status_code == 200, response.text
+        client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+        yield client

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.platform.conftest import World
+from tests.platform.conftest import World, browser_session
 
 
 def test_organization_crud_for_admins(world: World) -> None:
@@ -80,7 +80,7 @@ def test_roles_live_in_an_organization_with_user_assignment(world: World) -> Non
 
 
 def test_api_keys_are_shown_once_hashed_limited_and_revocable(world: World) -> None:
-    with world.server.client(world.admin_key) as admin:
+    with browser_session(world) as admin:  # keys are created by logged-in users, never by other keys
         created = admin.post(
             "/api/api-keys", json={"name": "ci", "organization_id": world.org_a, "workflow_id": "add"}
         ).json()
@@ -96,7 +96,7 @@ def test_api_keys_are_shown_once_hashed_limited_and_revocable(world: World) -> N
         assert limited.get("/api/organizations").status_code == 403  # an org-limited key has no admin powers
         wrong_org = limited.post("/api/workflows/add/execute", json={"params": {"a": 1}, "org": world.org_b})
         assert wrong_org.status_code == 403
-    with world.server.client(world.admin_key) as admin:
+    with browser_session(world) as admin:
         after = next(k for k in admin.get("/api/api-keys").json() if k["id"] == created["id"])
         assert after["last_used_at"] is not None
         assert admin.delete(f"/api/api-keys/{created['id']}").json()["revoked"] is True
@@ -224,12 +224,14 @@ def test_odd_input_gets_4xx_never_500(world: World) -> None:
         assert first.status_code == 201
         again = admin.post("/api/organizations", json={"name": "Ärzte Öffentlich"})
         assert again.status_code == 409  # SQLite's lower() ignores Ä: the exact match must still catch it
+    with browser_session(world) as admin:
         unlimited = admin.post("/api/api-keys", json={"name": "blank org", "organization_id": "", "workflow_id": ""})
         assert unlimited.status_code == 201 and unlimited.json()["organization_id"] is None
         unknown_wf = admin.post("/api/api-keys", json={"name": "x", "workflow_id": "no_such_workflow"})
         assert unknown_wf.status_code == 422 and unknown_wf.json()["extra"]["errors"][0]["field"] == "workflow_id"
         unknown_org = admin.post("/api/api-keys", json={"name": "x", "organization_id": "nope"})
         assert unknown_org.status_code == 422
+    with world.server.client(world.admin_key) as admin:
         malformed = admin.post(
             "/api/workflows/add/execute", content=b"{not json", headers={"Content-Type": "application/json"}
         )

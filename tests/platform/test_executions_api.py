@@ -202,7 +202,10 @@ def test_context_is_bound_to_the_execution(world: World) -> None:
 def test_users_cannot_run_in_another_organization(world: World) -> None:
     with world.server.client(world.alice_key) as client:
         response = client.post("/api/workflows/whoami/execute", json={"params": {}, "org": world.org_b})
-    assert response.status_code == 403
+        assert response.status_code == 403
+        assert client.post("/api/workflows/whoami/execute", json={"org": "No Such Org"}).status_code == 403
+        own = client.post("/api/workflows/whoami/execute?wait=true", json={"org": "org a"})
+        assert own.status_code == 200 and own.json()["result"]["org_id"] == world.org_a
 
 
 def test_sdk_inside_a_workflow_uses_the_execution_identity(world: World) -> None:

@@ -9,6 +9,7 @@ from litestar.params import Parameter
 from pydantic import BaseModel, Field
 
 from app.services.actor import Actor
+from app.services.errors import ConflictError
 from app.services.executions import ExecutionService, execution_view
 from app.services.workflows import WorkflowService, workflow_detail
 from app.web.deps import db, get_platform
@@ -29,20 +30,24 @@ async def run_and_respond(
 ) -> Response[dict[str, Any]]:
     """Submit through the one submit path; wait for the result when asked."""
     platform = get_platform(request.app.state)
+    if wait and actor.execution_id and platform.pool.stats()["idle"] == 0:
+        # The calling workflow holds a worker while it waits: with none free, both would wait forever.
+        raise ConflictError(
+            "No free worker to run a nested workflow while this one waits for it: call "
+            "workflows.execute(..., wait=False) and poll, or raise BIFROST_WORKERS."
+        )
     async with db(request) as session:
         execution = await ExecutionService(session, platform.dispatcher).submit(
             workflow, body.params, actor, body.org, trigger=trigger
         )
+    accepted = Response(
+        {"execution_id": execution.id, "status": execution.status, "status_url": f"/api/executions/{execution.id}"},
+        status_code=202,
+    )
     if not wait:
-        return Response(
-            {
-                "execution_id": execution.id,
-                "status": execution.status,
-                "status_url": f"/api/executions/{execution.id}",
-            },
-            status_code=202,
-        )
-    await platform.dispatcher.wait(execution.id, execution.timeout_seconds + _WAIT_MARGIN_SECONDS)
+        return accepted
+    if not await platform.dispatcher.wait(execution.id, execution.timeout_seconds + _WAIT_MARGIN_SECONDS):
+        return accepted  # still queued or running: the caller polls the status URL
     outcome = platform.dispatcher.outcome(execution.id)
     if outcome is not None:
         # The dispatcher kept what it stored: answer without reading the row back.

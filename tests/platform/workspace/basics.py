@@ -160,3 +160,39 @@ async def leak_token() -> str:
     connection = current_connection()
     assert connection is not None and connection.token
     return connection.token
+
+
+@workflow
+async def where_am_i() -> dict:
+    """Report the worker's working directory and whether the server's home is reachable from it."""
+    import os
+
+    return {"cwd": os.getcwd(), "home_visible": os.path.exists(".bifrost") or os.path.exists("home")}
+
+
+class Strict(BaseModel):
+    amount: int
+
+
+@workflow
+async def leaky_validation(value: str) -> int:
+    """Validate user data with pydantic inside the workflow (its error text contains the input)."""
+    return Strict(amount=value).amount  # type: ignore[arg-type]
+
+
+@workflow
+async def odd_text() -> str:
+    """Log and return text with a lone surrogate (from bytes decoded with surrogateescape)."""
+    text = b"caf\xe9".decode("utf-8", errors="surrogateescape")
+    logger.info("menu: %s", text)
+    logger.info("after the odd line")
+    return "done"
+
+
+@workflow
+async def nested_add(a: int) -> dict:
+    """Run another workflow through the SDK and wait for it."""
+    from bifrost import workflows
+
+    run = await workflows.execute("add", {"a": a})
+    return {"status": run.status, "result": run.result}
