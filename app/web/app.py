@@ -47,8 +47,9 @@ SHARED_CONTROLLERS = [
 LOGIN_PATHS = frozenset({"/login", "/api/auth/login"})
 
 
-def _is_login_attempt(request: Request[Any, Any, Any]) -> bool:
+async def _is_login_attempt(request: Request[Any, Any, Any]) -> bool:
     # Only password checks are throttled: they are the public endpoints a guesser would hammer.
+    # Async on purpose: Litestar runs a sync check in a thread pool, a thread hop on every request.
     return request.method == "POST" and request.url.path in LOGIN_PATHS
 
 
