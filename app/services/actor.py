@@ -48,10 +48,6 @@ class Actor:
         if not self.is_superuser:
             raise PermissionDeniedError(f"Only platform admins may {what}.")
 
-    def visible_org_ids(self) -> tuple[str | None, ...]:
-        """Organizations whose items the actor reads: the acting one plus global (None)."""
-        return (self.acting_org_id, None) if self.acting_org_id else (None,)
-
     def can_see_org(self, organization_id: str | None) -> bool:
         """True when an item of ``organization_id`` is visible (own org, global, or admin)."""
         return self.is_superuser or organization_id is None or organization_id == self.acting_org_id

@@ -410,8 +410,3 @@ class ExecutionService:
         )
         pending = list((await self.session.execute(stmt)).scalars())
         return [await self.dispatch_request(e) for e in pending]
-
-    async def count_by_status(self) -> dict[str, int]:
-        """Number of executions per status (for health and admin pages)."""
-        rows = await self.session.execute(select(col(Execution.status), func.count()).group_by(col(Execution.status)))
-        return {status: count for status, count in rows.all()}
