@@ -21,6 +21,12 @@ from litestar.template.config import TemplateConfig
 from app.engine.platform import Platform
 from app.settings import Settings
 from app.web.api.admin import ApiKeyController, OrganizationController, RoleController, UserController
+from app.web.api import config as config_api
+from app.web.api import endpoints as endpoints_api
+from app.web.api import files as files_api
+from app.web.api import forms as forms_api
+from app.web.api import schedules as schedules_api
+from app.web.api import tables as tables_api
 from app.web.api.auth import AuthController, SdkContextController
 from app.web.api.executions import ExecutionController
 from app.web.api.unavailable import UNAVAILABLE_HANDLERS
@@ -41,6 +47,19 @@ SHARED_CONTROLLERS = [
     OrganizationController,
     UserController,
     RoleController,
+    *config_api.CONTROLLERS,
+    *tables_api.CONTROLLERS,
+    *files_api.CONTROLLERS,
+    *forms_api.CONTROLLERS,
+]
+
+# JSON API only (not reachable with per-execution SDK tokens).
+API_ONLY_CONTROLLERS = [
+    ApiKeyController,
+    AuthController,
+    WorkspaceController,
+    *schedules_api.CONTROLLERS,
+    *endpoints_api.CONTROLLERS,
 ]
 
 
@@ -93,7 +112,7 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
 
     api = Router(
         path="/api",
-        route_handlers=[*SHARED_CONTROLLERS, ApiKeyController, AuthController, WorkspaceController],
+        route_handlers=[*SHARED_CONTROLLERS, *API_ONLY_CONTROLLERS],
     )
     sdk = Router(
         path="/api/sdk/v1",

@@ -13,7 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 
 from app.services.actor import Actor
 
-PENDING_MODULES = ("config", "tables", "files", "forms", "knowledge", "ai", "integrations")
+PENDING_MODULES = ("knowledge", "ai", "integrations")
 
 
 def _handler_for(module: str) -> HTTPRouteHandler:

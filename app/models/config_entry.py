@@ -1,0 +1,3 @@
+"""config_entry models (filled in by its feature)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""document_table models (filled in by its feature)."""
+
+from __future__ import annotations

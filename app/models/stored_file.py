@@ -1,0 +1,3 @@
+"""stored_file models (filled in by its feature)."""
+
+from __future__ import annotations
