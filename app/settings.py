@@ -33,6 +33,10 @@ class Settings(BaseSettings):
         login_rate_limit_per_minute: Password attempts allowed per client address per minute.
         worker_user: Run worker processes as this OS user (server started as root), so workflow
             code cannot read the database file or keys in ``home`` (made 0700).
+        files_root: Folder of the object store behind ``bifrost.files``; ``<home>/files`` when unset.
+        max_file_bytes: Largest file a workflow may write or a form may upload (larger ones get 413).
+        temp_max_age_hours: Files in the ``temp`` location older than this are deleted.
+        temp_cleanup_interval_seconds: How often the temp cleanup runs.
     """
 
     model_config = SettingsConfigDict(env_prefix="BIFROST_", extra="ignore")
@@ -50,6 +54,10 @@ class Settings(BaseSettings):
     log_flush_seconds: float = 1.0
     login_rate_limit_per_minute: int = Field(default=20, ge=1)
     worker_user: str | None = None
+    files_root: Path | None = None
+    max_file_bytes: int = Field(default=1024**3, ge=1)
+    temp_max_age_hours: float = Field(default=24.0, gt=0)
+    temp_cleanup_interval_seconds: float = Field(default=3600.0, gt=0)
 
     @field_validator("home", "workspace")
     @classmethod

@@ -16,6 +16,7 @@ from app.engine.dispatcher import LocalDispatcher
 from app.engine.events import EventHub
 from app.engine.pool import WorkerPool
 from app.services.executions import ExecutionService
+from app.services.files import FileService
 from app.services.workflows import WorkflowService
 from app.settings import Settings
 
@@ -40,6 +41,7 @@ class Platform:
         settings.home.mkdir(parents=True, exist_ok=True)
         # The home holds the SQLite file and keys: only the server's user may enter it.
         settings.home.chmod(0o700)
+        self.files = FileService.from_settings(settings)  # bifrost.files' object store and temp cleanup
         # Workers get only the SDK URL: the pool strips every other BIFROST_* variable and database
         # credentials from their environment, so they reach the platform only through the SDK API.
         self.pool = WorkerPool(
@@ -64,6 +66,7 @@ class Platform:
             await upgrade_database_async(self.settings.resolved_database_url)
         await self.pool.start()
         await self.dispatcher.start()
+        self.files.start_cleanup()
         await self.sync_workspace()
         if recover:
             await self.recover()
@@ -78,6 +81,7 @@ class Platform:
         """Stop watcher, dispatcher and workers, and close the database."""
         if self.watcher:
             await self.watcher.stop()
+        await self.files.stop_cleanup()
         await self.dispatcher.stop()
         await self.pool.stop()
         await self.engine.dispose()
