@@ -65,6 +65,8 @@ class LocalDispatcher:
         self._flush_lock = asyncio.Lock()
         self._cancel_requested: set[str] = set()
         self._outcomes: dict[str, dict[str, Any]] = {}
+        # Tokens of claimed runs not yet handed to the pool: each holds one idle worker.
+        self._claims: set[str] = set()
 
     async def start(self) -> None:
         """Start the periodic log flusher (logs of long runs reach the database while they run)."""
@@ -81,6 +83,18 @@ class LocalDispatcher:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     # ----- Dispatcher protocol -----------------------------------------------------------------
+    def claim(self) -> str | None:
+        """A token when a worker is free for one more run now (see ``Dispatcher.claim``)."""
+        if self.pool.idle_count() <= len(self._claims):
+            return None
+        token = new_execution_token()
+        self._claims.add(token)
+        return token
+
+    def release(self, token: str) -> None:
+        """Give back an unused claim."""
+        self._claims.discard(token)
+
     async def dispatch(self, request: DispatchRequest) -> None:
         """Queue the execution on the pool; returns at once."""
         execution_id = request.execution_id
@@ -111,9 +125,13 @@ class LocalDispatcher:
     async def _run(self, request: DispatchRequest) -> None:
         execution_id = request.execution_id
         try:
-            token = new_execution_token()
-            async with transaction(self.sessions) as session:
-                started = await ExecutionService(session).mark_running(execution_id, hash_token(token))
+            if request.sdk_token is not None:
+                # Written RUNNING by the submit itself: no second write before it starts.
+                token, started = request.sdk_token, True
+            else:
+                token = new_execution_token()
+                async with transaction(self.sessions) as session:
+                    started = await ExecutionService(session).mark_running(execution_id, hash_token(token))
             if not started:
                 # Cancelled (or claimed elsewhere) before it started: tell live viewers it is over.
                 self.hub.publish(execution_id, {"type": "status", "status": "Cancelled", "done": True})
@@ -141,6 +159,8 @@ class LocalDispatcher:
                     completed_at=now,
                 )
             else:
+                # The claim ends when the pool takes the job (pool.run takes the idle worker synchronously).
+                self._claims.discard(token)
                 result = await self.pool.run(job)
             await self._record(result)
         except Exception:
@@ -155,6 +175,8 @@ class LocalDispatcher:
                     )
             self.hub.publish(execution_id, {"type": "status", "status": "Failed", "done": True})
         finally:
+            if request.sdk_token is not None:
+                self._claims.discard(request.sdk_token)
             self._tasks.pop(execution_id, None)
             self._cancel_requested.discard(execution_id)
             self._log_seq.pop(execution_id, None)

@@ -376,6 +376,10 @@ class WorkerPool:
         """Import the workspace in a one-shot process and return what it defines (see :func:`scan_workspace`)."""
         return await scan_workspace(self.workspace, env=self._extra_env, user=self.user)
 
+    def idle_count(self) -> int:
+        """Workers free to start a job now (0 while jobs are queued)."""
+        return 0 if self._queue else len(self._idle)
+
     def stats(self) -> dict[str, int]:
         """Return counts: ``size``, ``workers``, ``busy``, ``idle``, ``starting``, ``queued``, ``generation``."""
         busy = sum(1 for w in self._workers if w.current is not None)

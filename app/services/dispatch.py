@@ -21,6 +21,8 @@ class DispatchRequest:
         params: Validated parameters.
         timeout_seconds: Hard limit.
         context: ExecutionContext fields bound in the worker.
+        sdk_token: Set when the submit claimed the run (see :meth:`Dispatcher.claim`): the
+            execution was written RUNNING with this token's hash, so the runner starts it as is.
     """
 
     execution_id: str
@@ -29,10 +31,24 @@ class DispatchRequest:
     params: dict[str, Any]
     timeout_seconds: int
     context: dict[str, Any]
+    sdk_token: str | None = None
 
 
 class Dispatcher(Protocol):
     """Runs PENDING executions somewhere else than the caller."""
+
+    def claim(self) -> str | None:
+        """Reserve an immediate start for the execution about to be written.
+
+        Returns an SDK token when a worker is free now: the caller then writes the
+        execution RUNNING (with the token's hash) in its INSERT and passes the token in
+        :attr:`DispatchRequest.sdk_token`, which saves the separate PENDING → RUNNING write.
+        Returns None when the run would queue: the caller writes it PENDING.
+        A claim that is not dispatched must be given back with :meth:`release`.
+        """
+
+    def release(self, token: str) -> None:
+        """Give back a claim whose execution was not written."""
 
     async def dispatch(self, request: DispatchRequest) -> None:
         """Start (or queue) the execution. Must return quickly."""

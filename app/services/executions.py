@@ -18,6 +18,7 @@ from app.services.actor import Actor
 from app.services.dispatch import Dispatcher, DispatchRequest
 from app.services.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from app.services.organizations import OrganizationService
+from app.services.security import hash_token
 from app.services.workflows import WorkflowService
 from bifrost._schema import model_from_json_schema, validate_parameters
 from bifrost.enums import ExecutionStatus
@@ -200,15 +201,30 @@ class ExecutionService:
             input_data=validated.model_dump(mode="json"),
             timeout_seconds=row.timeout_seconds,
         )
-        # A Core INSERT: the ORM unit of work cost more than the insert itself on this hot path.
-        connection = await self.session.connection()
-        await connection.execute(_INSERT, {column.name: getattr(execution, column.name) for column in _COLUMNS})
-        await self.session.commit()
-        await self.dispatcher.dispatch(await self.dispatch_request(execution, actor=actor))
+        # A free worker now? Then the run is written RUNNING at once (one write less per run). A crash
+        # before it ends leaves it RUNNING, which recovery marks FAILED: it never runs twice.
+        token = self.dispatcher.claim()
+        if token is not None:
+            execution.status = ExecutionStatus.RUNNING.value
+            execution.started_at = utcnow()
+            execution.sdk_token_hash = hash_token(token)
+        try:
+            # A Core INSERT: the ORM unit of work cost more than the insert itself on this hot path.
+            connection = await self.session.connection()
+            await connection.execute(_INSERT, {column.name: getattr(execution, column.name) for column in _COLUMNS})
+            await self.session.commit()
+            request = await self.dispatch_request(execution, actor=actor, sdk_token=token)
+        except BaseException:
+            if token is not None:
+                self.dispatcher.release(token)
+            raise
+        await self.dispatcher.dispatch(request)
         return execution
 
-    async def dispatch_request(self, execution: Execution, actor: Actor | None = None) -> DispatchRequest:
-        """What the dispatcher needs to run ``execution``."""
+    async def dispatch_request(
+        self, execution: Execution, actor: Actor | None = None, sdk_token: str | None = None
+    ) -> DispatchRequest:
+        """What the dispatcher needs to run ``execution`` (``sdk_token``: the claim it was written RUNNING with)."""
         return DispatchRequest(
             execution_id=execution.id,
             kind=execution.kind,
@@ -216,6 +232,7 @@ class ExecutionService:
             params=execution.input_data,
             timeout_seconds=execution.timeout_seconds,
             context=await self.context_for(execution, actor=actor),
+            sdk_token=sdk_token,
         )
 
     async def _target_org(self, actor: Actor, org: str | None) -> str | None:
