@@ -1,6 +1,14 @@
 """SQLModel tables, one module per aggregate. Importing this package registers them all."""
 
-from app.models import config_entry, document_table, schedule, stored_file  # noqa: F401  (register their tables)
+from app.models import (  # noqa: F401  (register their tables)
+    ai,
+    config_entry,
+    document_table,
+    integration,
+    knowledge,
+    schedule,
+    stored_file,
+)
 from app.models.execution import Execution, ExecutionLog
 from app.models.form import Form
 from app.models.organization import Organization

@@ -20,13 +20,16 @@ from litestar.template.config import TemplateConfig
 
 from app.engine.platform import Platform
 from app.settings import Settings
-from app.web.api.admin import ApiKeyController, OrganizationController, RoleController, UserController
+from app.web.api import ai as ai_api
 from app.web.api import config as config_api
 from app.web.api import endpoints as endpoints_api
 from app.web.api import files as files_api
 from app.web.api import forms as forms_api
+from app.web.api import integrations as integrations_api
+from app.web.api import knowledge as knowledge_api
 from app.web.api import schedules as schedules_api
 from app.web.api import tables as tables_api
+from app.web.api.admin import ApiKeyController, OrganizationController, RoleController, UserController
 from app.web.api.auth import AuthController, SdkContextController
 from app.web.api.executions import ExecutionController
 from app.web.api.unavailable import UNAVAILABLE_HANDLERS
@@ -51,6 +54,9 @@ SHARED_CONTROLLERS = [
     *tables_api.CONTROLLERS,
     *files_api.CONTROLLERS,
     *forms_api.CONTROLLERS,
+    *knowledge_api.CONTROLLERS,
+    *ai_api.CONTROLLERS,
+    *integrations_api.CONTROLLERS,
 ]
 
 # JSON API only (not reachable with per-execution SDK tokens).

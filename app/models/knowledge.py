@@ -1,0 +1,3 @@
+"""knowledge models (filled in by its feature)."""
+
+from __future__ import annotations
