@@ -1,4 +1,4 @@
-"""The ``bifrost`` command: ``init``, ``serve``, ``run``, ``workflows``, ``api-key``, ``migrate``.
+"""The ``bifrost`` command: ``init``, ``serve``, ``run``, ``workflows``, ``api-key``, ``migrate``, ``secrets``.
 
 Imports are deferred into each command so that ``bifrost --help`` stays fast.
 """
@@ -67,6 +67,10 @@ async def _init(args: argparse.Namespace) -> int:
         _install_demo_workspace(settings.workspace)
         await _install_demo_tenants(settings.resolved_database_url)
     print(f"Database ready: {settings.resolved_database_url}")
+    if not (settings.secret_key or "").strip():
+        from app.services.secrets import ensure_key_file
+
+        print(f"Secret key file: {ensure_key_file(settings.home)} (back it up: secrets cannot be read without it)")
     print(f"Workspace: {settings.workspace}")
     return 0
 
@@ -318,6 +322,49 @@ async def _migrate(_args: argparse.Namespace) -> int:
     return 0
 
 
+async def _secrets(args: argparse.Namespace) -> int:
+    """``generate-key`` prints a new key; ``rotate`` re-encrypts every secret under the newest key."""
+    from app.services.secrets import generate_key
+
+    if args.secrets_command == "generate-key":
+        print(generate_key())
+        return 0
+
+    from app.db import create_engine, session_factory, transaction
+    from app.services.config import ConfigService
+    from app.services.secrets import SecretKeyError, load_secret_box, prepend_key_to_file
+    from app.settings import get_settings
+
+    settings = get_settings()
+    from_env = bool((settings.secret_key or "").strip())
+    if args.new_key:
+        if from_env:
+            print(
+                "bifrost: the keys come from BIFROST_SECRET_KEY: put a new key (`bifrost secrets generate-key`) "
+                "first in it, restart the server, then run `bifrost secrets rotate`",
+                file=sys.stderr,
+            )
+            return 2
+        print(f"Added a new key first in {prepend_key_to_file(settings.home, generate_key())}")
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        box = load_secret_box(settings.secret_key, settings.home)
+        async with transaction(session_factory(engine)) as session:
+            report = await ConfigService(session, lambda: box).rotate_all_secrets()
+    except SecretKeyError as exc:
+        print(f"bifrost: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    print(
+        f"Re-encrypted {report.secrets} secret(s) under the newest key of {box.source} "
+        f"({report.were_on_old_keys} were under an older key)."
+    )
+    if box.key_count > 1:
+        print(f"Every secret now needs only the first key: you may remove the other {box.key_count - 1} key(s).")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bifrost`` command."""
     parser = argparse.ArgumentParser(
@@ -353,6 +400,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_key.add_argument("--as", dest="as_user", metavar="EMAIL", help="the user the key acts as (default: first admin)")
 
     sub.add_parser("migrate", help="apply database migrations")
+
+    p_secrets = sub.add_parser("secrets", help="secret encryption keys: generate a key, rotate")
+    secrets_sub = p_secrets.add_subparsers(dest="secrets_command", required=True)
+    secrets_sub.add_parser("generate-key", help="print a new Fernet key (for BIFROST_SECRET_KEY or the key file)")
+    p_rotate = secrets_sub.add_parser("rotate", help="re-encrypt every secret under the newest (first) key")
+    p_rotate.add_argument(
+        "--new-key", action="store_true", help="first add a freshly generated key at the top of <home>/secret.key"
+    )
     return parser
 
 
@@ -363,7 +418,14 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     import asyncio  # deferred: `bifrost --help` should not pay for it
 
-    handlers = {"init": _init, "run": _run, "workflows": _workflows, "migrate": _migrate, "api-key": _api_key}
+    handlers = {
+        "init": _init,
+        "run": _run,
+        "workflows": _workflows,
+        "migrate": _migrate,
+        "api-key": _api_key,
+        "secrets": _secrets,
+    }
     return asyncio.run(handlers[args.command](args))
 
 

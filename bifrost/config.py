@@ -1,29 +1,78 @@
 """Configuration and secrets (``bifrost.config``).
 
 Lookups use the execution's organization first, then global values.
+Values keep their type: ``str``, ``int``, ``bool``, and JSON (``dict``, ``list``,
+``float``). Secrets (``is_secret=True``) are text, stored encrypted; ``get``
+returns their plaintext only inside an execution run by the platform
+(elsewhere, and in ``list()``, they are masked as ``"********"``).
 """
 
 from __future__ import annotations
 
+import builtins
+import math
 from typing import Any
 from urllib.parse import quote
 
 from bifrost import _client
-from bifrost.errors import NotFoundError
+from bifrost.errors import NotFoundError, ValidationError
+
+
+def _path(key: str) -> str:
+    if not isinstance(key, str) or not key:
+        # An empty key would address the listing (/config) instead of a key.
+        raise ValidationError(
+            "key: must be a non-empty string", [{"field": "key", "message": "must be a non-empty string"}]
+        )
+    return f"/config/{quote(key, safe='')}"
+
+
+def _unsupported(value: Any, where: str = "value") -> str | None:
+    """Why ``value`` cannot be stored as config (None when it can)."""
+    if value is None or isinstance(value, str | bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where} is {value!r}, which JSON cannot hold"
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return f"{where} has a key of type {type(k).__name__}; JSON object keys must be text"
+            problem = _unsupported(v, f"{where}[{k!r}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, builtins.list | tuple):  # plain `list` is this module's function
+        for i, v in enumerate(value):
+            problem = _unsupported(v, f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    return (
+        f"{where} has unsupported type {type(value).__name__}: use text, an integer, true/false, "
+        "or JSON (dict, list, number)"
+    )
 
 
 async def get(key: str, default: Any = None) -> Any:
     """Return the value of ``key`` (secrets decrypted), or ``default`` when unset."""
     try:
-        body = await _client.call("GET", f"/config/{quote(key, safe='')}")
+        body = await _client.call("GET", _path(key))
     except NotFoundError:
         return default
     return body["value"]
 
 
 async def set(key: str, value: Any, is_secret: bool = False) -> None:
-    """Store ``value`` under ``key`` in the current organization (type kept)."""
-    await _client.call("PUT", f"/config/{quote(key, safe='')}", json={"value": value, "is_secret": is_secret})
+    """Store ``value`` under ``key`` in the current organization (type kept).
+
+    Raises:
+        ValidationError: Unsupported value (bytes, sets, NaN, ...), bad key, or a non-text secret.
+        PermissionDeniedError: A global write by someone who is not a platform admin.
+    """
+    problem = _unsupported(value)
+    if problem:
+        raise ValidationError(f"config value of {key!r}: {problem}", [{"field": "value", "message": problem}])
+    await _client.call("PUT", _path(key), json={"value": value, "is_secret": is_secret})
 
 
 async def list() -> dict[str, Any]:
@@ -33,5 +82,5 @@ async def list() -> dict[str, Any]:
 
 async def delete(key: str) -> bool:
     """Delete ``key`` from the current organization. Returns True when it existed."""
-    body = await _client.call_or_none("DELETE", f"/config/{quote(key, safe='')}")
+    body = await _client.call_or_none("DELETE", _path(key))
     return bool(body and body.get("deleted"))

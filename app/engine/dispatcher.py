@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from typing import Any, overload
 
@@ -19,6 +20,7 @@ from app.db import transaction
 from app.engine.events import EventHub
 from app.engine.pool import WorkerPool
 from app.engine.protocol import Job, JobResult, LogRecord, utcnow
+from app.services import redaction
 from app.services.dispatch import DispatchRequest
 from app.services.executions import ExecutionService
 from app.services.security import hash_token, new_execution_token
@@ -35,6 +37,19 @@ def clean_text(text: str | None) -> str | None:
     if text is None:
         return None
     return text.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\ufffd")
+
+
+def redact_secrets(result: JobResult) -> JobResult:
+    """``result`` with every secret value its execution read masked (:mod:`app.services.redaction`)."""
+    execution_id = result.execution_id
+    if not redaction.active(execution_id):
+        return result
+    return dataclasses.replace(
+        result,
+        result=redaction.redact_json(execution_id, result.result),
+        error_message=redaction.redact_text(execution_id, result.error_message),
+        traceback=redaction.redact_text(execution_id, result.traceback),
+    )
 
 
 # How long a finished execution's completion event is kept for late waiters.
@@ -180,6 +195,7 @@ class LocalDispatcher:
             self._tasks.pop(execution_id, None)
             self._cancel_requested.discard(execution_id)
             self._log_seq.pop(execution_id, None)
+            redaction.forget(execution_id)
             event = self._done.get(execution_id)
             if event is not None:
                 event.set()
@@ -190,6 +206,8 @@ class LocalDispatcher:
         self._outcomes.pop(execution_id, None)
 
     async def _record(self, result: JobResult) -> None:
+        # Before anything is stored, kept for waiters or published: secrets it read become ***.
+        result = redact_secrets(result)
         async with self._flush_lock:
             await self._store_result(result)
             # Dropped only once stored (under the lock, so the flusher cannot write them again).
@@ -263,7 +281,8 @@ class LocalDispatcher:
             "timestamp": record.timestamp,
             "level": clean_text(record.level),
             "logger": clean_text(record.logger),
-            "message": clean_text(record.message),
+            # Redacted before it is buffered (stored) or published (streamed live).
+            "message": redaction.redact_text(record.execution_id, clean_text(record.message)),
         }
         self._log_buffer.setdefault(record.execution_id, []).append(row)
         self.hub.publish(
