@@ -89,6 +89,8 @@ async def read_bytes(path: str, location: str = "workspace", mode: str = "cloud"
             return await asyncio.to_thread(target.read_bytes)
         except FileNotFoundError:
             raise NoSuchFileError(f"no file {path!r} in the {location} location") from None
+        except IsADirectoryError:
+            raise ValidationError(f"path {path!r} is a folder, not a file") from None
     try:
         response = await _client.request("GET", "/files/content", params=_params(relative, location))
     except NotFoundError as exc:
@@ -112,7 +114,11 @@ async def write_bytes(path: str, content: bytes, location: str = "workspace", mo
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
 
-        await asyncio.to_thread(_write)
+        try:
+            await asyncio.to_thread(_write)
+        except (IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
+            # Same as cloud mode: a folder is in the way, or a file where a folder is needed.
+            raise ValidationError(f"cannot write {path!r} in the {location} location: {exc.strerror}") from None
         return
     await _client.request(
         "PUT",
@@ -129,7 +135,10 @@ async def write(path: str, content: str, location: str = "workspace", mode: str 
 
 
 async def list(directory: str = "", location: str = "workspace", mode: str = "cloud") -> builtins.list[str]:
-    """List a directory's entries, sorted (sub-folders end with ``/``; a missing folder is empty)."""
+    """List a directory's entries by name, sorted; sub-folders end with ``/``; a missing folder is empty.
+
+    Example: ``await files.list("data")`` -> ``["archive/", "config.json"]``.
+    """
     relative = _check(directory, location, mode)
     if mode == "local":
         folder = _local_path(relative, location)
@@ -153,6 +162,8 @@ async def delete(path: str, location: str = "workspace", mode: str = "cloud") ->
             await asyncio.to_thread(target.unlink)
         except FileNotFoundError:
             raise NoSuchFileError(f"no file {path!r} in the {location} location") from None
+        except IsADirectoryError:
+            raise ValidationError(f"path {path!r} is a folder, not a file") from None
         return
     try:
         await _client.call("DELETE", "/files/content", params=_params(relative, location))
@@ -161,7 +172,7 @@ async def delete(path: str, location: str = "workspace", mode: str = "cloud") ->
 
 
 async def exists(path: str, location: str = "workspace", mode: str = "cloud") -> bool:
-    """Return True when the file exists."""
+    """Return True when ``path`` is a file or a folder (in cloud mode folders exist while they hold files)."""
     relative = _check(path, location, mode)
     if mode == "local":
         return _local_path(relative, location).exists()
