@@ -64,7 +64,7 @@ async def test_seven_functions_in_a_writable_location(as_alice: Path, world: Wor
     assert await files.read(f"{folder}/data/config.json", location=location, mode=mode) == "replaced"
     await files.delete(f"{folder}/data/config.json", location=location, mode=mode)
     assert await files.exists(f"{folder}/data/config.json", location=location, mode=mode) is False
-    with pytest.raises(NoSuchFileError, match="config.json"):
+    with pytest.raises(NoSuchFileError, match=r"config\.json"):
         await files.read(f"{folder}/data/config.json", location=location, mode=mode)
     with pytest.raises(NoSuchFileError):
         await files.delete(f"{folder}/data/config.json", location=location, mode=mode)
