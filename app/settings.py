@@ -37,6 +37,13 @@ class Settings(BaseSettings):
         max_file_bytes: Largest file a workflow may write or a form may upload (larger ones get 413).
         temp_max_age_hours: Files in the ``temp`` location older than this are deleted.
         temp_cleanup_interval_seconds: How often the temp cleanup runs.
+        scheduler_enabled: Fire cron schedules in this server (``bifrost serve``; never ``bifrost run``).
+        schedule_grace_seconds: A firing missed while no server ran still runs at start-up if it is
+            at most this old; older ones are recorded as missed.
+        scheduler_poll_seconds: How often a server without the scheduler lock tries to take it, and
+            the one holding it re-reads schedules changed through other servers.
+        endpoint_max_body_bytes: Largest request body ``/api/endpoints/<name>`` accepts (413 above).
+        public_endpoint_rate_limit_per_minute: Calls per client address per minute to public endpoints (429 above).
     """
 
     model_config = SettingsConfigDict(env_prefix="BIFROST_", extra="ignore")
@@ -58,6 +65,11 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=1024**3, ge=1)
     temp_max_age_hours: float = Field(default=24.0, gt=0)
     temp_cleanup_interval_seconds: float = Field(default=3600.0, gt=0)
+    scheduler_enabled: bool = True
+    schedule_grace_seconds: float = Field(default=300.0, ge=0)
+    scheduler_poll_seconds: float = Field(default=10.0, gt=0)
+    endpoint_max_body_bytes: int = Field(default=1024**2, ge=1)
+    public_endpoint_rate_limit_per_minute: int = Field(default=60, ge=1)
 
     @field_validator("home", "workspace")
     @classmethod

@@ -15,8 +15,10 @@ from app.db import create_engine, session_factory, transaction, upgrade_database
 from app.engine.dispatcher import LocalDispatcher
 from app.engine.events import EventHub
 from app.engine.pool import WorkerPool
+from app.engine.scheduler import Scheduler
 from app.services.executions import ExecutionService
 from app.services.files import FileService
+from app.services.schedules import ScheduleService
 from app.services.workflows import WorkflowService
 from app.settings import Settings
 
@@ -49,11 +51,21 @@ class Platform:
         )
         self.dispatcher = LocalDispatcher(self.pool, self.sessions, self.hub, self.sdk_url, settings.log_flush_seconds)
         self.pool.on_log = self.dispatcher.on_log
+        self.scheduler = Scheduler(
+            self.engine,
+            self.sessions,
+            self.dispatcher,
+            grace_seconds=settings.schedule_grace_seconds,
+            poll_seconds=settings.scheduler_poll_seconds,
+        )
+        self.workflow_definitions: list[dict[str, Any]] = []  # of the last scan (endpoints in the OpenAPI document)
         self.watcher: Any = None
         self.last_sync: dict[str, Any] = {}
         self.started = False
 
-    async def start(self, *, recover: bool = True, watch: bool | None = None, migrate: bool = True) -> None:
+    async def start(
+        self, *, recover: bool = True, watch: bool | None = None, migrate: bool = True, schedules: bool | None = None
+    ) -> None:
         """Migrate, start workers, sync the workspace, recover interrupted executions, watch for edits.
 
         Args:
@@ -61,6 +73,8 @@ class Platform:
                 (only the serving process should; ``bifrost run`` beside a server must not).
             watch: Reload workers when workspace files change (default from settings).
             migrate: Apply database migrations first.
+            schedules: Fire cron schedules (default: when recovering, i.e. in the serving process,
+                and ``scheduler_enabled``).
         """
         if migrate:
             await upgrade_database_async(self.settings.resolved_database_url)
@@ -70,6 +84,8 @@ class Platform:
         await self.sync_workspace()
         if recover:
             await self.recover()
+        if schedules if schedules is not None else (recover and self.settings.scheduler_enabled):
+            await self.scheduler.start()
         if watch if watch is not None else self.settings.watch_workspace:
             from app.engine.watcher import WorkspaceWatcher  # watchfiles only when watching
 
@@ -78,7 +94,8 @@ class Platform:
         self.started = True
 
     async def stop(self) -> None:
-        """Stop watcher, dispatcher and workers, and close the database."""
+        """Stop scheduler, watcher, dispatcher and workers, and close the database."""
+        await self.scheduler.stop()
         if self.watcher:
             await self.watcher.stop()
         await self.files.stop_cleanup()
@@ -92,7 +109,10 @@ class Platform:
         scan = await self.pool.scan()
         async with transaction(self.sessions) as session:
             counts = await WorkflowService(session).sync(scan.workflows + scan.data_providers, scan.errors)
+            await ScheduleService(session).sync_workspace()  # declared schedules follow the code
         WorkflowService.forget_cached()  # again after commit: a lookup during the sync may have cached old rows
+        self.workflow_definitions = scan.workflows
+        await self.scheduler.reload()
         for error in scan.errors:
             log.warning("workspace: %s: %s", error.get("file"), error.get("error"))
         self.last_sync = counts
