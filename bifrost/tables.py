@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from bifrost import _client
+from bifrost.errors import ValidationError
 from bifrost.types import DocumentData, DocumentList, TableInfo
 
 
@@ -20,7 +21,12 @@ def _scope(scope: str | None, app: str | None) -> dict[str, Any]:
     return {"scope": scope, "app": app}
 
 
-def _t(name: str) -> str:
+def _t(name: str, field: str = "table") -> str:
+    # A '/' or a dot segment cannot travel inside one URL path segment (the server would see
+    # another route): refuse it here with the same error the platform gives for bad names.
+    if not isinstance(name, str) or "/" in name or name in ("", ".", ".."):
+        message = f"invalid {field} {name!r}: must be non-empty, without '/', and not '.' or '..'"
+        raise ValidationError(message, [{"field": field, "message": message}])
     return quote(name, safe="")
 
 
@@ -65,14 +71,16 @@ async def insert(
 async def upsert(table: str, id: str, data: dict, scope: str | None = None, app: str | None = None) -> DocumentData:
     """Create or replace the document with this id."""
     body = await _client.call(
-        "PUT", f"/tables/{_t(table)}/documents/{_t(id)}", json={"data": data}, params=_scope(scope, app)
+        "PUT", f"/tables/{_t(table)}/documents/{_t(id, 'id')}", json={"data": data}, params=_scope(scope, app)
     )
     return DocumentData.model_validate(body)
 
 
 async def get(table: str, doc_id: str, scope: str | None = None, app: str | None = None) -> DocumentData | None:
     """Return a document, or None."""
-    body = await _client.call_or_none("GET", f"/tables/{_t(table)}/documents/{_t(doc_id)}", params=_scope(scope, app))
+    body = await _client.call_or_none(
+        "GET", f"/tables/{_t(table)}/documents/{_t(doc_id, 'doc_id')}", params=_scope(scope, app)
+    )
     return DocumentData.model_validate(body) if body else None
 
 
@@ -81,7 +89,7 @@ async def update(
 ) -> DocumentData | None:
     """Merge ``data`` into a document; None when it does not exist."""
     body = await _client.call_or_none(
-        "PATCH", f"/tables/{_t(table)}/documents/{_t(doc_id)}", json={"data": data}, params=_scope(scope, app)
+        "PATCH", f"/tables/{_t(table)}/documents/{_t(doc_id, 'doc_id')}", json={"data": data}, params=_scope(scope, app)
     )
     return DocumentData.model_validate(body) if body else None
 
@@ -89,7 +97,7 @@ async def update(
 async def delete_document(table: str, doc_id: str, scope: str | None = None, app: str | None = None) -> bool:
     """Delete one document."""
     body = await _client.call_or_none(
-        "DELETE", f"/tables/{_t(table)}/documents/{_t(doc_id)}", params=_scope(scope, app)
+        "DELETE", f"/tables/{_t(table)}/documents/{_t(doc_id, 'doc_id')}", params=_scope(scope, app)
     )
     return bool(body and body.get("deleted"))
 
