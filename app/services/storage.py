@@ -182,7 +182,9 @@ class LocalDirectoryStore:
             raise NotAnObjectError(key)
         with self._dir(parts[:-1]) as fds:
             try:
-                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fds[-1])
+                # O_NONBLOCK: a FIFO planted in the store must not hang the open (regular files ignore it).
+                flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+                fd = os.open(parts[-1], flags, dir_fd=fds[-1])
             except FileNotFoundError:
                 raise ObjectNotFoundError(key) from None
             except OSError as exc:

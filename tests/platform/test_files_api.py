@@ -246,6 +246,10 @@ def test_write_replaces_and_download_headers_are_safe(world: World) -> None:
     assert response.headers["content-disposition"] == "attachment; filename*=UTF-8''page.html"
     with world.server.client(world.alice_key) as client:
         assert client.get(f"{API}/content", params={"path": "page.html"}).content == b"<p>v2</p>"
+    empty = put(world, world.alice_key, "empty.txt", b"")
+    assert empty.status_code == 200 and empty.json()["size"] == 0
+    response = get(world, world.alice_key, "empty.txt")
+    assert response.status_code == 200 and response.content == b"" and response.headers["content-length"] == "0"
 
 
 def test_files_need_authentication(world: World) -> None:

@@ -129,6 +129,15 @@ async def test_links_inside_the_store_are_never_followed(root: Path, tmp_path: P
     assert await store.walk(ORG_A) == []
 
 
+async def test_special_files_are_refused_without_blocking(root: Path) -> None:
+    store = LocalDirectoryStore(root)
+    (root / ORG_A / "workspace").mkdir(parents=True)
+    os.mkfifo(root / ORG_A / "workspace" / "pipe")
+    with pytest.raises(UnsafeKeyError, match="not a regular file"):
+        await store.open_read(f"{ORG_A}/workspace/pipe")
+    assert await store.list(f"{ORG_A}/workspace") == []
+
+
 async def test_hard_links_are_refused(root: Path, tmp_path: Path) -> None:
     store = LocalDirectoryStore(root)
     secret = tmp_path / "secret.txt"
