@@ -27,10 +27,13 @@ from app.web.api import files as files_api
 from app.web.api import forms as forms_api
 from app.web.api import integrations as integrations_api
 from app.web.api import knowledge as knowledge_api
+from app.web.api import notebook_runs as notebook_runs_api
+from app.web.api import publish as publish_api
 from app.web.api import schedules as schedules_api
 from app.web.api import tables as tables_api
 from app.web.api.admin import ApiKeyController, OrganizationController, RoleController, UserController
 from app.web.api.auth import AuthController, SdkContextController
+from app.web.api.endpoint_openapi import install_openapi as install_endpoint_openapi
 from app.web.api.executions import ExecutionController
 from app.web.api.unavailable import UNAVAILABLE_HANDLERS
 from app.web.api.workflows import DataProviderController, WorkflowController, WorkspaceController
@@ -66,6 +69,8 @@ API_ONLY_CONTROLLERS = [
     WorkspaceController,
     *schedules_api.CONTROLLERS,
     *endpoints_api.CONTROLLERS,
+    *notebook_runs_api.CONTROLLERS,
+    *publish_api.CONTROLLERS,
 ]
 
 
@@ -132,7 +137,7 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
         max_age=settings.session_max_age,
         key="bifrost_session",
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             api,
             sdk,
@@ -156,3 +161,5 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
         state=State({"platform": platform, "settings": settings}),
         debug=False,
     )
+    install_endpoint_openapi(app)  # the workflows' /api/endpoints/<name> paths, following workspace syncs
+    return app

@@ -1,8 +1,107 @@
-"""The schedules API (filled in by its feature)."""
+"""The schedules API (``/api/schedules``): admins manage cron schedules; members read their organization's."""
 
 from __future__ import annotations
 
-from litestar.types import ControllerRouterHandler
+from typing import Any, Literal
 
-# Route handlers served under both /api and /api/sdk/v1 (SDK) unless the module says otherwise.
-CONTROLLERS: list[ControllerRouterHandler] = []
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.params import Parameter
+from litestar.types import ControllerRouterHandler
+from pydantic import BaseModel, Field, StrictBool
+
+from app.services.actor import Actor
+from app.services.schedules import ScheduleService, run_view
+from app.web.deps import db, get_platform
+
+
+class ScheduleCreate(BaseModel):
+    """Body of ``POST /schedules``."""
+
+    workflow: str = Field(description="Workflow name or id")
+    cron: str = Field(description="Cron expression: 'minute hour day month weekday', or six fields with seconds first")
+    timezone: str = Field(default="UTC", description="IANA time zone the expression is read in")
+    params: dict[str, Any] = Field(default_factory=dict, description="Workflow parameters for every firing")
+    organization_id: str | None = Field(default=None, description="Organization scope to run in (None: global)")
+    enabled: StrictBool = True
+    overlap_policy: Literal["skip", "queue"] = Field(
+        default="skip", description="When the previous run is still going: skip this firing, or queue it"
+    )
+
+
+class ScheduleController(Controller):
+    """Cron schedules: list, add (per organization, with parameters), edit, enable/disable, delete, firings."""
+
+    path = "/schedules"
+    tags = ["schedules"]
+
+    @get("/")
+    async def list_schedules(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        organization_id: str | None = Parameter(default=None, description="Only this organization's (admins)"),
+    ) -> list[dict[str, Any]]:
+        """Schedules with cron, time zone, next and last run and status (admins: all; members: their organization's)."""
+        async with db(request) as session:
+            service = ScheduleService(session)
+            return await service.views(actor, await service.list(actor, organization_id))
+
+    @get("/status")
+    async def scheduler_status(self, request: Request[Any, Any, Any], actor: Actor) -> dict[str, Any]:
+        """Whether this server process fires schedules (holds the scheduler lock), and how many jobs it has (admins)."""
+        actor.require_admin("see the scheduler status")
+        return get_platform(request.app.state).scheduler.status()
+
+    @post("/", status_code=201)
+    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: ScheduleCreate) -> dict[str, Any]:
+        """Add a schedule (admins); an invalid cron expression or time zone is refused with the reason (422)."""
+        async with db(request) as session:
+            service = ScheduleService(session)
+            row = await service.create(actor, **data.model_dump())
+            view = (await service.views(actor, [row]))[0]
+        await get_platform(request.app.state).scheduler.reload()
+        return view
+
+    @get("/{schedule_id:str}")
+    async def get_schedule(self, request: Request[Any, Any, Any], actor: Actor, schedule_id: str) -> dict[str, Any]:
+        """One schedule."""
+        async with db(request) as session:
+            service = ScheduleService(session)
+            return (await service.views(actor, [await service.get(actor, schedule_id)]))[0]
+
+    @patch("/{schedule_id:str}")
+    async def update(
+        self, request: Request[Any, Any, Any], actor: Actor, schedule_id: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Change ``cron``, ``timezone``, ``params``, ``enabled`` or ``overlap_policy`` (admins)."""
+        async with db(request) as session:
+            service = ScheduleService(session)
+            row = await service.update(actor, schedule_id, **data)
+            view = (await service.views(actor, [row]))[0]
+        await get_platform(request.app.state).scheduler.reload()
+        return view
+
+    @delete("/{schedule_id:str}", status_code=200)
+    async def remove(self, request: Request[Any, Any, Any], actor: Actor, schedule_id: str) -> dict[str, Any]:
+        """Delete a schedule added by an admin (a schedule declared in code is disabled instead: 409)."""
+        async with db(request) as session:
+            await ScheduleService(session).delete(actor, schedule_id)
+        await get_platform(request.app.state).scheduler.reload()
+        return {"deleted": True}
+
+    @get("/{schedule_id:str}/runs")
+    async def runs(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        schedule_id: str,
+        limit: int = Parameter(default=50, ge=1, le=500, description="How many, newest first"),
+    ) -> list[dict[str, Any]]:
+        """Firings of a schedule: submitted (with the execution and its status), skipped, queued, missed or failed."""
+        async with db(request) as session:
+            return [
+                run_view(run, status) for run, status in await ScheduleService(session).runs(actor, schedule_id, limit)
+            ]
+
+
+CONTROLLERS: list[ControllerRouterHandler] = [ScheduleController]
