@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,16 @@ class Settings(BaseSettings):
             the one holding it re-reads schedules changed through other servers.
         endpoint_max_body_bytes: Largest request body ``/api/endpoints/<name>`` accepts (413 above).
         public_endpoint_rate_limit_per_minute: Calls per client address per minute to public endpoints (429 above).
+        embedding_provider: ``local`` (all-MiniLM-L6-v2 int8 ONNX, in-process, offline), ``openai``
+            (any OpenAI-compatible ``/embeddings`` API) or ``ollama`` (its OpenAI-compatible API).
+        embedding_model: Model name for ``openai`` / ``ollama`` (defaults: ``text-embedding-3-small``,
+            ``nomic-embed-text``); ignored by ``local``. Changing provider or model re-embeds at start-up.
+        embedding_base_url: Base URL of the embeddings API (defaults: ``https://api.openai.com/v1``,
+            ``http://127.0.0.1:11434/v1``).
+        embedding_api_key: Bearer key sent to the embeddings API.
+        embedding_threads: onnxruntime intra-op threads of the local model (default: up to 2).
+        knowledge_max_upload_bytes: Largest file the knowledge page or upload API ingests (413 above).
+        knowledge_max_content_chars: Largest text one ``knowledge.store`` call embeds in the request (422 above).
     """
 
     model_config = SettingsConfigDict(env_prefix="BIFROST_", extra="ignore")
@@ -70,6 +81,13 @@ class Settings(BaseSettings):
     scheduler_poll_seconds: float = Field(default=10.0, gt=0)
     endpoint_max_body_bytes: int = Field(default=1024**2, ge=1)
     public_endpoint_rate_limit_per_minute: int = Field(default=60, ge=1)
+    embedding_provider: Literal["local", "openai", "ollama"] = "local"
+    embedding_model: str | None = None
+    embedding_base_url: str | None = None
+    embedding_api_key: str | None = None
+    embedding_threads: int = Field(default_factory=lambda: min(2, _default_workers()), ge=1, le=64)
+    knowledge_max_upload_bytes: int = Field(default=50 * 1024**2, ge=1)
+    knowledge_max_content_chars: int = Field(default=1_000_000, ge=1)
 
     @field_validator("home", "workspace")
     @classmethod
