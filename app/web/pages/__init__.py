@@ -1,6 +1,22 @@
-"""HTML pages (Jinja2). The full self-service UI grows here; this release has login and home."""
+"""HTML pages (Jinja2 + htmx): one module per area; each area's handlers are registered here."""
 
-from app.web.pages.home import home, login_form, login_submit, logout
+from app.web.pages.admin import OrganizationPages, RolePages, UserPages
+from app.web.pages.api_keys import ApiKeyPages
+from app.web.pages.executions import ExecutionPages
+from app.web.pages.home import HomePages, login_form, login_submit, logout
 from app.web.pages.schedules import SCHEDULE_PAGE_HANDLERS
+from app.web.pages.workflows import WorkflowPages
 
-PAGE_HANDLERS = [home, login_form, login_submit, logout, *SCHEDULE_PAGE_HANDLERS]
+PAGE_HANDLERS = [
+    HomePages,
+    login_form,
+    login_submit,
+    logout,
+    WorkflowPages,
+    ExecutionPages,
+    OrganizationPages,
+    UserPages,
+    RolePages,
+    ApiKeyPages,
+    *SCHEDULE_PAGE_HANDLERS,
+]

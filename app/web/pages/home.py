@@ -1,9 +1,8 @@
-"""Login, logout and the home page (what the user can run, and their recent executions)."""
+"""Login, logout, the home page (what the user can run, their recent executions) and the org switcher."""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from litestar import Request, get, post
 from litestar.enums import RequestEncodingType
@@ -11,11 +10,14 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 from pydantic import BaseModel
 
+from app.services.actor import Actor
 from app.services.auth import AuthService
 from app.services.errors import AuthenticationError
 from app.services.executions import ExecutionService, execution_view
+from app.services.organizations import OrganizationService
 from app.services.workflows import WorkflowService, workflow_detail
-from app.web.deps import db, resolve_actor
+from app.web.deps import db
+from app.web.pages.common import PageController, flash, form_text, layout_context, safe_next
 
 
 class LoginForm(BaseModel):
@@ -26,15 +28,10 @@ class LoginForm(BaseModel):
     next: str = "/"
 
 
-def _safe_next(target: str) -> str:
-    # Only local paths: never redirect to another site after login.
-    return target if target.startswith("/") and not target.startswith("//") else "/"
-
-
 @get("/login", include_in_schema=False)
 async def login_form(request: Request[Any, Any, Any], next: str = "/") -> Template:
     """The login page."""
-    return Template("pages/login.html", context={"next": _safe_next(next), "error": None, "email": ""})
+    return Template("pages/login.html", context={"next": safe_next(next), "error": None, "email": ""})
 
 
 @post("/login", include_in_schema=False, status_code=200)
@@ -47,12 +44,12 @@ async def login_submit(
         async with db(request) as session:
             user = await AuthService(session).login(data.email, data.password)
     except AuthenticationError as exc:
-        context = {"next": _safe_next(data.next), "error": str(exc), "email": data.email}
+        context = {"next": safe_next(data.next), "error": str(exc), "email": data.email}
         # 200, not 401: the page itself loaded fine and shows the problem next to the form
         # (a 4xx document also logs a console error in browsers).
         return Template("pages/login.html", context=context, status_code=200)
     request.set_session({"user_id": user.id})
-    return Redirect(_safe_next(data.next), status_code=303)
+    return Redirect(safe_next(data.next), status_code=303)
 
 
 @post("/logout", include_in_schema=False, status_code=303)
@@ -62,18 +59,45 @@ async def logout(request: Request[Any, Any, Any]) -> Redirect:
     return Redirect("/login", status_code=303)
 
 
-@get("/", include_in_schema=False)
-async def home(request: Request[Any, Any, Any]) -> Template | Redirect:
-    """Workflows the user can run and their recent executions."""
-    try:
-        actor = await resolve_actor(request)
-    except AuthenticationError:
-        return Redirect(f"/login?next={quote(request.url.path)}", status_code=303)
-    async with db(request) as session:
-        workflows = [workflow_detail(w) for w in await WorkflowService(session).list(actor)]
-        executions = [execution_view(e, actor) for e in await ExecutionService(session).list(actor, limit=20)]
-        errors = await WorkflowService(session).errors(actor) if actor.is_superuser else []
-    return Template(
-        "pages/home.html",
-        context={"actor": actor, "workflows": workflows, "executions": executions, "workspace_errors": errors},
-    )
+class HomePages(PageController):
+    """The home page and the organization switcher of platform admins."""
+
+    path = "/"
+
+    @get("/")
+    async def home(self, request: Request[Any, Any, Any], actor: Actor) -> Template:
+        """Workflows the user can run, by category, and their recent executions."""
+        async with db(request) as session:
+            workflows = [workflow_detail(w) for w in await WorkflowService(session).list(actor)]
+            executions = [execution_view(e, actor) for e in await ExecutionService(session).list(actor, limit=10)]
+            errors = await WorkflowService(session).errors(actor) if actor.is_superuser else []
+            layout = await layout_context(request, session, actor)
+        categories: dict[str, list[dict[str, Any]]] = {}
+        for workflow in workflows:
+            categories.setdefault(workflow["category"], []).append(workflow)
+        return Template(
+            "pages/home.html",
+            context={
+                **layout,
+                "categories": sorted(categories.items()),
+                "workflows": workflows,
+                "executions": executions,
+                "workspace_errors": errors,
+            },
+        )
+
+    @post("/session/org", status_code=303)
+    async def switch_org(self, request: Request[Any, Any, Any], actor: Actor) -> Redirect:
+        """Platform admins: act in one organization (or globally) from now on in this browser."""
+        actor.require_admin("switch organizations")
+        form = await request.form()
+        org_id = form_text(form, "org_id")
+        if org_id:
+            async with db(request) as session:
+                org = await OrganizationService(session).get(actor, org_id)
+            request.session["org_id"] = org.id
+            flash(request, f"Now acting in {org.name}.")
+        else:
+            request.session.pop("org_id", None)
+            flash(request, "Now acting in all organizations (global).")
+        return Redirect(safe_next(form_text(form, "next", "/")), status_code=303)

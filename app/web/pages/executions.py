@@ -1,0 +1,243 @@
+"""Execution pages: history with filters, detail with live logs (SSE), cancel and re-run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Request, get, post
+from litestar.params import Parameter
+from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
+
+from app.models import Execution
+from app.services.actor import Actor
+from app.services.errors import InvalidInputError
+from app.services.executions import TERMINAL, ExecutionService, execution_view
+from app.services.organizations import OrganizationService
+from app.services.users import UserService
+from app.services.workflows import WorkflowService
+from app.web.api.executions import log_view
+from app.web.deps import db, get_platform
+from app.web.pages.common import PageController, layout_context, render_string
+from app.web.pages.results import duration_text, result_view
+from bifrost.enums import ExecutionStatus
+
+PAGE_SIZE = 50
+_KEEPALIVE_SECONDS = 15.0
+# After the last event the stream stays open this long, so the browser closes it first
+# (a server-side close would make EventSource report an error and reconnect).
+_CLOSE_GRACE_SECONDS = 10.0
+
+
+def detail_context(execution: Execution, actor: Actor, org_name: str | None) -> dict[str, Any]:
+    """What the status and result partials show about one execution."""
+    view = execution_view(execution, actor)
+    return {
+        "e": view,
+        "kind": execution.kind,
+        "org_name": org_name,
+        "duration": duration_text(execution.duration_ms),
+        "result": result_view(execution.result) if execution.status == ExecutionStatus.COMPLETED.value else None,
+        "done": execution.status in TERMINAL,
+    }
+
+
+class ExecutionPages(PageController):
+    """``/executions``: what ran, how it went, and doing it again."""
+
+    path = "/executions"
+
+    @get("/")
+    async def history(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        workflow: str = "",
+        status: str = "",
+        user: str = "",
+        start_date: str = "",
+        end_date: str = "",
+        page: int = Parameter(default=1, ge=1, le=100_000),
+    ) -> Template:
+        """Executions newest first, filtered by workflow, status, user (admins) and dates."""
+        filters = {
+            "workflow": workflow.strip(),
+            "status": status,
+            "user": user,
+            "start_date": start_date,
+            "end_date": end_date,
+        }
+        error = None
+        async with db(request) as session:
+            try:
+                rows = await ExecutionService(session).list(
+                    actor,
+                    workflow_name=filters["workflow"] or None,
+                    status=status or None,
+                    start_date=start_date or None,
+                    end_date=end_date or None,
+                    # one more than a page tells whether there is a next one
+                    limit=PAGE_SIZE + 1,
+                    offset=(page - 1) * PAGE_SIZE,
+                    executed_by=(user or None) if actor.is_superuser else None,
+                )
+            except InvalidInputError as exc:
+                rows, error = [], str(exc)
+            names = sorted({w.name for w in await WorkflowService(session).list(actor)})
+            users = await UserService(session).list(actor, actor.acting_org_id) if actor.is_superuser else []
+            layout = await layout_context(request, session, actor)
+        query = urlencode({k: v for k, v in filters.items() if v})
+        return Template(
+            "pages/executions.html",
+            context={
+                **layout,
+                "executions": [
+                    {**execution_view(e, actor), "kind": e.kind, "duration": duration_text(e.duration_ms)}
+                    for e in rows[:PAGE_SIZE]
+                ],
+                "filters": filters,
+                "error": error,
+                "workflow_names": names,
+                "users": users,
+                "statuses": [s.value for s in ExecutionStatus],
+                "page": page,
+                "has_next": len(rows) > PAGE_SIZE,
+                "query": query,
+            },
+        )
+
+    @get("/{execution_id:str}")
+    async def detail(self, request: Request[Any, Any, Any], actor: Actor, execution_id: str) -> Template:
+        """One execution: parameters, who ran it, status, logs and result (live while it runs)."""
+        platform = get_platform(request.app.state)
+        buffered = platform.dispatcher.buffered_logs(execution_id)
+        async with db(request) as session:
+            service = ExecutionService(session)
+            execution = await service.get(actor, execution_id)
+            logs = [log_view(r) for r in await service.logs(actor, execution_id)]
+            org = await OrganizationService(session).cached(execution.organization_id)
+            layout = await layout_context(request, session, actor)
+        seen = {row["seq"] for row in logs}
+        logs += [
+            {**row, "timestamp": row["timestamp"].isoformat()}
+            for row in buffered
+            if row["seq"] not in seen and execution.status not in TERMINAL
+        ]
+        logs.sort(key=lambda row: row["seq"])
+        return Template(
+            "pages/execution.html",
+            context={
+                **layout,
+                **detail_context(execution, actor, org.name if org else None),
+                "logs": logs,
+                "last_seq": logs[-1]["seq"] if logs else -1,
+            },
+        )
+
+    @get("/{execution_id:str}/live")
+    async def live(
+        self, request: Request[Any, Any, Any], actor: Actor, execution_id: str, after: int = -1
+    ) -> ServerSentEvent:
+        """Server-sent events of HTML fragments: ``log`` lines, ``status``, then ``result`` and ``done``."""
+        last_event_id = request.headers.get("last-event-id", "")
+        if last_event_id.isdigit():  # a reconnecting browser: resume after the last line it got
+            after = max(after, int(last_event_id))
+        platform = get_platform(request.app.state)
+        # Subscribe before reading what is stored, so no line falls between the two.
+        queue = platform.hub.subscribe(execution_id)
+        buffered = platform.dispatcher.buffered_logs(execution_id)
+        try:
+            async with db(request) as session:
+                service = ExecutionService(session)
+                execution = await service.get(actor, execution_id)
+                rows = [log_view(r) for r in await service.logs(actor, execution_id, after)]
+        except BaseException:
+            platform.hub.unsubscribe(execution_id, queue)
+            raise
+        seen = {row["seq"] for row in rows}
+        rows += [
+            {**row, "timestamp": row["timestamp"].isoformat()}
+            for row in buffered
+            if row["seq"] > after and row["seq"] not in seen
+        ]
+        rows.sort(key=lambda row: row["seq"])
+
+        def log_event(row: dict[str, Any]) -> ServerSentEventMessage:
+            html = render_string(request, "partials/_log_line.html", line=row)
+            return ServerSentEventMessage(event="log", data=html, id=str(row["seq"]))
+
+        async def final_events() -> AsyncIterator[ServerSentEventMessage]:
+            async with db(request) as session:
+                done = await ExecutionService(session).get(actor, execution_id)
+                org = await OrganizationService(session).cached(done.organization_id)
+            context = detail_context(done, actor, org.name if org else None)
+            yield ServerSentEventMessage(
+                event="status", data=render_string(request, "partials/_execution_status.html", **context)
+            )
+            yield ServerSentEventMessage(
+                event="result", data=render_string(request, "partials/_execution_result.html", **context)
+            )
+            yield ServerSentEventMessage(event="done", data="done")
+            await asyncio.sleep(_CLOSE_GRACE_SECONDS)
+
+        async def events() -> AsyncIterator[ServerSentEventMessage]:
+            last_seq = after
+            try:
+                for row in rows:
+                    last_seq = max(last_seq, row["seq"])
+                    yield log_event(row)
+                if execution.status in TERMINAL:
+                    async for message in final_events():
+                        yield message
+                    return
+                while True:
+                    try:
+                        event = await asyncio.wait_for(queue.get(), _KEEPALIVE_SECONDS)
+                    except TimeoutError:
+                        yield ServerSentEventMessage(comment="keep-alive")
+                        continue
+                    if event["type"] == "log":
+                        if event["seq"] <= last_seq:
+                            continue
+                        last_seq = event["seq"]
+                        yield log_event(event)
+                    elif event.get("done"):
+                        async for message in final_events():
+                            yield message
+                        return
+                    else:
+                        context = {"e": {"status": event.get("status"), "execution_id": execution_id}, "done": False}
+                        html = render_string(request, "partials/_execution_status.html", **context)
+                        yield ServerSentEventMessage(event="status", data=html)
+            finally:
+                platform.hub.unsubscribe(execution_id, queue)
+
+        return ServerSentEvent(events())
+
+    @post("/{execution_id:str}/cancel", status_code=303)
+    async def cancel(self, request: Request[Any, Any, Any], actor: Actor, execution_id: str) -> Redirect:
+        """Cancel a pending or running execution, then show it."""
+        platform = get_platform(request.app.state)
+        try:
+            async with db(request) as session:
+                await ExecutionService(session, platform.dispatcher).cancel(actor, execution_id)
+        except InvalidInputError:
+            pass  # it ended meanwhile: its page shows how
+        else:
+            await platform.dispatcher.wait(execution_id, 10.0)
+        return Redirect(f"/executions/{execution_id}", status_code=303)
+
+    @post("/{execution_id:str}/rerun", status_code=303)
+    async def rerun(self, request: Request[Any, Any, Any], actor: Actor, execution_id: str) -> Redirect:
+        """Run the same workflow again with the same (validated) parameters, in the same organization."""
+        platform = get_platform(request.app.state)
+        async with db(request) as session:
+            service = ExecutionService(session, platform.dispatcher)
+            previous = await service.get(actor, execution_id)
+            org = previous.organization_id or ("GLOBAL" if actor.is_superuser else None)
+            execution = await service.submit(
+                previous.workflow_name, previous.input_data, actor, org, trigger="form", kind=previous.kind
+            )
+        return Redirect(f"/executions/{execution.id}", status_code=303)
