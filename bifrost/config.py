@@ -19,12 +19,15 @@ from bifrost.errors import NotFoundError, ValidationError
 
 
 def _path(key: str) -> str:
+    # Checked here because the URL cannot carry them: an empty key would address the listing
+    # (/config), and "/" splits the path. The platform checks the rest of the key rules.
     if not isinstance(key, str) or not key:
-        # An empty key would address the listing (/config) instead of a key.
-        raise ValidationError(
-            "key: must be a non-empty string", [{"field": "key", "message": "must be a non-empty string"}]
-        )
-    return f"/config/{quote(key, safe='')}"
+        problem = "must be a non-empty string"
+    elif "/" in key:
+        problem = "must not contain '/'"
+    else:
+        return f"/config/{quote(key, safe='')}"
+    raise ValidationError(f"key: {problem}", [{"field": "key", "message": problem}])
 
 
 def _unsupported(value: Any, where: str = "value") -> str | None:
