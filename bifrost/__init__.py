@@ -57,6 +57,9 @@ _LAZY: dict[str, str] = {
     "data_provider": "bifrost.decorators",
     "context": "bifrost._context",
     "configure": "bifrost._client",
+    # `%load_ext bifrost`: IPython's hooks, which hand over to the notebooks package when called.
+    "load_ipython_extension": "bifrost._ipython",
+    "unload_ipython_extension": "bifrost._ipython",
     **{name: "bifrost.types" for name in _TYPES},
     **{name: "bifrost.enums" for name in _ENUMS},
     **{name: "bifrost.errors" for name in _ERRORS},
@@ -87,13 +90,12 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__) | set(_EXTRA_MODULES) | {"configure", "load_ipython_extension"})
-
-
-def load_ipython_extension(ipython: Any) -> None:
-    """``%load_ext bifrost``: hand over to the notebooks package (imported lazily)."""
-    notebooks = importlib.import_module("notebooks")
-    notebooks.load_ipython_extension(ipython)
+    return sorted(
+        set(globals())
+        | set(__all__)
+        | set(_EXTRA_MODULES)
+        | {"configure", "load_ipython_extension", "unload_ipython_extension"}
+    )
 
 
 if TYPE_CHECKING:  # static view of the lazy attributes

@@ -1,0 +1,110 @@
+"""Notebook runs: executions whose code runs in a Jupyter kernel (``/api/notebook-runs``, JSON API only).
+
+See :mod:`app.services.external_runs` for the design. The kernel authenticates with the user's API key
+(or session); the per-execution SDK token it gets back works only on the SDK API, like a worker's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from pydantic import BaseModel, Field
+
+from app.engine.external_runs import tracker_for
+from app.services.actor import Actor
+from app.services.executions import execution_view
+from app.services.external_runs import ExternalRunService
+from app.web.deps import db, get_platform
+
+
+class NotebookRunStart(BaseModel):
+    """Body of ``POST /notebook-runs``."""
+
+    name: str = Field(description="Name of the workflow (or data provider) defined in the notebook")
+    params: dict[str, Any] = Field(default_factory=dict, description="Parameter values")
+    params_schema: dict[str, Any] = Field(description="JSON schema of the parameters, as bifrost infers it")
+    kind: str = Field(default="workflow", description="workflow or data_provider")
+    org: str | None = Field(default=None, description="Organization id or name to run in (platform admins only)")
+    timeout_seconds: int = Field(default=1800, description="The platform ends the run as failed after this")
+
+
+class NotebookRunLogs(BaseModel):
+    """Body of ``POST /notebook-runs/{id}/logs``."""
+
+    lines: list[Any] = Field(description='[{"level", "message", "logger"?, "timestamp"?}] in order')
+
+
+class NotebookRunFinish(BaseModel):
+    """Body of ``POST /notebook-runs/{id}/finish``."""
+
+    status: str = Field(description="Completed, Failed or Cancelled")
+    result: Any = None
+    error_message: str | None = None
+    error_type: str | None = None
+    traceback: str | None = None
+    user_error: bool = False
+
+
+class NotebookRunController(Controller):
+    """Start a notebook run, append its logs, record its end."""
+
+    path = "/notebook-runs"
+    tags = ["notebooks"]
+
+    @get("/context")
+    async def context(self, request: Request[Any, Any, Any], actor: Actor) -> dict[str, Any]:
+        """The caller's user and organization as ``bifrost.context`` fields (a connected kernel shows them)."""
+        async with db(request) as session:
+            return await ExternalRunService(session).session_context(actor)
+
+    @post("/", status_code=201)
+    async def start(self, request: Request[Any, Any, Any], actor: Actor, data: NotebookRunStart) -> dict[str, Any]:
+        """Write a RUNNING execution for code run in the caller's kernel; returns its SDK token and context."""
+        platform = get_platform(request.app.state)
+        async with db(request) as session:
+            execution, token, context = await ExternalRunService(session).start(
+                actor,
+                data.name,
+                data.params,
+                data.params_schema,
+                org=data.org,
+                kind=data.kind,
+                timeout_seconds=data.timeout_seconds,
+            )
+            view = execution_view(execution, actor)
+        tracker_for(platform).started(execution.id, execution.timeout_seconds)
+        return {**view, "sdk_token": token, "context": context}
+
+    @post("/{execution_id:str}/logs", status_code=200)
+    async def logs(
+        self, request: Request[Any, Any, Any], actor: Actor, execution_id: str, data: NotebookRunLogs
+    ) -> dict[str, Any]:
+        """Store log lines of a running notebook run (streamed live to ``/api/executions/{id}/stream``)."""
+        async with db(request) as session:
+            rows = await ExternalRunService(session).add_logs(actor, execution_id, data.lines)
+        tracker_for(get_platform(request.app.state)).logged(rows)
+        return {"stored": len(rows), "last_seq": rows[-1]["seq"] if rows else None}
+
+    @post("/{execution_id:str}/finish", status_code=200)
+    async def finish(
+        self, request: Request[Any, Any, Any], actor: Actor, execution_id: str, data: NotebookRunFinish
+    ) -> dict[str, Any]:
+        """Record how the run ended; its SDK token stops working."""
+        async with db(request) as session:
+            execution = await ExternalRunService(session).finish(
+                actor,
+                execution_id,
+                status=data.status,
+                result=data.result,
+                error_message=data.error_message,
+                error_type=data.error_type,
+                traceback=data.traceback,
+                user_error=data.user_error,
+            )
+            view = execution_view(execution, actor)
+        tracker_for(get_platform(request.app.state)).finished(execution)
+        return view
+
+
+CONTROLLERS = [NotebookRunController]
