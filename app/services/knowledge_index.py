@@ -1,0 +1,255 @@
+"""In-memory vector search over one namespace's chunks: a normalised float32 matrix per namespace.
+
+A :class:`NamespaceMatrix` is an immutable snapshot of a namespace's vectors
+(those made by the current embedding model) together with the documents they
+belong to. :class:`VectorCache` keeps one per namespace, keyed by the
+namespace's ``version`` column, which every write bumps: a search that reads a
+newer version than the cached one reloads (so changes made by another process
+are seen too). Snapshots are never mutated, so concurrent searches on the event
+loop and in threads can share them safely; a reload simply replaces the entry.
+
+Searching is a matrix-vector product (numpy BLAS) plus a per-document maximum
+(rows are stored grouped by document, so ``np.maximum.reduceat`` does it in one pass).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.models.knowledge import KnowledgeChunk, KnowledgeDocument
+
+
+@dataclass(frozen=True)
+class NamespaceMatrix:
+    """Vectors of one namespace at one version, grouped by document.
+
+    Attributes:
+        namespace_id: The namespace.
+        version: ``knowledge_namespace.version`` this snapshot reflects.
+        model_id: Embedding model of every row.
+        vectors: ``(n, d)`` float32 unit rows.
+        chunk_ids: Chunk id of each row.
+        doc_starts: First row of each document (ascending; documents with no current vectors are absent).
+        doc_ids: Id of each document in ``doc_starts`` order.
+        doc_keys: Key of each document.
+        doc_metadata: Metadata of each document.
+    """
+
+    namespace_id: str
+    version: int
+    model_id: str
+    vectors: np.ndarray
+    chunk_ids: list[str]
+    doc_starts: np.ndarray
+    doc_ids: list[str]
+    doc_keys: list[str | None]
+    doc_metadata: list[dict[str, Any]]
+
+    @property
+    def size(self) -> int:
+        """Number of chunk vectors."""
+        return len(self.chunk_ids)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the vector matrix."""
+        return int(self.vectors.nbytes)
+
+
+@dataclass(frozen=True)
+class DocumentHit:
+    """The best chunk of one document for a query."""
+
+    matrix: NamespaceMatrix
+    doc: int  # index into the matrix's document arrays
+    row: int  # best row (chunk) of that document
+    score: float
+
+
+async def load_matrix(session: AsyncSession, namespace_id: str, version: int, model_id: str) -> NamespaceMatrix:
+    """Read a namespace's vectors of ``model_id`` from the database.
+
+    Rows come ordered by document then position so each document is one contiguous run.
+    """
+    docs = (
+        await session.execute(
+            select(col(KnowledgeDocument.id), col(KnowledgeDocument.key), col(KnowledgeDocument.doc_metadata))
+            .where(col(KnowledgeDocument.namespace_id) == namespace_id)
+            .order_by(col(KnowledgeDocument.id))
+        )
+    ).all()
+    rows = (
+        await session.execute(
+            select(col(KnowledgeChunk.id), col(KnowledgeChunk.document_id), col(KnowledgeChunk.embedding))
+            .where(col(KnowledgeChunk.namespace_id) == namespace_id, col(KnowledgeChunk.embedding_model) == model_id)
+            .order_by(col(KnowledgeChunk.document_id), col(KnowledgeChunk.position))
+        )
+    ).all()
+    return build_matrix(namespace_id, version, model_id, docs, rows)
+
+
+def build_matrix(
+    namespace_id: str,
+    version: int,
+    model_id: str,
+    docs: Any,
+    rows: Any,
+) -> NamespaceMatrix:
+    """Assemble a snapshot from ``(id, key, metadata)`` documents and ``(id, document_id, bytes)`` rows."""
+    by_id = {d[0]: (d[1], d[2]) for d in docs}
+    chunk_ids: list[str] = []
+    blobs: list[bytes] = []
+    doc_ids: list[str] = []
+    doc_starts: list[int] = []
+    for chunk_id, document_id, blob in rows:
+        if document_id not in by_id:  # a document deleted between the two reads
+            continue
+        if not doc_ids or doc_ids[-1] != document_id:
+            doc_ids.append(document_id)
+            doc_starts.append(len(chunk_ids))
+        chunk_ids.append(chunk_id)
+        blobs.append(blob)
+    if blobs:
+        vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32, copy=False)
+    else:
+        vectors = np.zeros((0, 0), dtype=np.float32)
+    return NamespaceMatrix(
+        namespace_id=namespace_id,
+        version=version,
+        model_id=model_id,
+        vectors=vectors,
+        chunk_ids=chunk_ids,
+        doc_starts=np.asarray(doc_starts, dtype=np.int64),
+        doc_ids=doc_ids,
+        doc_keys=[by_id[d][0] for d in doc_ids],
+        doc_metadata=[by_id[d][1] or {} for d in doc_ids],
+    )
+
+
+@dataclass
+class VectorCache:
+    """Snapshots by namespace id; a version mismatch means reload.
+
+    One cache serves a whole server process (every request, every event loop):
+    entries are immutable and replaced whole, so no lock is needed for reads.
+    Concurrent loads of the same namespace on one loop share one database read.
+    """
+
+    entries: dict[str, NamespaceMatrix] = field(default_factory=dict)
+    _loading: dict[tuple[str, int, str], asyncio.Future[NamespaceMatrix]] = field(default_factory=dict)
+    loads: int = 0
+
+    async def get(self, session: AsyncSession, namespace_id: str, version: int, model_id: str) -> NamespaceMatrix:
+        """The namespace's snapshot at ``version`` (loaded when missing or stale)."""
+        entry = self.entries.get(namespace_id)
+        if entry is not None and entry.version == version and entry.model_id == model_id:
+            return entry
+        key = (namespace_id, version, model_id)
+        pending = self._loading.get(key)
+        if pending is not None and pending.get_loop() is asyncio.get_running_loop():
+            return await asyncio.shield(pending)
+        future: asyncio.Future[NamespaceMatrix] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            matrix = await load_matrix(session, namespace_id, version, model_id)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            self._loading.pop(key, None)
+        future.set_result(matrix)
+        self.loads += 1
+        current = self.entries.get(namespace_id)
+        # Never replace a newer snapshot loaded meanwhile by another request.
+        if current is None or current.version <= version or current.model_id != model_id:
+            self.entries[namespace_id] = matrix
+        return matrix
+
+    def invalidate(self, namespace_id: str) -> None:
+        """Forget a namespace's snapshot (the version check would catch it too; this frees memory early)."""
+        self.entries.pop(namespace_id, None)
+
+    def clear(self) -> None:
+        """Forget every snapshot."""
+        self.entries.clear()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all cached matrices."""
+        return sum(e.nbytes for e in self.entries.values())
+
+
+def search(
+    matrices: list[NamespaceMatrix],
+    query: np.ndarray,
+    limit: int,
+    *,
+    min_score: float | None = None,
+    document_filter: Callable[[str | None, dict[str, Any]], bool] | None = None,
+) -> list[DocumentHit]:
+    """The ``limit`` best documents over several namespaces, each with its best chunk.
+
+    Ties keep the order of ``matrices`` (callers list the organization's namespaces
+    before global ones, so on equal scores the organization's document wins).
+
+    Args:
+        matrices: Snapshots to search (same embedding model as ``query``).
+        query: Unit query vector.
+        limit: How many documents at most.
+        min_score: Drop documents whose best cosine similarity is below this.
+        document_filter: ``(key, metadata) -> bool``; documents it rejects are skipped.
+    """
+    query = np.asarray(query, dtype=np.float32).reshape(-1)
+    best_parts: list[np.ndarray] = []
+    owners: list[tuple[NamespaceMatrix, np.ndarray]] = []
+    for matrix in matrices:
+        if matrix.size == 0 or matrix.vectors.shape[1] != query.shape[0]:
+            continue
+        scores = matrix.vectors @ query
+        best = np.maximum.reduceat(scores, matrix.doc_starts)
+        if document_filter is not None:
+            keep = np.fromiter(
+                (document_filter(k, m) for k, m in zip(matrix.doc_keys, matrix.doc_metadata, strict=True)),
+                dtype=bool,
+                count=len(matrix.doc_ids),
+            )
+            best = np.where(keep, best, -np.inf)
+        best_parts.append(best)
+        owners.append((matrix, scores))
+    if not best_parts:
+        return []
+    all_best = np.concatenate(best_parts)
+    offsets = np.cumsum([0] + [len(b) for b in best_parts])
+    take = min(limit, len(all_best))
+    if take <= 0:
+        return []
+    # Stable sort on the negated scores keeps earlier matrices first on ties.
+    if take < len(all_best):
+        candidates = np.argpartition(-all_best, take - 1)[:take]
+        threshold = all_best[candidates].min()
+        candidates = np.flatnonzero(all_best >= threshold)
+    else:
+        candidates = np.arange(len(all_best))
+    order = candidates[np.argsort(-all_best[candidates], kind="stable")][:take]
+    hits: list[DocumentHit] = []
+    for flat in order:
+        score = float(all_best[flat])
+        if not np.isfinite(score) or (min_score is not None and score < min_score):
+            continue
+        part = int(np.searchsorted(offsets, flat, side="right") - 1)
+        matrix, scores = owners[part]
+        doc = int(flat - offsets[part])
+        start = int(matrix.doc_starts[doc])
+        end = int(matrix.doc_starts[doc + 1]) if doc + 1 < len(matrix.doc_starts) else matrix.size
+        row = start + int(np.argmax(scores[start:end]))
+        hits.append(DocumentHit(matrix=matrix, doc=doc, row=row, score=score))
+    return hits
