@@ -1,4 +1,4 @@
-"""The ``bifrost`` command: ``init``, ``serve``, ``run``, ``workflows``, ``api-key``, ``migrate``, ``secrets``.
+"""The ``bifrost`` command: ``init``, ``serve``, ``run``, ``workflows``, ``api-key``, ``migrate``, ``secrets``, ``notebook``.
 
 Imports are deferred into each command so that ``bifrost --help`` stays fast.
 """
@@ -365,6 +365,66 @@ async def _secrets(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----- notebook ----------------------------------------------------------------------------------------
+def _notebook_key(args: argparse.Namespace) -> str | None:
+    """An API key for the notebooks: given, from the environment, or minted like ``bifrost api-key``."""
+    key = args.key or os.environ.get("BIFROST_API_KEY")
+    if key:
+        return key
+    import subprocess
+
+    command = [sys.executable, "-m", "app.cli", "api-key", "bifrost notebook"]
+    if args.as_user:
+        command += ["--as", args.as_user]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        print(f"bifrost: no API key for the notebooks ({done.stderr.strip()}); pass --key", file=sys.stderr)
+        return None
+    print("Created an API key for the notebooks (revoke it in API keys when done).")
+    return done.stdout.strip().splitlines()[-1]
+
+
+def _notebook(args: argparse.Namespace) -> int:
+    """Start Jupyter Server (JupyterLab when installed) with the /bifrost extension, pointed at the platform."""
+    import importlib.util
+    import secrets
+
+    url = args.url or os.environ.get("BIFROST_URL")
+    if not url:
+        from app.settings import get_settings
+
+        url = get_settings().resolved_public_url
+    env = dict(os.environ, BIFROST_URL=url.rstrip("/"))
+    key = _notebook_key(args)
+    if key:
+        env["BIFROST_API_KEY"] = key
+    if args.org:
+        env["BIFROST_ORG"] = args.org
+    # Jupyter reads its token from JUPYTER_TOKEN: kept off the command line (other users can read that).
+    env.setdefault("JUPYTER_TOKEN", secrets.token_urlsafe(24))
+    app_module = "jupyterlab" if importlib.util.find_spec("jupyterlab") else "jupyter_server"
+    root = Path(args.dir or ".").resolve()
+    command = [
+        sys.executable,
+        "-m",
+        app_module,
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={args.port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.jpserver_extensions=notebooks=True",
+    ]
+    if args.no_browser:
+        command.append("--ServerApp.open_browser=False")
+    if os.geteuid() == 0:  # Jupyter refuses root unless told; containers and CI run as root
+        command.append("--ServerApp.allow_root=True")
+    print(f"Jupyter ({app_module}) for the platform at {env['BIFROST_URL']}, notebooks in {root}")
+    print(f"  open http://127.0.0.1:{args.port}/bifrost/new?token={env['JUPYTER_TOKEN']} for a new workflow notebook")
+    sys.stdout.flush()
+    os.execve(sys.executable, command, env)
+    return 0  # not reached: the process is now Jupyter
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bifrost`` command."""
     parser = argparse.ArgumentParser(
@@ -401,6 +461,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply database migrations")
 
+    p_nb = sub.add_parser("notebook", help="start Jupyter (with the /bifrost extension) pointed at the platform")
+    p_nb.add_argument("--url", help="the platform (default: BIFROST_URL, else this install's public URL)")
+    p_nb.add_argument("--key", help="API key the kernels use (default: BIFROST_API_KEY, else a new key)")
+    p_nb.add_argument("--as", dest="as_user", metavar="EMAIL", help="user a new key acts as (default: first admin)")
+    p_nb.add_argument("--org", help="organization the kernels act in (platform admins)")
+    p_nb.add_argument("--port", type=int, default=8888)
+    p_nb.add_argument("--dir", help="folder of the notebooks (default: the current one)")
+    p_nb.add_argument("--no-browser", action="store_true")
+
     p_secrets = sub.add_parser("secrets", help="secret encryption keys: generate a key, rotate")
     secrets_sub = p_secrets.add_subparsers(dest="secrets_command", required=True)
     secrets_sub.add_parser("generate-key", help="print a new Fernet key (for BIFROST_SECRET_KEY or the key file)")
@@ -416,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "notebook":
+        return _notebook(args)
     import asyncio  # deferred: `bifrost --help` should not pay for it
 
     handlers = {
