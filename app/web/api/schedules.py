@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import Parameter
 from litestar.types import ControllerRouterHandler
-from pydantic import BaseModel, Field, StrictBool
+from pydantic import BaseModel, Field
 
 from app.services.actor import Actor
 from app.services.schedules import ScheduleService, run_view
@@ -22,9 +22,10 @@ class ScheduleCreate(BaseModel):
     timezone: str = Field(default="UTC", description="IANA time zone the expression is read in")
     params: dict[str, Any] = Field(default_factory=dict, description="Workflow parameters for every firing")
     organization_id: str | None = Field(default=None, description="Organization scope to run in (None: global)")
-    enabled: StrictBool = True
-    overlap_policy: Literal["skip", "queue"] = Field(
-        default="skip", description="When the previous run is still going: skip this firing, or queue it"
+    # Checked by the service (true/false only, one of the policies), which names the field in a 422.
+    enabled: Any = Field(default=True, description="Fire at all (true/false)")
+    overlap_policy: Any = Field(
+        default="skip", description="When the previous run is still going: 'skip' this firing, or 'queue' it"
     )
 
 
