@@ -18,6 +18,8 @@ from app.engine.pool import WorkerPool
 from app.engine.scheduler import Scheduler
 from app.services.executions import ExecutionService
 from app.services.files import FileService
+from app.services.knowledge import KnowledgeRuntime
+from app.services.knowledge_jobs import KnowledgeJobs
 from app.services.schedules import ScheduleService
 from app.services.workflows import WorkflowService
 from app.settings import Settings
@@ -44,6 +46,9 @@ class Platform:
         # The home holds the SQLite file and keys: only the server's user may enter it.
         settings.home.chmod(0o700)
         self.files = FileService.from_settings(settings)  # bifrost.files' object store and temp cleanup
+        # Knowledge: embedder and vector cache (loaded lazily), background ingestion and re-embedding.
+        self.knowledge = KnowledgeRuntime(settings)
+        self.knowledge_jobs = KnowledgeJobs(self.sessions, self.knowledge)
         # Workers get only the SDK URL: the pool strips every other BIFROST_* variable and database
         # credentials from their environment, so they reach the platform only through the SDK API.
         self.pool = WorkerPool(
@@ -81,6 +86,7 @@ class Platform:
         await self.pool.start()
         await self.dispatcher.start()
         self.files.start_cleanup()
+        await self.knowledge_jobs.start(recover=recover)
         await self.sync_workspace()
         if recover:
             await self.recover()
@@ -99,6 +105,8 @@ class Platform:
         if self.watcher:
             await self.watcher.stop()
         await self.files.stop_cleanup()
+        await self.knowledge_jobs.stop()
+        self.knowledge.close()
         await self.dispatcher.stop()
         await self.pool.stop()
         await self.engine.dispose()

@@ -118,21 +118,26 @@ class WordPieceCounter:
 
 
 class _ThreadedEmbedder:
-    """Runs ``embed_sync`` on a small private thread pool."""
+    """Runs ``embed_sync`` on a small private thread pool (created on first use, again after close)."""
 
     def __init__(self, threads: int) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="embed")
+        self._threads = threads
+        self._executor: ThreadPoolExecutor | None = None
 
     def embed_sync(self, texts: list[str]) -> np.ndarray:
         raise NotImplementedError
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         """Embed in a worker thread so the event loop keeps serving."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="embed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.embed_sync, texts)
 
     def close(self) -> None:
         """Stop the thread pool."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 class LocalMiniLM(_ThreadedEmbedder):

@@ -306,9 +306,6 @@ class KnowledgeService:
         namespace: Any = "default",
         key: Any = None,
         metadata: Any = None,
-        *,
-        source: str | None = None,
-        prepared: PreparedDocument | None = None,
     ) -> tuple[KnowledgeDocument, KnowledgeNamespace]:
         """Store a document, replacing the one with the same key in the namespace (all its chunks).
 
@@ -318,13 +315,36 @@ class KnowledgeService:
             namespace: Namespace name (created when missing).
             key: Optional key; an existing document with it is replaced atomically.
             metadata: JSON object kept with the document (searchable with filters).
-            source: File name it came from (uploads).
-            prepared: Chunks and vectors computed beforehand (background jobs).
 
         Returns:
             The document and its namespace.
         """
-        org_id = self.write_org(actor)
+        return await self.store_in(self.write_org(actor), actor.user_id, content, namespace, key, metadata)
+
+    async def store_in(
+        self,
+        org_id: str | None,
+        user_id: str | None,
+        content: Any,
+        namespace: Any = "default",
+        key: Any = None,
+        metadata: Any = None,
+        *,
+        source: str | None = None,
+        prepared: PreparedDocument | None = None,
+    ) -> tuple[KnowledgeDocument, KnowledgeNamespace]:
+        """Store into the namespace of ``org_id`` (None = global); the permission is the caller's check.
+
+        Args:
+            org_id: Organization owning the namespace.
+            user_id: Recorded as the document's author.
+            content: The text.
+            namespace: Namespace name (created when missing).
+            key: Optional key; an existing document with it is replaced atomically.
+            metadata: JSON object kept with the document.
+            source: File name it came from (uploads).
+            prepared: Chunks and vectors computed beforehand (background jobs).
+        """
         name = check_namespace(namespace)
         key = check_key(key)
         metadata = check_metadata(metadata)
@@ -342,12 +362,12 @@ class KnowledgeService:
             doc = (await self.session.execute(stmt)).scalars().first()
         store = llama.PlatformVectorStore(self.session, prepared.model_id, namespace_id=ns.id)
         if doc is None:
-            doc = KnowledgeDocument(namespace_id=ns.id, key=key, content=prepared.content, created_by=actor.user_id)
+            doc = KnowledgeDocument(namespace_id=ns.id, key=key, content=prepared.content, created_by=user_id)
             self.session.add(doc)
         else:
             await store.adelete(doc.id)
             doc.content = prepared.content
-            doc.created_by = actor.user_id
+            doc.created_by = user_id
             doc.updated_at = utcnow()
         doc.doc_metadata = metadata
         doc.source = source

@@ -162,11 +162,11 @@ def test_sdk_api_mirrors_the_json_api(world: World) -> None:
         assert ctx["is_platform_admin"] is True
         wfs = admin.get("/api/sdk/v1/workflows").json()
         assert "add" in {w["name"] for w in wfs}
-        pending = admin.get("/api/sdk/v1/knowledge/namespaces")
-        assert pending.status_code == 501 and "knowledge" in pending.json()["detail"]
+        pending = admin.get("/api/sdk/v1/integrations/anything")
+        assert pending.status_code == 501 and "integrations" in pending.json()["detail"]
     with world.server.client() as anonymous:
         assert anonymous.get("/api/sdk/v1/workflows").status_code == 401
-        assert anonymous.get("/api/sdk/v1/knowledge/namespaces").status_code == 401
+        assert anonymous.get("/api/sdk/v1/integrations/anything").status_code == 401
 
 
 def test_workflow_catalogue_has_parameters_and_data_providers(world: World) -> None:
