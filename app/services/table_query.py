@@ -307,9 +307,11 @@ class _SQLite:
     def eq(self, path: Sequence[str], value: Any) -> ColumnElement[bool]:
         if isinstance(value, bool):
             return self.type(path) == ("true" if value else "false")  # type: ignore[no-any-return]
+        # The value test comes first: SQLite stops at the first false term, so the type
+        # check (a second JSON parse) only runs on rows whose value already matched.
         if isinstance(value, str):
-            return and_(self.type(path) == "text", self.value(path) == value)
-        return and_(self.type(path).in_(self.NUMBER), self.value(path) == value)
+            return and_(self.value(path) == value, self.type(path) == "text")
+        return and_(self.value(path) == value, self.type(path).in_(self.NUMBER))
 
     def compare(self, cond: Condition) -> ColumnElement[bool]:
         if cond.kind == "date":
@@ -320,7 +322,7 @@ class _SQLite:
             left, guard = self.value(cond.path), self.type(cond.path).in_(self.NUMBER)
         else:
             left, guard = self.value(cond.path), self.type(cond.path) == "text"
-        return and_(guard, _apply(cond.op, left, cond.value))
+        return and_(_apply(cond.op, left, cond.value), guard)
 
     def like(self, cond: Condition) -> ColumnElement[bool]:
         text_value = self.value(cond.path)
@@ -329,7 +331,7 @@ class _SQLite:
             matched = text_value.op("GLOB")(literal(like_to_glob(cond.value), Text))
         else:
             matched = text_value.like(literal(cond.value, Text), escape="\\")
-        return and_(self.type(cond.path) == "text", matched)
+        return and_(matched, self.type(cond.path) == "text")
 
     def is_in(self, path: Sequence[str], values: Sequence[Any]) -> ColumnElement[bool]:
         strings = [v for v in values if isinstance(v, str)]
@@ -337,9 +339,9 @@ class _SQLite:
         booleans = sorted({"true" if v else "false" for v in values if isinstance(v, bool)})
         parts: list[ColumnElement[bool]] = []
         if strings:
-            parts.append(and_(self.type(path) == "text", self.value(path).in_(strings)))
+            parts.append(and_(self.value(path).in_(strings), self.type(path) == "text"))
         if numbers:
-            parts.append(and_(self.type(path).in_(self.NUMBER), self.value(path).in_(numbers)))
+            parts.append(and_(self.value(path).in_(numbers), self.type(path).in_(self.NUMBER)))
         if booleans:
             parts.append(self.type(path).in_(booleans))
         return or_(*parts) if parts else false()
@@ -348,19 +350,26 @@ class _SQLite:
         # json_extract gives SQL NULL both for a missing key and for JSON null.
         return self.value(path).is_(None)  # type: ignore[no-any-return]
 
-    def sort_keys(self, path: Sequence[str]) -> tuple[Any, Any, Any, Any, Any]:
+    def sort_keys(self, path: Sequence[str], groups: dict[str, int]) -> tuple[Any, Any, Any, Any]:
+        # Simple CASE forms: the JSON type is computed once per key, not once per WHEN.
         json_type = self.type(path)
-        missing = case((or_(json_type.is_(None), json_type == "null"), 1), else_=0)
-        rank = case(
-            (json_type.in_(self.NUMBER), 0),
-            (json_type == "text", 1),
-            (json_type.in_(("true", "false")), 2),
-            else_=3,
+        group = case(
+            {
+                "integer": groups["number"],
+                "real": groups["number"],
+                "text": groups["string"],
+                "true": groups["boolean"],
+                "false": groups["boolean"],
+                "object": groups["other"],
+                "array": groups["other"],
+            },
+            value=json_type,
+            else_=groups["missing"],  # JSON null, or no such key
         )
-        number = case((json_type.in_(self.NUMBER), self.value(path)))
-        date = case((json_type == "text", func.json_extract(self.c.dates, _sqlite_path(path))))
-        text = case((json_type == "text", self.value(path)), (json_type.in_(("true", "false")), json_type))
-        return missing, rank, number, date, text
+        number = case({"integer": self.value(path), "real": self.value(path)}, value=self.type(path))
+        date = case({"text": func.json_extract(self.c.dates, _sqlite_path(path))}, value=self.type(path))
+        text = case({"text": self.value(path), "true": "true", "false": "false"}, value=self.type(path))
+        return group, number, date, text
 
 
 class _Postgres:
@@ -420,14 +429,22 @@ class _Postgres:
         # ->> gives SQL NULL both for a missing key and for JSON null.
         return self.text(path).is_(None)  # type: ignore[no-any-return]
 
-    def sort_keys(self, path: Sequence[str]) -> tuple[Any, Any, Any, Any, Any]:
-        json_type = self.type(path)
-        missing = case((or_(json_type.is_(None), json_type == "null"), 1), else_=0)
-        rank = case((json_type == "number", 0), (json_type == "string", 1), (json_type == "boolean", 2), else_=3)
-        number = case((json_type == "number", self.node(path)))
-        date = case((json_type == "string", self._walk(self.c.dates, path)))
-        text = case((json_type.in_(("string", "boolean")), collate(self.text(path), "C")))
-        return missing, rank, number, date, text
+    def sort_keys(self, path: Sequence[str], groups: dict[str, int]) -> tuple[Any, Any, Any, Any]:
+        group = case(
+            {
+                "number": groups["number"],
+                "string": groups["string"],
+                "boolean": groups["boolean"],
+                "object": groups["other"],
+                "array": groups["other"],
+            },
+            value=self.type(path),
+            else_=groups["missing"],  # JSON null, or no such key
+        )
+        number = case({"number": self.node(path)}, value=self.type(path))
+        date = case({"string": self._walk(self.c.dates, path)}, value=self.type(path))
+        text = collate(case({"string": self.text(path), "boolean": self.text(path)}, value=self.type(path)), "C")
+        return group, number, date, text
 
 
 def _apply(op: str, left: Any, right: Any) -> ColumnElement[bool]:
@@ -486,6 +503,10 @@ def compile_where(conditions: Sequence[Condition], dialect: str, cols: Columns) 
     return and_(true(), *parts)
 
 
+_GROUPS_ASC = {"number": 0, "string": 1, "boolean": 2, "other": 3, "missing": 4}
+_GROUPS_DESC = {"other": 0, "boolean": 1, "string": 2, "number": 3, "missing": 4}
+
+
 def compile_order(order: Order, dialect: str, cols: Columns) -> list[UnaryExpression[Any]]:
     """ORDER BY terms: the field, then the document id, so that pages are stable.
 
@@ -499,11 +520,12 @@ def compile_order(order: Order, dialect: str, cols: Columns) -> list[UnaryExpres
 
     if order.column is not None:
         return [direct(getattr(cols, order.column)), direct(cols.id)]
-    missing, rank, number, date, text = _dialect(dialect, cols).sort_keys(order.path)
+    # One group key sorted ascending, numbered per direction, so that missing/null stays last.
+    groups = _GROUPS_DESC if order.descending else _GROUPS_ASC
+    group, number, date, text = _dialect(dialect, cols).sort_keys(order.path, groups)
     # NULLS placement is spelled out: SQLite and Postgres disagree on the default.
     return [
-        missing.asc(),
-        direct(rank),
+        group.asc(),
         direct(number).nulls_last(),
         direct(date).nulls_last(),
         direct(text).nulls_last(),

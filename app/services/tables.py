@@ -436,9 +436,8 @@ class TableService:
         if target is None:
             return DocumentList(documents=[], total=0, limit=limit, offset=offset)
         match = self._match(target, conditions)
-        total = (await self.session.execute(select(func.count()).select_from(Document).where(match))).scalar_one()
         documents: builtins.list[DocumentData] = []
-        if limit and offset < total:
+        if limit:
             stmt = (
                 select(col(Document.id), col(Document.data), col(Document.created_at), col(Document.updated_at))
                 .where(match)
@@ -450,6 +449,11 @@ class TableService:
                 DocumentData(id=row[0], table_id=target.id, data=row[1], created_at=row[2], updated_at=row[3])
                 for row in await self.session.execute(stmt)
             ]
+        if limit and len(documents) < limit and (documents or offset == 0):
+            # A short page is the last one: the total follows without a second scan.
+            total = offset + len(documents)
+        else:
+            total = (await self.session.execute(select(func.count()).select_from(Document).where(match))).scalar_one()
         return DocumentList(documents=documents, total=total, limit=limit, offset=offset)
 
     async def count(self, actor: Actor, table: Any, where: Any = None, scope: Any = None, app: Any = None) -> int:
