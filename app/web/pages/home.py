@@ -69,7 +69,9 @@ class HomePages(PageController):
         """Workflows the user can run, by category, and their recent executions."""
         async with db(request) as session:
             workflows = [workflow_detail(w) for w in await WorkflowService(session).list(actor)]
-            executions = [execution_view(e, actor) for e in await ExecutionService(session).list(actor, limit=10)]
+            recent = await ExecutionService(session).list(actor, limit=40)
+            # Data provider runs (forms filling their selects) are history, not what the user ran.
+            executions = [execution_view(e, actor) for e in recent if e.kind == "workflow"][:10]
             errors = await WorkflowService(session).errors(actor) if actor.is_superuser else []
             layout = await layout_context(request, session, actor)
         categories: dict[str, list[dict[str, Any]]] = {}

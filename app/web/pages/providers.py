@@ -154,7 +154,7 @@ async def resolve_fields(
     values: dict[str, Any],
     providers: dict[str, Workflow | None],
     *,
-    run: bool,
+    run: bool | set[str],
     only: str | None = None,
 ) -> dict[str, FieldOptions]:
     """Options of every provider-backed field (or just ``only``).
@@ -165,7 +165,8 @@ async def resolve_fields(
         fields: The form's fields.
         values: Current input values.
         providers: Provider rows by name (None: not found or not visible).
-        run: Run providers whose options are not cached (else mark them ``pending``).
+        run: Run providers whose options are not cached (True: all, a set: those fields'), else
+            mark them ``pending`` (the page loads them after it is shown).
         only: Resolve just this field.
 
     Returns:
@@ -195,7 +196,7 @@ async def resolve_fields(
         hit = cached_options(provider, actor, clean)
         if hit is not None:
             state.options = _as_choices(hit)
-        elif run:
+        elif run is True or (isinstance(run, set) and name in run):
             to_run.append((name, provider, clean))
         else:
             state.pending = True

@@ -221,7 +221,9 @@ class WorkflowPages(PageController):
         form = await request.form()
         values = values_from_form(loaded.fields, form)
         params, errors = params_from_values(loaded.fields, values)
-        states = await resolve_fields(request, actor, loaded.fields, values, loaded.providers, run=True)
+        # Only fields with a value need their choices now (to check it); the others load lazily.
+        chosen = {f["name"] for f in loaded.fields if f.get("data_provider") and values.get(f["name"])}
+        states = await resolve_fields(request, actor, loaded.fields, values, loaded.providers, run=chosen)
         check_provider_choices(loaded.fields, values, states, errors)
         names = {f["name"] for f in loaded.fields}
         general: list[str] = []
