@@ -337,7 +337,7 @@ class Scheduler:
                 expected = row.next_run_at
                 due = expected if expected is not None and expected <= now + _EARLY else now.replace(microsecond=0)
             next_at = next_fire(build_trigger(row.cron, row.timezone), max(now, due))
-            previous = await service.unfinished_execution(row)
+            previous = await service.unfinished_execution(row, now)
             queued = await service.queued_runs(row.id)
             if previous or queued:
                 if row.overlap_policy == "queue" and not queued:

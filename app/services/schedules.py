@@ -40,6 +40,8 @@ SOURCE_WORKSPACE = "workspace"
 SOURCE_ADMIN = "admin"
 UNFINISHED = (ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value)
 MAX_RUNS_LIMIT = 500
+# How long past its timeout an execution may still be marked unfinished before it counts as abandoned.
+ORPHAN_MARGIN_SECONDS = 10
 # Upper bound when walking the firings missed during a long downtime (a per-second cron over a week).
 MAX_MISSED_WALK = 100_000
 
@@ -497,12 +499,25 @@ class ScheduleService:
         """True when the schedule's workflow is still in the workspace."""
         return bool(await self._active_workflow_ids([row.workflow_id]))
 
-    async def unfinished_execution(self, row: Schedule) -> str | None:
-        """The id of this schedule's last execution if it is still pending or running."""
+    async def unfinished_execution(self, row: Schedule, now: datetime | None = None) -> str | None:
+        """The id of this schedule's last execution if it is still pending or running.
+
+        An execution still marked unfinished well past its own timeout is not counted: the worker pool
+        ends every run at its timeout, so it was left behind by a server that stopped (it is marked
+        failed when that server starts again), and must not block the schedule until then.
+        """
         if not row.last_execution_id:
             return None
-        status = await self.execution_status(row.last_execution_id)
-        return row.last_execution_id if status in UNFINISHED else None
+        stmt = select(
+            col(Execution.status), col(Execution.started_at), col(Execution.created_at), col(Execution.timeout_seconds)
+        ).where(col(Execution.id) == row.last_execution_id)
+        found = (await self.session.execute(stmt)).first()
+        if found is None or found[0] not in UNFINISHED:
+            return None
+        _status, started_at, created_at, timeout = found
+        if (started_at or created_at) + timedelta(seconds=timeout + ORPHAN_MARGIN_SECONDS) < (now or utcnow()):
+            return None
+        return row.last_execution_id
 
     async def execution_status(self, execution_id: str) -> str | None:
         """Status of an execution (None when it does not exist)."""

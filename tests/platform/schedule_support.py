@@ -48,9 +48,9 @@ EVERY_SECOND_FLOW = '''
 from bifrost import workflow
 
 
-@workflow(schedule="* * * * * *")
+@workflow(schedule="* * * * * *", timeout_seconds=2)
 async def every_second() -> str:
-    """Declared six-field schedule: every second."""
+    """Declared six-field schedule: every second (a run a stopped server leaves behind blocks it 12 s at most)."""
     return "tick"
 '''
 
