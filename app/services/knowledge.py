@@ -281,6 +281,13 @@ class KnowledgeService:
             return existing
         return namespace
 
+    async def _lock(self, namespace_id: str) -> None:
+        # Writers of one namespace take turns (Postgres row lock; SQLite's write lock already
+        # serialises transactions): a replace-by-key then always sees the previous writer's document.
+        await self.session.execute(
+            select(col(KnowledgeNamespace.id)).where(col(KnowledgeNamespace.id) == namespace_id).with_for_update()
+        )
+
     async def _bump(self, namespace_id: str) -> None:
         # Every change to a namespace's chunks moves its version: cached matrices compare it.
         await self.session.execute(
@@ -354,6 +361,7 @@ class KnowledgeService:
         llama = await self.runtime.llama()
         # -- database from here on --
         ns = await self._namespace_or_create(org_id, name)
+        await self._lock(ns.id)
         doc = None
         if key is not None:
             stmt = select(KnowledgeDocument).where(
@@ -405,6 +413,7 @@ class KnowledgeService:
         ns = await self._namespace(org_id, check_namespace(namespace))
         if ns is None:
             return False
+        await self._lock(ns.id)
         stmt = select(KnowledgeDocument).where(
             col(KnowledgeDocument.namespace_id) == ns.id, col(KnowledgeDocument.key) == key
         )
@@ -417,6 +426,7 @@ class KnowledgeService:
     async def delete_by_id(self, actor: Actor, doc_id: str) -> None:
         """Delete a document by id (404 when not visible, 403 when visible but read-only)."""
         doc, _ = await self._writable_document(actor, doc_id)
+        await self._lock(doc.namespace_id)
         await self._delete_document(doc)
 
     async def create_namespace(self, actor: Actor, name: Any, description: Any = None) -> KnowledgeNamespace:
