@@ -23,9 +23,9 @@ def test_login_shows_the_workflows_and_history(world: World, page: Any) -> None:
     page.click("button[type=submit]")
     page.wait_for_url(f"{world.server.url}/")
     assert "Alice (alice@a.example)" in page.inner_text("header")
-    rows = page.inner_text("table")
-    assert "add" in rows and "Math" in rows and "Add two numbers." in rows
-    assert "Completed" in page.inner_text("body")
+    offered = page.inner_text("main")
+    assert "add" in offered and "Math" in offered and "Add two numbers." in offered
+    assert "Completed" in page.inner_text("#recent-executions")
     assert page.console_errors == []
 
     page.set_viewport_size({"width": 390, "height": 800})  # phone width: no horizontal scrolling
