@@ -17,11 +17,13 @@ from __future__ import annotations
 import builtins
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, event, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -48,6 +50,43 @@ MAX_DESCRIPTION_CHARS = 2000
 # Letters, digits and _ . : - (no "/": keys are one URL path segment). Starts with a letter, digit or _.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]*")
 SET_FIELDS = frozenset({"value", "is_secret", "description"})
+
+# `config.get` is the hot path of workflows: two Core statements built once (building an ORM query
+# and loading an ORM object per call cost several times the lookup itself).
+_ORG = col(ConfigEntry.organization_id)
+_ENTRY_COLUMNS = (
+    col(ConfigEntry.key),
+    _ORG,
+    col(ConfigEntry.config_type),
+    col(ConfigEntry.value),
+    col(ConfigEntry.description),
+    col(ConfigEntry.updated_at),
+)
+# At most two rows (the organization's and the global one): the caller prefers the organization's.
+_LOOKUP_IN_ORG = select(*_ENTRY_COLUMNS).where(
+    col(ConfigEntry.key) == bindparam("b_key"), or_(_ORG == bindparam("b_org"), _ORG.is_(None))
+)
+_LOOKUP_GLOBAL = select(*_ENTRY_COLUMNS).where(col(ConfigEntry.key) == bindparam("b_key"), _ORG.is_(None))
+
+# Workflows read config in loops and values change rarely: the rows of a lookup are kept a few seconds
+# per (organization, key), misses included. Every write in this process clears them at once and again
+# after its commit; another process sharing the database (`bifrost run` beside `bifrost serve`, the
+# rotate command) is seen within _CACHE_TTL_SECONDS, as for workflows and organizations. Secrets are
+# cached encrypted and decrypted on every read.
+_CACHE_TTL_SECONDS = 5.0
+_CACHE_MAX_ENTRIES = 10_000
+_cache: dict[tuple[str | None, str], tuple[float, builtins.list[Any]]] = {}
+# Bumped by every write: a lookup that raced a write (it read before the commit) does not cache its rows.
+_generation = 0
+
+
+def _forget_cached(session: AsyncSession | None = None) -> None:
+    """Drop cached lookups now (and, given the writing session, again when it commits)."""
+    global _generation
+    _generation += 1
+    _cache.clear()
+    if session is not None:
+        event.listen(session.sync_session, "after_commit", lambda _session: _forget_cached(), once=True)
 
 
 def validate_key(key: Any) -> str:
@@ -142,17 +181,34 @@ def decode_value(config_type: str, text: str) -> Any:
     return text
 
 
+class StoredEntry(Protocol):
+    """What a caller may see of a row: a :class:`ConfigEntry` or a Core row of its columns."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def organization_id(self) -> str | None: ...
+    @property
+    def config_type(self) -> str: ...
+    @property
+    def value(self) -> str: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
 @dataclass(frozen=True)
 class ConfigValue:
     """One entry as a caller may see it.
 
     Attributes:
-        entry: The stored row.
+        entry: The stored row (its ``value`` is the stored text, never shown as is).
         value: The decoded value, a secret's plaintext (executions only) or :data:`SECRET_MASK`.
         masked: True when ``value`` is the mask instead of the secret.
     """
 
-    entry: ConfigEntry
+    entry: StoredEntry
     value: Any
     masked: bool
 
@@ -223,7 +279,7 @@ class ConfigService:
         return or_(col(ConfigEntry.organization_id) == scope, col(ConfigEntry.organization_id).is_(None))
 
     # ----- reading ----------------------------------------------------------------------------------
-    def _reveal(self, actor: Actor, entry: ConfigEntry) -> ConfigValue:
+    def _reveal(self, actor: Actor, entry: StoredEntry) -> ConfigValue:
         if entry.config_type != ConfigType.SECRET:
             return ConfigValue(entry, decode_value(entry.config_type, entry.value), masked=False)
         if not actor.execution_id:
@@ -244,12 +300,36 @@ class ConfigService:
         """
         key = validate_key(key)
         scope = await self._scope(actor, org)
-        stmt = select(ConfigEntry).where(col(ConfigEntry.key) == key, self._visible(scope))
-        rows = list((await self.session.execute(stmt)).scalars())
+        rows = await self._lookup(scope, key)
         if not rows:
             raise NotFoundError(f"Config key {key!r} is not set.")
         entry = next((r for r in rows if r.organization_id is not None), rows[0])
-        return self._reveal(actor, entry)
+        try:
+            return self._reveal(actor, entry)
+        except SecretKeyError:
+            # A cached ciphertext may predate a rotation by another process that also dropped the old key.
+            _forget_cached()
+            fresh = await self._lookup(scope, key)
+            if not fresh:
+                raise NotFoundError(f"Config key {key!r} is not set.") from None
+            return self._reveal(actor, next((r for r in fresh if r.organization_id is not None), fresh[0]))
+
+    async def _lookup(self, scope: str | None, key: str) -> builtins.list[Any]:
+        """Rows of ``key`` in the scope and global (at most two), from the cache or the database."""
+        cached = _cache.get((scope, key))
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        generation = _generation
+        connection = await self.session.connection()
+        if scope is None:
+            rows = list(await connection.execute(_LOOKUP_GLOBAL, {"b_key": key}))
+        else:
+            rows = list(await connection.execute(_LOOKUP_IN_ORG, {"b_key": key, "b_org": scope}))
+        if generation == _generation:
+            if len(_cache) >= _CACHE_MAX_ENTRIES:
+                _cache.clear()
+            _cache[(scope, key)] = (time.monotonic() + _CACHE_TTL_SECONDS, rows)
+        return rows
 
     async def _rows(self, scope: str | None) -> builtins.list[ConfigEntry]:
         stmt = select(ConfigEntry).where(self._visible(scope)).order_by(col(ConfigEntry.key))
@@ -317,6 +397,7 @@ class ConfigService:
         new_description = _description(description)
         scope = await self._scope(actor, org)
         self._require_writable(actor, scope)
+        _forget_cached(self.session)
         if config_type == ConfigType.SECRET:
             stored = self._secret_box().encrypt(text)
             redaction.remember(actor.execution_id, text)  # the execution knows it: keep it out of its output
@@ -363,6 +444,7 @@ class ConfigService:
         entry = await self._own(scope, key)
         if entry is None:
             return False
+        _forget_cached(self.session)
         await self.session.delete(entry)
         await self.session.flush()
         return True
@@ -396,5 +478,6 @@ class ConfigService:
                 f"{', '.join(failed)}. Nothing was changed; add the key they were written with (after the newest) "
                 "and run the command again."
             )
+        _forget_cached(self.session)
         await self.session.flush()
         return RotationReport(secrets=len(entries), were_on_old_keys=old)

@@ -231,3 +231,19 @@ def test_a_key_set_through_the_sdk_route_is_the_same_value(cworld: World) -> Non
         assert alice.put("/api/sdk/v1/config/sdk_route", json=body).status_code == 200
         assert alice.get("/api/config/sdk_route").json()["value"] == {"nested": True}
         assert json.loads(json.dumps(alice.get("/api/sdk/v1/config").json()))["sdk_route"] == {"nested": True}
+
+
+def test_a_change_is_seen_by_the_next_read_at_once(cworld: World) -> None:
+    """Lookups are cached briefly; a write through this server clears them, so no read is stale."""
+    with cworld.server.client(cworld.alice_key) as alice, cworld.server.client(cworld.admin_key) as admin:
+        admin.put("/api/config/fresh", json={"value": "global v1"})
+        assert run(cworld, cworld.alice_key, "config_get", key="fresh")["result"]["value"] == "global v1"
+        admin.put("/api/config/fresh", json={"value": "global v2"})
+        assert run(cworld, cworld.alice_key, "config_get", key="fresh")["result"]["value"] == "global v2"
+        alice.put("/api/config/fresh", json={"value": 3})
+        assert run(cworld, cworld.alice_key, "config_get", key="fresh")["result"]["value"] == 3
+        alice.delete("/api/config/fresh")
+        admin.delete("/api/config/fresh")
+        assert run(cworld, cworld.alice_key, "config_get", key="fresh")["result"]["value"] == "<unset>"
+        admin.put("/api/config/fresh", json={"value": "back"})
+        assert run(cworld, cworld.alice_key, "config_get", key="fresh")["result"]["value"] == "back"
