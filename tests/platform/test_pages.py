@@ -573,3 +573,18 @@ def test_params_json_round_trip_in_the_detail_page(world: World) -> None:
     # the result (an object) is shown as key/value pairs, nested values as JSON
     nested = re.search(r'<th scope="row">point</th><td><pre class="json">(.*?)</pre>', page, re.S)
     assert nested and json.loads(html.unescape(nested.group(1))) == {"x": 1, "y": 2}
+
+
+def test_multi_select_from_a_provider_with_explicit_inputs(world: World) -> None:
+    url = "/workflows/ff_notify/fields"
+    with alice(world) as client:
+        page = client.get("/workflows/ff_notify").text
+        assert "Fill in Team first" in field_html(page, "recipients")
+        assert f'hx-get="{url}?changed=team"' in field_html(page, "team")
+        refreshed = client.get(url, params={"changed": "team", "team": "eng"}).text
+        assert re.findall(r'name="recipients" value="([^"]+)"', refreshed) == ["ada", "grace"]
+        wrong = client.post("/workflows/ff_notify/run", {"team": "eng", "recipients": ["ada", "don"]})
+        assert field_error(wrong.text, "recipients") == "Choose one of the listed options."
+        assert re.search(r'value="ada"[^>]*checked', field_html(wrong.text, "recipients"))
+        run = execution_id(client.post("/workflows/ff_notify/run", {"team": "eng", "recipients": ["ada", "grace"]}))
+    assert wait_done(world, world.alice_key, run)["result"] == {"team": "eng", "recipients": ["ada", "grace"]}

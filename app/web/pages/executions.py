@@ -25,6 +25,7 @@ from app.web.pages.results import duration_text, result_view
 from bifrost.enums import ExecutionStatus
 
 PAGE_SIZE = 50
+MAX_LOG_LINES = 5000
 _KEEPALIVE_SECONDS = 15.0
 # After the last event the stream stays open this long, so the browser closes it first
 # (a server-side close would make EventSource report an error and reconnect).
@@ -126,12 +127,14 @@ class ExecutionPages(PageController):
             if row["seq"] not in seen and execution.status not in TERMINAL
         ]
         logs.sort(key=lambda row: row["seq"])
+        hidden = max(0, len(logs) - MAX_LOG_LINES)  # a huge log stays readable (and the page light)
         return Template(
             "pages/execution.html",
             context={
                 **layout,
                 **detail_context(execution, actor, org.name if org else None),
-                "logs": logs,
+                "logs": logs[hidden:],
+                "hidden_lines": hidden,
                 "last_seq": logs[-1]["seq"] if logs else -1,
             },
         )

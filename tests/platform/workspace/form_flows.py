@@ -105,3 +105,17 @@ async def ff_broken_choices(
 ) -> str:
     """A form whose providers fail (the rest of the form still works)."""
     return label
+
+
+@workflow(category="Forms")
+async def ff_notify(
+    team: Annotated[str, Field(json_schema_extra={"data_provider": "ff_departments"})],
+    recipients: Annotated[
+        list[str],
+        Field(
+            json_schema_extra={"data_provider": "ff_people", "data_provider_inputs": {"department": {"field": "team"}}}
+        ),
+    ],
+) -> dict:
+    """Notify several people of a team (a multi-select whose choices come from a provider)."""
+    return {"team": team, "recipients": recipients}
