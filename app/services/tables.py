@@ -19,7 +19,7 @@ import math
 import re
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -173,6 +173,7 @@ class TableService:
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+        self._custom_plans = False
 
     @property
     def _dialect(self) -> str:
@@ -435,7 +436,7 @@ class TableService:
         *_, target = await self._locate(actor, table, scope, app, write=False)
         if target is None:
             return DocumentList(documents=[], total=0, limit=limit, offset=offset)
-        match = self._match(target, conditions)
+        match = await self._match(target, conditions)
         documents: builtins.list[DocumentData] = []
         if limit:
             stmt = (
@@ -462,8 +463,16 @@ class TableService:
         *_, target = await self._locate(actor, table, scope, app, write=False)
         if target is None:
             return 0
-        stmt = select(func.count()).select_from(Document).where(self._match(target, conditions))
+        stmt = select(func.count()).select_from(Document).where(await self._match(target, conditions))
         return int((await self.session.execute(stmt)).scalar_one())
 
-    def _match(self, target: DocTable, conditions: builtins.list[Condition]) -> Any:
+    async def _match(self, target: DocTable, conditions: builtins.list[Condition]) -> Any:
+        """The WHERE clause of a query or count over ``target``'s documents."""
+        if self._dialect == "postgresql" and not self._custom_plans:
+            # Every operand is a bound parameter, and asyncpg prepares statements: after a few runs
+            # Postgres may switch to a generic plan built without the values (no JSON key, no
+            # containment document), measured 3-6x slower here. Plan each query with its values;
+            # SET LOCAL ends with this transaction.
+            await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+            self._custom_plans = True
         return (col(Document.table_id) == target.id) & compile_where(conditions, self._dialect, _COLUMNS)
