@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import linecache
 import logging
 import sys
 import textwrap
@@ -104,11 +105,36 @@ def _import_line(name: str, obj: Any) -> str | None:
     return None
 
 
+def _cell_class_source(cls: type) -> str | None:
+    """The source of a class defined in a cell, found in the cells IPython keeps in ``linecache``.
+
+    ``inspect.getsource`` cannot find classes of ``__main__`` in a kernel (the module has no file);
+    the newest cell that defines a class of that name is the one in use.
+    """
+    found: str | None = None
+    for filename, entry in list(linecache.cache.items()):
+        if not (filename.startswith("<ipython-input-") or "ipykernel_" in filename) or len(entry) < 3:
+            continue
+        text = "".join(entry[2])
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and node.name == cls.__name__:
+                start = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                found = "".join(text.splitlines(keepends=True)[start - 1 : node.end_lineno])
+    return found
+
+
 def _definition_source(obj: Any, name: str) -> str:
     try:
         return textwrap.dedent(inspect.getsource(obj))
     except (OSError, TypeError) as exc:
-        raise PublishSourceError(f"cannot find the source of {name!r} (defined in the notebook): {exc}") from None
+        source = _cell_class_source(obj) if inspect.isclass(obj) else None
+        if source is None:
+            raise PublishSourceError(f"cannot find the source of {name!r} (defined in the notebook): {exc}") from None
+        return textwrap.dedent(source)
 
 
 class _ModuleBuilder:
