@@ -263,7 +263,8 @@ class ConfigService:
             raise PermissionDeniedError("Only platform admins may choose the organization of config values.")
         if org.upper() == GLOBAL:
             return None
-        found = await OrganizationService(self.session).find(org)
+        # Text no organization id or name can be (Postgres cannot even compare NUL): not found, no query.
+        found = None if len(org) > 200 or "\x00" in org else await OrganizationService(self.session).find(org)
         if found is None:
             raise NotFoundError(f"Organization {org!r} not found.")
         return found.id

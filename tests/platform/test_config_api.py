@@ -87,7 +87,8 @@ def test_the_organization_value_wins_over_the_global_one(cworld: World) -> None:
         assert admin_view["region"] == "a-local"
         global_rows = admin.get("/api/config", params={"org_id": "GLOBAL", "detail": "true"}).json()
         assert all(e["organization_id"] is None for e in global_rows) and "region" in {e["key"] for e in global_rows}
-        assert admin.get("/api/config", params={"org_id": "no such org"}).status_code == 404
+        for unknown in ("no such org", "nul\x00org", "x" * 300):
+            assert admin.get("/api/config", params={"org_id": unknown}).status_code == 404
 
     assert run(cworld, cworld.alice_key, "config_get", key="region")["result"]["value"] == "a-local"
     assert run(cworld, cworld.bob_key, "config_get", key="region")["result"]["value"] == "eu"
