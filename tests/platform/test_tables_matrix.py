@@ -228,6 +228,8 @@ def test_every_function(alice: httpx.Client) -> None:
     replaced = alice.put(f"/api/tables/{table}/documents/alice@a.example", json={"data": {"n": 2}}).json()
     assert replaced["data"] == {"n": 2}  # replaced, not merged
     assert replaced["created_at"] == mine.json()["created_at"] and replaced["updated_at"] > replaced["created_at"]
+    stored = alice.get(f"/api/tables/{table}/documents/alice@a.example").json()
+    assert (stored["created_at"], stored["updated_at"]) == (replaced["created_at"], replaced["updated_at"])
     fresh = alice.put(f"/api/tables/{table}/documents/new%20one", json={"data": {"z": True}})
     assert fresh.status_code == 200 and fresh.json()["id"] == "new one"
 
