@@ -21,7 +21,9 @@ and a user, logs in through the login page, and fills the data-provider cache on
   client CPU is included): what a browser next to the server would wait.
 
 Each scenario: 30 warm-up calls, then ``--iterations`` timed calls; every response is checked.
-SQL statements per call are counted on the platform's engine.
+SQL statements per call are counted on the platform's engine, and this process's CPU time per call
+is reported beside the wall-clock percentiles (on a loaded machine wall time grows, CPU time does not).
+The process also runs the server's own threads (the worker pool's pipe readers are idle here).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def summary(samples: list[float], statements: int) -> dict[str, Any]:
+def summary(samples: list[float], statements: int, cpu_seconds: float) -> dict[str, Any]:
     values = sorted(s * 1000 for s in samples)
 
     def q(p: float) -> float:
@@ -67,6 +69,8 @@ def summary(samples: list[float], statements: int) -> dict[str, Any]:
         "p99_ms": q(0.99),
         "mean_ms": round(statistics.fmean(values), 3),
         "sql_statements_per_call": round(statements / len(values), 2),
+        # CPU of this process per call: robust when other programs load the machine (wall time is not)
+        "cpu_ms_per_call": round(cpu_seconds * 1000 / len(values), 3),
     }
 
 
@@ -75,11 +79,12 @@ async def measure(call: Callable[[], Awaitable[None]], iterations: int, counter:
         await call()
     counter["n"] = 0
     samples = []
+    cpu_start = time.process_time()
     for _ in range(iterations):
         start = time.perf_counter()
         await call()
         samples.append(time.perf_counter() - start)
-    return summary(samples, counter["n"])
+    return summary(samples, counter["n"], time.process_time() - cpu_start)
 
 
 async def run(iterations: int) -> dict[str, Any]:
