@@ -34,7 +34,9 @@ LOCAL_MODEL_ID = "local:all-MiniLM-L6-v2-int8"
 # all-MiniLM-L6-v2 was trained on sequences of up to 256 word pieces (sentence_bert_config.json).
 LOCAL_MAX_TOKENS = 256
 LOCAL_DIMENSION = 384
-_BATCH = 32
+# Texts per inference. Bigger batches save little on CPU, and each allocates attention tensors
+# of batch x 12 heads x 256 x 256 floats.
+_BATCH = 8
 
 DEFAULT_MODELS = {"openai": "text-embedding-3-small", "ollama": "nomic-embed-text"}
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "ollama": "http://127.0.0.1:11434/v1"}
@@ -176,6 +178,9 @@ class LocalMiniLM(_ThreadedEmbedder):
                     options.intra_op_num_threads = self.threads
                     options.inter_op_num_threads = 1
                     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                    # Without the arena, memory goes back after each batch: measured +650 MiB RSS with
+                    # it after one 32 x 256-token batch, none without, for about 10% more CPU time.
+                    options.enable_cpu_mem_arena = False
                     self._session = ort.InferenceSession(
                         str(path), sess_options=options, providers=["CPUExecutionProvider"]
                     )

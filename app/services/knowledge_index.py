@@ -105,22 +105,19 @@ def build_matrix(
 ) -> NamespaceMatrix:
     """Assemble a snapshot from ``(id, key, metadata)`` documents and ``(id, document_id, bytes)`` rows."""
     by_id = {d[0]: (d[1], d[2]) for d in docs}
+    kept = [r for r in rows if r[1] in by_id]  # a document deleted between the two reads is skipped
+    width = len(kept[0][2]) // 4 if kept else 0
+    # Filled row by row: no second full-size copy (joining the blobs first would double the peak).
+    vectors = np.empty((len(kept), width), dtype=np.float32)
     chunk_ids: list[str] = []
-    blobs: list[bytes] = []
     doc_ids: list[str] = []
     doc_starts: list[int] = []
-    for chunk_id, document_id, blob in rows:
-        if document_id not in by_id:  # a document deleted between the two reads
-            continue
+    for index, (chunk_id, document_id, blob) in enumerate(kept):
         if not doc_ids or doc_ids[-1] != document_id:
             doc_ids.append(document_id)
-            doc_starts.append(len(chunk_ids))
+            doc_starts.append(index)
         chunk_ids.append(chunk_id)
-        blobs.append(blob)
-    if blobs:
-        vectors = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), -1).astype(np.float32, copy=False)
-    else:
-        vectors = np.zeros((0, 0), dtype=np.float32)
+        vectors[index] = np.frombuffer(blob, dtype="<f4")
     return NamespaceMatrix(
         namespace_id=namespace_id,
         version=version,
