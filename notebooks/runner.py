@@ -356,6 +356,9 @@ def run_sync(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     loop = asyncio.new_event_loop()
     box: dict[str, Any] = {}
     task_ready = threading.Event()
+    # Not Thread.join()/is_alive(): a KeyboardInterrupt inside join() can leave is_alive() False
+    # while the thread still runs (CPython 3.11), so the end is signalled explicitly.
+    finished = threading.Event()
 
     def target() -> None:
         asyncio.set_event_loop(loop)
@@ -368,15 +371,18 @@ def run_sync(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
             box["error"] = exc
         finally:
             task_ready.set()
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+            finally:
+                finished.set()
 
     thread = threading.Thread(target=target, name="bifrost-magic", daemon=True)
     thread.start()
     interrupted = False
-    while thread.is_alive():
+    while not finished.is_set():
         try:
-            thread.join(0.05)
+            finished.wait(0.05)
         except KeyboardInterrupt:
             interrupted = True
             task_ready.wait()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nbclient import NotebookClient
+
 from tests.notebooks.conftest import code_notebook, errors_of, execute, html_of, kernel_env, text_of
 from tests.platform.conftest import World
 
@@ -151,3 +153,21 @@ def test_without_a_url_the_kernel_starts_an_embedded_platform(tmp_path: Path) ->
     assert "Completed" in text_of(nb.cells[2]) and "Hello Ada" in text_of(nb.cells[2])
     assert text_of(nb.cells[4]) == "('Completed', 'Hello Grace', True)"
     assert text_of(nb.cells[5]).endswith("False")  # disconnecting stopped it and removed its folder
+
+
+def test_interrupting_the_kernel_cancels_the_run(world: World, tmp_path: Path) -> None:
+    nb = code_notebook(
+        "%load_ext bifrost\n%bifrost connect",
+        "import asyncio\nfrom bifrost import workflow\n\n@workflow\nasync def sleeps_long() -> str:\n"
+        "    print('sleeping')\n    await asyncio.sleep(600)\n    return 'woke'\n",
+        "run = %bifrost run sleeps_long",
+        "run",
+    )
+    client = NotebookClient(nb, timeout=20, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True)
+    client.execute(env=kernel_env(world.server.url, world.bob_key), cwd=str(tmp_path))
+    assert "sleeps_long: Cancelled" in text_of(nb.cells[3]) and "Interrupted in the notebook" in text_of(nb.cells[3])
+    with world.server.client(world.bob_key) as bob:
+        runs = bob.get("/api/executions", params={"workflow_name": "sleeps_long"}).json()
+        assert [(r["status"], r["error_message"]) for r in runs] == [("Cancelled", "Interrupted in the notebook")]
+        logs = bob.get(f"/api/executions/{runs[0]['execution_id']}/logs").json()
+    assert [line["message"] for line in logs] == ["sleeping"]
