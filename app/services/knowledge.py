@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from app.settings import Settings
 
 NAMESPACE_PATTERN = re.compile(r"^\w[\w .:@-]*$")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAMESPACE = 100
 MAX_KEY = 255
 MAX_METADATA_BYTES = 64 * 1024
@@ -146,13 +147,15 @@ def check_namespace(value: Any, field: str = "namespace") -> str:
 
 
 def check_key(value: Any, *, required: bool = False) -> str | None:
-    """A document key (1-255 characters) or None."""
+    """A document key (1-255 characters, no control characters) or None."""
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value:
         raise InvalidInputError.field("key", "must be a non-empty string" + ("" if required else " or null"))
     if len(value) > MAX_KEY:
         raise InvalidInputError.field("key", f"must be at most {MAX_KEY} characters")
+    if CONTROL_CHARS.search(value):
+        raise InvalidInputError.field("key", "must not contain control characters")
     return value
 
 
@@ -179,6 +182,8 @@ def check_content(value: Any, max_chars: int, field: str = "content") -> str:
         raise InvalidInputError.field(
             field, f"must be at most {max_chars} characters (upload larger files on the knowledge page)"
         )
+    if "\x00" in value:  # Postgres text cannot hold NUL
+        raise InvalidInputError.field(field, "must not contain NUL characters")
     return value
 
 
@@ -433,7 +438,9 @@ class KnowledgeService:
         """Create an empty namespace in the write scope (409 when it exists)."""
         org_id = self.write_org(actor)
         name = check_namespace(name, "name")
-        if description is not None and (not isinstance(description, str) or len(description) > 2000):
+        if description is not None and (
+            not isinstance(description, str) or len(description) > 2000 or "\x00" in description
+        ):
             raise InvalidInputError.field("description", "must be text of at most 2000 characters")
         if await self._namespace(org_id, name) is not None:
             raise ConflictError(f"A knowledge namespace named {name!r} already exists here.")

@@ -34,6 +34,8 @@ def check_filename(filename: str) -> str:
         raise InvalidInputError.field("file", "needs a file name")
     if len(name) > 255:
         raise InvalidInputError.field("file", "file name must be at most 255 characters")
+    if re.search(r"[\x00-\x1f\x7f]", name):
+        raise InvalidInputError.field("file", "file name must not contain control characters")
     if extension(name) not in SUPPORTED:
         raise InvalidInputError.field("file", f"{name}: unsupported type (use {', '.join(SUPPORTED)})")
     return name

@@ -120,6 +120,10 @@ def test_http_status_codes_for_bad_requests(world: World) -> None:
         response = client.post("/api/knowledge/documents", json={"content": "x", "metadata": [1]})
         assert response.status_code == 422 and response.json()["extra"]["errors"][0]["field"] == "metadata"
         assert client.post("/api/knowledge/search", json={"query": "x", "limit": "5"}).status_code == 422
+        nul = client.post("/api/knowledge/documents", json={"content": "a\x00b", "namespace": "sdk-bad"})
+        assert nul.status_code == 422 and nul.json()["extra"]["errors"][0]["field"] == "content"
+        control = client.post("/api/knowledge/documents", json={"content": "ok", "namespace": "sdk-bad", "key": "a\nb"})
+        assert control.status_code == 422 and control.json()["extra"]["errors"][0]["field"] == "key"
         assert client.get("/api/knowledge/documents/no-such-id").status_code == 404
         assert client.get("/api/knowledge/jobs/no-such-id").status_code == 404
         assert client.post("/api/knowledge/documents", content=b"not json").status_code == 400
