@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     embedding_api_key: str | None = None
     embedding_threads: int = Field(default_factory=lambda: min(2, _default_workers()), ge=1, le=64)
     knowledge_max_upload_bytes: int = Field(default=50 * 1024**2, ge=1)
-    knowledge_max_content_chars: int = Field(default=1_000_000, ge=1)
+    knowledge_max_content_chars: int = Field(default=200_000, ge=1)
 
     @field_validator("home", "workspace")
     @classmethod
