@@ -10,6 +10,8 @@ Create Date: 2026-11-29
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
@@ -25,7 +27,7 @@ depends_on = None
 _GLOBAL_ONLY = "organization_id IS NULL"
 
 
-def _document_json() -> sa.types.TypeEngine[object]:
+def _document_json() -> sa.types.TypeEngine[Any]:
     return sa.JSON(none_as_null=True).with_variant(
         postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql"
     )
