@@ -129,7 +129,7 @@ class _LogCollector(logging.Handler):
         if len(message) > MAX_LOG_CHARS:
             message = f"{message[:MAX_LOG_CHARS]}… [truncated {len(message) - MAX_LOG_CHARS} characters]"
         stamp = datetime.fromtimestamp(created or time.time(), UTC)
-        line = {"timestamp": stamp.isoformat(), "level": level, "logger": logger, "message": message}
+        line = {"timestamp": stamp.isoformat(), "level": level, "logger": _clean(logger), "message": _clean(message)}
         with self.lines_lock:
             self.lines.append(line)
             self.pending.append(line)
@@ -222,6 +222,17 @@ async def _ship(collector: _LogCollector, execution_id: str, stop: asyncio.Event
                 await client.send_logs(execution_id, lines[start : start + 1000])
         if stop.is_set() and not collector.pending:
             return
+
+
+def _clean(value: Any) -> Any:
+    """A JSON-like value whose strings UTF-8 can encode (lone surrogates, e.g. from odd bytes, replaced)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", errors="replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
 
 
 def _failed(error_type: str, message: str, *, user_error: bool = False, tb: str | None = None) -> dict[str, Any]:
@@ -329,7 +340,7 @@ async def run_workflow(
     finally:
         stop.set()
         await shipper
-    stored = await connection.client.finish_run(execution_id, outcome)
+    stored = await connection.client.finish_run(execution_id, _clean(outcome))
     return RunResult(
         name=definition.name,
         execution_id=execution_id,

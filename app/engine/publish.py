@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from app.engine.platform import Platform
 
 MAX_SOURCE_BYTES = 1024 * 1024
+MAX_PATH_LENGTH = 500
 KINDS = ("workflow", "data_provider")
 # Folders the workspace loader never imports from on their own (see workspace_loader.discover_files).
 _SKIPPED_DIRS = {"__pycache__", "node_modules", "site-packages"}
@@ -79,8 +80,10 @@ def resolve_target(workspace: Path, file: str | None, name: str) -> tuple[Path, 
             leaves the workspace through a symbolic link.
     """
     raw = file if file else default_file_name(name)
-    if not isinstance(raw, str) or "\x00" in raw or "\\" in raw:
+    if not isinstance(raw, str) or "\x00" in raw or "\\" in raw or not _encodable(raw):
         raise InvalidInputError.field("file", "must be a relative path such as 'billing/invoices.py'")
+    if len(raw) > MAX_PATH_LENGTH or any(len(part.encode()) > 255 for part in raw.split("/")):
+        raise InvalidInputError.field("file", f"must be at most {MAX_PATH_LENGTH} characters, 255 per name")
     relative = PurePosixPath(raw)
     if relative.is_absolute() or not relative.parts:
         raise InvalidInputError.field("file", "must be a path relative to the workspace, not an absolute one")
@@ -156,14 +159,25 @@ def _write_into_place(target: Path, source: str) -> None:
         raise
 
 
+def _encodable(text: str) -> bool:
+    """False for text UTF-8 cannot encode (lone surrogates): it cannot be a file name or file content."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_text(name: Any, source: Any, kind: Any) -> tuple[str, str, str]:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInputError.field("name", "is required")
-    if len(name) > 200:
-        raise InvalidInputError.field("name", "must be at most 200 characters")
+    if len(name) > 200 or not _encodable(name):
+        raise InvalidInputError.field("name", "must be valid text of at most 200 characters")
     if not isinstance(source, str) or not source.strip():
         raise InvalidInputError.field("source", "is required: the Python source of the module")
-    if len(source.encode("utf-8", errors="replace")) > MAX_SOURCE_BYTES:
+    if not _encodable(source):
+        raise InvalidInputError.field("source", "must be valid Unicode text")
+    if len(source.encode("utf-8")) > MAX_SOURCE_BYTES:
         raise InvalidInputError.field("source", f"must be at most {MAX_SOURCE_BYTES // 1024} KiB")
     if kind not in KINDS:
         raise InvalidInputError.field("kind", f"must be one of {', '.join(KINDS)}")

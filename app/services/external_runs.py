@@ -42,7 +42,12 @@ LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 END_STATUSES = (ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value, ExecutionStatus.CANCELLED.value)
 
 
-def _text(value: Any, field: str, max_length: int, *, required: bool = False) -> str | None:
+def _text(value: Any, field: str, max_length: int, *, required: bool = False, strict: bool = True) -> str | None:
+    """Text of at most ``max_length`` characters; ``strict`` also refuses what UTF-8 cannot encode.
+
+    Names and types are refused when they hold lone surrogates (a database cannot store them); free
+    text (messages, tracebacks) is cleaned instead by :func:`_clean`.
+    """
     if value is None or value == "":
         if required:
             raise InvalidInputError.field(field, "is required")
@@ -51,6 +56,13 @@ def _text(value: Any, field: str, max_length: int, *, required: bool = False) ->
         raise InvalidInputError.field(field, "must be text")
     if len(value) > max_length:
         raise InvalidInputError.field(field, f"must be at most {max_length} characters")
+    if strict:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError.field(field, "must be valid Unicode text") from None
+        if "\x00" in value:
+            raise InvalidInputError.field(field, "must not contain NUL characters")
     return value
 
 
@@ -274,9 +286,9 @@ class ExternalRunService:
             raise InvalidInputError.field("status", f"must be one of {', '.join(END_STATUSES)}")
         if not isinstance(user_error, bool):
             raise InvalidInputError.field("user_error", "must be true or false")
-        message = _text(error_message, "error_message", MAX_LOG_CHARS)
+        message = _text(error_message, "error_message", MAX_LOG_CHARS, strict=False)
         kind = _text(error_type, "error_type", 200)
-        trace = _text(traceback, "traceback", 10 * MAX_LOG_CHARS)
+        trace = _text(traceback, "traceback", 10 * MAX_LOG_CHARS, strict=False)
         if status != ExecutionStatus.COMPLETED.value and not message:
             raise InvalidInputError.field("error_message", f"is required when the status is {status}")
         execution = await self._running_of(actor, execution_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -175,5 +176,10 @@ def test_bad_bodies_name_the_field(world: World) -> None:
             response = admin.post("/api/publish", json=body)
             assert response.status_code == 422, (field, response.text)
             assert response.json()["extra"]["errors"][0]["field"] == field
+        for field in ("file", "source", "name"):  # a lone surrogate cannot be a file name or file content
+            body = {"name": "x", "source": "x = 1", field: "\\ud800"}
+            raw = json.dumps(body).replace("\\\\ud800", "\\ud800")
+            response = admin.post("/api/publish", content=raw, headers={"Content-Type": "application/json"})
+            assert response.status_code in (400, 422), (field, response.text)  # the body parser may refuse first
         missing = admin.post("/api/publish", json={"name": "x"})
         assert missing.status_code == 400 and "source" in missing.text
