@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Knowledge benchmark: ingest rate, search latency at 1k / 10k / 50k chunks, server memory.
 
-Run ``.venv/bin/python bench/knowledge.py`` (``make bench`` runs every benchmark). Prints ONE JSON
+Run ``.venv/bin/python bench/knowledge.py`` (about five minutes on two cores). Prints ONE JSON
 object on stdout; progress goes to stderr. See ``docs/performance.md`` and ``docs/knowledge.md``.
 
 Layout (two processes, loopback only):
@@ -60,6 +60,12 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -248,6 +254,7 @@ async def parent(args: argparse.Namespace) -> dict[str, Any]:
             first.raise_for_status()  # loads LlamaIndex and the model; not timed
             log(f"ingesting {len(docs)} documents")
             chunks = 0
+            cpu_before = cpu_seconds(pid)
             started = time.perf_counter()
             for i, text in enumerate(docs):
                 response = await client.post(
@@ -261,6 +268,7 @@ async def parent(args: argparse.Namespace) -> dict[str, Any]:
                 "chunks": chunks,
                 "seconds": round(elapsed, 2),
                 "chunks_per_s": round(chunks / elapsed, 2),
+                "server_cpu_s_per_chunk": round((cpu_seconds(pid) - cpu_before) / chunks, 3),
                 "words_per_chunk": round(sum(len(d.split()) for d in docs) / chunks, 1),
             }
             result["rss_mib"]["after_ingest"] = rss_mib(pid)
@@ -278,6 +286,7 @@ async def parent(args: argparse.Namespace) -> dict[str, Any]:
                 cold.raise_for_status()
                 cold_ms = (time.perf_counter() - started) * 1000
                 latencies = []
+                cpu_before = cpu_seconds(pid)
                 for i in range(args.searches):
                     started = time.perf_counter()
                     response = await client.post(
@@ -293,6 +302,8 @@ async def parent(args: argparse.Namespace) -> dict[str, Any]:
                     "p50_ms": round(quantile(latencies, 0.5), 2),
                     "p95_ms": round(quantile(latencies, 0.95), 2),
                     "searches": len(latencies),
+                    # Less sensitive to other load on the machine than wall time (all server threads).
+                    "server_cpu_ms_per_search": round((cpu_seconds(pid) - cpu_before) * 1000 / len(latencies), 2),
                 }
                 log(f"{name}: p50 {result['search'][name]['p50_ms']} ms")
             result["rss_mib"]["with_1k_10k_50k_cached"] = rss_mib(pid)
