@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         embedding_threads: onnxruntime intra-op threads of the local model (default: up to 2).
         knowledge_max_upload_bytes: Largest file the knowledge page or upload API ingests (413 above).
         knowledge_max_content_chars: Largest text one ``knowledge.store`` call embeds in the request (422 above).
+        integration_refresh_leeway_seconds: ``integrations.get`` refreshes an access token that expires
+            within this many seconds before returning it.
+        integration_refresh_ahead_seconds: The background job refreshes tokens that expire within this.
+        integration_refresh_interval_seconds: How often the background token refresh job runs.
+        integration_provider_timeout_seconds: Timeout of each call to an OAuth provider's token URL.
     """
 
     model_config = SettingsConfigDict(env_prefix="BIFROST_", extra="ignore")
@@ -88,6 +93,10 @@ class Settings(BaseSettings):
     embedding_threads: int = Field(default_factory=lambda: min(2, _default_workers()), ge=1, le=64)
     knowledge_max_upload_bytes: int = Field(default=50 * 1024**2, ge=1)
     knowledge_max_content_chars: int = Field(default=200_000, ge=1)
+    integration_refresh_leeway_seconds: float = Field(default=300.0, ge=0)
+    integration_refresh_ahead_seconds: float = Field(default=900.0, ge=0)
+    integration_refresh_interval_seconds: float = Field(default=60.0, gt=0)
+    integration_provider_timeout_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("home", "workspace")
     @classmethod
