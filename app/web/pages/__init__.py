@@ -1,5 +1,7 @@
 """HTML pages (Jinja2 + htmx): one module per area; each area's handlers are registered here."""
 
+from litestar.types import ControllerRouterHandler
+
 from app.web.pages.admin import OrganizationPages, RolePages, UserPages
 from app.web.pages.api_keys import ApiKeyPages
 from app.web.pages.executions import ExecutionPages
@@ -8,7 +10,7 @@ from app.web.pages.knowledge import KnowledgePages
 from app.web.pages.schedules import SCHEDULE_PAGE_HANDLERS
 from app.web.pages.workflows import WorkflowPages
 
-PAGE_HANDLERS = [
+PAGE_HANDLERS: list[ControllerRouterHandler] = [
     HomePages,
     login_form,
     login_submit,
