@@ -40,9 +40,9 @@ def coerce_values(parameters: list[ParameterSpec], values: dict[str, Any]) -> di
     params: dict[str, Any] = {}
     for name, value in values.items():
         spec = by_name.get(name)
-        if value is None or (
-            isinstance(value, str) and value.strip() == "" and (spec is None or spec.type != "string")
-        ):
+        blank = isinstance(value, str) and value.strip() == ""
+        # A blank field means "the default" (or "not given"); only a required text field keeps "".
+        if value is None or (blank and (spec is None or spec.type != "string" or not spec.required)):
             continue
         if spec is not None and spec.type in ("array", "object") and isinstance(value, str):
             try:

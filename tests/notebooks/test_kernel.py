@@ -56,6 +56,9 @@ def test_a_trial_run_is_a_real_execution_of_the_user_and_non_admins_cannot_publi
         "import httpx\nshared = httpx.AsyncClient()\n\n@workflow\nasync def uses_shared() -> int:\n"
         "    return (await shared.get('http://127.0.0.1:1')).status_code\n",
         "%bifrost publish uses_shared",
+        # What the HTML form's Submit runs in the kernel (classic Notebook): the form's text values.
+        "from notebooks.forms import submit_from_html\n"
+        'html_run = submit_from_html(\'kernel_probe\', \'{"n": "1", "label": ""}\')',
     )
     nb = execute(nb, kernel_env(world.server.url, world.alice_key), tmp_path, allow_errors=True)
     cells = nb.cells
@@ -73,11 +76,12 @@ def test_a_trial_run_is_a_real_execution_of_the_user_and_non_admins_cannot_publi
     assert "UsageError: PermissionDeniedError: Only platform admins may publish" in text_of(cells[6])
     assert "UsageError: ValidationError: Invalid parameters: n:" in text_of(cells[7])
     assert "'shared' is a AsyncClient made in the notebook" in text_of(cells[9])
+    assert "kernel_probe: Completed" in text_of(cells[10]) and "'label': 'x'" in text_of(cells[10])  # blank: default
 
     # The platform's history: Alice's notebook runs, with the logs her kernel shipped.
     with world.server.client(world.alice_key) as alice:
         runs = alice.get("/api/executions", params={"workflow_name": "kernel_probe"}).json()
-        assert [r["trigger"] for r in runs] == ["notebook", "notebook"]
+        assert [r["trigger"] for r in runs] == ["notebook", "notebook", "notebook"]
         first = runs[-1]
         assert first["status"] == "Completed" and first["org_id"] == world.org_a
         assert first["input_data"] == {"n": 2, "label": "first"}
