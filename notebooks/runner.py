@@ -257,9 +257,9 @@ async def _call(definition: WorkflowDefinition, kwargs: dict[str, Any], timeout:
         value = await asyncio.wait_for(definition.func(**kwargs), timeout)
     except TimeoutError:
         return _failed("TimeoutError", f"The {label} did not finish within {timeout:g} seconds", user_error=True)
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, KeyboardInterrupt):  # Kernel > Interrupt
         task = asyncio.current_task()
-        if task is not None:
+        if task is not None and task.cancelling():
             task.uncancel()  # the run is over; reporting its end must still work
         return {
             "status": "Cancelled",
@@ -271,7 +271,7 @@ async def _call(definition: WorkflowDefinition, kwargs: dict[str, Any], timeout:
         return _failed(type(exc).__name__, str(exc), user_error=True, tb=_format_traceback(exc))
     except (PermissionDeniedError, NotAvailableError) as exc:
         return _failed(type(exc).__name__, f"{type(exc).__name__}: {exc}", user_error=True, tb=_format_traceback(exc))
-    except Exception as exc:
+    except BaseException as exc:  # workflow code may raise anything, even SystemExit
         text = str(exc)
         return _failed(
             type(exc).__name__,
@@ -340,13 +340,16 @@ async def run_workflow(
     finally:
         stop.set()
         await shipper
-    stored = await connection.client.finish_run(execution_id, _clean(outcome))
+    try:
+        stored = await connection.client.finish_run(execution_id, _clean(outcome))
+    except ValidationError:  # 409: the platform ended it first (its deadline passed); show what it stored
+        stored = await connection.client.execution(execution_id)
     return RunResult(
         name=definition.name,
         execution_id=execution_id,
         status=stored["status"],
         result=stored.get("result"),
-        error_message=outcome.get("error_message"),
+        error_message=outcome.get("error_message") or stored.get("error_message"),
         error_type=outcome.get("error_type"),
         traceback=outcome.get("traceback"),
         duration_ms=stored.get("duration_ms"),
