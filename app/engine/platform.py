@@ -20,7 +20,9 @@ from app.services.executions import ExecutionService
 from app.services.files import FileService
 from app.services.knowledge import KnowledgeRuntime
 from app.services.knowledge_jobs import KnowledgeJobs
+from app.services.oauth_tokens import TokenManager, TokenRefresher
 from app.services.schedules import ScheduleService
+from app.services.secrets import secret_box
 from app.services.workflows import WorkflowService
 from app.settings import Settings
 
@@ -63,6 +65,17 @@ class Platform:
             grace_seconds=settings.schedule_grace_seconds,
             poll_seconds=settings.scheduler_poll_seconds,
         )
+        # Integrations: OAuth tokens refreshed ahead of expiry in the serving process.
+        self.token_refresher = TokenRefresher(
+            TokenManager(
+                self.sessions,
+                lambda: secret_box(settings.secret_key, settings.home),
+                settings.integration_refresh_leeway_seconds,
+                settings.integration_provider_timeout_seconds,
+            ),
+            settings.integration_refresh_ahead_seconds,
+            settings.integration_refresh_interval_seconds,
+        )
         self.workflow_definitions: list[dict[str, Any]] = []  # of the last scan (endpoints in the OpenAPI document)
         self.watcher: Any = None
         self.last_sync: dict[str, Any] = {}
@@ -90,6 +103,7 @@ class Platform:
         await self.sync_workspace()
         if recover:
             await self.recover()
+            self.token_refresher.start()
         if schedules if schedules is not None else (recover and self.settings.scheduler_enabled):
             await self.scheduler.start()
         if watch if watch is not None else self.settings.watch_workspace:
@@ -102,6 +116,7 @@ class Platform:
     async def stop(self) -> None:
         """Stop scheduler, watcher, dispatcher and workers, and close the database."""
         await self.scheduler.stop()
+        await self.token_refresher.stop()
         if self.watcher:
             await self.watcher.stop()
         await self.files.stop_cleanup()

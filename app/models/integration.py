@@ -18,7 +18,9 @@ from app.models.base import JSONType, UTCDateTime, new_id, utcnow
 class Integration(SQLModel, table=True):
     """An external service admins define once: how to get OAuth tokens and which config it takes.
 
-    ``oauth_flow`` is ``none``, ``authorization_code`` (with PKCE) or ``client_credentials``.
+    ``oauth_flow`` is ``none``, ``authorization_code`` (with PKCE) or ``client_credentials``;
+    ``token_auth_method`` how the client authenticates at the token URL (``client_secret_basic``,
+    ``client_secret_post`` or ``none``).
     ``token_url`` and ``authorization_url`` may contain ``{entity_id}``, filled from each
     organization's mapping. ``config_schema`` is a list of ``{"key", "type", "secret",
     "description"}``; ``config_defaults`` maps keys to global default values (secret ones as
@@ -33,6 +35,7 @@ class Integration(SQLModel, table=True):
     token_url: str | None = Field(default=None, max_length=2000)
     client_id: str | None = Field(default=None, max_length=500)
     client_secret: str | None = None
+    token_auth_method: str = Field(default="client_secret_basic", max_length=30)
     scopes: str = Field(default="", max_length=2000)
     config_schema: list[Any] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     config_defaults: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("token_url", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True),
         sa.Column("client_id", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
         sa.Column("client_secret", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("token_auth_method", sqlmodel.sql.sqltypes.AutoString(length=30), nullable=False),
         sa.Column("scopes", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
         sa.Column("config_schema", _JSON, nullable=False),
         sa.Column("config_defaults", _JSON, nullable=False),

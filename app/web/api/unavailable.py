@@ -13,7 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 
 from app.services.actor import Actor
 
-PENDING_MODULES = ("ai", "integrations")
+PENDING_MODULES = ("ai",)
 
 
 def _handler_for(module: str) -> HTTPRouteHandler:
