@@ -57,7 +57,12 @@ def _unsupported(value: Any, where: str = "value") -> str | None:
 
 
 async def get(key: str, default: Any = None) -> Any:
-    """Return the value of ``key`` (secrets decrypted), or ``default`` when unset."""
+    """Return the value of ``key``, or ``default`` when unset.
+
+    The execution's organization is looked up first, then global values. A secret comes back in
+    clear inside a workflow run by the platform; elsewhere (notebooks, scripts with an API key)
+    it comes back masked as ``"********"``.
+    """
     try:
         body = await _client.call("GET", _path(key))
     except NotFoundError:
