@@ -29,7 +29,8 @@ from app.models.base import utcnow
 from app.models.knowledge import KnowledgeChunk, KnowledgeJob, KnowledgeNamespace
 from app.services.actor import Actor
 from app.services.errors import DomainError, InvalidInputError, NotFoundError
-from app.services.knowledge import KnowledgeRuntime, KnowledgeService, check_content, check_key, check_namespace
+from app.services.knowledge import KnowledgeRuntime, KnowledgeService
+from app.services.knowledge_checks import check_content, check_key, check_namespace
 from app.services.knowledge_parsing import check_filename, extract_text
 
 log = logging.getLogger(__name__)
