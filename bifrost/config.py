@@ -19,12 +19,12 @@ from bifrost.errors import NotFoundError, ValidationError
 
 
 def _path(key: str) -> str:
-    # Checked here because the URL cannot carry them: an empty key would address the listing
-    # (/config), and "/" splits the path. The platform checks the rest of the key rules.
+    # Checked here because a URL cannot carry them: an empty key would address the listing
+    # (/config), and "." or ".." would be resolved as path steps. The platform checks the rest.
     if not isinstance(key, str) or not key:
         problem = "must be a non-empty string"
-    elif "/" in key:
-        problem = "must not contain '/'"
+    elif key in (".", ".."):
+        problem = "must not be '.' or '..'"
     else:
         return f"/config/{quote(key, safe='')}"
     raise ValidationError(f"key: {problem}", [{"field": "key", "message": problem}])

@@ -47,8 +47,8 @@ GLOBAL = "GLOBAL"
 MAX_KEY_LENGTH = 255
 MAX_VALUE_CHARS = 256 * 1024
 MAX_DESCRIPTION_CHARS = 2000
-# Letters, digits and _ . : - (no "/": keys are one URL path segment). Starts with a letter, digit or _.
-KEY_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]*")
+# Control characters (C0, DEL, C1) cannot be part of a key.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 SET_FIELDS = frozenset({"value", "is_secret", "description"})
 
 # `config.get` is the hot path of workflows: two Core statements built once (building an ORM query
@@ -90,15 +90,32 @@ def _forget_cached(session: AsyncSession | None = None) -> None:
 
 
 def validate_key(key: Any) -> str:
-    """``key`` if it is a valid config key; InvalidInputError naming the problem otherwise."""
+    """``key`` if it is a valid config key; InvalidInputError naming the problem otherwise.
+
+    Keys are text of 1-255 characters, case-sensitive, and may contain spaces and ``/`` (``halo/api url``).
+    Refused: control characters, leading or trailing spaces or ``/``, an empty segment (``a//b``),
+    and ``.`` or ``..`` (URLs would resolve them as path steps).
+    """
     if not isinstance(key, str) or not key:
         raise InvalidInputError.field("key", "must be a non-empty string")
+    problem = None
     if len(key) > MAX_KEY_LENGTH:
-        raise InvalidInputError.field("key", f"must be at most {MAX_KEY_LENGTH} characters")
-    if not KEY_PATTERN.fullmatch(key):
-        raise InvalidInputError.field(
-            "key", "may contain only letters, digits and _ . : - (and must not start with . : or -)"
-        )
+        problem = f"must be at most {MAX_KEY_LENGTH} characters"
+    elif _CONTROL.search(key):
+        problem = "must not contain control characters"
+    elif key != key.strip() or key.strip("/") != key:
+        problem = "must not start or end with a space or '/'"
+    elif "//" in key:
+        problem = "must not contain '//'"
+    elif key in (".", ".."):
+        problem = "must not be '.' or '..'"
+    else:
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "must be valid Unicode text (no lone surrogates)"
+    if problem:
+        raise InvalidInputError.field("key", problem)
     return key
 
 

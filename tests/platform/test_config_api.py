@@ -168,10 +168,14 @@ def test_only_platform_admins_write_global_values(cworld: World) -> None:
         ("k1", {"value": "x", "description": 5}, "description"),
         ("k1", {"value": "x", "description": "d" * 2001}, "description"),
         ("k1", {"value": "x" * (256 * 1024 + 1)}, "value"),
-        ("bad%20key", {"value": 1}, "key"),
-        ("-leading-dash", {"value": 1}, "key"),
+        ("%20leading-space", {"value": 1}, "key"),
+        ("trailing-slash%2F", {"value": 1}, "key"),
+        ("%2Fleading-slash", {"value": 1}, "key"),
+        ("empty%2F%2Fsegment", {"value": 1}, "key"),
+        ("tab%09inside", {"value": 1}, "key"),
+        ("nul%00inside", {"value": 1}, "key"),
+        ("bad-utf8-%FF", {"value": 1}, "key"),
         ("k" * 256, {"value": 1}, "key"),
-        ("caf%C3%A9", {"value": 1}, "key"),
     ],
 )
 def test_bad_input_is_a_422_naming_the_field_and_writes_nothing(
@@ -189,8 +193,8 @@ def test_malformed_bodies_and_keys_are_client_errors(cworld: World) -> None:
         for content in (b"[1, 2]", b'"text"', b"{not json", b'{"value": NaN}'):
             response = alice.put("/api/config/shape", content=content, headers={"Content-Type": "application/json"})
             assert response.status_code == 400, (content, response.text)
-        assert alice.get("/api/config/bad%20key").status_code == 422
-        assert alice.delete("/api/config/bad%20key").status_code == 422
+        assert alice.get("/api/config/%20bad").status_code == 422
+        assert alice.delete("/api/config/bad%2F").status_code == 422
         assert alice.get("/api/config", params={"detail": "maybe"}).status_code == 400
         assert alice.get("/api/config/shape").status_code == 404
 
@@ -203,6 +207,7 @@ def test_the_sdk_refuses_values_it_cannot_store_with_a_typed_error(cworld: World
     assert problems["nested"].startswith("ValidationError:") and "value['a'][0]" in problems["nested"]
     assert problems["get"] == "ValidationError: key: must be a non-empty string"
     assert problems["delete"] == "ValidationError: key: must be a non-empty string"
+    assert problems["dots"] == "ValidationError: key: must not be '.' or '..'"
     # a key the server refuses comes back as a ValidationError naming the field
     assert problems["key"].startswith("ValidationError: key:") and "'field': 'key'" in problems["key"]
     with cworld.server.client(cworld.alice_key) as alice:
@@ -224,6 +229,26 @@ def test_one_global_value_per_key_is_enforced_by_the_database(cworld: World) -> 
         cworld.server.call(insert_twice)
     with cworld.server.client(cworld.admin_key) as admin:
         assert admin.get("/api/config/dup").status_code == 404  # rolled back as a whole
+
+
+def test_keys_may_hold_spaces_slashes_and_any_letters_exactly(cworld: World) -> None:
+    with cworld.server.client(cworld.alice_key) as alice:
+        for encoded, key in (
+            ("halo%2Fapi%20url", "halo/api url"),
+            ("caf%C3%A9.%E2%9C%93", "café.✓"),
+            ("a%2F..%2Fb", "a/../b"),
+            ("MiXeD_Case:1-2", "MiXeD_Case:1-2"),
+        ):
+            stored = alice.put(f"/api/config/{encoded}", json={"value": key})
+            assert stored.status_code == 200 and stored.json()["key"] == key
+            assert alice.get(f"/api/config/{encoded}").json()["value"] == key
+        # "a/b" and "a" are different keys; case matters
+        assert alice.get("/api/config/halo").status_code == 404
+        assert alice.get("/api/config/mixed_case:1-2").status_code == 404
+        assert {"halo/api url", "café.✓", "a/../b"} <= set(alice.get("/api/config").json())
+    result = set_value(cworld, cworld.alice_key, "halo/sdk key", "through the SDK")
+    assert result["value"] == "through the SDK"
+    assert run(cworld, cworld.alice_key, "config_delete", key="halo/sdk key")["result"] is True
 
 
 def test_a_key_set_through_the_sdk_route_is_the_same_value(cworld: World) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import unquote
 
 from litestar import Controller, MediaType, Request, Response, delete, get, put
 from litestar.types import ControllerRouterHandler
@@ -45,6 +46,20 @@ def secret_key_error_handler(request: Request[Any, Any, Any], exc: SecretKeyErro
     )
 
 
+def exact_key(request: Request[Any, Any, Any], routed: str) -> str:
+    """The key exactly as the client encoded it in the URL.
+
+    Keys may contain ``/`` (sent as ``%2F``). The decoded path Litestar routes on folds ``a//b`` into
+    ``a/b`` and drops a trailing ``/``, which would silently address another key, so the key is
+    percent-decoded from the raw path instead (falling back to the routed value without one).
+    """
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes) and b"/config/" in raw:
+        encoded = raw.split(b"/config/", 1)[1].decode("latin-1")
+        return unquote(encoded, encoding="utf-8", errors="surrogateescape")
+    return routed.lstrip("/")
+
+
 def _service(request: Request[Any, Any, Any], session: Any) -> ConfigService:
     settings: Settings = request.app.state.settings
     return ConfigService(session, lambda: secret_box(settings.secret_key, settings.home))
@@ -72,15 +87,15 @@ class ConfigController(Controller):
                 return await service.entries(actor, org_id)
             return await service.list(actor, org_id)
 
-    @get("/{key:str}")
+    @get("/{key:path}")
     async def get_config(
         self, request: Request[Any, Any, Any], actor: Actor, key: str, org_id: str | None = None
     ) -> dict[str, Any]:
         """One key: the organization's value, else the global one (404 when neither is set)."""
         async with db(request) as session:
-            return (await _service(request, session).get(actor, key, org_id)).view()
+            return (await _service(request, session).get(actor, exact_key(request, key), org_id)).view()
 
-    @put("/{key:str}")
+    @put("/{key:path}")
     async def set_config(
         self,
         request: Request[Any, Any, Any],
@@ -91,15 +106,16 @@ class ConfigController(Controller):
     ) -> dict[str, Any]:
         """Create or replace a key in the acting organization (global: platform admins only)."""
         async with db(request) as session:
-            return (await _service(request, session).set_from_body(actor, key, data, org_id)).view()
+            service = _service(request, session)
+            return (await service.set_from_body(actor, exact_key(request, key), data, org_id)).view()
 
-    @delete("/{key:str}", status_code=200)
+    @delete("/{key:path}", status_code=200)
     async def delete_config(
         self, request: Request[Any, Any, Any], actor: Actor, key: str, org_id: str | None = None
     ) -> dict[str, bool]:
         """Delete the acting organization's own value of a key (a global value stays)."""
         async with db(request) as session:
-            return {"deleted": await _service(request, session).delete(actor, key, org_id)}
+            return {"deleted": await _service(request, session).delete(actor, exact_key(request, key), org_id)}
 
 
 # Route handlers served under both /api and /api/sdk/v1 (SDK) unless the module says otherwise.

@@ -53,14 +53,14 @@ async def config_bad_values() -> dict:
             problems[name] = "stored"
         except ValidationError as exc:
             problems[name] = f"ValidationError: {exc}"
-    for name, call in {"get": config.get(""), "delete": config.delete("")}.items():
+    for name, call in {"get": config.get(""), "delete": config.delete(""), "dots": config.set("..", 1)}.items():
         try:
             await call
             problems[name] = "accepted"
         except ValidationError as exc:
             problems[name] = f"ValidationError: {exc}"
     try:
-        await config.set("not a key", "x")
+        await config.set(" padded key", "x")
         problems["key"] = "stored"
     except ValidationError as exc:
         problems["key"] = f"ValidationError: {exc} {exc.errors}"
