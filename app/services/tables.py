@@ -250,10 +250,9 @@ class TableService:
         org_id, app_name, name, found = await self._locate(actor, table, scope, app, write=True)
         if found is not None:
             return found
-        created = await self._create_table(org_id, app_name, name)
-        if created is None:
-            created = await self._find(org_id, app_name, name)
-            assert created is not None  # the row that beat us to the unique constraint
+        created = await self._create_table(org_id, app_name, name) or await self._find(org_id, app_name, name)
+        if created is None:  # created and dropped again by others meanwhile
+            raise ConflictError(f"Table {name!r} changed while it was being created; retry.")
         return created
 
     # ----- tables ----------------------------------------------------------------------------------
@@ -293,12 +292,11 @@ class TableService:
         app_name = check_app(app)
         org_id = await self.resolve_scope(actor, scope, write=False)
         owner = col(DocTable.organization_id)
-        stmt = (
-            select(DocTable)
-            .where(owner.is_(None) if org_id is None else owner == org_id, col(DocTable.app) == app_name)
-            .order_by(col(DocTable.name))
+        stmt = select(DocTable).where(
+            owner.is_(None) if org_id is None else owner == org_id, col(DocTable.app) == app_name
         )
-        return list((await self.session.execute(stmt)).scalars())
+        # Sorted here, by code point: the databases' collations would disagree on case.
+        return sorted((await self.session.execute(stmt)).scalars(), key=lambda t: t.name)
 
     async def delete(self, actor: Actor, name: Any, scope: Any = None, app: Any = None) -> bool:
         """Delete a table and all its documents; False when there is no such table."""
