@@ -10,12 +10,16 @@ leaving a secret out keeps the stored one; ``null`` removes a value.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from app.services.config import KEY_PATTERN, MAX_KEY_LENGTH, SECRET_MASK
+from app.services.config import SECRET_MASK
 from app.services.errors import InvalidInputError
 from app.services.secrets import SecretBox
 
+# Like config keys: letters, digits and _ . : - (starting with a letter, digit or _).
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]*")
+MAX_KEY_LENGTH = 255
 FIELD_TYPES = ("string", "int", "bool", "json")
 FIELD_KEYS = frozenset({"key", "type", "secret", "description"})
 MAX_FIELDS = 100

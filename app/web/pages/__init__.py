@@ -6,6 +6,7 @@ from app.web.pages.admin import OrganizationPages, RolePages, UserPages
 from app.web.pages.api_keys import ApiKeyPages
 from app.web.pages.executions import ExecutionPages
 from app.web.pages.home import HomePages, login_form, login_submit, logout
+from app.web.pages.integrations import INTEGRATION_PAGE_HANDLERS
 from app.web.pages.knowledge import KnowledgePages
 from app.web.pages.schedules import SCHEDULE_PAGE_HANDLERS
 from app.web.pages.workflows import WorkflowPages
@@ -23,4 +24,5 @@ PAGE_HANDLERS: list[ControllerRouterHandler] = [
     ApiKeyPages,
     KnowledgePages,
     *SCHEDULE_PAGE_HANDLERS,
+    *INTEGRATION_PAGE_HANDLERS,
 ]
