@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         embedding_threads: onnxruntime intra-op threads of the local model (default: up to 2).
         knowledge_max_upload_bytes: Largest file the knowledge page or upload API ingests (413 above).
         knowledge_max_content_chars: Largest text one ``knowledge.store`` call embeds in the request (422 above).
+        ai_model: The platform's default LLM, a pydantic-ai model string (``openai:gpt-4o-mini``,
+            ``anthropic:claude-3-5-haiku-latest``, ``ollama:llama3.2``); used when neither the organization
+            nor the platform AI settings (admin page / API) name one. Unset: no model, ``ai.complete``
+            raises ``ConfigurationError`` and the chat runs tools by command only.
+        ai_base_url: OpenAI-compatible base URL for ``ai_model`` (a local server, a proxy).
+        ai_api_key: API key for ``ai_model`` (else the provider's own variable, e.g. ``OPENAI_API_KEY``).
         integration_refresh_leeway_seconds: ``integrations.get`` refreshes an access token that expires
             within this many seconds before returning it.
         integration_refresh_ahead_seconds: The background job refreshes tokens that expire within this.
@@ -93,6 +99,9 @@ class Settings(BaseSettings):
     embedding_threads: int = Field(default_factory=lambda: min(2, _default_workers()), ge=1, le=64)
     knowledge_max_upload_bytes: int = Field(default=50 * 1024**2, ge=1)
     knowledge_max_content_chars: int = Field(default=200_000, ge=1)
+    ai_model: str | None = None
+    ai_base_url: str | None = None
+    ai_api_key: str | None = None
     integration_refresh_leeway_seconds: float = Field(default=300.0, ge=0)
     integration_refresh_ahead_seconds: float = Field(default=900.0, ge=0)
     integration_refresh_interval_seconds: float = Field(default=60.0, gt=0)

@@ -9,6 +9,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel
 
 from bifrost import _client
+from bifrost.errors import WorkflowError
 from bifrost.types import AIResponse, AIStreamChunk
 
 M = TypeVar("M", bound=BaseModel)
@@ -84,7 +85,14 @@ async def complete(
         knowledge: Knowledge namespaces to retrieve passages from.
 
     Returns:
-        ``AIResponse``, or an instance of ``response_format``.
+        ``AIResponse`` (``content``, ``model``, token counts and the knowledge ``sources``
+        used), or an instance of ``response_format`` validated from the model's
+        structured output.
+
+    Raises:
+        ConfigurationError: No model is configured, or it cannot be used (the message says what to set).
+        ValidationError: Invalid arguments (e.g. an unknown knowledge namespace name format).
+        WorkflowError: The model provider failed.
     """
     body = _body(prompt, system, messages, model, max_tokens, temperature, knowledge)
     if response_format is not None:
@@ -108,10 +116,18 @@ async def stream(
     """Yield ``AIStreamChunk``s as the model produces them.
 
     The platform answers with one JSON chunk per line (NDJSON); each line is
-    yielded as soon as it arrives. Arguments are those of :func:`complete`
-    (without ``response_format``).
+    yielded as soon as it arrives. The last chunk has ``done=True``. Arguments are
+    those of :func:`complete` (without ``response_format``).
+
+    Raises:
+        ConfigurationError: No model is configured (before the first chunk).
+        WorkflowError: The model provider failed (possibly after some chunks).
     """
     body = _body(prompt, system, messages, model, max_tokens, temperature, knowledge)
     async for line in _client.stream_lines("POST", "/ai/stream", json=body):
         if line.strip():
-            yield AIStreamChunk.model_validate(json.loads(line))
+            data = json.loads(line)
+            if isinstance(data, dict) and data.get("error"):
+                # The model failed after the stream had started (the HTTP status was already sent).
+                raise WorkflowError(str(data["error"]))
+            yield AIStreamChunk.model_validate(data)

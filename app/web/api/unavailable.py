@@ -13,7 +13,7 @@ from litestar.handlers import HTTPRouteHandler
 
 from app.services.actor import Actor
 
-PENDING_MODULES = ("ai",)
+PENDING_MODULES: tuple[str, ...] = ()  # every SDK module is served now; kept for the next one
 
 
 def _handler_for(module: str) -> HTTPRouteHandler:
