@@ -270,7 +270,12 @@ class TokenManager:
                 "token refresh failed: %s: %s%s", label, exc, " (connection marked broken)" if exc.permanent else ""
             )
             expired = connection.expires_at is not None and connection.expires_at <= utcnow()
-            if exc.permanent or expired:
+            if exc.permanent:
+                raise IntegrationUnavailableError(
+                    f"{label}: refreshing the token failed: {str(exc).rstrip('.')}. The connection is now marked "
+                    "broken: a platform admin must connect it again on the integrations page."
+                ) from None
+            if expired:
                 raise IntegrationUnavailableError(f"{label}: refreshing the token failed: {exc}") from None
             # The current token is still valid for a little while: hand it out, the failure is recorded.
             return await self.load(connection.id)
