@@ -289,7 +289,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         tenant, path, query = self._split()
-        if path == "/authorize":
+        if self.path == "/favicon.ico":  # browsers ask; a 404 would show up as a console error
+            self.send_response(204)
+            self.end_headers()
+        elif path == "/authorize":
             error, _ = self.fake.authorize(tenant, query)
             if error:
                 self._html(400, f"<h1>Bad authorization request</h1><p>{html.escape(error)}</p>")
