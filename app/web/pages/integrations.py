@@ -295,7 +295,9 @@ class IntegrationPages(PageController):
             view = await service.set_mapping(actor, integration_id, org_id, body)
             return f"Mapping for {view['organization_name']} saved."
 
-        return await self._save(request, actor, integration_id, f"org-{org_id}" if org_id else "new-mapping", action)
+        # Errors go next to the form they came from: the "add an organization" form or the organization's own.
+        where = f"org-{org_id}" if org_id and form_text(form, "new") != "1" else "new-mapping"
+        return await self._save(request, actor, integration_id, where, action)
 
     @post("/{integration_id:str}/mappings/{org_id:str}/delete", status_code=303)
     async def delete_mapping(
