@@ -244,6 +244,52 @@ class ConfigValue:
         }
 
 
+def _cached_rows(scope: str | None, key: str) -> builtins.list[Any] | None:
+    cached = _cache.get((scope, key))
+    return cached[1] if cached is not None and cached[0] > time.monotonic() else None
+
+
+def _preferred(rows: builtins.list[Any], key: str) -> StoredEntry:
+    """The organization's row over the global one; NotFoundError when there is neither."""
+    if not rows:
+        raise NotFoundError(f"Config key {key!r} is not set.")
+    return next((r for r in rows if r.organization_id is not None), rows[0])  # type: ignore[no-any-return]
+
+
+def _reveal(actor: Actor, entry: StoredEntry, secret_box: Callable[[], SecretBox]) -> ConfigValue:
+    if entry.config_type != ConfigType.SECRET:
+        return ConfigValue(entry, decode_value(entry.config_type, entry.value), masked=False)
+    if not actor.execution_id:
+        return ConfigValue(entry, SECRET_MASK, masked=True)
+    plaintext = secret_box().decrypt(entry.value, f"secret {entry.key!r}")
+    # Remembered before the value leaves the server, so any log line that carries it is redacted.
+    redaction.remember(actor.execution_id, plaintext)
+    return ConfigValue(entry, plaintext, masked=False)
+
+
+def peek_cached(actor: Actor, key: str, secret_box: Callable[[], SecretBox]) -> ConfigValue | None:
+    """:meth:`ConfigService.get` in the actor's own scope answered from the lookup cache alone.
+
+    Lets the web layer answer a workflow's repeated ``config.get`` without opening a transaction.
+
+    Returns:
+        The value, or None when the database must be asked (not cached, or a cached secret
+        no longer decrypts).
+
+    Raises:
+        InvalidInputError: Bad key.
+        NotFoundError: Cached as not set.
+    """
+    rows = _cached_rows(actor.acting_org_id, validate_key(key))
+    if rows is None:
+        return None
+    try:
+        return _reveal(actor, _preferred(rows, key), secret_box)
+    except SecretKeyError:
+        _forget_cached()
+        return None
+
+
 @dataclass(frozen=True)
 class RotationReport:
     """Outcome of :meth:`ConfigService.rotate_all_secrets`.
@@ -297,16 +343,6 @@ class ConfigService:
         return or_(col(ConfigEntry.organization_id) == scope, col(ConfigEntry.organization_id).is_(None))
 
     # ----- reading ----------------------------------------------------------------------------------
-    def _reveal(self, actor: Actor, entry: StoredEntry) -> ConfigValue:
-        if entry.config_type != ConfigType.SECRET:
-            return ConfigValue(entry, decode_value(entry.config_type, entry.value), masked=False)
-        if not actor.execution_id:
-            return ConfigValue(entry, SECRET_MASK, masked=True)
-        plaintext = self._secret_box().decrypt(entry.value, f"secret {entry.key!r}")
-        # Remembered before the value leaves the server, so any log line that carries it is redacted.
-        redaction.remember(actor.execution_id, plaintext)
-        return ConfigValue(entry, plaintext, masked=False)
-
     async def get(self, actor: Actor, key: str, org: str | None = None) -> ConfigValue:
         """The value of ``key``: the organization's, else the global one.
 
@@ -318,25 +354,18 @@ class ConfigService:
         """
         key = validate_key(key)
         scope = await self._scope(actor, org)
-        rows = await self._lookup(scope, key)
-        if not rows:
-            raise NotFoundError(f"Config key {key!r} is not set.")
-        entry = next((r for r in rows if r.organization_id is not None), rows[0])
         try:
-            return self._reveal(actor, entry)
+            return _reveal(actor, _preferred(await self._lookup(scope, key), key), self._secret_box)
         except SecretKeyError:
             # A cached ciphertext may predate a rotation by another process that also dropped the old key.
             _forget_cached()
-            fresh = await self._lookup(scope, key)
-            if not fresh:
-                raise NotFoundError(f"Config key {key!r} is not set.") from None
-            return self._reveal(actor, next((r for r in fresh if r.organization_id is not None), fresh[0]))
+            return _reveal(actor, _preferred(await self._lookup(scope, key), key), self._secret_box)
 
     async def _lookup(self, scope: str | None, key: str) -> builtins.list[Any]:
         """Rows of ``key`` in the scope and global (at most two), from the cache or the database."""
-        cached = _cache.get((scope, key))
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        cached = _cached_rows(scope, key)
+        if cached is not None:
+            return cached
         generation = _generation
         connection = await self.session.connection()
         if scope is None:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -19,8 +20,8 @@ from litestar import Controller, MediaType, Request, Response, delete, get, put
 from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
-from app.services.config import ConfigService
-from app.services.secrets import SecretKeyError, secret_box
+from app.services.config import ConfigService, peek_cached
+from app.services.secrets import SecretBox, SecretKeyError, secret_box
 from app.settings import Settings
 from app.web.deps import db
 
@@ -60,9 +61,13 @@ def exact_key(request: Request[Any, Any, Any], routed: str) -> str:
     return routed.lstrip("/")
 
 
-def _service(request: Request[Any, Any, Any], session: Any) -> ConfigService:
+def _keys(request: Request[Any, Any, Any]) -> Callable[[], SecretBox]:
     settings: Settings = request.app.state.settings
-    return ConfigService(session, lambda: secret_box(settings.secret_key, settings.home))
+    return lambda: secret_box(settings.secret_key, settings.home)
+
+
+def _service(request: Request[Any, Any, Any], session: Any) -> ConfigService:
+    return ConfigService(session, _keys(request))
 
 
 class ConfigController(Controller):
@@ -92,8 +97,14 @@ class ConfigController(Controller):
         self, request: Request[Any, Any, Any], actor: Actor, key: str, org_id: str | None = None
     ) -> dict[str, Any]:
         """One key: the organization's value, else the global one (404 when neither is set)."""
+        key = exact_key(request, key)
+        if not org_id:
+            # Workflows call config.get in loops: a cached lookup needs no transaction at all.
+            cached = peek_cached(actor, key, _keys(request))
+            if cached is not None:
+                return cached.view()
         async with db(request) as session:
-            return (await _service(request, session).get(actor, exact_key(request, key), org_id)).view()
+            return (await _service(request, session).get(actor, key, org_id)).view()
 
     @put("/{key:path}")
     async def set_config(
