@@ -80,12 +80,23 @@ def validate_name(name: Any) -> str:
     return name
 
 
+def storable(text: str, field: str) -> str:
+    """``text`` if a database can store it: no NUL (Postgres refuses it), valid Unicode (no lone surrogates)."""
+    if "\x00" in text:
+        raise InvalidInputError.field(field, "must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError.field(field, "must be valid Unicode text") from None
+    return text
+
+
 def _url(value: Any, field: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > MAX_URL_LENGTH:
         raise InvalidInputError.field(field, f"must be a URL of at most {MAX_URL_LENGTH} characters")
-    value = value.strip()
+    value = storable(value.strip(), field)
     probe = value.replace("{entity_id}", "entity")
     try:
         parts = urlsplit(probe)
@@ -103,10 +114,10 @@ def _scopes(value: Any) -> str:
         return ""
     items = value.split() if isinstance(value, str) else value
     if not isinstance(items, list) or not all(
-        isinstance(s, str) and s and not any(c.isspace() for c in s) for s in items
+        isinstance(s, str) and s and not any(c.isspace() or ord(c) < 32 for c in s) for s in items
     ):
         raise InvalidInputError.field("scopes", "must be a list of scopes (or one space-separated string)")
-    text = " ".join(dict.fromkeys(items))
+    text = storable(" ".join(dict.fromkeys(items)), "scopes")
     if len(text) > 2000:
         raise InvalidInputError.field("scopes", "must be at most 2000 characters in all")
     return text
@@ -116,7 +127,12 @@ def _short_text(value: Any, field: str, max_length: int) -> str | None:
     text = optional_text(value, field, max_length)
     if text is not None and any(ord(c) < 32 for c in text):
         raise InvalidInputError.field(field, "must not contain control characters")
-    return text
+    return storable(text, field) if text is not None else None
+
+
+def _long_text(value: Any, field: str, max_length: int) -> str | None:
+    text = optional_text(value, field, max_length)
+    return storable(text, field) if text is not None else None
 
 
 def connection_view(connection: IntegrationConnection | None) -> dict[str, Any] | None:
@@ -245,7 +261,7 @@ class IntegrationService:
     def _apply(self, integration: Integration, body: dict[str, Any], *, creating: bool) -> None:
         """Check and copy the definition fields of ``body`` (all of them when creating)."""
         if "description" in body or creating:
-            integration.description = optional_text(body.get("description"), "description", 2000)
+            integration.description = _long_text(body.get("description"), "description", 2000)
         if "oauth_flow" in body or creating:
             flow = body.get("oauth_flow") or FLOW_NONE
             if flow not in FLOWS:
@@ -263,7 +279,7 @@ class IntegrationService:
             elif secret != SECRET_MASK:
                 if not isinstance(secret, str) or "\x00" in secret or len(secret) > 4000:
                     raise InvalidInputError.field("client_secret", "must be text of at most 4000 characters")
-                integration.client_secret = self._secret_box().encrypt(secret)
+                integration.client_secret = self._secret_box().encrypt(storable(secret, "client_secret"))
         if "token_auth_method" in body or creating:
             method = body.get("token_auth_method") or "client_secret_basic"
             if method not in AUTH_METHODS:

@@ -66,10 +66,12 @@ def parse_schema(raw: Any) -> list[dict[str, Any]]:
         if secret and field_type != "string":
             raise InvalidInputError.field(f"{where}.secret", "only string fields can be secret")
         description = item.get("description")
-        if description is not None and (not isinstance(description, str) or len(description) > MAX_DESCRIPTION_CHARS):
-            raise InvalidInputError.field(
-                f"{where}.description", f"must be text of at most {MAX_DESCRIPTION_CHARS} characters"
-            )
+        if description is not None:
+            if not isinstance(description, str) or len(description) > MAX_DESCRIPTION_CHARS:
+                raise InvalidInputError.field(
+                    f"{where}.description", f"must be text of at most {MAX_DESCRIPTION_CHARS} characters"
+                )
+            _check_text(description, f"{where}.description")
         fields.append({"key": key, "type": field_type, "secret": secret, "description": description or None})
     return fields
 
@@ -92,14 +94,24 @@ def _check_value(field: dict[str, Any], value: Any, where: str) -> Any:
         return value
     else:
         try:
-            text = json.dumps(value, allow_nan=False)
+            # ensure_ascii=False: lone surrogates stay visible to the Unicode check below.
+            text = json.dumps(value, allow_nan=False, ensure_ascii=False)
         except (TypeError, ValueError):
             raise InvalidInputError.field(where, "must be JSON (objects, arrays, text, numbers, booleans)") from None
-    if "\x00" in text:
-        raise InvalidInputError.field(where, "must not contain NUL characters")
+    _check_text(text, where)
     if len(text) > MAX_VALUE_CHARS:
         raise InvalidInputError.field(where, f"must be at most {MAX_VALUE_CHARS} characters")
     return value
+
+
+def _check_text(text: str, where: str) -> None:
+    """No NUL (Postgres cannot store it) and valid Unicode (no lone surrogates)."""
+    if "\x00" in text:
+        raise InvalidInputError.field(where, "must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError.field(where, "must be valid Unicode text") from None
 
 
 def merge_values(

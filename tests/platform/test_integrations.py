@@ -54,6 +54,9 @@ def test_definitions_are_validated_and_for_admins_only(iworld: World, provider: 
             ({"name": "x", "config_defaults": {"nope": 1}}, "config_defaults.nope"),
             ({"name": "x", "scopes": ["a b"]}, "scopes"),
             ({"name": "x", "colour": "red"}, "colour"),
+            ({"name": "x", "description": "nul \u0000 inside"}, "description"),  # Postgres cannot store NUL
+            # NUL in a string value: refused before it reaches the database
+            ({"name": "x", "config_schema": [{"key": "s"}], "config_defaults": {"s": "a\u0000b"}}, "config_defaults.s"),
         ]
         for body, field in cases:
             response = admin.post("/api/integrations", json=body)
