@@ -11,6 +11,19 @@ from bifrost._schema import model_from_json_schema
 ROLES = ("user", "assistant", "system")
 
 
+def check_messages(messages: list[Any]) -> None:
+    """Check ``[{"role": "user"|"assistant"|"system", "content": str}]`` without importing pydantic-ai.
+
+    Raises:
+        ValueError: ``"messages[i]: ..."`` or ``"messages[i].content: ..."`` naming the bad message.
+    """
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise ValueError(f"messages[{index}]: needs a role of {', '.join(ROLES)}")
+        if not isinstance(message.get("content"), str):
+            raise ValueError(f"messages[{index}].content: must be text")
+
+
 def history_from_dicts(messages: list[dict[str, Any]]) -> list[Any]:
     """``[{"role": "user"|"assistant"|"system", "content": str}]`` as pydantic-ai messages.
 
@@ -19,13 +32,10 @@ def history_from_dicts(messages: list[dict[str, Any]]) -> list[Any]:
     """
     from pydantic_ai.messages import ModelRequest, ModelResponse, SystemPromptPart, TextPart, UserPromptPart
 
+    check_messages(messages)
     result: list[Any] = []
-    for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise ValueError(f"messages[{index}]: needs a role of {', '.join(ROLES)}")
-        content = message.get("content")
-        if not isinstance(content, str):
-            raise ValueError(f"messages[{index}].content: must be text")
+    for message in messages:
+        content = message["content"]
         role = message["role"]
         if role == "assistant":
             result.append(ModelResponse(parts=[TextPart(content=content)]))

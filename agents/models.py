@@ -95,6 +95,38 @@ def _provider_factory(config: ModelConfig) -> Any:
     return factory
 
 
+def _cache_key(config: ModelConfig, text: str) -> tuple[str, str | None, str]:
+    provider, _, name = text.partition(":")
+    if provider == "openai" and config.base_url:
+        provider = "openai-chat"  # OpenAI-compatible servers implement Chat Completions
+    key_digest = hashlib.sha256((config.api_key or "").encode()).hexdigest()
+    return (f"{provider}:{name}" if name else text, config.base_url, key_digest)
+
+
+def _custom_model(text: str) -> Any:
+    name = text[len(CUSTOM_PREFIX) :]
+    if name not in _custom:
+        raise ModelConfigurationError(f"no model registered as {text!r} in this server process")
+    return _custom[name]
+
+
+def _construct(config: ModelConfig, model_id: str) -> Any:
+    from pydantic_ai.exceptions import UserError
+    from pydantic_ai.models import infer_model
+
+    try:
+        return infer_model(model_id, provider_factory=_provider_factory(config))
+    except (UserError, ValueError, ImportError) as exc:
+        raise ModelConfigurationError(f"cannot use model {config.model!r}: {exc}") from None
+
+
+def _per_loop() -> dict[tuple[str, str | None, str], Any]:
+    try:
+        return _built.setdefault(asyncio.get_running_loop(), {})
+    except RuntimeError:
+        return {}
+
+
 def build_model(config: ModelConfig) -> Any:
     """The pydantic-ai ``Model`` for ``config`` (cached per event loop, model, URL and key).
 
@@ -103,31 +135,34 @@ def build_model(config: ModelConfig) -> Any:
     """
     text = check_model_string(config.model)
     if text.startswith(CUSTOM_PREFIX):
-        name = text[len(CUSTOM_PREFIX) :]
-        if name not in _custom:
-            raise ModelConfigurationError(f"no model registered as {text!r} in this server process")
-        return _custom[name]
-    provider, _, name = text.partition(":")
-    if provider == "openai" and config.base_url:
-        provider = "openai-chat"  # OpenAI-compatible servers implement Chat Completions
-    key_digest = hashlib.sha256((config.api_key or "").encode()).hexdigest()
-    cache_key = (f"{provider}:{name}" if name else text, config.base_url, key_digest)
-    try:
-        per_loop = _built.setdefault(asyncio.get_running_loop(), {})
-    except RuntimeError:
-        per_loop = {}
-    model = per_loop.get(cache_key)
-    if model is not None:
-        return model
-    from pydantic_ai.exceptions import UserError
-    from pydantic_ai.models import infer_model
+        return _custom_model(text)
+    key = _cache_key(config, text)
+    per_loop = _per_loop()
+    if key not in per_loop:
+        per_loop[key] = _construct(config, key[0])
+    return per_loop[key]
 
-    try:
-        model = infer_model(cache_key[0], provider_factory=_provider_factory(config))
-    except (UserError, ValueError, ImportError) as exc:
-        raise ModelConfigurationError(f"cannot use model {config.model!r}: {exc}") from None
-    per_loop[cache_key] = model
-    return model
+
+async def build_model_async(config: ModelConfig) -> Any:
+    """:func:`build_model` without blocking the event loop.
+
+    The first use of a provider imports pydantic-ai and the provider's SDK (seconds on a small
+    machine) and builds its HTTP client: that runs in a thread, so other requests keep being served.
+    """
+    text = check_model_string(config.model)
+    if text.startswith(CUSTOM_PREFIX):
+        await asyncio.to_thread(_import_pydantic_ai)
+        return _custom_model(text)
+    key = _cache_key(config, text)
+    per_loop = _per_loop()
+    if key not in per_loop:
+        per_loop[key] = await asyncio.to_thread(_construct, config, key[0])
+    return per_loop[key]
+
+
+def _import_pydantic_ai() -> None:
+    import pydantic_ai  # the first import is slow: done off the event loop
+    import pydantic_ai.messages  # noqa: F401
 
 
 def model_label(model: Any, fallback: str) -> str:

@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.completion import history_from_dicts, knowledge_prompt, output_model
-from agents.models import ModelConfigurationError, build_model, classify_model_error, model_label
+from agents.completion import check_messages, history_from_dicts, knowledge_prompt, output_model
+from agents.models import ModelConfigurationError, build_model_async, classify_model_error, model_label
 from app.db import transaction
 from app.services.actor import Actor
 from app.services.ai_settings import AIConfigurationError, AIProviderError, AISettingsService
@@ -72,7 +72,7 @@ def parse_request(body: Any, *, structured: bool = True) -> CompletionRequest:
         raise InvalidInputError.field("messages", f"must be a list of at most {MAX_MESSAGES} messages")
     request.messages = messages
     try:
-        history_from_dicts(messages)
+        check_messages(messages)
     except ValueError as exc:
         field_name, _, message = str(exc).partition(": ")
         raise InvalidInputError.field(field_name, message) from None
@@ -171,7 +171,7 @@ class AIService:
                     actor, request.prompt, namespaces=request.knowledge, limit=KNOWLEDGE_PASSAGES
                 )
         try:
-            model = build_model(resolved.config)
+            model = await build_model_async(resolved.config)
         except ModelConfigurationError as exc:
             raise AIConfigurationError(f"The AI model cannot be used: {exc}") from None
         model_settings: dict[str, Any] = {}

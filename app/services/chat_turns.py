@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.chat import build_chat_agent, dump_history, load_history
 from agents.commands import HELP, CommandError, is_command, parse_command
-from agents.models import ModelConfigurationError, build_model, model_label
+from agents.models import ModelConfigurationError, build_model_async, model_label
 from agents.tools import arguments_schema, make_tools
 from app.db import transaction
 from app.models.base import new_id, utcnow
@@ -314,7 +314,7 @@ class ChatRuntime:
             await self._notice(turn, actor, f"{context['problem']} {NO_MODEL_HINT}")
             return
         try:
-            model = build_model(context["resolved"].config)
+            model = await build_model_async(context["resolved"].config)
         except ModelConfigurationError as exc:
             await self._notice(turn, actor, f"The AI model cannot be used: {exc}. {NO_MODEL_HINT}")
             return

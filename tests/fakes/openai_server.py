@@ -33,7 +33,7 @@ class Reply:
 
 def reply_text(text: str, chunks: list[str] | None = None, chunk_delay: float = 0.0) -> Reply:
     """A plain answer (streamed in ``chunks`` if given, else word by word)."""
-    return Reply(text=text, chunks=chunks, chunk_delay=chunk_delay)
+    return Reply(text=text or "".join(chunks or []), chunks=chunks, chunk_delay=chunk_delay)
 
 
 def reply_tool_call(name: str, arguments: dict[str, Any]) -> Reply:

@@ -1,0 +1,130 @@
+"""The chat page in headless Chromium against a fake OpenAI-compatible server on 127.0.0.1.
+
+The real provider path end to end: platform settings name ``openai:gpt-4o-mini`` with the fake's
+base URL and an API key kept as a config secret; the fake streams tokens over SSE and calls tools;
+the page shows the reply token by token, the tool call with its execution, and approval buttons.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.fakes.openai_server import FakeOpenAI, Reply, last_message, reply_text, reply_tool_call
+from tests.platform.ai_support import clear_ai, set_ai
+from tests.platform.conftest import World
+
+pytestmark = pytest.mark.e2e
+
+API_KEY = "sk-fake-e2e"
+
+
+def script(body: dict[str, Any]) -> Reply:
+    last = last_message(body)
+    if last.get("role") == "tool":
+        result = json.loads(last["content"])
+        if result.get("status") == "Completed" and "name" in result.get("result", {}):
+            return reply_text("", chunks=["The user ", f"{result['result']['name']} ", "is active."])
+        return reply_text("", chunks=["Done: ", json.dumps(result.get("result") or result.get("error"))])
+    text = str(last.get("content") or "").lower()
+    if "who is" in text:
+        return reply_tool_call("lookup_user", {"email": "dana@a.example"})
+    if "reset" in text:
+        return reply_tool_call("reset_password", {"email": "erin@a.example"})
+    return reply_text("", chunks=["Hello ", "from ", "the ", "fake ", "model."])
+
+
+@pytest.fixture
+def fake_llm(world: World) -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(script, api_key=API_KEY) as fake, world.server.client(world.admin_key) as admin:
+        stored = admin.put("/api/config/e2e_openai_key", json={"value": API_KEY, "is_secret": True})
+        assert stored.status_code == 200, stored.text
+        set_ai(world, model="openai:gpt-4o-mini", base_url=fake.base_url, api_key_config="e2e_openai_key")
+        yield fake
+        clear_ai(world)
+        admin.put("/api/chat/tools/reset_password", json={"needs_approval": False})
+
+
+def login(page: Any, world: World, email: str, password: str) -> None:
+    page.goto(f"{world.server.url}/login")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{world.server.url}/")
+
+
+def ask(page: Any, text: str) -> None:
+    page.fill("#chat-input", text)
+    page.click("#send")
+
+
+def test_chat_streams_runs_a_tool_and_keeps_the_conversation(world: World, page: Any, fake_llm: FakeOpenAI) -> None:
+    login(page, world, "alice@a.example", "alice-password")
+    page.click("nav.mainnav >> text=Chat")
+    page.click("#new-conversation")
+    page.wait_for_selector("#chat-form")
+    assert page.locator("#no-model").count() == 0
+
+    ask(page, "Hi there")
+    bubble = page.locator(".turn .msg.assistant .bubble").last
+    bubble.wait_for()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.turn .msg.assistant .bubble')].some(b => b.textContent === 'Hello from the fake model.')"
+    )
+
+    ask(page, "Who is dana@a.example?")
+    card = page.locator(".tool-call[data-status=completed]").last
+    card.wait_for()
+    assert "lookup_user" in card.inner_text() and "dana@a.example" in card.inner_text()
+    execution_link = card.locator("a", has_text="execution").get_attribute("href")
+    assert execution_link and execution_link.startswith("/executions/")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.turn .msg.assistant .bubble')].some(b => b.textContent === 'The user Dana is active.')"
+    )
+    # the tool schema and the API key reached the provider
+    offered = [t["function"]["name"] for t in fake_llm.requests[-2]["tools"]]
+    assert "lookup_user" in offered and "not_a_tool" not in offered
+
+    page.reload()
+    roles = page.locator("#messages > li").evaluate_all("items => items.map(i => i.className)")
+    assert roles == ["msg user", "msg assistant", "msg user", "msg tool", "msg assistant"]
+    assert page.locator("#messages .tool-call[data-status=completed]").count() == 1
+    assert page.locator("#conversation-title").inner_text() == "Hi there"
+    assert page.console_errors == []
+
+
+def test_approval_buttons_gate_the_call(world: World, page: Any, fake_llm: FakeOpenAI) -> None:
+    with world.server.client(world.admin_key) as admin:
+        assert admin.put("/api/chat/tools/reset_password", json={"needs_approval": True}).status_code == 200
+    login(page, world, "alice@a.example", "alice-password")
+    page.goto(f"{world.server.url}/chat")
+    page.click("#new-conversation")
+    ask(page, "Please reset erin's password")
+    waiting = page.locator(".tool-call[data-status=awaiting_approval]")
+    waiting.wait_for()
+    assert "erin@a.example" in waiting.inner_text() and waiting.locator("a", has_text="execution").count() == 0
+    waiting.locator("button", has_text="Approve").click()
+    done = page.locator(".tool-call[data-status=completed]")
+    done.wait_for()
+    assert "reset_password" in done.inner_text()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.msg.assistant .bubble')].some(b => b.textContent.startsWith('Done: '))"
+    )
+    assert page.console_errors == []
+
+
+def test_without_a_model_the_page_says_so_and_commands_run(world: World, page: Any) -> None:
+    clear_ai(world)
+    login(page, world, "bob@b.example", "bob-password")
+    page.goto(f"{world.server.url}/chat")
+    page.click("#new-conversation")
+    assert "No AI model is configured" in page.locator("#no-model").inner_text()
+    ask(page, "/run lookup_user email=zoe@b.example")
+    page.locator(".tool-call[data-status=completed]").wait_for()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.msg.assistant .bubble')].some(b => b.textContent === 'lookup_user completed.')"
+    )
+    assert page.console_errors == []
