@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from litestar import MediaType, Request, get, post
 from litestar.params import Parameter
@@ -76,7 +77,7 @@ def form_context(
         "errors": errors or {},
         "general_errors": general or [],
         "dependents": dependents(loaded.fields, loaded.providers),
-        "fields_url": f"/workflows/{loaded.workflow.name}/fields",
+        "fields_url": f"/workflows/{quote(loaded.workflow.name)}/fields",
     }
 
 
@@ -210,7 +211,7 @@ class WorkflowPages(PageController):
             values=values,
             states=states,
             dependents=graph,
-            fields_url=f"/workflows/{loaded.workflow.name}/fields",
+            fields_url=f"/workflows/{quote(loaded.workflow.name)}/fields",
             oob=oob,
         )
 
