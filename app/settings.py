@@ -45,6 +45,7 @@ class Settings(BaseSettings):
             the one holding it re-reads schedules changed through other servers.
         endpoint_max_body_bytes: Largest request body ``/api/endpoints/<name>`` accepts (413 above).
         public_endpoint_rate_limit_per_minute: Calls per client address per minute to public endpoints (429 above).
+        public_form_rate_limit_per_minute: Requests per client address per minute to public form pages (429 above).
         embedding_provider: ``local`` (all-MiniLM-L6-v2 int8 ONNX, in-process, offline), ``openai``
             (any OpenAI-compatible ``/embeddings`` API) or ``ollama`` (its OpenAI-compatible API).
         embedding_model: Model name for ``openai`` / ``ollama`` (defaults: ``text-embedding-3-small``,
@@ -92,6 +93,7 @@ class Settings(BaseSettings):
     scheduler_poll_seconds: float = Field(default=10.0, gt=0)
     endpoint_max_body_bytes: int = Field(default=1024**2, ge=1)
     public_endpoint_rate_limit_per_minute: int = Field(default=60, ge=1)
+    public_form_rate_limit_per_minute: int = Field(default=30, ge=1)
     embedding_provider: Literal["local", "openai", "ollama"] = "local"
     embedding_model: str | None = None
     embedding_base_url: str | None = None

@@ -7,9 +7,11 @@ from app.web.pages.ai_admin import AI_ADMIN_PAGE_HANDLERS
 from app.web.pages.api_keys import ApiKeyPages
 from app.web.pages.chat import CHAT_PAGE_HANDLERS
 from app.web.pages.executions import ExecutionPages
+from app.web.pages.forms import FORM_PAGE_HANDLERS
 from app.web.pages.home import HomePages, login_form, login_submit, logout
 from app.web.pages.integrations import INTEGRATION_PAGE_HANDLERS
 from app.web.pages.knowledge import KnowledgePages
+from app.web.pages.public_forms import PUBLIC_FORM_PAGE_HANDLERS
 from app.web.pages.schedules import SCHEDULE_PAGE_HANDLERS
 from app.web.pages.workflows import WorkflowPages
 
@@ -27,6 +29,8 @@ PAGE_HANDLERS: list[ControllerRouterHandler] = [
     KnowledgePages,
     *SCHEDULE_PAGE_HANDLERS,
     *INTEGRATION_PAGE_HANDLERS,
+    *FORM_PAGE_HANDLERS,
+    *PUBLIC_FORM_PAGE_HANDLERS,
     *CHAT_PAGE_HANDLERS,
     *AI_ADMIN_PAGE_HANDLERS,
 ]

@@ -14,6 +14,7 @@ from app.services.actor import Actor
 from app.services.auth import AuthService
 from app.services.errors import AuthenticationError
 from app.services.executions import ExecutionService, execution_view
+from app.services.forms import FormService
 from app.services.organizations import OrganizationService
 from app.services.workflows import WorkflowService, workflow_detail
 from app.web.deps import db
@@ -73,6 +74,7 @@ class HomePages(PageController):
             # Data provider runs (forms filling their selects) are history, not what the user ran.
             executions = [execution_view(e, actor) for e in recent if e.kind == "workflow"][:10]
             errors = await WorkflowService(session).errors(actor) if actor.is_superuser else []
+            forms = [f for f in await FormService(session).list(actor) if f.is_active]
             layout = await layout_context(request, session, actor)
         categories: dict[str, list[dict[str, Any]]] = {}
         for workflow in workflows:
@@ -85,6 +87,7 @@ class HomePages(PageController):
                 "workflows": workflows,
                 "executions": executions,
                 "workspace_errors": errors,
+                "forms": forms,
             },
         )
 
