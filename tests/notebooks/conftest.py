@@ -17,9 +17,12 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "notebooks" / "examples"
 KERNEL_TIMEOUT_SECONDS = 120
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """One seeded live server (SQLite) shared by a test module."""
+    """One seeded live server (SQLite) shared by the notebook tests of a test process.
+
+    Starting a platform costs seconds; the tests use their own workflow names, so they can share one.
+    """
     w = start_world(tmp_path_factory.mktemp("world"))
     try:
         yield w
