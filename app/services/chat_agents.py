@@ -18,6 +18,7 @@ from sqlmodel import col
 from app.models.ai import DEFAULT_AGENT_ID, ChatAgent, ChatToolSetting
 from app.models.base import utcnow
 from app.models.organization import Organization
+from app.models.workflow import Workflow
 from app.services.actor import Actor
 from app.services.ai_settings import check_model_field
 from app.services.errors import (
@@ -234,7 +235,11 @@ class ChatToolService:
 
     async def tools_for(self, actor: Actor, agent: ChatAgent | None = None) -> builtins.list[dict[str, Any]]:
         """The tool workflows ``actor`` may run here (narrowed by the agent's list), as metadata dicts."""
-        workflows = [w for w in await WorkflowService(self.session).list(actor) if w.is_tool]
+        # Only tool workflows are read (not the whole catalogue): this runs on every chat turn.
+        stmt = select(Workflow).where(
+            col(Workflow.kind) == "workflow", col(Workflow.is_active).is_(True), col(Workflow.is_tool).is_(True)
+        )
+        workflows = [w for w in (await self.session.execute(stmt)).scalars() if actor.can_see_org(w.organization_id)]
         if actor.api_key_workflow_id:
             workflows = [w for w in workflows if actor.api_key_workflow_id in (w.id, w.name)]
         if agent is not None and agent.tools is not None:

@@ -129,10 +129,15 @@ class _Writer:
         self.text += content
         self.turn.emit("token", index=self.index, content=content)
 
+    def take(self) -> str:
+        """The text not stored yet (the caller stores it in its own transaction)."""
+        text, self.text = self.text, ""
+        return text
+
     async def flush(self) -> None:
         if not self.text:
             return
-        text, self.text = self.text, ""
+        text = self.take()
         async with transaction(self.runtime.sessions) as session:
             service = ConversationService(session)
             conversation = await service.get(self.actor, self.turn.conversation_id, lock=True)
@@ -359,14 +364,18 @@ class ChatRuntime:
             await writer.flush()
             await self._notice(turn, actor, f"{mapped} {NO_MODEL_HINT}")
             return
-        await writer.flush()
         if result is None:
+            await writer.flush()
             return
         label = model_label(model, context["resolved"].config.model)
         waiting: list[dict[str, Any]] = []
+        # One transaction for the end of the turn: the last text, the history, the usage, waiting calls.
         async with transaction(self.sessions) as session:
             service = ConversationService(session)
             conversation = await service.get(actor, turn.conversation_id, lock=True)
+            text = writer.take()
+            if text:
+                await service.add_message(conversation, "assistant", text, turn.id)
             conversation.history = dump_history(result.all_messages())
             conversation.updated_at = utcnow()
             inp, out, requests = usage_counts(result.usage)

@@ -61,7 +61,7 @@ def _ndjson(turn: Turn, after: int = -1) -> Stream:
         async for event in turn.follow(after):
             yield (json.dumps(event, ensure_ascii=False, default=str) + "\n").encode()
 
-    return Stream(lines(), media_type="application/x-ndjson")
+    return Stream(lines(), media_type="application/x-ndjson", status_code=200)
 
 
 async def _finished(request: Request[Any, Any, Any], actor: Actor, turn: Turn) -> dict[str, Any]:

@@ -6,7 +6,9 @@ from app.web.pages.admin import OrganizationPages, RolePages, UserPages
 from app.web.pages.ai_admin import AI_ADMIN_PAGE_HANDLERS
 from app.web.pages.api_keys import ApiKeyPages
 from app.web.pages.chat import CHAT_PAGE_HANDLERS
+from app.web.pages.config_admin import CONFIG_PAGE_HANDLERS
 from app.web.pages.executions import ExecutionPages
+from app.web.pages.form_builder import FORM_BUILDER_PAGE_HANDLERS
 from app.web.pages.forms import FORM_PAGE_HANDLERS
 from app.web.pages.home import HomePages, login_form, login_submit, logout
 from app.web.pages.integrations import INTEGRATION_PAGE_HANDLERS
@@ -31,6 +33,8 @@ PAGE_HANDLERS: list[ControllerRouterHandler] = [
     *INTEGRATION_PAGE_HANDLERS,
     *FORM_PAGE_HANDLERS,
     *PUBLIC_FORM_PAGE_HANDLERS,
+    *FORM_BUILDER_PAGE_HANDLERS,
+    *CONFIG_PAGE_HANDLERS,
     *CHAT_PAGE_HANDLERS,
     *AI_ADMIN_PAGE_HANDLERS,
 ]

@@ -6,6 +6,7 @@ Permission checks stay in the services (``OrganizationService``, ``UserService``
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from litestar import Request, get, post
@@ -13,6 +14,7 @@ from litestar.response import Redirect, Template
 
 from app.services.actor import Actor
 from app.services.errors import ConflictError, InvalidInputError
+from app.services.forms import FormService
 from app.services.organizations import OrganizationService
 from app.services.roles import RoleService
 from app.services.users import UserService
@@ -184,6 +186,9 @@ class RolePages(PageController):
             roles = RoleService(session)
             role = await roles.get(actor, role_id)
             member_ids = set(await roles.list_users(actor, role_id))
+            # Forms the role may grant: its organization's and the global ones (assign_forms' rule).
+            forms = await FormService(session).list(replace(actor, acting_org_id=role.organization_id))
+            form_ids = set(await roles.list_forms(actor, role_id))
             users = await UserService(session).list(actor, role.organization_id)
             layout = await layout_context(request, session, actor)
         return Template(
@@ -193,6 +198,8 @@ class RolePages(PageController):
                 "role": role,
                 "members": [u for u in users if u.id in member_ids],
                 "candidates": [u for u in users if u.id not in member_ids and u.is_active],
+                "forms": forms,
+                "assigned_form_ids": form_ids,
             },
         )
 

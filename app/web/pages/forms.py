@@ -22,6 +22,7 @@ from typing import Any
 from litestar import MediaType, Request, get, post
 from litestar.datastructures import UploadFile
 from litestar.response import Redirect, Template
+from litestar.types import ControllerRouterHandler
 
 from app.models import Form, Workflow
 from app.services.actor import Actor
@@ -474,4 +475,4 @@ class FormPages(PageController):
         return Redirect(f"/executions/{execution_id}", status_code=303)
 
 
-FORM_PAGE_HANDLERS = [FormPages]
+FORM_PAGE_HANDLERS: list[ControllerRouterHandler] = [FormPages]

@@ -22,6 +22,7 @@ from typing import Any
 from litestar import MediaType, Request, get, post
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
+from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
 from app.services.errors import NotFoundError
@@ -144,4 +145,4 @@ class PublicFormPages(PageController):
         return render_string(request, "pages/forms/_public_run_status.html", **context)
 
 
-PUBLIC_FORM_PAGE_HANDLERS = [PublicFormPages]
+PUBLIC_FORM_PAGE_HANDLERS: list[ControllerRouterHandler] = [PublicFormPages]
