@@ -19,7 +19,7 @@ import math
 import uuid
 from typing import Any
 
-from litestar import MediaType, Request, get, post
+from litestar import MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect, Template
 from litestar.types import ControllerRouterHandler
@@ -31,7 +31,7 @@ from app.services.forms import FormService
 from app.services.system_users import ServiceAccount, service_actor
 from app.web.api.endpoints import RateLimiter
 from app.web.deps import db, get_platform
-from app.web.pages.common import PageController, render_string
+from app.web.pages.common import PAGE_EXCEPTION_HANDLERS, PageController, page_error_handler, render_string
 from app.web.pages.executions import detail_context
 from app.web.pages.form_fields import initial_values
 from app.web.pages.forms import (
@@ -81,10 +81,19 @@ async def _load(request: Request[Any, Any, Any], form_id: str) -> tuple[Actor, L
     return actor, loaded
 
 
+def _page_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Errors as pages, keeping an HTTP error's headers (``Retry-After`` of the 429)."""
+    response = page_error_handler(request, exc)
+    if isinstance(exc, HTTPException) and exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
 class PublicFormPages(PageController):
     """``/public/forms``: anonymous form pages (rate limited, CSRF enforced)."""
 
     path = "/public/forms"
+    exception_handlers = {**PAGE_EXCEPTION_HANDLERS, HTTPException: _page_error}
 
     @get("/{form_id:str}")
     async def page(self, request: Request[Any, Any, Any], form_id: str) -> Template:
