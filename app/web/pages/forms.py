@@ -471,7 +471,7 @@ class FormPages(PageController):
             return Template("pages/forms/form.html", context=context, status_code=413)
         execution_id, context = await submit_form(request, actor, loaded, f"/forms/{form_id}")
         if execution_id is None:
-            return Template("pages/forms/form.html", context=context, status_code=422)
+            return Template("pages/forms/form.html", context=context)
         return Redirect(f"/executions/{execution_id}", status_code=303)
 
 

@@ -123,7 +123,7 @@ class PublicFormPages(PageController):
             return Template("pages/forms/form.html", context=context, status_code=413)
         execution_id, context = await submit_form(request, actor, loaded, base_url)
         if execution_id is None:
-            return Template("pages/forms/form.html", context=context, status_code=422)
+            return Template("pages/forms/form.html", context=context)
         runs = [r for r in request.session.get(_SESSION_KEY, []) if isinstance(r, str)]
         request.session[_SESSION_KEY] = [*runs, execution_id][-_MAX_REMEMBERED:]
         return Redirect(f"{base_url}/runs/{execution_id}", status_code=303)
