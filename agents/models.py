@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -151,7 +152,8 @@ async def build_model_async(config: ModelConfig) -> Any:
     """
     text = check_model_string(config.model)
     if text.startswith(CUSTOM_PREFIX):
-        await asyncio.to_thread(_import_pydantic_ai)
+        if "pydantic_ai.messages" not in sys.modules:  # a thread hop only for the first, slow import
+            await asyncio.to_thread(_import_pydantic_ai)
         return _custom_model(text)
     key = _cache_key(config, text)
     per_loop = _per_loop()
