@@ -7,7 +7,7 @@ form** service account (created on first use, like the scheduler's, see
 ``app/services/system_users.py``) in the form's organization, or the global scope for a global
 form; an admin deactivates that account to switch every public form off.
 
-Every request to these pages counts against a per-client-address budget
+Every request to these pages (but the result polls of a browser's own runs) counts against a per-client-address budget
 (``public_form_rate_limit_per_minute``); above it the answer is a 429 page with ``Retry-After``.
 After submitting, the visitor sees the run's status and result; which runs a browser may see is
 remembered in its (signed) session cookie, so an execution id alone shows nothing.
@@ -72,8 +72,11 @@ def _check_rate(request: Request[Any, Any, Any]) -> None:
         )
 
 
-async def _load(request: Request[Any, Any, Any], form_id: str) -> tuple[Actor, LoadedCustomForm]:
-    _check_rate(request)
+async def _load(
+    request: Request[Any, Any, Any], form_id: str, *, counted: bool = True
+) -> tuple[Actor, LoadedCustomForm]:
+    if counted:
+        _check_rate(request)
     async with db(request) as session:
         form = await FormService(session).get_public(form_id)
         actor = await service_actor(session, PUBLIC_FORM, form.organization_id)
@@ -129,7 +132,8 @@ class PublicFormPages(PageController):
         return Redirect(f"{base_url}/runs/{execution_id}", status_code=303)
 
     async def _run_context(self, request: Request[Any, Any, Any], form_id: str, execution_id: str) -> dict[str, Any]:
-        actor, loaded = await _load(request, form_id)
+        # Not counted: only a browser that submitted the run gets here, and it polls until the run ends.
+        actor, loaded = await _load(request, form_id, counted=False)
         if execution_id not in (request.session.get(_SESSION_KEY) or []):
             raise NotFoundError(f"Execution {execution_id!r} not found.")
         async with db(request) as session:
