@@ -10,7 +10,8 @@ from typing import Any
 HELP = (
     "Commands: /tools lists the workflows you can run here; "
     '/run <workflow> key=value ... runs one (quote values with spaces: note="two words"; '
-    "numbers, true/false and JSON lists or objects are understood); /help shows this."
+    "numbers, true/false and JSON lists or objects are understood; put JSON with quotes in single quotes: "
+    'tags=\'["a","b"]\'); /help shows this.'
 )
 
 

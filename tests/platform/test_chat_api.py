@@ -388,3 +388,11 @@ def test_knowledge_tool_when_namespaces_are_enabled(world: World, chat: Callable
     assert "chat-kb" in next(
         t.description for t in script.requests[-1][1].function_tools if t.name == "search_knowledge"
     )
+
+
+def test_workflows_cannot_use_the_chat(world: World) -> None:
+    from tests.platform.ai_support import run_workflow
+
+    with world.server.client(world.alice_key) as alice:
+        done = run_workflow(alice, "chat_from_workflow", {})
+    assert done["result"].startswith("refused: The chat is for people"), done

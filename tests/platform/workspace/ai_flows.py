@@ -86,3 +86,16 @@ async def slow_tool(seconds: float = 30) -> str:
 async def not_a_tool(email: str) -> dict:
     """A workflow that is not offered to the chat (no is_tool)."""
     return {"email": email}
+
+
+@workflow(category="AI tests")
+async def chat_from_workflow() -> str:
+    """Tries the chat API with the execution's own token (it is for people only)."""
+    from bifrost import _client
+    from bifrost.errors import PermissionDeniedError
+
+    try:
+        await _client.call("GET", "/chat/conversations")
+    except PermissionDeniedError as exc:
+        return f"refused: {exc}"
+    return "allowed"
