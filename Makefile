@@ -42,8 +42,10 @@ format: install
 	$(BIN)/ruff check --fix .
 
 ## Benchmarks print JSON; see docs/performance.md.
+# Each benchmark prints one JSON document; BENCH=name runs one (e.g. make bench BENCH=tables).
+BENCHES ?= $(if $(BENCH),$(BENCH),execution_overhead endpoints config_get tables pages chat knowledge)
 bench: install
-	@$(BIN)/python bench/execution_overhead.py
+	@for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
