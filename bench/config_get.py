@@ -112,9 +112,12 @@ async def _timings(platform_: Any, actor: Any, key: str, calls: int) -> list[flo
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
+    from app.services import config as config_service
     from app.settings import Settings
     from app.web.server import running_server
 
+    if args.no_cache:
+        config_service._CACHE_TTL_SECONDS = 0.0  # entries expire at once: every lookup reads the database
     directory = Path(tempfile.mkdtemp(prefix="bifrost-bench-config-"))
     try:
         workspace = directory / "workspace"
@@ -139,7 +142,11 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                 scenarios[name]["worker_cpu_ms_per_call"] = round(
                     (sum(cpu_ms(p) for p in pids) - workers_cpu) / calls, 3
                 )
-            return {"loop": type(asyncio.get_running_loop()).__module__, "scenarios": scenarios}
+            return {
+                "loop": type(asyncio.get_running_loop()).__module__,
+                "lookup_cache": not args.no_cache,
+                "scenarios": scenarios,
+            }
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -149,6 +156,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=300, help="config.get calls per execution")
     parser.add_argument("--runs", type=int, default=3, help="measured executions per scenario")
     parser.add_argument("--workers", type=int, default=2, help="warm worker processes")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="disable the config lookup cache (every call reads the database)"
+    )
     args = parser.parse_args()
     load_start = os.getloadavg()[0]
     try:
