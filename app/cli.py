@@ -332,6 +332,7 @@ async def _secrets(args: argparse.Namespace) -> int:
 
     from app.db import create_engine, session_factory, transaction
     from app.services.config import ConfigService
+    from app.services.integrations_rotation import rotate_integration_secrets
     from app.services.secrets import SecretKeyError, load_secret_box, prepend_key_to_file
     from app.settings import get_settings
 
@@ -351,6 +352,8 @@ async def _secrets(args: argparse.Namespace) -> int:
         box = load_secret_box(settings.secret_key, settings.home)
         async with transaction(session_factory(engine)) as session:
             report = await ConfigService(session, lambda: box).rotate_all_secrets()
+            # Same transaction: config and integration secrets rotate together or not at all.
+            integrations = await rotate_integration_secrets(session, box)
     except SecretKeyError as exc:
         print(f"bifrost: {exc}", file=sys.stderr)
         return 1
@@ -358,7 +361,8 @@ async def _secrets(args: argparse.Namespace) -> int:
         await engine.dispose()
     print(
         f"Re-encrypted {report.secrets} secret(s) under the newest key of {box.source} "
-        f"({report.were_on_old_keys} were under an older key)."
+        f"({report.were_on_old_keys} were under an older key), and {integrations.secrets} integration "
+        f"secret(s) and token(s) ({integrations.were_on_old_keys} under an older key)."
     )
     if box.key_count > 1:
         print(f"Every secret now needs only the first key: you may remove the other {box.key_count - 1} key(s).")
