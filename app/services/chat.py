@@ -196,10 +196,16 @@ class ConversationService:
             raise NotFoundError(f"Tool call {call_id!r} not found.") from None
         return call, conversation
 
-    async def call_by_model_id(self, conversation_id: str, model_call_id: str) -> ChatToolCall | None:
-        """The call the model made with this id in this conversation, if recorded."""
+    async def approved_call(self, conversation_id: str, model_call_id: str) -> ChatToolCall | None:
+        """The approved call the model made with this id in this conversation, if any.
+
+        Only approved calls are matched: some OpenAI-compatible servers reuse call ids, so an id alone
+        could point at an older call of the conversation.
+        """
         stmt = select(ChatToolCall).where(
-            col(ChatToolCall.conversation_id) == conversation_id, col(ChatToolCall.model_call_id) == model_call_id
+            col(ChatToolCall.conversation_id) == conversation_id,
+            col(ChatToolCall.model_call_id) == model_call_id,
+            col(ChatToolCall.status) == "approved",
         )
         return (await self.session.execute(stmt)).scalars().first()
 

@@ -411,7 +411,7 @@ class ChatRuntime:
         async with transaction(self.sessions) as session:
             service = ConversationService(session)
             conversation = await service.get(actor, turn.conversation_id, lock=True)
-            call = await service.call_by_model_id(conversation.id, model_call_id) if model_call_id else None
+            call = await service.approved_call(conversation.id, model_call_id) if model_call_id else None
             new = call is None
             if call is None:
                 call = await service.add_tool_call(
