@@ -39,6 +39,7 @@ from app.web.api.unavailable import UNAVAILABLE_HANDLERS
 from app.web.api.workflows import DataProviderController, WorkflowController, WorkspaceController
 from app.web.deps import provide_actor
 from app.web.errors import EXCEPTION_HANDLERS
+from app.web.markdown import register_filters
 from app.web.pages import PAGE_HANDLERS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,7 +155,9 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
             session_config.middleware,
         ],
         csrf_config=CSRFConfig(secret=session_secret(settings.home).hex(), exclude=["/api/"], cookie_httponly=False),
-        template_config=TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(
+            directory=TEMPLATES_DIR, engine=JinjaTemplateEngine, engine_callback=register_filters
+        ),
         openapi_config=OpenAPIConfig(title="Bifrost Workbench API", version="0.1.0", path="/schema"),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],

@@ -120,6 +120,28 @@ def test_form_page_renders_every_field_from_the_schema(world: World, onboard: di
     assert "?changed=laptop" in body
 
 
+def test_markdown_text_is_rendered_and_cannot_run_script(world: World) -> None:
+    content = (
+        "Read **this** first.\n\n<script>alert(1)</script> [click](javascript:alert(1)) [docs](https://example.com/d)"
+    )
+    form = create_form(
+        world,
+        name="Markdown form",
+        access_level="authenticated",
+        organization_id=None,
+        form_schema={
+            "fields": [{"name": "intro", "type": "markdown", "content": content}, *ONBOARD_SCHEMA["fields"][1:]]
+        },
+    )
+    with alice(world) as page:
+        body = page.get(f"/forms/{form['id']}").text
+    markdown = field_html(body, "intro")
+    assert "<strong>this</strong>" in markdown and '<a href="https://example.com/d">docs</a>' in markdown
+    assert "<script>" not in markdown and "&lt;script&gt;" in markdown
+    assert "javascript:" not in markdown.replace("[click](javascript:alert(1))", "")
+    assert 'href="javascript' not in markdown
+
+
 def test_conditional_field_is_decided_on_the_server(world: World, onboard: dict[str, Any]) -> None:
     url = f"/forms/{onboard['id']}/fields"
     with alice(world) as page:
