@@ -44,6 +44,11 @@ def _actor(user: User, acting_org_id: str | None, **extra: Any) -> Actor:
     return Actor(**{**fields, **extra})
 
 
+def cached_actor_for_token(token: str, requested_org: str | None = None) -> Actor | None:
+    """The actor a bearer token resolved to a moment ago, if still cached (no database needed)."""
+    return actor_cache.get(hash_token(token), requested_org)
+
+
 class AuthService:
     """Turns credentials into an Actor."""
 
@@ -88,10 +93,10 @@ class AuthService:
 
         Resolved actors are cached for a few seconds (:mod:`app.services.actor_cache`).
         """
-        token_hash = hash_token(token)
-        cached = actor_cache.get(token_hash, requested_org)
+        cached = cached_actor_for_token(token, requested_org)
         if cached is not None:
             return cached
+        token_hash = hash_token(token)
         if token.startswith(EXECUTION_TOKEN_PREFIX):
             actor = await self._actor_for_execution_token(token_hash)
         elif token.startswith(API_KEY_PREFIX):

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import transaction
 from app.engine.platform import Platform
 from app.services.actor import Actor
-from app.services.auth import AuthService
+from app.services.auth import AuthService, cached_actor_for_token
 from app.services.errors import AuthenticationError, PermissionDeniedError
 from app.services.security import EXECUTION_TOKEN_PREFIX
 
@@ -54,26 +54,28 @@ async def resolve_actor(request: Request[Any, Any, Any]) -> Actor:
     """
     requested_org = request.headers.get("x-bifrost-org") or None
     token = bearer_token(request)
+    if token:
+        if token.startswith(EXECUTION_TOKEN_PREFIX) and not request.url.path.startswith("/api/sdk/"):
+            # Execution tokens are for the SDK API only: a workflow cannot reach key or admin routes.
+            raise AuthenticationError("Execution tokens are only accepted by the SDK API (/api/sdk/v1).")
+        # Hot path of every API and SDK call: a cached token needs no database session at all.
+        cached = cached_actor_for_token(token, requested_org)
+        if cached is not None:
+            return cached
+        async with db(request) as session:
+            return await AuthService(session).actor_for_token(token, requested_org)
+    user_id = request.session.get("user_id") if "session" in request.scope else None
+    if not user_id:
+        raise AuthenticationError(
+            "Authentication required: log in, or send an API key as 'Authorization: Bearer <key>'."
+        )
+    if request.method in UNSAFE_METHODS and request.url.path.startswith("/api/"):
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        header = request.headers.get(CSRF_HEADER, "")
+        if not cookie or not hmac.compare_digest(cookie, header):
+            raise PermissionDeniedError("CSRF token missing or wrong: send the csrftoken cookie value in X-CSRFToken.")
     async with db(request) as session:
-        auth = AuthService(session)
-        if token:
-            if token.startswith(EXECUTION_TOKEN_PREFIX) and not request.url.path.startswith("/api/sdk/"):
-                # Execution tokens are for the SDK API only: a workflow cannot reach key or admin routes.
-                raise AuthenticationError("Execution tokens are only accepted by the SDK API (/api/sdk/v1).")
-            return await auth.actor_for_token(token, requested_org)
-        user_id = request.session.get("user_id") if "session" in request.scope else None
-        if not user_id:
-            raise AuthenticationError(
-                "Authentication required: log in, or send an API key as 'Authorization: Bearer <key>'."
-            )
-        if request.method in UNSAFE_METHODS and request.url.path.startswith("/api/"):
-            cookie = request.cookies.get(CSRF_COOKIE, "")
-            header = request.headers.get(CSRF_HEADER, "")
-            if not cookie or not hmac.compare_digest(cookie, header):
-                raise PermissionDeniedError(
-                    "CSRF token missing or wrong: send the csrftoken cookie value in X-CSRFToken."
-                )
-        return await auth.actor_for_user(user_id, requested_org or request.session.get("org_id"))
+        return await AuthService(session).actor_for_user(user_id, requested_org or request.session.get("org_id"))
 
 
 async def provide_actor(request: Request[Any, Any, Any]) -> Actor:

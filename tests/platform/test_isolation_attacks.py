@@ -6,7 +6,8 @@ header, in ``org_id``/``scope`` parameters and in crafted file paths, without cr
 from inside a workflow with her execution's own SDK token. Each attempt must be refused (or see
 nothing) and leave org B's data as it was.
 
-The last test checks that every route of these families was attacked at least once, so a new
+The last test checks that every route of these families was attacked at least once (the ledger
+is module state: the suite runs files whole on one worker, ``--dist loadfile``), so a new
 route without an attack fails the suite, and prints how many (route, attack) pairs were tried.
 """
 
