@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -105,12 +107,14 @@ def zone(timezone: Any) -> ZoneInfo:
         raise InvalidInputError.field("timezone", f"unknown time zone {timezone!r}") from None
 
 
-def build_trigger(cron: Any, timezone: Any = "UTC") -> CronTrigger:
+def build_trigger(cron: Any, timezone: Any = "UTC") -> BaseTrigger:
     """Parse a cron expression into an APScheduler trigger, or say exactly what is wrong with it.
 
     Five fields are ``minute hour day month weekday`` (standard cron, weekday 0 or 7 = Sunday); six
-    fields put ``second`` first. Day and weekday restrictions must both match (APScheduler's rule;
-    classic cron fires when either matches).
+    fields put ``second`` first. When both the day and the weekday are restricted (neither starts
+    with ``*``), the expression fires when EITHER matches, as classic cron does: ``0 9 1 * 1`` runs
+    on the 1st of the month and on every Monday. APScheduler alone would require both, so such an
+    expression becomes an ``OrTrigger`` of a day trigger and a weekday trigger.
 
     Raises:
         InvalidInputError: naming ``cron`` (with the offending field) or ``timezone``.
@@ -137,18 +141,27 @@ def build_trigger(cron: Any, timezone: Any = "UTC") -> CronTrigger:
             reason = re.sub(r"^Error validating expression '[^']*': ", "", str(exc))
             raise InvalidInputError.field("cron", f"{name.replace('_', ' ')} field {value!r}: {reason}") from None
     try:
+        if _restricted(values["day"]) and _restricted(values["day_of_week"]):
+            by_day = CronTrigger(timezone=tz, **{**values, "day_of_week": "*"})
+            by_weekday = CronTrigger(timezone=tz, **{**values, "day": "*"})
+            return OrTrigger([by_day, by_weekday])
         return CronTrigger(timezone=tz, **values)
     except ValueError as exc:
         raise InvalidInputError.field("cron", str(exc)) from None
 
 
-def next_fire(trigger: CronTrigger, after: datetime) -> datetime | None:
+def _restricted(field: str) -> bool:
+    """Whether a day or weekday field limits the days (classic cron: a field starting with ``*`` does not)."""
+    return not field.startswith("*")
+
+
+def next_fire(trigger: BaseTrigger, after: datetime) -> datetime | None:
     """The first firing strictly after ``after`` (UTC), or None when the expression never fires again."""
     moment = trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
     return moment.astimezone(ZoneInfo("UTC")) if moment else None
 
 
-def fire_times(trigger: CronTrigger, first: datetime, until: datetime) -> Iterator[datetime]:
+def fire_times(trigger: BaseTrigger, first: datetime, until: datetime) -> Iterator[datetime]:
     """Every firing from ``first`` (included when it is one) up to ``until`` (included), oldest first."""
     moment: datetime | None = trigger.get_next_fire_time(None, first)
     walked = 0
