@@ -11,6 +11,10 @@ even when they connect late:
 Tool calls go through ``ExecutionService.submit(..., trigger="chat")``: each is a recorded
 execution run by a worker with its timeout, and its result or error goes back to the model.
 No database transaction is open while the model writes or a tool runs.
+
+Turns live in the web process: a server stopped mid-turn leaves the turn's stored part behind
+(the user's message, text stored before each tool call, calls ``running``). On the next start
+:func:`recover_interrupted_turns` ends such leftovers (calls ``interrupted``, a notice after them).
 """
 
 from __future__ import annotations
@@ -22,13 +26,16 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from agents.chat import build_chat_agent, dump_history, load_history
 from agents.commands import HELP, CommandError, is_command, parse_command
 from agents.models import ModelConfigurationError, build_model_async, model_label
 from agents.tools import arguments_schema, make_tools
 from app.db import transaction
+from app.models.ai import ChatConversation, ChatMessage, ChatToolCall
 from app.models.base import new_id, utcnow
 from app.services.actor import Actor
 from app.services.ai import provider_error, usage_counts
@@ -59,6 +66,15 @@ WAIT_MARGIN_SECONDS = 30.0
 MAX_RESULT_CHARS = 20_000  # what the model reads of one tool result
 NO_MODEL_HINT = "Meanwhile tools run by command: /tools lists them, /run <workflow> key=value ... runs one."
 REJECTED = "The user rejected this call; it did not run. Do not call it again unless the user asks."
+INTERRUPTED = "interrupted"  # a tool call status: its turn was lost when the server stopped
+INTERRUPTED_CALL = (
+    "The server stopped during this call's turn, so the assistant never got its result "
+    "(its execution, if it started, is listed under Executions)."
+)
+INTERRUPTED_REPLY = (
+    "The server restarted while this reply was being written, so it stopped here (what was already "
+    "stored is kept above). Send your message again to continue."
+)
 
 
 class Turn:
@@ -81,6 +97,18 @@ class Turn:
         for queue in self._followers:
             queue.put_nowait(event)
         return event
+
+    def segment_texts(self, before: int | None = None) -> dict[int, str]:
+        """The assistant's text of each segment, from the events before sequence number ``before`` (all by default)."""
+        chunks: dict[int, list[str]] = {}
+        for event in self.events:
+            if before is not None and event["seq"] >= before:
+                break
+            if event["type"] == "segment":
+                chunks[event["index"]] = []
+            elif event["type"] == "token":
+                chunks[event["index"]].append(event["content"])
+        return {index: "".join(parts) for index, parts in chunks.items()}
 
     def finish(self) -> None:
         """Emit ``done`` (once)."""
@@ -311,7 +339,7 @@ class ChatRuntime:
         self, turn: Turn, actor: Actor, writer: _Writer, prompt: str | None, decisions: dict[str, bool] | None
     ) -> None:
         from pydantic_ai import AgentRunResultEvent
-        from pydantic_ai.messages import PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta
+        from pydantic_ai.messages import PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta, repair_messages
         from pydantic_ai.tools import DeferredToolRequests, DeferredToolResults, ToolDenied
 
         context = await self._context(actor, turn.conversation_id)
@@ -340,6 +368,10 @@ class ChatRuntime:
             knowledge_search=search if context["namespaces"] else None,
             knowledge_namespaces=context["namespaces"],
         )
+        history = context["history"]
+        if prompt is not None:
+            # A new message closes calls a lost turn left unanswered (pydantic-ai refuses a prompt after them).
+            history = repair_messages(history)
         deferred = None
         if decisions:
             deferred = DeferredToolResults(
@@ -348,7 +380,7 @@ class ChatRuntime:
         result = None
         try:
             async with agent.run_stream_events(
-                prompt, message_history=context["history"], deferred_tool_results=deferred, model=model
+                prompt, message_history=history, deferred_tool_results=deferred, model=model
             ) as events:
                 async for event in events:
                     if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
@@ -532,3 +564,96 @@ def _for_model(outcome: dict[str, Any]) -> dict[str, Any]:
             "note": f"The result was {len(text)} characters; only the first {MAX_RESULT_CHARS} are shown.",
         }
     return answer
+
+
+# ----- start-up recovery ----------------------------------------------------------------------------
+async def recover_interrupted_turns(sessions: async_sessionmaker[AsyncSession]) -> int:
+    """On server start: end the chat turns a stopped server left unfinished; returns how many.
+
+    Turns run in the web process, so after a restart none is running. A conversation was left
+    mid-turn when a tool call is still ``running`` (or ``approved`` with its batch decided), or
+    when its last message is one a turn always answers: the user's message, or a tool call
+    whose result the stored history never got. Such calls end ``interrupted``; a notice follows
+    the reply's stored part; calls the lost turn left unanswered in the history are closed so a
+    new message can be sent. Only the serving process may call this (like execution recovery).
+    """
+    async with transaction(sessions) as session:
+        last_message = (
+            select(col(ChatMessage.conversation_id))
+            .join(
+                ChatConversation,
+                and_(
+                    col(ChatConversation.id) == col(ChatMessage.conversation_id),
+                    col(ChatMessage.seq) == col(ChatConversation.next_seq) - 1,
+                ),
+            )
+            .where(col(ChatMessage.role).in_(("user", "tool")))
+        )
+        open_calls = select(col(ChatToolCall.conversation_id)).where(
+            col(ChatToolCall.status).in_(("running", "approved"))
+        )
+        candidates = set((await session.execute(last_message)).scalars())
+        candidates |= set((await session.execute(open_calls)).scalars())
+    recovered = 0
+    for conversation_id in sorted(candidates):
+        try:
+            async with transaction(sessions) as session:
+                recovered += await _recover_conversation(session, conversation_id)
+        except Exception:  # one odd conversation must not stop the server from starting
+            log.exception("chat recovery of conversation %s failed", conversation_id)
+    if recovered:
+        log.warning("chat: %d reply(ies) interrupted by the server restart were marked interrupted", recovered)
+    return recovered
+
+
+async def _recover_conversation(session: AsyncSession, conversation_id: str) -> int:
+    from pydantic_ai.messages import ModelRequest, RetryPromptPart, ToolReturnPart, repair_messages
+
+    stmt = select(ChatConversation).where(col(ChatConversation.id) == conversation_id).with_for_update()
+    conversation = (await session.execute(stmt)).scalars().first()
+    if conversation is None:
+        return 0
+    service = ConversationService(session)
+    calls = await service.calls(conversation.id)
+    waiting_turns = {c.turn_id for c in calls if c.status == AWAITING}  # their batch waits for the user: alive
+    lost = [c for c in calls if c.status == "running" or (c.status == "approved" and c.turn_id not in waiting_turns)]
+    last = (
+        (
+            await session.execute(
+                select(ChatMessage).where(
+                    col(ChatMessage.conversation_id) == conversation.id,
+                    col(ChatMessage.seq) == conversation.next_seq - 1,
+                )
+            )
+        )
+        .scalars()
+        .first()
+    )
+    history = load_history(conversation.history)
+    cut = bool(lost)
+    if last is not None and last.role == "user":
+        cut = True
+    elif last is not None and last.role == "tool":
+        call = next((c for c in calls if c.id == last.tool_call_id), None)
+        if call is not None and call.turn_id not in waiting_turns:
+            # After a tool result the turn goes on (the model answers, a command says how it went); an
+            # agent turn that ended normally stored a history holding the result.
+            answered = {
+                part.tool_call_id
+                for message in history
+                if isinstance(message, ModelRequest)
+                for part in message.parts
+                if isinstance(part, ToolReturnPart | RetryPromptPart)
+            }
+            cut = cut or not (call.model_call_id and call.model_call_id in answered)
+    if not cut:
+        return 0
+    now = utcnow()
+    for call in lost:
+        call.status, call.error, call.updated_at = INTERRUPTED, INTERRUPTED_CALL, now
+    if not waiting_turns:
+        repaired = repair_messages(history)
+        if repaired != history:
+            conversation.history = dump_history(repaired)
+    await service.add_message(conversation, "notice", INTERRUPTED_REPLY, last.turn_id if last else None)
+    return 1

@@ -19,6 +19,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from app.engine.platform import Platform
+from app.services.chat_turns import recover_interrupted_turns
 from app.settings import Settings
 from app.web.api import ai as ai_api
 from app.web.api import config as config_api
@@ -117,6 +118,7 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
     async def on_startup(app: Litestar) -> None:
         if start_platform and not platform.started:
             await platform.start()
+            await recover_interrupted_turns(platform.sessions)  # chat turns ran in the stopped process
 
     async def on_shutdown(app: Litestar) -> None:
         if start_platform and platform.started:

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 
 from app.engine.platform import Platform
+from app.services.chat_turns import recover_interrupted_turns
 from app.settings import Settings
 from app.web.app import create_app
 
@@ -28,7 +29,7 @@ async def running_server(
     Args:
         settings: Platform settings (``host`` is used; ``port`` is overridden by the argument).
         port: Port to listen on; 0 picks a free one.
-        recover: Run start-up recovery of interrupted executions.
+        recover: Run start-up recovery of interrupted executions and chat turns.
         watch: Watch the workspace for edits.
     """
     # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP,
@@ -42,6 +43,8 @@ async def running_server(
     base_url = f"http://{settings.host}:{sock.getsockname()[1]}"
     platform = Platform(settings, sdk_url=base_url)
     await platform.start(recover=recover, watch=watch)
+    if recover:
+        await recover_interrupted_turns(platform.sessions)  # chat turns ran in the stopped process
     app = create_app(settings, platform, start_platform=False)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -34,6 +34,10 @@ def script(body: dict[str, Any]) -> Reply:
         return reply_tool_call("lookup_user", {"email": "dana@a.example"})
     if "reset" in text:
         return reply_tool_call("reset_password", {"email": "erin@a.example"})
+    if "markdown" in text:
+        return reply_text(
+            "", chunks=["Two **steps**:\n\n", "- open\n", "- close\n\n", "<script>window.pwned = 1</script>"]
+        )
     return reply_text("", chunks=["Hello ", "from ", "the ", "fake ", "model."])
 
 
@@ -72,7 +76,15 @@ def test_chat_streams_runs_a_tool_and_keeps_the_conversation(world: World, page:
     bubble = page.locator(".turn .msg.assistant .bubble").last
     bubble.wait_for()
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.turn .msg.assistant .bubble')].some(b => b.textContent === 'Hello from the fake model.')"
+        "() => [...document.querySelectorAll('.turn .msg.assistant .bubble')].some(b => b.textContent.trim() === 'Hello from the fake model.')"
+    )
+
+    # a Markdown reply streams as text, then the finished bubble shows the Markdown rendered on the server
+    ask(page, "Some markdown please")
+    page.locator(".turn .msg.assistant .bubble.md strong", has_text="steps").wait_for()
+    assert page.locator(".turn .msg.assistant .bubble.md li").all_inner_texts() == ["open", "close"]
+    assert page.evaluate(
+        "() => window.pwned === undefined && document.querySelectorAll('#messages script').length === 0"
     )
 
     ask(page, "Who is dana@a.example?")
@@ -82,7 +94,7 @@ def test_chat_streams_runs_a_tool_and_keeps_the_conversation(world: World, page:
     execution_link = card.locator("a", has_text="execution").get_attribute("href")
     assert execution_link and execution_link.startswith("/executions/")
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.turn .msg.assistant .bubble')].some(b => b.textContent === 'The user Dana is active.')"
+        "() => [...document.querySelectorAll('.turn .msg.assistant .bubble')].some(b => b.textContent.trim() === 'The user Dana is active.')"
     )
     # the tool schema and the API key reached the provider
     offered = [t["function"]["name"] for t in fake_llm.requests[-2]["tools"]]
@@ -90,7 +102,8 @@ def test_chat_streams_runs_a_tool_and_keeps_the_conversation(world: World, page:
 
     page.reload()
     roles = page.locator("#messages > li").evaluate_all("items => items.map(i => i.className)")
-    assert roles == ["msg user", "msg assistant", "msg user", "msg tool", "msg assistant"]
+    assert roles == ["msg user", "msg assistant", "msg user", "msg assistant", "msg user", "msg tool", "msg assistant"]
+    assert page.locator("#messages .msg.assistant .bubble.md strong", has_text="steps").count() == 1
     assert page.locator("#messages .tool-call[data-status=completed]").count() == 1
     assert page.locator("#conversation-title").inner_text() == "Hi there"
     assert page.console_errors == []
@@ -125,6 +138,6 @@ def test_without_a_model_the_page_says_so_and_commands_run(world: World, page: A
     ask(page, "/run lookup_user email=zoe@b.example")
     page.locator(".tool-call[data-status=completed]").wait_for()
     page.wait_for_function(
-        "() => [...document.querySelectorAll('.msg.assistant .bubble')].some(b => b.textContent === 'lookup_user completed.')"
+        "() => [...document.querySelectorAll('.msg.assistant .bubble')].some(b => b.textContent.trim() === 'lookup_user completed.')"
     )
     assert page.console_errors == []

@@ -4,6 +4,10 @@ A sent message comes back as two list items: the user's message and the reply's 
 which opens ``/chat/turns/<id>/live``. Every event of the turn arrives as one SSE ``chat``
 message holding out-of-band fragments (a new text bubble, a token appended to it, a tool card
 added or replaced, a notice), so the page needs no script of its own.
+
+Tokens stream in as plain text; once a text segment is complete (a tool call follows it, or the
+turn is done) its bubble is replaced by the Markdown rendered on the server (raw HTML escaped,
+``javascript:`` links dropped), which is also how stored replies show on a reload.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from app.services.errors import ConflictError, InvalidInputError, NotFoundError
 from app.web.api.ai import settings_service
 from app.web.api.chat import chat_runtime
 from app.web.deps import db
+from app.web.markdown import render_chat_markdown
 from app.web.pages.common import PageController, form_text, layout_context, render_string
 
 _CLOSE_GRACE_SECONDS = 5.0  # the browser closes on "done" first (a server-side close makes it reconnect)
@@ -33,6 +38,14 @@ _KEEPALIVE_SECONDS = 15.0
 
 def _alert(message: str) -> str:
     return f'<li class="msg platform" role="alert"><div class="bubble">{escape(message)}</div></li>'
+
+
+def _rendered_segments(turn: Turn, texts: dict[int, str]) -> str:
+    """Out-of-band replacements of finished text bubbles by their Markdown (idempotent: sent again on reconnect)."""
+    return "".join(
+        f'<div class="bubble md" id="turn-{turn.id}-seg-{index}" hx-swap-oob="true">{render_chat_markdown(text)}</div>'
+        for index, text in texts.items()
+    )
 
 
 def event_html(request: Request[Any, Any, Any], turn: Turn, event: dict[str, Any]) -> str:
@@ -54,11 +67,15 @@ def event_html(request: Request[Any, Any, Any], turn: Turn, event: dict[str, Any
         )
     if kind == "tool":
         card = render_string(request, "partials/_chat_tool_call.html", c=event["call"], oob=False)
-        return f'<div hx-swap-oob="beforeend:{parts}">{card}</div>'
+        # The text before a tool call is complete (the writer stored it): show it as Markdown now.
+        texts = turn.segment_texts(before=event["seq"])
+        finished = _rendered_segments(turn, {max(texts): texts[max(texts)]}) if texts else ""
+        return f'{finished}<div hx-swap-oob="beforeend:{parts}">{card}</div>'
     if kind == "tool_update":
         return render_string(request, "partials/_chat_tool_call.html", c=event["call"], oob=True)
     if kind == "done":
-        return f'<p class="typing" id="turn-{turn.id}-typing" hx-swap-oob="true"></p>'
+        finished = _rendered_segments(turn, turn.segment_texts())
+        return f'{finished}<p class="typing" id="turn-{turn.id}-typing" hx-swap-oob="true"></p>'
     return ""
 
 
