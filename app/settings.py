@@ -56,6 +56,8 @@ class Settings(BaseSettings):
         embedding_threads: onnxruntime intra-op threads of the local model (default: up to 2).
         knowledge_max_upload_bytes: Largest file the knowledge page or upload API ingests (413 above).
         knowledge_max_content_chars: Largest text one ``knowledge.store`` call embeds in the request (422 above).
+        knowledge_cache_mb: MiB of namespace vector matrices a process keeps for searches; the least
+            recently searched are evicted first (0 = keep none, every search reads the database).
         ai_model: The platform's default LLM, a pydantic-ai model string (``openai:gpt-4o-mini``,
             ``anthropic:claude-3-5-haiku-latest``, ``ollama:llama3.2``); used when neither the organization
             nor the platform AI settings (admin page / API) name one. Unset: no model, ``ai.complete``
@@ -101,6 +103,7 @@ class Settings(BaseSettings):
     embedding_threads: int = Field(default_factory=lambda: min(2, _default_workers()), ge=1, le=64)
     knowledge_max_upload_bytes: int = Field(default=50 * 1024**2, ge=1)
     knowledge_max_content_chars: int = Field(default=200_000, ge=1)
+    knowledge_cache_mb: int = Field(default=512, ge=0)
     ai_model: str | None = None
     ai_base_url: str | None = None
     ai_api_key: str | None = None

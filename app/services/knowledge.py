@@ -64,7 +64,7 @@ class KnowledgeRuntime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.embedder = embedder_from_settings(settings)
-        self.cache = VectorCache()
+        self.cache = VectorCache(max_bytes=settings.knowledge_cache_mb * 1024 * 1024)
         self._llama: ModuleType | None = None
         self._splitter: Any = None
         self._embed_model: Any = None

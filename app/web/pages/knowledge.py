@@ -96,6 +96,7 @@ class KnowledgePages(PageController):
                 "jobs_active": any(j["status"] in ACTIVE for j in jobs),
                 "search": search,
                 "model_id": runtime.model_id,
+                "cache": runtime.cache.stats(),
             },
         )
 
