@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Knowledge benchmark: ingest rate, search latency at 1k / 10k / 50k chunks, server memory.
 
-Run ``.venv/bin/python bench/knowledge.py`` (about five minutes on two cores). Prints ONE JSON
+Run ``.venv/bin/python bench/knowledge.py`` (about half a minute on two cores). Prints ONE JSON
 object on stdout; progress goes to stderr. See ``docs/performance.md`` and ``docs/knowledge.md``.
 
 Layout (two processes, loopback only):
