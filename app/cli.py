@@ -66,6 +66,7 @@ async def _init(args: argparse.Namespace) -> int:
     if args.demo:
         _install_demo_workspace(settings.workspace)
         await _install_demo_tenants(settings.resolved_database_url)
+        await _install_demo_data(settings)
     print(f"Database ready: {settings.resolved_database_url}")
     if not (settings.secret_key or "").strip():
         from app.services.secrets import ensure_key_file
@@ -122,6 +123,156 @@ def _install_demo_workspace(workspace: Path) -> None:
         if not target.exists():
             shutil.copyfile(file, target)
             print(f"Demo workflow added: {target}")
+
+
+# What the demo workflows read (health.py). Set only when missing: an admin's edit survives `init`.
+DEMO_CONFIG = (
+    # key, value, is_secret, description
+    ("health_check_targets", ["127.0.0.1:8000"], False, "host:port services the hourly health check probes"),
+    ("psa_api_token", "demo-not-a-real-token", True, "PSA API token (demo value: fake)"),
+)
+
+DEMO_FORM = "Report an incident"
+DEMO_FORM_SCHEMA = {
+    "fields": [
+        {"name": "intro", "type": "markdown", "content": "Opens a ticket in your organization's **tickets** table."},
+        {"name": "client", "type": "select", "label": "Client", "required": True, "data_provider": "get_clients"},
+        {
+            # Cascading: the sites are those of the client chosen above, refreshed when it changes.
+            "name": "site",
+            "type": "select",
+            "label": "Site",
+            "data_provider": "get_client_sites",
+            "data_provider_inputs": {"client": {"field": "client"}},
+            "visible_when": {"field": "client"},
+        },
+        {
+            "name": "summary",
+            "type": "text",
+            "label": "What is wrong?",
+            "required": True,
+            "validation": {"min": 5, "max": 200, "message": "Between 5 and 200 characters"},
+        },
+        {
+            "name": "priority",
+            "type": "radio",
+            "default": "normal",
+            "options": [
+                {"label": "Low", "value": "low"},
+                {"label": "Normal", "value": "normal"},
+                {"label": "High", "value": "high"},
+            ],
+        },
+    ]
+}
+
+# Short on purpose: each is embedded by the local model during `bifrost init --demo`.
+DEMO_RUNBOOKS = {
+    "mfa-reset": (
+        "Runbook: reset a user's MFA device. Verify the caller's identity with a call back to the number "
+        "on file. In the Microsoft 365 admin center open the user, choose Manage multifactor "
+        "authentication and select Require re-register MFA. Ask the user to sign in again and enrol the "
+        "new phone in the Authenticator app. Note the ticket number in the user's record."
+    ),
+    "vpn-troubleshooting": (
+        "Runbook: VPN will not connect. Check that the user's internet connection works without the VPN. "
+        "Confirm the account is not locked and the password has not expired. Restart the VPN client and "
+        "reinstall it if the error persists. If several users of one site fail at once, check the "
+        "firewall's VPN service and open a high priority ticket for the network team."
+    ),
+    "printer-offline": (
+        "Runbook: printer shows as offline. Power-cycle the printer and check its network cable or Wi-Fi. "
+        "Print a configuration page to read its IP address and ping it from the print server. Clear the "
+        "stuck jobs in the print queue and restart the Print Spooler service."
+    ),
+}
+
+
+async def _install_demo_data(settings: Any) -> None:
+    """Global config, the workspace synced, a form and the runbooks knowledge: what the demo workflows use.
+
+    Idempotent: each piece is created only when missing, so a second ``init --demo`` changes nothing.
+    """
+    import time
+
+    from app.db import create_engine, session_factory, transaction
+    from app.engine.pool import WorkerPool
+    from app.services.auth import AuthService
+    from app.services.config import ConfigService
+    from app.services.errors import DomainError, NotFoundError
+    from app.services.forms import FormService
+    from app.services.knowledge import KnowledgeRuntime, KnowledgeService
+    from app.services.schedules import ScheduleService
+    from app.services.secrets import secret_box
+    from app.services.users import UserService
+    from app.services.workflows import WorkflowService
+
+    engine = create_engine(settings.resolved_database_url)
+    sessions = session_factory(engine)
+    runtime = KnowledgeRuntime(settings)
+    try:
+        async with transaction(sessions) as session:
+            admin = next(u for u in await UserService(session).list_admins())
+            actor = await AuthService(session).actor_for_user(admin.id)  # acting globally
+            values = ConfigService(session, lambda: secret_box(settings.secret_key, settings.home))
+            for key, value, is_secret, description in DEMO_CONFIG:
+                try:
+                    await values.get(actor, key)
+                except NotFoundError:
+                    await values.set(actor, key, value, is_secret=is_secret, description=description)
+                    print(f"Demo config {key} set{' (secret)' if is_secret else ''}")
+
+        # A form names a workflow that must exist in the database, and workflows reach it when the
+        # workspace is synced. The server syncs at start; doing the same sync here (a one-shot import
+        # in a worker process, as `bifrost workflows` does) lets init create the form right away.
+        scan = await WorkerPool(settings.workspace, 1).scan()
+        async with transaction(sessions) as session:
+            await WorkflowService(session).sync(scan.workflows + scan.data_providers, scan.errors)
+            await ScheduleService(session).sync_workspace()
+        WorkflowService.forget_cached()
+        for error in scan.errors:
+            print(f"Workspace error in {error.get('file')}: {error.get('error')}", file=sys.stderr)
+
+        async with transaction(sessions) as session:
+            forms = FormService(session)
+            if not any(form.name == DEMO_FORM for form in await forms.list(actor)):
+                try:
+                    await forms.create(
+                        actor,
+                        name=DEMO_FORM,
+                        description="Open a service desk ticket for one of our clients.",
+                        workflow_id="create_ticket",
+                        form_schema=DEMO_FORM_SCHEMA,
+                        access_level="authenticated",  # every signed-in user, technicians included
+                        organization_id=None,  # global: offered in every organization
+                    )
+                    print(f"Demo form added: {DEMO_FORM}")
+                except DomainError as exc:  # e.g. tickets.py was removed from the workspace
+                    print(f"Demo form skipped: {exc}", file=sys.stderr)
+
+        async with transaction(sessions) as session:
+            knowledge = KnowledgeService(session, runtime)
+            missing = []
+            for key in DEMO_RUNBOOKS:
+                try:
+                    await knowledge.get(actor, key, "runbooks")
+                except NotFoundError:
+                    missing.append(key)
+        if missing:
+            started = time.perf_counter()
+            # Embed before opening the write transaction (prepare() touches no database): SQLite holds
+            # its write lock for the whole transaction, which must not wait for the model.
+            prepared = {key: await knowledge.prepare(DEMO_RUNBOOKS[key]) for key in missing}
+            async with transaction(sessions) as session:
+                knowledge = KnowledgeService(session, runtime)
+                for key in missing:
+                    await knowledge.store_in(
+                        None, admin.id, DEMO_RUNBOOKS[key], "runbooks", key, {"kind": "runbook"}, prepared=prepared[key]
+                    )
+            print(f"Demo runbooks stored in knowledge namespace 'runbooks' ({time.perf_counter() - started:.1f} s)")
+    finally:
+        runtime.close()
+        await engine.dispose()
 
 
 # ----- serve -----------------------------------------------------------------------------------------
