@@ -229,9 +229,10 @@ class ChatRuntime:
                 raise ConflictError("A tool call waits for your approval: approve or reject it first.")
             turn_id = new_id()
             message = await service.add_message(conversation, "user", text, turn_id)
+            view = message_view(message)
             if conversation.title == DEFAULT_TITLE:
                 conversation.title = title_from(text)
-            view = message_view(message)
+                view["conversation_title"] = conversation.title  # the page shows the new title at once
         return self._start(actor, conversation.id, turn_id, text, None), view
 
     async def decide(self, actor: Actor, call_id: str, approve: bool) -> tuple[Turn | None, dict[str, Any]]:

@@ -75,6 +75,9 @@ def test_chat_streams_runs_a_tool_and_keeps_the_conversation(world: World, page:
     ask(page, "Hi there")
     bubble = page.locator(".turn .msg.assistant .bubble").last
     bubble.wait_for()
+    # the first message names the conversation: heading and list follow without a reload
+    page.locator("#conversation-title", has_text="Hi there").wait_for()
+    assert page.locator('#conversation-list a[aria-current="page"]').inner_text() == "Hi there"
     page.wait_for_function(
         "() => [...document.querySelectorAll('.turn .msg.assistant .bubble')].some(b => b.textContent.trim() === 'Hello from the fake model.')"
     )

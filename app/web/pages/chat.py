@@ -169,6 +169,10 @@ class ChatPages(PageController):
         except (InvalidInputError, ConflictError) as exc:
             return Response(_alert(str(exc)), media_type=MediaType.HTML)
         html = render_string(request, "partials/_chat_message.html", m=message) + turn_html(request, turn.id)
+        if "conversation_title" in message:  # the first message named the conversation: heading and list follow
+            title = escape(message["conversation_title"])
+            html += f'<h1 class="flush" id="conversation-title" hx-swap-oob="true">{title}</h1>'
+            html += f'<span hx-swap-oob="innerHTML:#conversation-link-{escape(conversation_id)}">{title}</span>'
         return Response(html, media_type=MediaType.HTML)
 
     @post("/tool-calls/{call_id:str}/{decision:str}", status_code=200)
