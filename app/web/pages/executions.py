@@ -176,9 +176,11 @@ class ExecutionPages(PageController):
                 done = await ExecutionService(session).get(actor, execution_id)
                 org = await OrganizationService(session).cached(done.organization_id)
             context = detail_context(done, actor, org.name if org else None)
-            yield ServerSentEventMessage(
-                event="status", data=render_string(request, "partials/_execution_status.html", **context)
-            )
+            # The facts table was rendered before the run ended: its start and end times follow (out of band).
+            status = render_string(request, "partials/_execution_status.html", **context)
+            status += render_string(request, "partials/_execution_started.html", oob=True, **context)
+            status += render_string(request, "partials/_execution_completed.html", oob=True, **context)
+            yield ServerSentEventMessage(event="status", data=status)
             yield ServerSentEventMessage(
                 event="result", data=render_string(request, "partials/_execution_result.html", **context)
             )
