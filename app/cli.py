@@ -197,6 +197,7 @@ async def _install_demo_data(settings: Any) -> None:
 
     from app.db import create_engine, session_factory, transaction
     from app.engine.pool import WorkerPool
+    from app.services.ai_settings import AISettingsService
     from app.services.auth import AuthService
     from app.services.config import ConfigService
     from app.services.errors import DomainError, NotFoundError
@@ -221,6 +222,11 @@ async def _install_demo_data(settings: Any) -> None:
                 except NotFoundError:
                     await values.set(actor, key, value, is_secret=is_secret, description=description)
                     print(f"Demo config {key} set{' (secret)' if is_secret else ''}")
+            # The chat assistant answers from the runbooks once a model is configured.
+            ai_settings = AISettingsService(session, settings, lambda: secret_box(settings.secret_key, settings.home))
+            if not (await ai_settings.get(actor))["knowledge_namespaces"]:
+                await ai_settings.update(actor, None, {"knowledge_namespaces": ["runbooks"]})
+                print("Demo chat knowledge: runbooks")
 
         # A form names a workflow that must exist in the database, and workflows reach it when the
         # workspace is synced. The server syncs at start; doing the same sync here (a one-shot import

@@ -128,6 +128,8 @@ def test_workspace_syncs_without_errors_and_lists_everything(server: LiveServer,
         workflows = {w["name"]: w for w in client.get("/api/workflows").json()}
         providers = {p["name"] for p in client.get("/api/data-providers").json()}
         schedules = client.get("/api/schedules").json()
+        chat_settings = client.get("/api/ai/settings").json()
+    assert chat_settings["knowledge_namespaces"] == ["runbooks"]  # the assistant answers from the runbooks
     assert DEMO_WORKFLOWS <= set(workflows)
     assert DEMO_PROVIDERS <= providers
     assert [(s["workflow_name"], s["cron"]) for s in schedules] == [("service_health_check", "0 * * * *")]
