@@ -3,9 +3,9 @@
 import logging
 from datetime import date
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from bifrost import UserError, context, data_provider, workflow
 
@@ -39,7 +39,8 @@ async def onboard_employee(
     first_name: str,
     last_name: str,
     start_date: date,
-    department: str = "eng",
+    # The automatic form shows this parameter as a dropdown filled by the get_departments provider.
+    department: Annotated[str, Field(json_schema_extra={"data_provider": "get_departments"})] = "eng",
     license: License = License.STANDARD,
     seat: Literal["office", "remote", "hybrid"] = "hybrid",
     groups: list[str] | None = None,
