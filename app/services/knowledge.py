@@ -45,7 +45,7 @@ from app.services.knowledge_checks import (
     check_namespace,
     check_namespaces,
 )
-from app.services.knowledge_index import NamespaceMatrix, VectorCache
+from app.services.knowledge_index import DocumentChange, NamespaceMatrix, VectorCache
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -213,14 +213,18 @@ class KnowledgeService:
             select(col(KnowledgeNamespace.id)).where(col(KnowledgeNamespace.id) == namespace_id).with_for_update()
         )
 
-    async def _bump(self, namespace_id: str) -> None:
-        # Every change to a namespace's chunks moves its version: cached matrices compare it.
-        await self.session.execute(
-            update(KnowledgeNamespace)
-            .where(col(KnowledgeNamespace.id) == namespace_id)
-            .values(version=KnowledgeNamespace.version + 1)  # type: ignore[operator]
-        )
-        self.runtime.cache.invalidate(namespace_id)
+    async def _bump(self, namespace_id: str, change: DocumentChange, model_id: str) -> None:
+        # Every change to a namespace's chunks moves its version: cached matrices compare it. This
+        # process's own cached matrix takes the change in place once the transaction commits.
+        version = (
+            await self.session.execute(
+                update(KnowledgeNamespace)
+                .where(col(KnowledgeNamespace.id) == namespace_id)
+                .values(version=KnowledgeNamespace.version + 1)  # type: ignore[operator]
+                .returning(col(KnowledgeNamespace.version))
+            )
+        ).scalar_one()
+        self.runtime.cache.apply_after_commit(self.session, namespace_id, version, model_id, change)
 
     # -- writing -------------------------------------------------------------------------------------
     async def prepare(self, content: str) -> PreparedDocument:
@@ -317,7 +321,14 @@ class KnowledgeService:
             for i, (text, vector) in enumerate(zip(prepared.chunks, prepared.vectors, strict=True))
         ]
         await store.async_add(nodes)
-        await self._bump(ns.id)
+        change = DocumentChange(
+            document_id=doc.id,
+            key=key,
+            metadata=metadata or {},
+            chunk_ids=[node.node_id for node in nodes],
+            vectors=np.asarray(prepared.vectors, dtype=np.float32),  # the rows async_add stored as <f4
+        )
+        await self._bump(ns.id, change, prepared.model_id)
         return doc, ns
 
     async def _writable_document(self, actor: Actor, doc_id: str) -> tuple[KnowledgeDocument, KnowledgeNamespace]:
@@ -329,7 +340,7 @@ class KnowledgeService:
     async def _delete_document(self, doc: KnowledgeDocument) -> None:
         await self.session.execute(delete(KnowledgeChunk).where(col(KnowledgeChunk.document_id) == doc.id))
         await self.session.execute(delete(KnowledgeDocument).where(col(KnowledgeDocument.id) == doc.id))
-        await self._bump(doc.namespace_id)
+        await self._bump(doc.namespace_id, DocumentChange(document_id=doc.id), self.runtime.model_id)
 
     async def delete(self, actor: Actor, key: Any, namespace: Any = "default") -> bool:
         """Delete the document with ``key`` in the actor's write scope; False when there is none."""

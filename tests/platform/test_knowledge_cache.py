@@ -204,11 +204,13 @@ async def test_version_invalidation_still_works_with_eviction(tmp_path: Path, da
         assert keys[0] == "bikes" and "parking" in keys
         assert kb.cached(ids) == ["gamma", "alpha"]  # 2 + 1 + 2: beta went
 
-        # A delete through this process drops the snapshot at once and the search after it agrees.
+        # A delete through this process updates the snapshot in place (no reload) and the search agrees.
+        loads = kb.cache.loads
         assert await delete(kb, "alpha", "bikes")
-        assert ids["alpha"] not in kb.cache.entries
+        assert kb.cache.entries[ids["alpha"]].doc_keys == ["parking"]
         kb.assert_accounting()
         assert [r["key"] for r in await kb.search("alpha", "where do I put my bicycle")] == ["parking"]
+        assert kb.cache.loads == loads
         kb.assert_accounting()
 
 
@@ -227,13 +229,15 @@ async def test_a_namespace_larger_than_the_bound_is_searched_but_not_kept(
         ids = await fill(kb, ["alpha", "beta"])
         await kb.search("beta", QUESTIONS["beta"])
         kb.cache.max_bytes = kb.cache.nbytes - 1  # beta no longer fits, nor does alpha (same size)
-        await kb.store("beta", "toner", "Spare toner cartridges are kept in the supply room.")  # drops beta
+        # the store's in-place update does not fit either: beta is dropped (counted oversized once)
+        await kb.store("beta", "toner", "Spare toner cartridges are kept in the supply room.")
+        assert kb.cached(ids) == [] and kb.cache.oversized == 1
         loads = kb.cache.loads
         with caplog.at_level(logging.WARNING, logger="app.services.knowledge_index"):
             for _ in range(2):
                 assert (await kb.search("beta", QUESTIONS["beta"]))[0]["key"] == "printer"
         assert kb.cache.loads == loads + 2  # each search read the database
-        assert kb.cached(ids) == [] and kb.cache.nbytes == 0 and kb.cache.oversized == 2
+        assert kb.cached(ids) == [] and kb.cache.nbytes == 0 and kb.cache.oversized == 3  # + the two searches
         warnings = [r for r in caplog.records if "BIFROST_KNOWLEDGE_CACHE_MB" in r.getMessage()]
         assert len(warnings) == 1  # once per namespace, not per search
 
