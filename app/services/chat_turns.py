@@ -71,6 +71,7 @@ INTERRUPTED_CALL = (
     "The server stopped during this call's turn, so the assistant never got its result "
     "(its execution, if it started, is listed under Executions)."
 )
+FAILED_TURN_CALL = "The assistant failed unexpectedly during this call's turn (the error has been logged)."
 INTERRUPTED_REPLY = (
     "The server restarted while this reply was being written, so it stopped here (what was already "
     "stored is kept above). Send your message again to continue."
@@ -292,6 +293,7 @@ class ChatRuntime:
         except Exception:
             log.exception("chat turn %s failed", turn.id)
             try:
+                await self._end_open_calls(turn)
                 await self._notice(turn, actor, "The assistant failed unexpectedly; the error has been logged.")
             except Exception:  # e.g. the conversation was deleted meanwhile
                 log.exception("chat turn %s: could not store the notice", turn.id)
@@ -302,6 +304,19 @@ class ChatRuntime:
                 log.exception("chat turn %s: could not store the reply", turn.id)
             self.active.pop(turn.conversation_id, None)  # before "done": the user may write again at once
             turn.finish()
+
+    async def _end_open_calls(self, turn: Turn) -> None:
+        """After a failed turn: its calls still marked running end failed (the page would show them running)."""
+        async with transaction(self.sessions) as session:
+            stmt = select(ChatToolCall).where(
+                col(ChatToolCall.turn_id) == turn.id, col(ChatToolCall.status) == "running"
+            )
+            views = []
+            for call in (await session.execute(stmt)).scalars():
+                call.status, call.error, call.updated_at = "failed", FAILED_TURN_CALL, utcnow()
+                views.append(tool_call_view(call))
+        for view in views:
+            turn.emit("tool_update", call=view)
 
     async def _notice(self, turn: Turn, actor: Actor, text: str) -> None:
         turn.emit("notice", content=text)

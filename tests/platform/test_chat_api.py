@@ -159,6 +159,30 @@ def test_a_failing_tool_error_reaches_the_model(world: World, chat: Callable[[Pl
     assert text_of(turn) == "The tool said: cannot do it: the disk is full"
 
 
+def test_a_turn_that_fails_during_a_call_ends_the_call(
+    world: World, chat: Callable[[Plan], Script], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.services.chat_turns import ChatRuntime
+
+    async def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("the database went away")
+
+    chat(lookup_then_answer)
+    monkeypatch.setattr(ChatRuntime, "_execute", broken)  # a platform fault while the call runs
+    with world.server.client(world.alice_key) as alice:
+        conversation = new_conversation(alice)
+        turn = send(alice, conversation, "Who is dana@a.example?")
+        [tool_call] = calls_of(turn)
+        assert tool_call["status"] == "failed" and "failed unexpectedly" in tool_call["error"]
+        stored = alice.get(f"/api/chat/conversations/{conversation}").json()
+        assert [m["role"] for m in stored["messages"]] == ["user", "tool", "notice"]
+        assert stored["messages"][1]["tool_call"]["status"] == "failed"
+        # the conversation goes on: the next message is answered
+        monkeypatch.undo()
+        chat(lambda messages, info: ["Still here."])
+        assert text_of(send(alice, conversation, "hello?")) == "Still here."
+
+
 def test_invalid_arguments_and_timeouts_reach_the_model(world: World, chat: Callable[[Plan], Script]) -> None:
     seen: list[Any] = []
 
