@@ -91,3 +91,56 @@ def test_members_are_refused_and_anonymous_visitors_sent_to_log_in(pw: World) ->
     with httpx.Client(base_url=pw.server.url) as anonymous:
         response = anonymous.get("/schedules", follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"].startswith("/login")
+
+
+def test_adding_a_schedule_from_the_page_with_reasons_then_deleting_it(pw: World) -> None:
+    with browser_session(pw) as admin, pw.server.client(pw.admin_key) as api:
+        page = admin.get("/schedules").text
+        token = csrf(page)
+        assert 'id="new-schedule"' in page and '<option value="tick"' in page and f'value="{pw.org_a}"' in page
+        form = {"_csrf_token": token, "workflow": "tick", "organization_id": pw.org_a, "timezone": "UTC"}
+
+        # refusals come back with the reason and the form as it was filled in
+        bad_cron = admin.post("/schedules/new", data={**form, "cron": "0 9 * * 9", "params": '{"label": "x"}'})
+        assert bad_cron.status_code == 200 and 'id="error-new"' in bad_cron.text
+        assert "cron: day of week field &#39;9&#39;" in bad_cron.text
+        assert 'value="0 9 * * 9"' in bad_cron.text and "{&#34;label&#34;: &#34;x&#34;}" in bad_cron.text
+        bad_json = admin.post("/schedules/new", data={**form, "cron": "0 9 * * 1", "params": "{label"})
+        assert "params: not valid JSON" in bad_json.text
+        not_object = admin.post("/schedules/new", data={**form, "cron": "0 9 * * 1", "params": "[1]"})
+        assert "params: must be a JSON object" in not_object.text
+        unknown = admin.post("/schedules/new", data={**form, "workflow": "no_such_flow", "cron": "0 9 * * 1"})
+        assert 'id="error-new"' in unknown.text and "no_such_flow" in unknown.text
+        before = {s["id"] for s in api.get("/api/schedules").json()}
+
+        added = admin.post(
+            "/schedules/new",
+            data={**form, "cron": "0 9 * * 1", "params": '{"label": "from the page"}', "overlap_policy": "queue"},
+            follow_redirects=False,
+        )
+        assert added.status_code == 303 and added.headers["location"] == "/schedules"
+        [schedule] = [s for s in api.get("/api/schedules").json() if s["id"] not in before]
+        assert (schedule["workflow_name"], schedule["cron"], schedule["organization_id"]) == (
+            "tick",
+            "0 9 * * 1",
+            pw.org_a,
+        )
+        assert schedule["params"] == {"label": "from the page"} and schedule["overlap_policy"] == "queue"
+        assert schedule["next_run_at"] is not None
+
+        # an admin-added schedule can be deleted from the page; one declared in code has no Delete button
+        page = admin.get("/schedules").text
+        row = page[page.index(f'id="schedule-{schedule["id"]}"') :]
+        assert f'action="/schedules/{schedule["id"]}/delete"' in row[: row.index("</tr>")]
+        declared = schedule_of(pw, "weekday_report")
+        row = page[page.index(f'id="schedule-{declared["id"]}"') :]
+        assert "/delete" not in row[: row.index("</tr>")]
+        deleted = admin.post(f"/schedules/{schedule['id']}/delete", data={"_csrf_token": token}, follow_redirects=False)
+        assert deleted.status_code == 303
+        assert api.get(f"/api/schedules/{schedule['id']}").status_code == 404
+        refused = admin.post(f"/schedules/{declared['id']}/delete", data={"_csrf_token": token})
+        assert refused.status_code == 200 and "declared in its code" in refused.text
+    with browser_session(pw, "alice@a.example", "alice-password") as alice:
+        token = csrf(alice.get("/schedules").text)
+        member = alice.post("/schedules/new", data={"_csrf_token": token, "workflow": "tick", "cron": "0 9 * * 1"})
+        assert member.status_code == 403
