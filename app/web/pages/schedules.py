@@ -4,6 +4,7 @@ add a schedule in one organization with its own parameters, delete one an admin 
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -96,7 +97,13 @@ async def schedules_page(request: Request[Any, Any, Any]) -> Template | Redirect
     return await _page(request, actor, status_code=200 if actor.is_superuser else 403)
 
 
-async def _change(request: Request[Any, Any, Any], schedule_id: str, **changes: Any) -> Template | Redirect:
+async def _apply(
+    request: Request[Any, Any, Any],
+    error_key: str,
+    work: Callable[[ScheduleService, Actor], Awaitable[Any]],
+    new: NewScheduleForm | None = None,
+) -> Template | Redirect:
+    """Run one admin change, then back to the page; a refusal is shown under ``error_key`` with its reason."""
     actor = await _admin(request)
     if isinstance(actor, Redirect):
         return actor
@@ -104,15 +111,22 @@ async def _change(request: Request[Any, Any, Any], schedule_id: str, **changes: 
         return await _page(request, actor, status_code=403)
     try:
         async with db(request) as session:
-            await ScheduleService(session).update(actor, schedule_id, **changes)
-    except InvalidInputError as exc:
-        # Shown next to the schedule's row, with the reason (the page itself loaded fine: 200).
-        reason = "; ".join(e["message"] for e in exc.errors) or str(exc)
-        return await _page(request, actor, errors={schedule_id: reason})
+            await work(ScheduleService(session), actor)
     except DomainError as exc:
-        return await _page(request, actor, errors={schedule_id: str(exc)})
+        # Shown next to the schedule's row (or above the add form), with the reason: the page itself is a 200.
+        return await _page(request, actor, errors={error_key: _reason(exc)}, new=new)
     await get_platform(request.app.state).scheduler.reload()
     return Redirect("/schedules", status_code=303)
+
+
+def _reason(exc: DomainError) -> str:
+    if isinstance(exc, InvalidInputError) and exc.errors:
+        return "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
+    return str(exc)
+
+
+async def _change(request: Request[Any, Any, Any], schedule_id: str, **changes: Any) -> Template | Redirect:
+    return await _apply(request, schedule_id, lambda service, actor: service.update(actor, schedule_id, **changes))
 
 
 @post("/schedules/{schedule_id:str}/cron", include_in_schema=False, status_code=200)
@@ -135,62 +149,41 @@ async def set_enabled(
     return await _change(request, schedule_id, enabled=data.enabled == "true")
 
 
-def _reason(exc: DomainError) -> str:
-    if isinstance(exc, InvalidInputError) and exc.errors:
-        return "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
-    return str(exc)
-
-
 @post("/schedules/new", include_in_schema=False, status_code=200)
 async def add_schedule(
     request: Request[Any, Any, Any],
     data: NewScheduleForm = Body(media_type=RequestEncodingType.URL_ENCODED),
 ) -> Template | Redirect:
     """Add a schedule: a workflow in one organization (or global) with its own parameters."""
-    actor = await _admin(request)
-    if isinstance(actor, Redirect):
-        return actor
-    if not actor.is_superuser:
-        return await _page(request, actor, status_code=403)
+    params: Any = None
+    error: InvalidInputError | None = None
     try:
         params = json.loads(data.params) if data.params.strip() else {}
-    except ValueError as exc:
-        return await _page(request, actor, errors={NEW: f"params: not valid JSON ({exc})"}, new=data)
-    if not isinstance(params, dict):
-        return await _page(request, actor, errors={NEW: "params: must be a JSON object"}, new=data)
-    try:
-        async with db(request) as session:
-            await ScheduleService(session).create(
-                actor,
-                data.workflow,
-                data.cron,
-                timezone=data.timezone or "UTC",
-                params=params,
-                organization_id=data.organization_id or None,
-                overlap_policy=data.overlap_policy,
-            )
-    except DomainError as exc:
-        # The form comes back filled in, with the reason (the page itself loaded fine: 200).
-        return await _page(request, actor, errors={NEW: _reason(exc)}, new=data)
-    await get_platform(request.app.state).scheduler.reload()
-    return Redirect("/schedules", status_code=303)
+    except ValueError as exc:  # json.JSONDecodeError
+        error = InvalidInputError.field("params", f"not valid JSON ({exc})")
+    if error is None and not isinstance(params, dict):
+        error = InvalidInputError.field("params", "must be a JSON object")
+
+    async def add(service: ScheduleService, actor: Actor) -> None:
+        if error is not None:
+            raise error  # shown like the service's own refusals, with the form kept
+        await service.create(
+            actor,
+            data.workflow,
+            data.cron,
+            timezone=data.timezone or "UTC",
+            params=params,
+            organization_id=data.organization_id or None,
+            overlap_policy=data.overlap_policy,
+        )
+
+    return await _apply(request, NEW, add, new=data)
 
 
 @post("/schedules/{schedule_id:str}/delete", include_in_schema=False, status_code=200)
 async def delete_schedule(request: Request[Any, Any, Any], schedule_id: str) -> Template | Redirect:
     """Delete a schedule an admin added (one declared in code is disabled instead: it would come back)."""
-    actor = await _admin(request)
-    if isinstance(actor, Redirect):
-        return actor
-    if not actor.is_superuser:
-        return await _page(request, actor, status_code=403)
-    try:
-        async with db(request) as session:
-            await ScheduleService(session).delete(actor, schedule_id)
-    except DomainError as exc:
-        return await _page(request, actor, errors={schedule_id: _reason(exc)})
-    await get_platform(request.app.state).scheduler.reload()
-    return Redirect("/schedules", status_code=303)
+    return await _apply(request, schedule_id, lambda service, actor: service.delete(actor, schedule_id))
 
 
 SCHEDULE_PAGE_HANDLERS = [schedules_page, add_schedule, edit_cron, set_enabled, delete_schedule]
