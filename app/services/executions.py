@@ -356,6 +356,36 @@ class ExecutionService:
         stmt = stmt.order_by(col(Execution.created_at).desc()).limit(limit).offset(offset)
         return list((await self.session.execute(stmt)).scalars())
 
+    async def recent_by_workflow(
+        self, actor: Actor, workflow_names: builtins.list[str], per_workflow: int
+    ) -> dict[str, builtins.list[Execution]]:
+        """The newest ``per_workflow`` visible executions of each named workflow, in one query.
+
+        The catalogue shows a few last runs per workflow; one ``list`` per workflow was a query each.
+        """
+        if not workflow_names:
+            return {}
+        rank = (
+            func.row_number()
+            .over(partition_by=col(Execution.workflow_name), order_by=col(Execution.created_at).desc())
+            .label("rank")
+        )
+        ranked = (
+            select(Execution.id, rank)  # type: ignore[call-overload]
+            .where(self._visible(actor), col(Execution.workflow_name).in_(workflow_names))
+            .subquery()
+        )
+        stmt = (
+            select(Execution)
+            .join(ranked, col(Execution.id) == ranked.c.id)
+            .where(ranked.c.rank <= per_workflow)
+            .order_by(col(Execution.workflow_name), col(Execution.created_at).desc())
+        )
+        found: dict[str, builtins.list[Execution]] = {name: [] for name in workflow_names}
+        for execution in (await self.session.execute(stmt)).scalars():
+            found[execution.workflow_name].append(execution)
+        return found
+
     async def logs(self, actor: Actor, execution_id: str, after_seq: int = -1) -> builtins.list[ExecutionLog]:
         """Stored log lines of a visible execution, in order."""
         if not -1 <= after_seq <= MAX_OFFSET:

@@ -301,3 +301,32 @@ def test_cancel_right_after_submit(world: World) -> None:
             assert cancelled.status_code == 200, cancelled.text
             assert cancelled.json()["status"] == "Cancelled"
             assert client.get(f"/api/executions/{eid}").json()["status"] == "Cancelled"
+
+
+def test_recent_runs_per_workflow_match_the_list_and_its_visibility(world: World) -> None:
+    """The catalogue's last runs: one query for every workflow, the same rows as one ``list`` per workflow."""
+    from app.db import transaction
+    from app.services.auth import AuthService
+    from app.services.executions import ExecutionService
+
+    for a in range(4):
+        execute(world, world.alice_key, "add", {"a": a})
+    execute(world, world.alice_key, "noop")
+    execute(world, world.bob_key, "add", {"a": 100})
+
+    async def compare(user_id: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        async with transaction(world.server.platform.sessions) as session:
+            actor = await AuthService(session).actor_for_user(user_id)
+            service = ExecutionService(session)
+            names = ["add", "noop", "never_ran"]
+            recent = await service.recent_by_workflow(actor, names, 3)
+            listed = {name: [e.id for e in await service.list(actor, name, limit=3)] for name in names}
+            return {name: [e.id for e in runs] for name, runs in recent.items()}, listed
+
+    for user in (world.alice_id, world.bob_id, world.admin_id):
+        recent, listed = world.server.call(lambda user=user: compare(user))
+        assert recent == listed
+    alice_recent, _ = world.server.call(lambda: compare(world.alice_id))
+    assert len(alice_recent["add"]) == 3 and len(alice_recent["noop"]) >= 1 and alice_recent["never_ran"] == []
+    bob_recent, _ = world.server.call(lambda: compare(world.bob_id))
+    assert len(bob_recent["add"]) >= 1 and not set(bob_recent["add"]) & set(alice_recent["add"])

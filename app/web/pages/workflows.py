@@ -107,11 +107,8 @@ class WorkflowPages(PageController):
         """Every workflow the user can run, with parameters, triggers and last runs."""
         async with db(request) as session:
             workflows = await WorkflowService(session).list(actor)
-            executions = ExecutionService(session)
-            last_runs = {
-                w.name: [execution_view(e, actor) for e in await executions.list(actor, w.name, limit=_LAST_RUNS)]
-                for w in workflows
-            }
+            recent = await ExecutionService(session).recent_by_workflow(actor, [w.name for w in workflows], _LAST_RUNS)
+            last_runs = {name: [execution_view(e, actor) for e in runs] for name, runs in recent.items()}
             errors = await WorkflowService(session).errors(actor) if actor.is_superuser else []
             layout = await layout_context(request, session, actor)
         return Template(
