@@ -40,7 +40,7 @@ async def _init(args: argparse.Namespace) -> int:
 
     from app.db import create_engine, session_factory, transaction, upgrade_database_async
     from app.models import User
-    from app.services.users import UserService
+    from app.services.identity.users import UserService
     from app.settings import get_settings
 
     settings = get_settings()
@@ -86,10 +86,10 @@ DEMO_TENANTS = (
 async def _install_demo_tenants(database_url: str) -> None:
     """Two client organizations with a technician each, so tenancy is visible from the first run."""
     from app.db import create_engine, session_factory, transaction
-    from app.services.auth import AuthService
-    from app.services.organizations import OrganizationService
-    from app.services.roles import RoleService
-    from app.services.users import UserService
+    from app.services.identity.auth import AuthService
+    from app.services.identity.organizations import OrganizationService
+    from app.services.identity.roles import RoleService
+    from app.services.identity.users import UserService
 
     engine = create_engine(database_url)
     try:
@@ -197,16 +197,16 @@ async def _install_demo_data(settings: Any) -> None:
 
     from app.db import create_engine, session_factory, transaction
     from app.engine.pool import WorkerPool
-    from app.services.ai_settings import AISettingsService
-    from app.services.auth import AuthService
-    from app.services.config import ConfigService
+    from app.services.chat.ai_settings import AISettingsService
+    from app.services.config.service import ConfigService
     from app.services.errors import DomainError, NotFoundError
-    from app.services.forms import FormService
-    from app.services.knowledge import KnowledgeRuntime, KnowledgeService
-    from app.services.schedules import ScheduleService
+    from app.services.executions.schedules import ScheduleService
+    from app.services.executions.workflows import WorkflowService
+    from app.services.forms.service import FormService
+    from app.services.identity.auth import AuthService
+    from app.services.identity.users import UserService
+    from app.services.knowledge.service import KnowledgeRuntime, KnowledgeService
     from app.services.secrets import secret_box
-    from app.services.users import UserService
-    from app.services.workflows import WorkflowService
 
     engine = create_engine(settings.resolved_database_url)
     sessions = session_factory(engine)
@@ -357,9 +357,9 @@ async def _run_embedded(args: argparse.Namespace, params: dict[str, Any]) -> int
 
     from app.db import transaction
     from app.models import User
-    from app.services.auth import AuthService
     from app.services.errors import DomainError, InvalidInputError
-    from app.services.executions import ExecutionService, execution_view
+    from app.services.executions.service import ExecutionService, execution_view
+    from app.services.identity.auth import AuthService
     from app.settings import get_settings
     from app.web.server import running_server
 
@@ -440,8 +440,8 @@ async def _api_key(args: argparse.Namespace) -> int:
 
     from app.db import create_engine, session_factory, transaction
     from app.models import User
-    from app.services.auth import ApiKeyService, AuthService
     from app.services.errors import DomainError
+    from app.services.identity.auth import ApiKeyService, AuthService
     from app.settings import get_settings
 
     settings = get_settings()
@@ -488,8 +488,8 @@ async def _secrets(args: argparse.Namespace) -> int:
         return 0
 
     from app.db import create_engine, session_factory, transaction
-    from app.services.config import ConfigService
-    from app.services.integrations_rotation import rotate_integration_secrets
+    from app.services.config.service import ConfigService
+    from app.services.integrations.rotation import rotate_integration_secrets
     from app.services.secrets import SecretKeyError, load_secret_box, prepend_key_to_file
     from app.settings import get_settings
 

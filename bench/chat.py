@@ -139,9 +139,9 @@ async def run(iterations: int) -> dict[str, Any]:
 
     from agents.models import register_model
     from app.db import transaction
-    from app.services.auth import ApiKeyService, AuthService
-    from app.services.organizations import OrganizationService
-    from app.services.users import UserService
+    from app.services.identity.auth import ApiKeyService, AuthService
+    from app.services.identity.organizations import OrganizationService
+    from app.services.identity.users import UserService
     from app.settings import Settings
     from app.web.server import running_server
     from tests.fakes.openai_server import FakeOpenAI, reply_text

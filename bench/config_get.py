@@ -67,11 +67,11 @@ def summarize(samples_ms: list[float]) -> dict[str, Any]:
 async def _seed(platform_: Any) -> Any:
     """One organization with a user; config values in it and globally. Returns the user's actor."""
     from app.db import transaction
-    from app.services.auth import AuthService
-    from app.services.config import ConfigService
-    from app.services.organizations import OrganizationService
+    from app.services.config.service import ConfigService
+    from app.services.identity.auth import AuthService
+    from app.services.identity.organizations import OrganizationService
+    from app.services.identity.users import UserService
     from app.services.secrets import secret_box
-    from app.services.users import UserService
 
     settings = platform_.settings
     async with transaction(platform_.sessions) as session:
@@ -98,7 +98,7 @@ def cpu_ms(pid: int) -> float:
 
 async def _timings(platform_: Any, actor: Any, key: str, calls: int) -> list[float]:
     from app.db import transaction
-    from app.services.executions import ExecutionService
+    from app.services.executions.service import ExecutionService
 
     async with transaction(platform_.sessions) as session:
         execution = await ExecutionService(session, platform_.dispatcher).submit(
@@ -112,7 +112,7 @@ async def _timings(platform_: Any, actor: Any, key: str, calls: int) -> list[flo
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
-    from app.services import config as config_service
+    from app.services.config import service as config_service
     from app.settings import Settings
     from app.web.server import running_server
 

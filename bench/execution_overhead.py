@@ -175,9 +175,9 @@ def memory_report(server_pid: int) -> dict[str, Any]:
 async def _seed(platform_: Any) -> dict[str, Any]:
     """One organization with one user and an API key (the key an API client would use)."""
     from app.db import transaction
-    from app.services.auth import ApiKeyService, AuthService
-    from app.services.organizations import OrganizationService
-    from app.services.users import UserService
+    from app.services.identity.auth import ApiKeyService, AuthService
+    from app.services.identity.organizations import OrganizationService
+    from app.services.identity.users import UserService
 
     async with transaction(platform_.sessions) as session:
         users = UserService(session)
@@ -198,8 +198,8 @@ async def _service_bench(
 
     from app.db import transaction
     from app.models import Execution
-    from app.services.auth import AuthService
-    from app.services.executions import ExecutionService
+    from app.services.executions.service import ExecutionService
+    from app.services.identity.auth import AuthService
 
     async with transaction(platform_.sessions) as session:
         actor = await AuthService(session).actor_for_user(user_id)

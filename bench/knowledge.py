@@ -79,9 +79,9 @@ def quantile(values: list[float], q: float) -> float:
 # ===== server process (``--child``) ===================================================================
 async def _child(directory: Path) -> None:
     from app.db import transaction
-    from app.services.auth import ApiKeyService, AuthService
-    from app.services.organizations import OrganizationService
-    from app.services.users import UserService
+    from app.services.identity.auth import ApiKeyService, AuthService
+    from app.services.identity.organizations import OrganizationService
+    from app.services.identity.users import UserService
     from app.settings import Settings
     from app.web.server import running_server
 
@@ -194,8 +194,8 @@ def components(chunks: int, repeats: int) -> dict[str, Any]:
     """In-process timings of the two parts of a search: query embedding and the numpy scan."""
     import numpy as np
 
-    from app.services.embeddings import LocalMiniLM
-    from app.services.knowledge_index import build_matrix, search
+    from app.services.knowledge.embeddings import LocalMiniLM
+    from app.services.knowledge.index import build_matrix, search
     from tests.knowledge.quality_set import QUERIES
 
     model = LocalMiniLM(threads=2)

@@ -13,7 +13,7 @@ and a user, logs in through the login page, and fills the data-provider cache on
   cookie, CSRF cookie, actor, workflow and provider look-ups, cached options, Jinja render),
   called in-process through ``httpx.ASGITransport`` so no socket or client time is counted:
   this is the **server time** the target is about (p50 ≤ 15 ms).
-* ``provider_cache_hit`` — ``app.services.data_providers.provider_options`` answering from the
+* ``provider_cache_hit`` — ``app.services.forms.data_providers.provider_options`` answering from the
   cache (validation of the inputs + look-up), on the server's loop (target ≤ 2 ms).
 * ``provider_field_endpoint`` — ``GET …/fields?field=department`` (the htmx request that re-renders
   one provider field) in-process, for context: a cache hit plus authentication and rendering.
@@ -92,11 +92,11 @@ async def run(iterations: int) -> dict[str, Any]:
     from sqlalchemy import event
 
     from app.db import transaction
-    from app.services.auth import AuthService
-    from app.services.data_providers import DataProviderService, provider_options
-    from app.services.executions import ExecutionService
-    from app.services.organizations import OrganizationService
-    from app.services.users import UserService
+    from app.services.executions.service import ExecutionService
+    from app.services.forms.data_providers import DataProviderService, provider_options
+    from app.services.identity.auth import AuthService
+    from app.services.identity.organizations import OrganizationService
+    from app.services.identity.users import UserService
     from app.settings import Settings
     from app.web.app import create_app
     from app.web.server import running_server

@@ -46,8 +46,8 @@ from app.db import create_engine, session_factory, transaction, upgrade_database
 from app.models import Organization  # noqa: E402
 from app.models.document_table import DocTable, Document  # noqa: E402
 from app.services.actor import Actor  # noqa: E402
-from app.services.table_query import date_mirror  # noqa: E402
-from app.services.tables import TableService  # noqa: E402
+from app.services.tables.query import date_mirror  # noqa: E402
+from app.services.tables.service import TableService  # noqa: E402
 
 TARGET_RATIO = 3.0
 TABLE = "bench_customers"

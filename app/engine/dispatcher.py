@@ -1,6 +1,6 @@
 """Local dispatcher: runs PENDING executions on the warm worker pool and records the outcome.
 
-This is the embedded implementation of :class:`app.services.dispatch.Dispatcher`.
+This is the embedded implementation of :class:`app.services.executions.dispatch.Dispatcher`.
 It owns the only links between the pool and the database: marking RUNNING,
 creating the per-execution SDK token, buffering and storing logs, recording
 results, and publishing live events.
@@ -21,9 +21,9 @@ from app.engine.events import EventHub
 from app.engine.pool import WorkerPool
 from app.engine.protocol import Job, JobResult, LogRecord, utcnow
 from app.services import redaction
-from app.services.dispatch import DispatchRequest
-from app.services.executions import ExecutionService
-from app.services.security import hash_token, new_execution_token
+from app.services.executions.dispatch import DispatchRequest
+from app.services.executions.service import ExecutionService
+from app.services.identity.security import hash_token, new_execution_token
 
 log = logging.getLogger(__name__)
 

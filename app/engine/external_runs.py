@@ -1,6 +1,6 @@
 """The live side of notebook runs: events for ``/stream`` viewers, and the platform's own deadline.
 
-The database side is :class:`app.services.external_runs.ExternalRunService`. This module publishes
+The database side is :class:`app.services.executions.external_runs.ExternalRunService`. This module publishes
 the same ``log`` / ``status`` events the dispatcher publishes for pool executions (so the SSE stream,
 ``bifrost run`` and pages follow a notebook run like any other), and ends a run whose kernel never
 reports back once its timeout and a grace period have passed, which also expires its SDK token.
@@ -14,7 +14,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from app.db import transaction
-from app.services.external_runs import ExternalRunService
+from app.services.executions.external_runs import ExternalRunService
 
 if TYPE_CHECKING:
     from app.engine.platform import Platform

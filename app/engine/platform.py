@@ -16,14 +16,14 @@ from app.engine.dispatcher import LocalDispatcher
 from app.engine.events import EventHub
 from app.engine.pool import WorkerPool
 from app.engine.scheduler import Scheduler
-from app.services.executions import ExecutionService
-from app.services.files import FileService
-from app.services.knowledge import KnowledgeRuntime
-from app.services.knowledge_jobs import KnowledgeJobs
-from app.services.oauth_tokens import TokenManager, TokenRefresher
-from app.services.schedules import ScheduleService
+from app.services.executions.schedules import ScheduleService
+from app.services.executions.service import ExecutionService
+from app.services.executions.workflows import WorkflowService
+from app.services.files.service import FileService
+from app.services.integrations.oauth_tokens import TokenManager, TokenRefresher
+from app.services.knowledge.jobs import KnowledgeJobs
+from app.services.knowledge.service import KnowledgeRuntime
 from app.services.secrets import secret_box
-from app.services.workflows import WorkflowService
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

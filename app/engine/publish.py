@@ -29,7 +29,7 @@ from app.engine.pool import scan_workspace
 from app.models import Workflow, WorkspaceError
 from app.services.actor import Actor
 from app.services.errors import ConflictError, InvalidInputError
-from app.services.workflows import workflow_detail
+from app.services.executions.workflows import workflow_detail
 
 if TYPE_CHECKING:
     from app.engine.platform import Platform

@@ -36,17 +36,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from app.db import transaction
 from app.models.base import utcnow
 from app.models.schedule import Schedule, ScheduleRun
-from app.services.dispatch import Dispatcher
 from app.services.errors import DomainError, InvalidInputError
-from app.services.executions import ExecutionService
-from app.services.schedules import (
+from app.services.executions.dispatch import Dispatcher
+from app.services.executions.schedules import (
     MAX_MISSED_WALK,
     ScheduleService,
     build_trigger,
     fire_times,
     next_fire,
 )
-from app.services.system_users import SCHEDULER, service_actor
+from app.services.executions.service import ExecutionService
+from app.services.identity.system_users import SCHEDULER, service_actor
 
 log = logging.getLogger(__name__)
 # APScheduler narrates every job at INFO ("Running job ..."); keep its warnings (missed runs) only.

@@ -14,7 +14,7 @@ from app.models.base import JSONType, UTCDateTime, new_id, utcnow
 class Form(SQLModel, table=True):
     """A form bound to a workflow, with an access level (public, authenticated, role_based).
 
-    ``form_schema`` holds the validated field list (``app.services.form_schema``);
+    ``form_schema`` holds the validated field list (``app.services.forms.schema``);
     ``organization_id`` None means a global form, offered to every organization.
     ``created_by`` is the id of the admin who created it (no foreign key, like
     ``Execution.executed_by``: users are soft-deleted and the record stays).

@@ -72,7 +72,7 @@ class IntegrationConnection(SQLModel, table=True):
     ``status`` is ``connected`` or ``broken`` (the provider refused a refresh: connect again).
     ``version`` grows with every token change; ``refresh_claim`` / ``refresh_claim_until`` are
     the database-level guard that lets one process at a time refresh (see
-    ``app.services.oauth_tokens``).
+    ``app.services.integrations.oauth_tokens``).
     """
 
     __tablename__ = "integration_connection"

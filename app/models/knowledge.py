@@ -3,7 +3,7 @@
 Vectors live beside their chunks as float32 bytes (``knowledge_chunk.embedding``),
 each tagged with the embedding model that made it, so a model change can be
 detected and re-embedded. Searching happens in memory (see
-``app.services.knowledge_index``); ``knowledge_namespace.version`` is bumped by
+``app.services.knowledge.index``); ``knowledge_namespace.version`` is bumped by
 every change to a namespace's chunks and tells cached matrices they are stale.
 """
 

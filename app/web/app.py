@@ -19,7 +19,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from app.engine.platform import Platform
-from app.services.chat_turns import recover_interrupted_turns
+from app.services.chat.turns import recover_interrupted_turns
 from app.settings import Settings
 from app.web.api import ai as ai_api
 from app.web.api import config as config_api

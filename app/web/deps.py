@@ -14,9 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db import transaction
 from app.engine.platform import Platform
 from app.services.actor import Actor
-from app.services.auth import AuthService, cached_actor_for_token
 from app.services.errors import AuthenticationError, PermissionDeniedError
-from app.services.security import EXECUTION_TOKEN_PREFIX
+from app.services.identity.auth import AuthService, cached_actor_for_token
+from app.services.identity.security import EXECUTION_TOKEN_PREFIX
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_COOKIE = "csrftoken"

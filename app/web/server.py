@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 
 from app.engine.platform import Platform
-from app.services.chat_turns import recover_interrupted_turns
+from app.services.chat.turns import recover_interrupted_turns
 from app.settings import Settings
 from app.web.app import create_app
 

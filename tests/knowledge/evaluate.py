@@ -76,7 +76,7 @@ def rrf(*rankings: list[str], k: int = 60) -> list[str]:
 
 def evaluate() -> dict[str, object]:
     """Hit rates of the three methods on both query sets."""
-    from app.services.embeddings import LocalMiniLM
+    from app.services.knowledge.embeddings import LocalMiniLM
 
     model = LocalMiniLM(threads=2)
     keys = list(CORPUS)

@@ -31,9 +31,9 @@ class World:
 async def seed(platform) -> dict[str, str]:  # type: ignore[no-untyped-def]
     """Create the admin, two organizations, one user in each, and an API key per user."""
     from app.db import transaction
-    from app.services.auth import ApiKeyService, AuthService
-    from app.services.organizations import OrganizationService
-    from app.services.users import UserService
+    from app.services.identity.auth import ApiKeyService, AuthService
+    from app.services.identity.organizations import OrganizationService
+    from app.services.identity.users import UserService
 
     async with transaction(platform.sessions) as session:
         users = UserService(session)

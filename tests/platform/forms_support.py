@@ -18,7 +18,7 @@ def add_user(world: World, email: str, org_id: str) -> tuple[str, str]:
 
     async def make_key() -> str:
         from app.db import transaction
-        from app.services.auth import ApiKeyService, AuthService
+        from app.services.identity.auth import ApiKeyService, AuthService
 
         async with transaction(world.server.platform.sessions) as session:
             actor = await AuthService(session).actor_for_user(user_id)

@@ -162,7 +162,7 @@ def test_a_failing_tool_error_reaches_the_model(world: World, chat: Callable[[Pl
 def test_a_turn_that_fails_during_a_call_ends_the_call(
     world: World, chat: Callable[[Plan], Script], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.services.chat_turns import ChatRuntime
+    from app.services.chat.turns import ChatRuntime
 
     async def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise RuntimeError("the database went away")
@@ -258,7 +258,7 @@ def test_tools_follow_what_the_user_may_run(world: World, chat: Callable[[Plan],
 
         from app.db import transaction
         from app.models import Workflow
-        from app.services.workflows import WorkflowService
+        from app.services.executions.workflows import WorkflowService
 
         async with transaction(world.server.platform.sessions) as session:
             await session.execute(
@@ -271,7 +271,7 @@ def test_tools_follow_what_the_user_may_run(world: World, chat: Callable[[Plan],
 
         from app.db import transaction
         from app.models import Workflow
-        from app.services.workflows import WorkflowService
+        from app.services.executions.workflows import WorkflowService
 
         async with transaction(world.server.platform.sessions) as session:
             await session.execute(update(Workflow).where(Workflow.name == "failing_tool").values(organization_id=None))
@@ -294,7 +294,7 @@ def test_tools_follow_what_the_user_may_run(world: World, chat: Callable[[Plan],
     # an API key limited to one workflow offers only that one
     async def limited_key() -> str:
         from app.db import transaction
-        from app.services.auth import ApiKeyService, AuthService
+        from app.services.identity.auth import ApiKeyService, AuthService
 
         async with transaction(world.server.platform.sessions) as session:
             actor = await AuthService(session).actor_for_user(world.alice_id)

@@ -27,7 +27,7 @@ async def leave_turns(platform: Any, ids: dict[str, str]) -> None:
     """Write what a server stopped mid-turn leaves, and turns that ended normally, into the database."""
     from app.db import transaction
     from app.models.ai import ChatConversation
-    from app.services.chat import ConversationService
+    from app.services.chat.conversations import ConversationService
 
     async with transaction(platform.sessions) as session:
         service = ConversationService(session)
@@ -137,7 +137,7 @@ def test_start_up_ends_the_turns_a_stopped_server_left(tmp_path: Path, database_
             assert "<strong>check</strong>" in page
 
         # start-up recovery again changes nothing (idempotent)
-        from app.services.chat_turns import recover_interrupted_turns
+        from app.services.chat.turns import recover_interrupted_turns
 
         assert restarted.server.call(lambda: recover_interrupted_turns(restarted.server.platform.sessions)) == 0
 

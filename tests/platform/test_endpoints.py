@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.services.system_users import PUBLIC_ENDPOINT
+from app.services.identity.system_users import PUBLIC_ENDPOINT
 from tests.conftest import PLATFORM_WORKSPACE, LiveServer, make_settings
 from tests.platform.conftest import World, seed, start_world
 

@@ -306,8 +306,8 @@ def test_cancel_right_after_submit(world: World) -> None:
 def test_recent_runs_per_workflow_match_the_list_and_its_visibility(world: World) -> None:
     """The catalogue's last runs: one query for every workflow, the same rows as one ``list`` per workflow."""
     from app.db import transaction
-    from app.services.auth import AuthService
-    from app.services.executions import ExecutionService
+    from app.services.executions.service import ExecutionService
+    from app.services.identity.auth import AuthService
 
     for a in range(4):
         execute(world, world.alice_key, "add", {"a": a})

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from app.services.storage import STAGING
+from app.services.files.storage import STAGING
 from tests.platform.conftest import World
 
 SDK = "/api/sdk/v1/files"
@@ -160,7 +160,7 @@ def test_uploads_are_read_only_over_http(world: World) -> None:
 
 async def save_upload(world: World, user_id: str, form_id: str, name: str, content: bytes) -> str:
     from app.db import transaction
-    from app.services.auth import AuthService
+    from app.services.identity.auth import AuthService
 
     async with transaction(world.server.platform.sessions) as session:
         actor = await AuthService(session).actor_for_user(user_id)

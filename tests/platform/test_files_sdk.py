@@ -17,7 +17,7 @@ from tests.platform.conftest import World
 async def save_upload(world: World, form_id: str, name: str, content: bytes) -> str:
     """Save a form upload for Alice the way the form submit handler will, and return its path."""
     from app.db import transaction
-    from app.services.auth import AuthService
+    from app.services.identity.auth import AuthService
 
     async with transaction(world.server.platform.sessions) as session:
         actor = await AuthService(session).actor_for_user(world.alice_id)

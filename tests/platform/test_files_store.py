@@ -13,8 +13,8 @@ import pytest
 
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError, NotFoundError, PermissionDeniedError
-from app.services.files import FileService, FileTooLargeError, TempCleaner, clean_temp
-from app.services.storage import STAGING, LocalDirectoryStore, ObjectNotFoundError, UnsafeKeyError, split_key
+from app.services.files.service import FileService, FileTooLargeError, TempCleaner, clean_temp
+from app.services.files.storage import STAGING, LocalDirectoryStore, ObjectNotFoundError, UnsafeKeyError, split_key
 from tests.conftest import make_settings
 
 ORG_A = "11111111-1111-1111-1111-111111111111"

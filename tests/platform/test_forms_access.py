@@ -114,9 +114,9 @@ def test_public_forms_without_a_user_and_who_may_run_a_form(db_world: World) -> 
 
     async def check() -> dict[str, object]:
         from app.db import transaction
-        from app.services.auth import AuthService
         from app.services.errors import NotFoundError
-        from app.services.forms import FormService
+        from app.services.forms.service import FormService
+        from app.services.identity.auth import AuthService
 
         async with transaction(world.server.platform.sessions) as session:
             forms = FormService(session)

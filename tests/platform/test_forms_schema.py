@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from app.services.form_schema import schema_from_workflow, validate_form_schema
+from app.services.forms.schema import schema_from_workflow, validate_form_schema
 from bifrost._schema import infer_parameters
 
 

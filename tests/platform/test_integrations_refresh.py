@@ -106,7 +106,7 @@ def test_background_job_refreshes_ahead_of_expiry_and_reports_failures(
     assert connection["refresh_count"] == 1 and connection["last_error"] is None
     # the provider is down: the failure is stored, shown and logged; the still-valid token stays usable
     provider.fail_once(503, {"error": "temporarily_unavailable"})
-    with caplog.at_level(logging.WARNING, logger="app.services.oauth_tokens"):
+    with caplog.at_level(logging.WARNING, logger="app.services.integrations.oauth_tokens"):
         outcome = iworld.server.call(refresher.run_once)
     assert outcome.failed >= 1
     assert any("token refresh failed" in r.getMessage() and name in r.getMessage() for r in caplog.records)

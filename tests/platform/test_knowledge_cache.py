@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from app.services.knowledge_index import VectorCache, build_matrix
+from app.services.knowledge.index import VectorCache, build_matrix
 from tests.conftest import make_settings
 
 # One short document per namespace, each about something else, so a search has one right answer.
@@ -52,21 +52,21 @@ class Kb:
 
     async def store(self, namespace: str, key: str, content: str, runtime: Any = None) -> None:
         from app.db import transaction
-        from app.services.knowledge import KnowledgeService
+        from app.services.knowledge.service import KnowledgeService
 
         async with transaction(self.sessions) as session:
             await KnowledgeService(session, runtime or self.runtime).store(self.actor, content, namespace, key)
 
     async def search(self, namespace: str, query: str, limit: int = 3) -> list[dict[str, Any]]:
         from app.db import transaction
-        from app.services.knowledge import KnowledgeService
+        from app.services.knowledge.service import KnowledgeService
 
         async with transaction(self.sessions) as session:
             return await KnowledgeService(session, self.runtime).search(self.actor, query, namespace, limit)
 
     async def namespace_ids(self) -> dict[str, str]:
         from app.db import transaction
-        from app.services.knowledge import KnowledgeService
+        from app.services.knowledge.service import KnowledgeService
 
         async with transaction(self.sessions) as session:
             return {
@@ -86,10 +86,10 @@ class Kb:
 @asynccontextmanager
 async def knowledge_base(tmp_path: Path, database_url: str) -> AsyncIterator[Kb]:
     from app.db import create_engine, session_factory, transaction, upgrade_database_async
-    from app.services.auth import AuthService
-    from app.services.knowledge import KnowledgeRuntime
-    from app.services.organizations import OrganizationService
-    from app.services.users import UserService
+    from app.services.identity.auth import AuthService
+    from app.services.identity.organizations import OrganizationService
+    from app.services.identity.users import UserService
+    from app.services.knowledge.service import KnowledgeRuntime
 
     settings = make_settings(tmp_path, database_url)
     await upgrade_database_async(settings.resolved_database_url)
@@ -216,7 +216,7 @@ async def test_version_invalidation_still_works_with_eviction(tmp_path: Path, da
 
 async def delete(kb: Kb, namespace: str, key: str) -> bool:
     from app.db import transaction
-    from app.services.knowledge import KnowledgeService
+    from app.services.knowledge.service import KnowledgeService
 
     async with transaction(kb.sessions) as session:
         return await KnowledgeService(session, kb.runtime).delete(kb.actor, key, namespace)
@@ -233,7 +233,7 @@ async def test_a_namespace_larger_than_the_bound_is_searched_but_not_kept(
         await kb.store("beta", "toner", "Spare toner cartridges are kept in the supply room.")
         assert kb.cached(ids) == [] and kb.cache.oversized == 1
         loads = kb.cache.loads
-        with caplog.at_level(logging.WARNING, logger="app.services.knowledge_index"):
+        with caplog.at_level(logging.WARNING, logger="app.services.knowledge.index"):
             for _ in range(2):
                 assert (await kb.search("beta", QUESTIONS["beta"]))[0]["key"] == "printer"
         assert kb.cache.loads == loads + 2  # each search read the database
@@ -243,7 +243,7 @@ async def test_a_namespace_larger_than_the_bound_is_searched_but_not_kept(
 
         kb.cache.max_bytes = 0  # keep nothing: still correct, and no warning
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="app.services.knowledge_index"):
+        with caplog.at_level(logging.WARNING, logger="app.services.knowledge.index"):
             assert (await kb.search("alpha", QUESTIONS["alpha"]))[0]["key"] == "parking"
         assert kb.cached(ids) == [] and not caplog.records
 
@@ -266,7 +266,7 @@ async def test_concurrent_searches_under_a_tight_bound(tmp_path: Path, database_
 
 
 def test_the_setting_sets_the_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.services.knowledge import KnowledgeRuntime
+    from app.services.knowledge.service import KnowledgeRuntime
     from app.settings import Settings
 
     monkeypatch.delenv("BIFROST_KNOWLEDGE_CACHE_MB", raising=False)

@@ -201,8 +201,8 @@ def test_concurrent_writers_and_readers_stay_consistent(tmp_path: Path, database
 
 def test_a_change_made_by_another_process_is_seen_by_the_cache(world: World) -> None:
     from app.db import transaction
-    from app.services.auth import AuthService
-    from app.services.knowledge import KnowledgeRuntime, KnowledgeService
+    from app.services.identity.auth import AuthService
+    from app.services.knowledge.service import KnowledgeRuntime, KnowledgeService
 
     platform = world.server.platform
     other = KnowledgeRuntime(platform.settings)  # its own cache, like `bifrost run` beside the server

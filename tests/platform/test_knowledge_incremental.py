@@ -12,14 +12,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.services.knowledge_index import DocumentChange, apply_change, build_matrix
+from app.services.knowledge.index import DocumentChange, apply_change, build_matrix
 from tests.platform.test_knowledge_cache import QUESTIONS, Kb, fill, knowledge_base
 
 
 async def fresh_search(kb: Kb, namespace: str, query: str) -> list[tuple[str, str, float]]:
     """The same search through a runtime whose cache is empty: what a reload from the database gives."""
     from app.db import transaction
-    from app.services.knowledge import KnowledgeService
+    from app.services.knowledge.service import KnowledgeService
 
     kb.other.cache.clear()
     async with transaction(kb.sessions) as session:
@@ -67,7 +67,7 @@ async def test_own_writes_update_the_cached_matrix_without_a_reload(tmp_path: Pa
 
 async def test_a_rolled_back_write_leaves_the_cached_matrix_as_it_was(tmp_path: Path, database_url: str) -> None:
     from app.db import transaction
-    from app.services.knowledge import KnowledgeService
+    from app.services.knowledge.service import KnowledgeService
 
     async with knowledge_base(tmp_path, database_url) as kb:
         ids = await fill(kb, ["alpha"])

@@ -171,7 +171,7 @@ def test_an_interrupted_job_runs_again_on_start(world: World) -> None:
 
     from app.db import transaction
     from app.models.knowledge import KnowledgeJob
-    from app.services.knowledge_jobs import KnowledgeJobs
+    from app.services.knowledge.jobs import KnowledgeJobs
 
     platform = world.server.platform
     with world.server.client(world.alice_key) as alice:

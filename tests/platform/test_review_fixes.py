@@ -9,7 +9,7 @@ from tests.platform.conftest import World
 
 async def _limited_admin_key(world: World, organization_id: str) -> str:
     from app.db import transaction
-    from app.services.auth import ApiKeyService, AuthService
+    from app.services.identity.auth import ApiKeyService, AuthService
 
     async with transaction(world.server.platform.sessions) as session:
         admin = await AuthService(session).actor_for_user(world.admin_id)

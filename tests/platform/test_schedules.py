@@ -12,7 +12,7 @@ import pytest
 
 from app.db import transaction
 from app.models.schedule import Schedule
-from app.services.system_users import SCHEDULER
+from app.services.identity.system_users import SCHEDULER
 from tests.platform.conftest import World
 from tests.platform.schedule_support import (
     SCHEDULED_FLOWS,

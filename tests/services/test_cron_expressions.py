@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.services.errors import InvalidInputError
-from app.services.schedules import build_trigger, checked_next_run, fire_times, next_fire
+from app.services.executions.schedules import build_trigger, checked_next_run, fire_times, next_fire
 
 
 def _firings(cron: str, start: datetime, end: datetime, timezone: str = "UTC") -> list[datetime]:

@@ -12,7 +12,7 @@ from app.db import create_engine, session_factory, transaction, upgrade_database
 from app.models import Organization
 from app.models.base import utcnow
 from app.models.integration import Integration, IntegrationConnection, IntegrationMapping, IntegrationOAuthState
-from app.services.integrations_rotation import rotate_integration_secrets
+from app.services.integrations.rotation import rotate_integration_secrets
 from app.services.secrets import SecretBox, SecretKeyError
 
 SCHEMA = [{"key": "api_key", "type": "string", "secret": True}, {"key": "region", "type": "string", "secret": False}]

@@ -8,10 +8,10 @@ from litestar import Controller, Request, delete, get, patch, post
 from pydantic import BaseModel, Field
 
 from app.services.actor import Actor
-from app.services.auth import ApiKeyService
-from app.services.organizations import OrganizationService, organization_public
-from app.services.roles import RoleService, role_public
-from app.services.users import UserService, user_public
+from app.services.identity.auth import ApiKeyService
+from app.services.identity.organizations import OrganizationService, organization_public
+from app.services.identity.roles import RoleService, role_public
+from app.services.identity.users import UserService, user_public
 from app.web.deps import db
 
 

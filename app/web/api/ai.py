@@ -23,10 +23,10 @@ from litestar.response import Stream
 from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
-from app.services.ai import AIService, parse_request
-from app.services.ai_settings import AIConfigurationError, AIProviderError, AISettingsService
-from app.services.ai_usage import AIUsageService
-from app.services.embeddings import EmbeddingUnavailableError
+from app.services.chat.ai import AIService, parse_request
+from app.services.chat.ai_settings import AIConfigurationError, AIProviderError, AISettingsService
+from app.services.chat.ai_usage import AIUsageService
+from app.services.knowledge.embeddings import EmbeddingUnavailableError
 from app.services.secrets import SecretKeyError, secret_box
 from app.settings import Settings
 from app.web.api.chat import CHAT_CONTROLLERS

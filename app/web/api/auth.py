@@ -8,7 +8,7 @@ from litestar import Controller, Request, get, post
 from pydantic import BaseModel
 
 from app.services.actor import Actor
-from app.services.auth import AuthService
+from app.services.identity.auth import AuthService
 from app.web.deps import db
 
 

@@ -23,9 +23,9 @@ from litestar.response import Stream
 from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
-from app.services.chat import ConversationService, conversation_view, require_chat_user
-from app.services.chat_agents import ChatAgentService, ChatToolService, agent_view
-from app.services.chat_turns import ChatRuntime, Turn
+from app.services.chat.agents import ChatAgentService, ChatToolService, agent_view
+from app.services.chat.conversations import ConversationService, conversation_view, require_chat_user
+from app.services.chat.turns import ChatRuntime, Turn
 from app.services.errors import InvalidInputError
 from app.services.secrets import secret_box
 from app.settings import Settings

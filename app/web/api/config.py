@@ -20,7 +20,7 @@ from litestar import Controller, MediaType, Request, Response, delete, get, put
 from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
-from app.services.config import ConfigService, peek_cached
+from app.services.config.service import ConfigService, peek_cached
 from app.services.secrets import SecretBox, SecretKeyError, secret_box
 from app.settings import Settings
 from app.web.deps import db

@@ -12,7 +12,7 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.services.actor import Actor
-from app.services.executions import TERMINAL, ExecutionService, execution_view
+from app.services.executions.service import TERMINAL, ExecutionService, execution_view
 from app.web.deps import db, get_platform
 
 _KEEPALIVE_SECONDS = 15.0

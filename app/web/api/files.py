@@ -15,7 +15,7 @@ from litestar.response import Stream
 from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
-from app.services.files import FileService, FileTooLargeError
+from app.services.files.service import FileService, FileTooLargeError
 from app.web.deps import get_platform
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from app.services.actor import Actor
 from app.services.errors import PermissionDeniedError
-from app.services.forms import FormService, form_detail
+from app.services.forms.service import FormService, form_detail
 from app.web.deps import db
 
 SDK_PREFIX = "/api/sdk/"

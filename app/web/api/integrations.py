@@ -22,15 +22,15 @@ from litestar import Controller, MediaType, Request, Response, delete, get, patc
 from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
-from app.services.integrations import IntegrationService, integration_data
-from app.services.integrations_connect import (
+from app.services.integrations.connect import (
     connect_client_credentials,
     disconnect,
     refresh_now,
     start_authorization,
 )
-from app.services.oauth_client import FLOW_AUTHORIZATION_CODE, OAuthFlowError
-from app.services.oauth_tokens import IntegrationUnavailableError, TokenManager
+from app.services.integrations.oauth_client import FLOW_AUTHORIZATION_CODE, OAuthFlowError
+from app.services.integrations.oauth_tokens import IntegrationUnavailableError, TokenManager
+from app.services.integrations.service import IntegrationService, integration_data
 from app.services.secrets import SecretBox, SecretKeyError, secret_box
 from app.settings import Settings
 from app.web.api.config import secret_key_error_handler

@@ -13,10 +13,10 @@ from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
-from app.services.embeddings import EmbeddingUnavailableError
 from app.services.errors import InvalidInputError, NotFoundError
-from app.services.knowledge import KnowledgeRuntime, KnowledgeService, document_public
-from app.services.knowledge_jobs import KnowledgeJobs, KnowledgeJobService, UploadTooLargeError, job_public
+from app.services.knowledge.embeddings import EmbeddingUnavailableError
+from app.services.knowledge.jobs import KnowledgeJobs, KnowledgeJobService, UploadTooLargeError, job_public
+from app.services.knowledge.service import KnowledgeRuntime, KnowledgeService, document_public
 from app.web.deps import db, get_platform
 
 

@@ -1,6 +1,6 @@
 """Notebook runs: executions whose code runs in a Jupyter kernel (``/api/notebook-runs``, JSON API only).
 
-See :mod:`app.services.external_runs` for the design. The kernel authenticates with the user's API key
+See :mod:`app.services.executions.external_runs` for the design. The kernel authenticates with the user's API key
 (or session); the per-execution SDK token it gets back works only on the SDK API, like a worker's.
 """
 
@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 
 from app.engine.external_runs import tracker_for
 from app.services.actor import Actor
-from app.services.executions import execution_view
-from app.services.external_runs import ExternalRunService
+from app.services.executions.external_runs import ExternalRunService
+from app.services.executions.service import execution_view
 from app.web.deps import db, get_platform
 
 

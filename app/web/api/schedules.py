@@ -10,7 +10,7 @@ from litestar.types import ControllerRouterHandler
 from pydantic import BaseModel, Field
 
 from app.services.actor import Actor
-from app.services.schedules import ScheduleService, run_view
+from app.services.executions.schedules import ScheduleService, run_view
 from app.web.deps import db, get_platform
 
 

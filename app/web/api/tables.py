@@ -15,7 +15,7 @@ from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
 from app.services.errors import reject_unknown_fields
-from app.services.tables import TableService, document_data, table_info
+from app.services.tables.service import TableService, document_data, table_info
 from app.web.deps import db
 
 # "scope" is Litestar's reserved name for the ASGI scope: the query parameter gets an alias.

@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 
 from app.services.actor import Actor
 from app.services.errors import ConflictError
-from app.services.executions import ExecutionService, execution_view
-from app.services.workflows import WorkflowService, workflow_detail
+from app.services.executions.service import ExecutionService, execution_view
+from app.services.executions.workflows import WorkflowService, workflow_detail
 from app.web.deps import db, get_platform
 
 # Extra seconds a waiting request allows beyond the workflow's own timeout.

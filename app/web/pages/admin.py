@@ -14,10 +14,10 @@ from litestar.response import Redirect, Template
 
 from app.services.actor import Actor
 from app.services.errors import ConflictError, InvalidInputError
-from app.services.forms import FormService
-from app.services.organizations import OrganizationService
-from app.services.roles import RoleService
-from app.services.users import UserService
+from app.services.forms.service import FormService
+from app.services.identity.organizations import OrganizationService
+from app.services.identity.roles import RoleService
+from app.services.identity.users import UserService
 from app.web.deps import db
 from app.web.pages.common import PageController, flash, form_text, layout_context
 

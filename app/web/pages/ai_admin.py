@@ -8,10 +8,10 @@ from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
 from app.services.actor import Actor
-from app.services.ai_usage import AIUsageService
-from app.services.chat_agents import ChatAgentService, ChatToolService, agent_view
+from app.services.chat.agents import ChatAgentService, ChatToolService, agent_view
+from app.services.chat.ai_usage import AIUsageService
 from app.services.errors import DomainError
-from app.services.organizations import OrganizationService
+from app.services.identity.organizations import OrganizationService
 from app.web.api.ai import settings_service
 from app.web.deps import db
 from app.web.pages.common import PageController, flash, form_text, layout_context

@@ -12,10 +12,10 @@ from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
 from app.services.actor import Actor
-from app.services.auth import ApiKeyService
 from app.services.errors import InvalidInputError
-from app.services.organizations import OrganizationService
-from app.services.workflows import WorkflowService
+from app.services.executions.workflows import WorkflowService
+from app.services.identity.auth import ApiKeyService
+from app.services.identity.organizations import OrganizationService
 from app.web.api.admin import api_key_view
 from app.web.deps import db
 from app.web.pages.common import PageController, flash, form_text, layout_context

@@ -21,10 +21,10 @@ from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage,
 from markupsafe import escape
 
 from app.services.actor import Actor
-from app.services.ai_settings import AIConfigurationError
-from app.services.chat import ConversationService, conversation_view, require_chat_user
-from app.services.chat_agents import ChatAgentService, agent_view
-from app.services.chat_turns import Turn
+from app.services.chat.agents import ChatAgentService, agent_view
+from app.services.chat.ai_settings import AIConfigurationError
+from app.services.chat.conversations import ConversationService, conversation_view, require_chat_user
+from app.services.chat.turns import Turn
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError
 from app.web.api.ai import settings_service
 from app.web.api.chat import chat_runtime

@@ -25,7 +25,7 @@ from app.services.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from app.services.organizations import OrganizationService
+from app.services.identity.organizations import OrganizationService
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from litestar.response import Redirect, Template
 from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
-from app.services.config import GLOBAL, ConfigService
+from app.services.config.service import GLOBAL, ConfigService
 from app.services.errors import InvalidInputError
-from app.services.organizations import OrganizationService
+from app.services.identity.organizations import OrganizationService
 from app.services.secrets import secret_box
 from app.settings import Settings
 from app.web.deps import db

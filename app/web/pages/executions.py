@@ -14,10 +14,10 @@ from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage,
 from app.models import Execution
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError
-from app.services.executions import TERMINAL, ExecutionService, execution_view
-from app.services.organizations import OrganizationService
-from app.services.users import UserService
-from app.services.workflows import WorkflowService
+from app.services.executions.service import TERMINAL, ExecutionService, execution_view
+from app.services.executions.workflows import WorkflowService
+from app.services.identity.organizations import OrganizationService
+from app.services.identity.users import UserService
 from app.web.api.executions import log_view
 from app.web.deps import db, get_platform
 from app.web.pages.common import PageController, layout_context, render_string

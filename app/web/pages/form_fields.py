@@ -1,6 +1,6 @@
 """Form fields for running a workflow: built from its parameters, read back from a submitted form.
 
-A field is a dict with the keys of a ``form_schema`` field (see ``app/services/form_schema.py``):
+A field is a dict with the keys of a ``form_schema`` field (see ``app/services/forms/schema.py``):
 ``name, type, label, help_text, placeholder, required, default, validation, options,
 data_provider, data_provider_inputs, visible_when``. The automatic form of a workflow is built
 here from its stored parameters; a custom form's ``form_schema`` has the same shape, so the

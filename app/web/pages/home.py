@@ -11,12 +11,12 @@ from litestar.response import Redirect, Template
 from pydantic import BaseModel
 
 from app.services.actor import Actor
-from app.services.auth import AuthService
 from app.services.errors import AuthenticationError
-from app.services.executions import ExecutionService, execution_view
-from app.services.forms import FormService
-from app.services.organizations import OrganizationService
-from app.services.workflows import WorkflowService, workflow_detail
+from app.services.executions.service import ExecutionService, execution_view
+from app.services.executions.workflows import WorkflowService, workflow_detail
+from app.services.forms.service import FormService
+from app.services.identity.auth import AuthService
+from app.services.identity.organizations import OrganizationService
 from app.web.deps import db
 from app.web.pages.common import PageController, flash, form_text, layout_context, safe_next
 

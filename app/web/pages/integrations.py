@@ -19,17 +19,17 @@ from litestar.datastructures import FormMultiDict
 from litestar.response import Redirect, Template
 
 from app.services.actor import Actor
-from app.services.config import SECRET_MASK
+from app.services.config.service import SECRET_MASK
 from app.services.errors import DomainError, InvalidInputError, NotFoundError
-from app.services.integrations import IntegrationService
-from app.services.integrations_connect import (
+from app.services.integrations.connect import (
     complete_authorization,
     connect_client_credentials,
     disconnect,
     refresh_now,
     start_authorization,
 )
-from app.services.oauth_client import FLOW_AUTHORIZATION_CODE, FLOWS, OAuthFlowError
+from app.services.integrations.oauth_client import FLOW_AUTHORIZATION_CODE, FLOWS, OAuthFlowError
+from app.services.integrations.service import IntegrationService
 from app.settings import Settings
 from app.web.api.integrations import box_of, callback_url, token_manager
 from app.web.deps import db, get_platform

@@ -18,8 +18,8 @@ from litestar.response import Redirect, Template
 
 from app.services.actor import Actor
 from app.services.errors import ConflictError, DomainError, InvalidInputError, PermissionDeniedError
-from app.services.knowledge import KnowledgeService, document_public
-from app.services.knowledge_jobs import ACTIVE, KnowledgeJobService, job_public
+from app.services.knowledge.jobs import ACTIVE, KnowledgeJobService, job_public
+from app.services.knowledge.service import KnowledgeService, document_public
 from app.web.deps import db, get_platform
 from app.web.pages.common import PageController, flash, form_text, is_htmx, layout_context
 

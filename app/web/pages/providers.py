@@ -15,7 +15,9 @@ from litestar import Request
 
 from app.models import Workflow
 from app.services.actor import Actor
-from app.services.data_providers import (
+from app.services.errors import DomainError, InvalidInputError
+from app.services.executions.service import ExecutionService, execution_view
+from app.services.forms.data_providers import (
     DataProviderError,
     Option,
     ProviderOutcome,
@@ -24,8 +26,6 @@ from app.services.data_providers import (
     provider_options,
     validated_inputs,
 )
-from app.services.errors import DomainError, InvalidInputError
-from app.services.executions import ExecutionService, execution_view
 from app.web.deps import db, get_platform
 from app.web.pages.form_fields import option_key, params_from_values
 

@@ -4,7 +4,7 @@ A visitor fills the form like a logged-in user would (same fields, conditional f
 providers, uploads and validation, see ``forms.py``); CSRF is enforced as on every page (the
 token travels in the cookie set by the form page). The run happens as the built-in **Public
 form** service account (created on first use, like the scheduler's, see
-``app/services/system_users.py``) in the form's organization, or the global scope for a global
+``app/services/identity/system_users.py``) in the form's organization, or the global scope for a global
 form; an admin deactivates that account to switch every public form off.
 
 Every request to these pages (but the result polls of a browser's own runs) counts against a per-client-address budget
@@ -26,9 +26,9 @@ from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
 from app.services.errors import NotFoundError
-from app.services.executions import ExecutionService
-from app.services.forms import FormService
-from app.services.system_users import ServiceAccount, service_actor
+from app.services.executions.service import ExecutionService
+from app.services.forms.service import FormService
+from app.services.identity.system_users import ServiceAccount, service_actor
 from app.web.api.endpoints import RateLimiter
 from app.web.deps import db, get_platform
 from app.web.pages.common import PAGE_EXCEPTION_HANDLERS, PageController, page_error_handler, render_string

@@ -16,9 +16,9 @@ from pydantic import BaseModel
 
 from app.services.actor import Actor
 from app.services.errors import AuthenticationError, DomainError, InvalidInputError
-from app.services.organizations import OrganizationService
-from app.services.schedules import OVERLAP_POLICIES, ScheduleService
-from app.services.workflows import WorkflowService
+from app.services.executions.schedules import OVERLAP_POLICIES, ScheduleService
+from app.services.executions.workflows import WorkflowService
+from app.services.identity.organizations import OrganizationService
 from app.web.deps import db, get_platform, resolve_actor
 
 

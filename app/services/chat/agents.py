@@ -1,0 +1,275 @@
+"""Chat agents (admin-configured assistants) and which tool workflows a user's chat may call.
+
+Tools of a chat are exactly the active workflows with ``is_tool=True`` that the user may run in
+the organization they act in: the same rule as running them from their form (visible: global
+or that organization's; an API key limited to one workflow offers only that one). An agent with
+a ``tools`` list narrows them further; admins mark tools "needs approval" here.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.models.ai import DEFAULT_AGENT_ID, ChatAgent, ChatToolSetting
+from app.models.base import utcnow
+from app.models.organization import Organization
+from app.models.workflow import Workflow
+from app.services.actor import Actor
+from app.services.chat.ai_settings import check_model_field
+from app.services.errors import (
+    ConflictError,
+    InvalidInputError,
+    NotFoundError,
+    optional_text,
+    reject_unknown_fields,
+    require_bool,
+)
+from app.services.executions.workflows import WorkflowService
+from app.services.knowledge.service import check_namespace
+
+AGENT_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "instructions",
+        "tools",
+        "knowledge_namespaces",
+        "model",
+        "is_default",
+        "is_active",
+        "organization_id",
+    }
+)
+MAX_INSTRUCTIONS = 20_000
+
+
+def agent_view(agent: ChatAgent) -> dict[str, Any]:
+    """The API shape of an agent."""
+    return {
+        "id": agent.id,
+        "organization_id": agent.organization_id,
+        "name": agent.name,
+        "description": agent.description,
+        "instructions": agent.instructions,
+        "tools": agent.tools,
+        "knowledge_namespaces": agent.knowledge_namespaces,
+        "model": agent.model,
+        "is_default": agent.is_default,
+        "is_active": agent.is_active,
+        "updated_at": agent.updated_at.isoformat(),
+    }
+
+
+def _name_list(value: Any, field: str, check: Any = None) -> builtins.list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, builtins.list) or len(value) > 500:
+        raise InvalidInputError.field(field, "must be a list of names (or null for all)")
+    names = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip() or len(item) > 200:
+            raise InvalidInputError.field(f"{field}[{index}]", "must be a non-empty name")
+        names.append(check(item, f"{field}[{index}]") if check else item.strip())
+    return builtins.list(dict.fromkeys(names))
+
+
+class ChatAgentService:
+    """Agents: everyone reads those offered in their organization; platform admins manage them."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def list(self, actor: Actor) -> builtins.list[ChatAgent]:
+        """Active agents of the actor's organization and global ones (admins: inactive too), by name."""
+        stmt = select(ChatAgent).order_by(col(ChatAgent.name), col(ChatAgent.id))
+        org = actor.acting_org_id
+        in_scope: Any = col(ChatAgent.organization_id).is_(None)
+        if org is not None:
+            in_scope = in_scope | (col(ChatAgent.organization_id) == org)
+        stmt = stmt.where(in_scope)
+        if not actor.is_superuser:
+            stmt = stmt.where(col(ChatAgent.is_active).is_(True))
+        return builtins.list((await self.session.execute(stmt)).scalars())
+
+    async def get(self, actor: Actor, agent_id: str) -> ChatAgent:
+        """An agent the actor may use (404 otherwise, also across organizations)."""
+        agent = await self.session.get(ChatAgent, agent_id) if len(agent_id) <= 36 else None
+        if agent is None or not actor.can_see_org(agent.organization_id) or not (agent.is_active or actor.is_superuser):
+            raise NotFoundError(f"Agent {agent_id!r} not found.")
+        return agent
+
+    async def default(self, actor: Actor) -> ChatAgent:
+        """The organization's default agent, else the global default, else the built-in one."""
+        agents = [a for a in await self.list(actor) if a.is_active]
+        for want_org in (actor.acting_org_id, None):
+            for agent in agents:
+                if agent.is_default and agent.organization_id == want_org:
+                    return agent
+        built_in = await self.session.get(ChatAgent, DEFAULT_AGENT_ID)
+        if built_in is not None:
+            return built_in
+        return ChatAgent(id=DEFAULT_AGENT_ID, name="Assistant", instructions="You are a helpful assistant.")
+
+    async def for_conversation(self, actor: Actor, agent_id: str | None) -> ChatAgent:
+        """The agent of a conversation (the default one when it has none or it is gone)."""
+        if agent_id:
+            try:
+                agent = await self.get(actor, agent_id)
+                if agent.is_active:
+                    return agent
+            except NotFoundError:
+                pass
+        return await self.default(actor)
+
+    async def _check(self, data: dict[str, Any], current: ChatAgent | None) -> dict[str, Any]:
+        reject_unknown_fields(data, AGENT_FIELDS)
+        clean: dict[str, Any] = {}
+        if "name" in data or current is None:
+            name = data.get("name")
+            if not isinstance(name, str) or not name.strip() or len(name.strip()) > 100:
+                raise InvalidInputError.field("name", "must be 1-100 characters")
+            clean["name"] = name.strip()
+        if "description" in data:
+            clean["description"] = optional_text(data["description"], "description", 2000)
+        if "instructions" in data:
+            text = data["instructions"]
+            if not isinstance(text, str) or len(text) > MAX_INSTRUCTIONS:
+                raise InvalidInputError.field("instructions", f"must be text of at most {MAX_INSTRUCTIONS} characters")
+            clean["instructions"] = text
+        if "tools" in data:
+            clean["tools"] = _name_list(data["tools"], "tools")
+        if "knowledge_namespaces" in data:
+            clean["knowledge_namespaces"] = _name_list(
+                data["knowledge_namespaces"], "knowledge_namespaces", check_namespace
+            )
+        if "model" in data:
+            clean["model"] = check_model_field(data["model"])
+        for flag in ("is_default", "is_active"):
+            if flag in data:
+                clean[flag] = require_bool(data[flag], flag)
+        if "organization_id" in data:
+            org = data["organization_id"]
+            if org is not None and (not isinstance(org, str) or await self.session.get(Organization, org) is None):
+                raise InvalidInputError.field("organization_id", f"no organization {org!r}")
+            clean["organization_id"] = org
+        return clean
+
+    async def _unique(self, organization_id: str | None, name: str, exclude: str | None) -> None:
+        stmt = select(col(ChatAgent.id)).where(col(ChatAgent.name) == name)
+        stmt = stmt.where(
+            col(ChatAgent.organization_id).is_(None)
+            if organization_id is None
+            else col(ChatAgent.organization_id) == organization_id
+        )
+        found = (await self.session.execute(stmt)).scalars().first()
+        if found is not None and found != exclude:
+            raise ConflictError(f"An agent named {name!r} exists already here.")
+
+    async def _one_default(self, agent: ChatAgent) -> None:
+        # One default per scope: making this one the default unmarks the others of its organization.
+        if not agent.is_default:
+            return
+        stmt = select(ChatAgent).where(col(ChatAgent.id) != agent.id, col(ChatAgent.is_default).is_(True))
+        stmt = stmt.where(
+            col(ChatAgent.organization_id).is_(None)
+            if agent.organization_id is None
+            else col(ChatAgent.organization_id) == agent.organization_id
+        )
+        for other in (await self.session.execute(stmt)).scalars():
+            other.is_default = False
+
+    async def create(self, actor: Actor, data: Any) -> ChatAgent:
+        """Create an agent (platform admins); ``organization_id`` omitted = the acting organization."""
+        actor.require_admin("configure chat agents")
+        if not isinstance(data, dict):
+            raise InvalidInputError.field("body", "must be a JSON object")
+        clean = await self._check(data, None)
+        clean.setdefault("organization_id", actor.acting_org_id)
+        await self._unique(clean["organization_id"], clean["name"], None)
+        agent = ChatAgent(**clean)
+        self.session.add(agent)
+        await self._one_default(agent)
+        await self.session.flush()
+        return agent
+
+    async def update(self, actor: Actor, agent_id: str, data: Any) -> ChatAgent:
+        """Change an agent (platform admins)."""
+        actor.require_admin("configure chat agents")
+        agent = await self.get(actor, agent_id)
+        if not isinstance(data, dict):
+            raise InvalidInputError.field("body", "must be a JSON object")
+        clean = await self._check(data, agent)
+        await self._unique(clean.get("organization_id", agent.organization_id), clean.get("name", agent.name), agent.id)
+        for key, value in clean.items():
+            setattr(agent, key, value)
+        agent.updated_at = utcnow()
+        await self._one_default(agent)
+        await self.session.flush()
+        return agent
+
+    async def delete(self, actor: Actor, agent_id: str) -> None:
+        """Delete an agent (platform admins); the built-in default agent can only be changed."""
+        actor.require_admin("configure chat agents")
+        agent = await self.get(actor, agent_id)
+        if agent.id == DEFAULT_AGENT_ID:
+            raise ConflictError("The built-in default agent cannot be deleted; change it instead.")
+        await self.session.delete(agent)
+        await self.session.flush()
+
+
+class ChatToolService:
+    """Which tool workflows a chat may call, and their approval settings."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def approvals(self) -> dict[str, bool]:
+        """``{workflow name: needs_approval}`` of every tool with settings."""
+        rows = (await self.session.execute(select(ChatToolSetting))).scalars()
+        return {row.workflow_name: row.needs_approval for row in rows}
+
+    async def tools_for(self, actor: Actor, agent: ChatAgent | None = None) -> builtins.list[dict[str, Any]]:
+        """The tool workflows ``actor`` may run here (narrowed by the agent's list), as metadata dicts."""
+        # Only tool workflows are read (not the whole catalogue): this runs on every chat turn.
+        stmt = select(Workflow).where(
+            col(Workflow.kind) == "workflow", col(Workflow.is_active).is_(True), col(Workflow.is_tool).is_(True)
+        )
+        workflows = [w for w in (await self.session.execute(stmt)).scalars() if actor.can_see_org(w.organization_id)]
+        if actor.api_key_workflow_id:
+            workflows = [w for w in workflows if actor.api_key_workflow_id in (w.id, w.name)]
+        if agent is not None and agent.tools is not None:
+            wanted = set(agent.tools)
+            workflows = [w for w in workflows if w.name in wanted or w.id in wanted]
+        approvals = await self.approvals()
+        return [
+            {
+                "name": w.name,
+                "description": w.description,
+                "tool_description": w.tool_description,
+                "params_schema": w.params_schema,
+                "parameters": w.parameters,
+                "category": w.category,
+                "needs_approval": approvals.get(w.name, False),
+            }
+            for w in sorted(workflows, key=lambda w: w.name)
+        ]
+
+    async def set_approval(self, actor: Actor, workflow: str, needs_approval: Any) -> dict[str, Any]:
+        """Mark a tool workflow as needing approval (or not) before each chat call (platform admins)."""
+        actor.require_admin("change tool settings")
+        flag = require_bool(needs_approval, "needs_approval")
+        row = await WorkflowService(self.session).get(actor, workflow)
+        if not row.is_tool:
+            raise InvalidInputError.field("workflow", f"{row.name!r} is not a tool workflow (is_tool=True)")
+        setting = await self.session.get(ChatToolSetting, row.name)
+        if setting is None:
+            setting = ChatToolSetting(workflow_name=row.name)
+            self.session.add(setting)
+        setting.needs_approval, setting.updated_by, setting.updated_at = flag, actor.user_id, utcnow()
+        await self.session.flush()
+        return {"workflow": row.name, "needs_approval": flag}

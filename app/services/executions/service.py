@@ -1,0 +1,489 @@
+"""Executions: the one submit path, history, cancel, and the engine's bookkeeping."""
+
+from __future__ import annotations
+
+import builtins
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Boolean, Integer, bindparam, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.models import Execution, ExecutionLog, User, Workflow
+from app.models.base import JSONType, UTCDateTime, utcnow
+from app.services.actor import Actor
+from app.services.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from app.services.executions.dispatch import Dispatcher, DispatchRequest
+from app.services.executions.workflows import WorkflowService
+from app.services.identity import actor_cache
+from app.services.identity.organizations import OrganizationService
+from app.services.identity.security import hash_token
+from bifrost._schema import model_from_json_schema, validate_parameters
+from bifrost.enums import ExecutionStatus
+from bifrost.errors import ValidationError
+
+TERMINAL = {ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value, ExecutionStatus.CANCELLED.value}
+GENERIC_FAILURE = (
+    "The workflow failed with an unexpected error. An administrator can see the details of this execution."
+)
+MAX_LIST_LIMIT = 1000
+MAX_OFFSET = 1_000_000_000  # beyond any real history, and inside a 64-bit SQL integer
+
+_model_cache: dict[tuple[str, datetime], type[BaseModel]] = {}
+
+# The engine's two bookkeeping statements run for every execution: built once, executed with
+# parameters (building an UPDATE per call cost more than running it).
+_COLUMNS = tuple(Execution.__table__.columns)  # type: ignore[attr-defined]
+_INSERT = Execution.__table__.insert()  # type: ignore[attr-defined]
+_FIELD_DEFAULTS = tuple(
+    (column.name, Execution.model_fields[column.name]) for column in _COLUMNS if column.name in Execution.model_fields
+)
+
+
+def _new_execution(values: dict[str, Any]) -> Execution:
+    """A not-yet-stored Execution holding ``values`` and the model's defaults for the other columns.
+
+    Why not ``Execution(**values)``: SQLModel routes each of its two dozen fields through pydantic
+    and SQLAlchemy attribute events, about a tenth of a millisecond per run on this hot path. The
+    row is written by a Core INSERT, so the instance only carries the values back to the caller;
+    it is built the way the ORM builds a row it loads (the class manager makes the instance, the
+    values go straight into its dict), and behaves as any other Execution afterwards.
+    """
+    data: dict[str, Any] = {}
+    for name, field in _FIELD_DEFAULTS:
+        if name in values:
+            data[name] = values[name]
+        elif field.default_factory is not None:
+            data[name] = field.default_factory()  # type: ignore[call-arg]
+        elif field.is_required():
+            raise TypeError(f"Execution needs {name!r}")
+        else:
+            data[name] = field.default
+    execution: Execution = Execution._sa_class_manager.new_instance()  # type: ignore[attr-defined]
+    execution.__dict__.update(data)
+    return execution
+
+
+_MARK_RUNNING = (
+    update(Execution)
+    .where(col(Execution.id) == bindparam("b_id"), col(Execution.status) == ExecutionStatus.PENDING.value)
+    .values(
+        status=ExecutionStatus.RUNNING.value,
+        started_at=bindparam("b_started_at", type_=UTCDateTime()),
+        sdk_token_hash=bindparam("b_token_hash"),
+    )
+)
+_FINISH = (
+    update(Execution)
+    .where(
+        col(Execution.id) == bindparam("b_id"),
+        col(Execution.status).in_([ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]),
+    )
+    .values(
+        status=bindparam("b_status"),
+        result=bindparam("b_result", type_=JSONType),
+        error_message=bindparam("b_error_message"),
+        error_type=bindparam("b_error_type"),
+        error_traceback=bindparam("b_error_traceback"),
+        user_error=bindparam("b_user_error", type_=Boolean()),
+        # keep the recorded start when the worker does not report one (cancelled before running)
+        started_at=func.coalesce(bindparam("b_started_at", type_=UTCDateTime()), col(Execution.started_at)),
+        completed_at=bindparam("b_completed_at", type_=UTCDateTime()),
+        sdk_token_hash=None,
+        duration_ms=bindparam("b_duration_ms", type_=Integer()),
+    )
+)
+
+
+def params_model(workflow: Workflow) -> type[BaseModel]:
+    """The validation model rebuilt from stored metadata, cached per workflow version."""
+    key = (workflow.id, workflow.updated_at)
+    model = _model_cache.get(key)
+    if model is None:
+        model = model_from_json_schema(workflow.params_schema, name=f"{workflow.name}_parameters")
+        _model_cache[key] = model
+    return model
+
+
+def parse_status(value: str | None) -> str | None:
+    """Accept ``Failed``, ``FAILED``, ``failed`` (and enum members) for a status filter."""
+    if value is None or value == "":
+        return None
+    raw = getattr(value, "value", value)
+    for status in ExecutionStatus:
+        if str(raw).lower() in (status.value.lower(), status.name.lower()):
+            return status.value
+    raise InvalidInputError.field(
+        "status", f"unknown status {value!r}; use one of {', '.join(s.name for s in ExecutionStatus)}"
+    )
+
+
+def _parse_when(value: str | datetime | date | None, field: str, end: bool) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
+        except ValueError:
+            raise InvalidInputError.field(field, f"not an ISO date or date-time: {value!r}") from None
+    if not isinstance(value, datetime):
+        # A bare end date includes that whole day.
+        moment = datetime.combine(value, time.min)
+        return moment + timedelta(days=1) - timedelta(microseconds=1) if end else moment
+    return value
+
+
+def execution_view(execution: Execution, actor: Actor) -> dict[str, Any]:
+    """The API / SDK shape of an execution (``WorkflowExecution`` fields plus extras).
+
+    Non-admins see a generic message instead of an internal error, and no traceback.
+    """
+    error_message = execution.error_message
+    # user_error marks messages meant for users: UserError, and those the platform wrote itself
+    # (timeouts, cancel, lost workers, invalid parameters, SDK permission errors). Never matched by
+    # exception class name: workflow code can raise any class with any name.
+    if error_message and not (execution.user_error or actor.is_superuser):
+        error_message = GENERIC_FAILURE
+    return {
+        "execution_id": execution.id,
+        "workflow_name": execution.workflow_name,
+        "workflow_id": execution.workflow_id,
+        "org_id": execution.organization_id,
+        "executed_by": execution.executed_by,
+        "executed_by_name": execution.executed_by_name,
+        "trigger": execution.trigger,
+        "status": execution.status,
+        "input_data": execution.input_data,
+        "result": execution.result,
+        "error_message": error_message,
+        "error_type": execution.error_type,
+        "user_error": execution.user_error,
+        "traceback": execution.error_traceback if actor.is_superuser else None,
+        "duration_ms": execution.duration_ms,
+        "created_at": execution.created_at.isoformat(),
+        "started_at": execution.started_at.isoformat() if execution.started_at else None,
+        "completed_at": execution.completed_at.isoformat() if execution.completed_at else None,
+    }
+
+
+class ExecutionService:
+    """Every trigger submits through :meth:`submit`; the engine reports back through the ``mark_*`` methods."""
+
+    def __init__(self, session: AsyncSession, dispatcher: Dispatcher | None = None) -> None:
+        self.session = session
+        self.dispatcher = dispatcher
+
+    # ----- the one submit path -------------------------------------------------------------
+    async def submit(
+        self,
+        workflow: str,
+        params: dict[str, Any] | None,
+        actor: Actor,
+        org: str | None = None,
+        *,
+        trigger: str = "api",
+        kind: str = "workflow",
+    ) -> Execution:
+        """Check permission, validate params, write a PENDING execution and hand it to the dispatcher.
+
+        Args:
+            workflow: Workflow name or id.
+            params: Parameters (validated against the workflow's model).
+            actor: Who runs it.
+            org: Organization to run in (platform admins only; default the actor's acting org).
+            trigger: What started it (``form``, ``api``, ``cli``, ``schedule``, ``chat``, ``endpoint``, ``notebook``).
+            kind: ``workflow`` or ``data_provider``.
+
+        Returns:
+            The committed PENDING execution.
+
+        Raises:
+            NotFoundError: Unknown workflow.
+            PermissionDeniedError: The actor may not run it (or act in ``org``).
+            InvalidInputError: Bad parameters, one entry per field; nothing is written.
+        """
+        if self.dispatcher is None:
+            raise RuntimeError("ExecutionService.submit needs a dispatcher")
+        row = await WorkflowService(self.session).get(actor, workflow, kind=kind)
+        if actor.api_key_workflow_id and actor.api_key_workflow_id not in (row.id, row.name):
+            raise PermissionDeniedError("This API key may not run this workflow.")
+        org_id = await self._target_org(actor, org)
+        if params is not None and not isinstance(params, dict):
+            raise InvalidInputError.field("params", "must be an object of parameter values")
+        try:
+            validated = validate_parameters(params_model(row), params)
+        except ValidationError as exc:
+            raise InvalidInputError(str(exc), exc.errors) from None
+        values: dict[str, Any] = {
+            "workflow_id": row.id,
+            "workflow_name": row.name,
+            "kind": row.kind,
+            "organization_id": org_id,
+            "executed_by": actor.user_id,
+            "executed_by_name": actor.email,
+            "trigger": trigger,
+            "is_function_key": actor.is_function_key,
+            "api_key_id": actor.api_key_id,
+            "status": ExecutionStatus.PENDING.value,
+            "input_data": validated.model_dump(mode="json"),
+            "timeout_seconds": row.timeout_seconds,
+        }
+        # A free worker now? Then the run is written RUNNING at once (one write less per run). A crash
+        # before it ends leaves it RUNNING, which recovery marks FAILED: it never runs twice.
+        token = self.dispatcher.claim()
+        if token is not None:
+            values["status"] = ExecutionStatus.RUNNING.value
+            values["started_at"] = utcnow()
+            values["sdk_token_hash"] = hash_token(token)
+        execution = _new_execution(values)
+        try:
+            # A Core INSERT: the ORM unit of work cost more than the insert itself on this hot path.
+            connection = await self.session.connection()
+            await connection.execute(_INSERT, {column.name: getattr(execution, column.name) for column in _COLUMNS})
+            await self.session.commit()
+            request = await self.dispatch_request(execution, actor=actor, sdk_token=token)
+        except BaseException:
+            if token is not None:
+                self.dispatcher.release(token)
+            raise
+        await self.dispatcher.dispatch(request)
+        return execution
+
+    async def dispatch_request(
+        self, execution: Execution, actor: Actor | None = None, sdk_token: str | None = None
+    ) -> DispatchRequest:
+        """What the dispatcher needs to run ``execution`` (``sdk_token``: the claim it was written RUNNING with)."""
+        return DispatchRequest(
+            execution_id=execution.id,
+            kind=execution.kind,
+            name=execution.workflow_name,
+            params=execution.input_data,
+            timeout_seconds=execution.timeout_seconds,
+            context=await self.context_for(execution, actor=actor),
+            sdk_token=sdk_token,
+        )
+
+    async def _target_org(self, actor: Actor, org: str | None) -> str | None:
+        if not org or org == actor.acting_org_id:
+            return actor.acting_org_id
+        if actor.is_superuser and org.upper() == "GLOBAL":
+            return None
+        found = await OrganizationService(self.session).find(org)
+        if found is not None and found.id == actor.acting_org_id:
+            return found.id  # their own organization, named instead of given by id
+        if not actor.is_superuser:
+            # The same answer whether or not the organization exists: names cannot be probed.
+            raise PermissionDeniedError("Only platform admins may run workflows in another organization.")
+        if found is None:
+            raise InvalidInputError.field("org", f"organization {org!r} not found")
+        return found.id
+
+    async def context_for(self, execution: Execution, actor: Actor | None = None) -> dict[str, Any]:
+        """The ExecutionContext fields bound in the worker for this execution."""
+        org = await OrganizationService(self.session).cached(execution.organization_id)
+        if actor is None:
+            user = await self.session.get(User, execution.executed_by)
+            email, name, is_admin = (
+                (user.email, user.name, user.is_superuser) if user else (execution.executed_by_name, "", False)
+            )
+        else:
+            email, name, is_admin = actor.email, actor.name, actor.is_superuser
+        return {
+            "user_id": execution.executed_by,
+            "email": email,
+            "name": name,
+            "org_id": org.id if org else None,
+            "org_name": org.name if org else None,
+            "organization": {"id": org.id, "name": org.name, "is_active": org.is_active, "domain": org.domain}
+            if org
+            else None,
+            "scope": org.id if org else "GLOBAL",
+            "execution_id": execution.id,
+            "is_platform_admin": is_admin,
+            "is_function_key": execution.is_function_key,
+        }
+
+    # ----- reading ------------------------------------------------------------------------------
+    def _visible(self, actor: Actor) -> Any:
+        if actor.is_superuser:
+            return col(Execution.organization_id) == actor.acting_org_id if actor.acting_org_id else True
+        return (col(Execution.organization_id) == actor.acting_org_id) & (col(Execution.executed_by) == actor.user_id)
+
+    async def get(self, actor: Actor, execution_id: str) -> Execution:
+        """Return an execution the actor may see (admins: all; others: their own in their organization)."""
+        execution = await self.session.get(Execution, execution_id)
+        if execution is None:
+            raise NotFoundError(f"Execution {execution_id!r} not found.")
+        visible = actor.is_superuser or (
+            execution.organization_id == actor.acting_org_id and execution.executed_by == actor.user_id
+        )
+        if not visible:
+            raise NotFoundError(f"Execution {execution_id!r} not found.")
+        return execution
+
+    async def list(
+        self,
+        actor: Actor,
+        workflow_name: str | None = None,
+        status: str | None = None,
+        start_date: str | datetime | date | None = None,
+        end_date: str | datetime | date | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        executed_by: str | None = None,
+    ) -> builtins.list[Execution]:
+        """List executions newest first, with the spec's filters."""
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidInputError.field("limit", f"must be between 1 and {MAX_LIST_LIMIT}")
+        if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInputError.field("offset", f"must be between 0 and {MAX_OFFSET}")
+        stmt = select(Execution).where(self._visible(actor))
+        if workflow_name:
+            stmt = stmt.where(col(Execution.workflow_name) == workflow_name)
+        status_value = parse_status(status)
+        if status_value:
+            stmt = stmt.where(col(Execution.status) == status_value)
+        start = _parse_when(start_date, "start_date", end=False)
+        end = _parse_when(end_date, "end_date", end=True)
+        if start:
+            stmt = stmt.where(col(Execution.created_at) >= start)
+        if end:
+            stmt = stmt.where(col(Execution.created_at) <= end)
+        if executed_by:
+            stmt = stmt.where(col(Execution.executed_by) == executed_by)
+        stmt = stmt.order_by(col(Execution.created_at).desc()).limit(limit).offset(offset)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def recent_by_workflow(
+        self, actor: Actor, workflow_names: builtins.list[str], per_workflow: int
+    ) -> dict[str, builtins.list[Execution]]:
+        """The newest ``per_workflow`` visible executions of each named workflow, in one query.
+
+        The catalogue shows a few last runs per workflow; one ``list`` per workflow was a query each.
+        """
+        if not workflow_names:
+            return {}
+        rank = (
+            func.row_number()
+            .over(partition_by=col(Execution.workflow_name), order_by=col(Execution.created_at).desc())
+            .label("rank")
+        )
+        ranked = (
+            select(Execution.id, rank)  # type: ignore[call-overload]
+            .where(self._visible(actor), col(Execution.workflow_name).in_(workflow_names))
+            .subquery()
+        )
+        stmt = (
+            select(Execution)
+            .join(ranked, col(Execution.id) == ranked.c.id)
+            .where(ranked.c.rank <= per_workflow)
+            .order_by(col(Execution.workflow_name), col(Execution.created_at).desc())
+        )
+        found: dict[str, builtins.list[Execution]] = {name: [] for name in workflow_names}
+        for execution in (await self.session.execute(stmt)).scalars():
+            found[execution.workflow_name].append(execution)
+        return found
+
+    async def logs(self, actor: Actor, execution_id: str, after_seq: int = -1) -> builtins.list[ExecutionLog]:
+        """Stored log lines of a visible execution, in order."""
+        if not -1 <= after_seq <= MAX_OFFSET:
+            raise InvalidInputError.field("after", f"must be between -1 and {MAX_OFFSET}")
+        await self.get(actor, execution_id)
+        stmt = (
+            select(ExecutionLog)
+            .where(col(ExecutionLog.execution_id) == execution_id, col(ExecutionLog.seq) > after_seq)
+            .order_by(col(ExecutionLog.seq))
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def cancel(self, actor: Actor, execution_id: str) -> Execution:
+        """Cancel a PENDING or RUNNING execution (admins, or whoever ran it)."""
+        execution = await self.get(actor, execution_id)
+        if not (actor.is_superuser or execution.executed_by == actor.user_id):
+            raise PermissionDeniedError("You may only cancel your own executions.")
+        if execution.status in TERMINAL:
+            raise InvalidInputError.field("status", f"execution already ended ({execution.status})")
+        found = await self.dispatcher.cancel(execution_id) if self.dispatcher else False
+        if not found:
+            await self.finish(
+                execution_id,
+                status=ExecutionStatus.CANCELLED.value,
+                error_message="Cancelled by user",
+                error_type="Cancelled",
+                user_error=True,
+            )
+        await self.session.refresh(execution)
+        return execution
+
+    # ----- engine bookkeeping -----------------------------------------------------------------------
+    async def mark_running(self, execution_id: str, token_hash: str) -> bool:
+        """PENDING → RUNNING with the SDK token hash; False if it was cancelled meanwhile."""
+        # Core statements on the session's connection: the ORM's UPDATE path adds work we do not need.
+        connection = await self.session.connection()
+        result = await connection.execute(
+            _MARK_RUNNING, {"b_id": execution_id, "b_started_at": utcnow(), "b_token_hash": token_hash}
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def finish(
+        self,
+        execution_id: str,
+        *,
+        status: str,
+        result: Any = None,
+        error_message: str | None = None,
+        error_type: str | None = None,
+        traceback: str | None = None,
+        user_error: bool = False,
+        started_at: datetime | None = None,
+        completed_at: datetime | None = None,
+        duration_ms: int | None = None,
+    ) -> bool:
+        """Record the end of a non-terminal execution and expire its SDK token; False if it had ended already."""
+        actor_cache.forget_execution_now_and_after_commit(self.session, execution_id)
+        connection = await self.session.connection()
+        outcome = await connection.execute(
+            _FINISH,
+            {
+                "b_id": execution_id,
+                "b_status": status,
+                "b_result": result,
+                "b_error_message": error_message,
+                "b_error_type": error_type,
+                "b_error_traceback": traceback,
+                "b_user_error": user_error,
+                "b_started_at": started_at,
+                "b_completed_at": completed_at or utcnow(),
+                "b_duration_ms": duration_ms,
+            },
+        )
+        return bool(outcome.rowcount)  # type: ignore[attr-defined]
+
+    async def add_logs(self, rows: builtins.list[dict[str, Any]]) -> None:
+        """Insert captured log lines (``execution_id, seq, timestamp, level, logger, message``)."""
+        if rows:
+            await self.session.execute(ExecutionLog.__table__.insert(), rows)  # type: ignore[attr-defined]
+
+    async def recover(self) -> builtins.list[DispatchRequest]:
+        """On server start: RUNNING → FAILED ("server restarted"); return PENDING ones to dispatch again."""
+        await self.session.execute(
+            update(Execution)
+            .where(col(Execution.status) == ExecutionStatus.RUNNING.value)
+            .values(
+                status=ExecutionStatus.FAILED.value,
+                error_message="Server restarted while this execution was running.",
+                error_type="ServerRestarted",
+                user_error=True,
+                completed_at=utcnow(),
+                sdk_token_hash=None,
+            )
+        )
+        stmt = (
+            select(Execution)
+            .where(col(Execution.status) == ExecutionStatus.PENDING.value)
+            .order_by(col(Execution.created_at))
+        )
+        pending = list((await self.session.execute(stmt)).scalars())
+        return [await self.dispatch_request(e) for e in pending]
