@@ -6,10 +6,7 @@ registered (including duplicates, which it reports instead of letting one win).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from bifrost.decorators import WorkflowDefinition
+from bifrost._definitions import WorkflowDefinition
 
 _definitions: list[WorkflowDefinition] = []
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 from html import escape
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from notebooks.runner import RunResult
+from typing import Any, Protocol
 
 MAX_ROWS = 200
 MAX_COLUMNS = 30
@@ -56,7 +53,25 @@ def value_html(value: Any) -> str:
     return f"<pre>{escape(json.dumps(value, indent=2, default=str))}</pre>"
 
 
-def run_result_html(run: RunResult) -> str:
+class RunView(Protocol):
+    """What :func:`run_result_html` reads of a run (``notebooks.runner.RunResult`` has it).
+
+    A protocol rather than an import keeps this module a leaf: the runner uses it, not the reverse.
+    """
+
+    name: str
+    execution_id: str
+    status: str
+    result: Any
+    error_message: str | None
+    traceback: str | None
+    duration_ms: int | None
+
+    @property
+    def ok(self) -> bool: ...
+
+
+def run_result_html(run: RunView) -> str:
     """The rich display of a notebook run."""
     duration = f" in {run.duration_ms} ms" if run.duration_ms is not None else ""
     head = (

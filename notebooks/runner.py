@@ -31,6 +31,7 @@ from bifrost.decorators import WorkflowDefinition
 from bifrost.errors import NotAvailableError, PermissionDeniedError, UserError, ValidationError
 from bifrost.types import ExecutionContext
 from notebooks import session
+from notebooks.display import run_result_html
 
 SHIP_INTERVAL_SECONDS = 0.25
 MAX_LOG_CHARS = 100_000
@@ -81,8 +82,6 @@ class RunResult:
         return self
 
     def _repr_html_(self) -> str:
-        from notebooks.display import run_result_html
-
         return run_result_html(self)
 
     def __repr__(self) -> str:
