@@ -35,6 +35,9 @@ class Settings(BaseSettings):
         worker_user: Run worker processes as this OS user (server started as root), so workflow
             code cannot read the database file or keys in ``home`` (made 0700).
         files_root: Folder of the object store behind ``bifrost.files``; ``<home>/files`` when unset.
+        local_files_root: Folder of ``bifrost.files`` local mode inside workers
+            (``<root>/<org id or global>/<location>/``); ``<home>/local-files`` when unset. Never the
+            workspace. With ``worker_user``, set it outside ``home`` (the pool gives it to that user).
         max_file_bytes: Largest file a workflow may write or a form may upload (larger ones get 413).
         temp_max_age_hours: Files in the ``temp`` location older than this are deleted.
         temp_cleanup_interval_seconds: How often the temp cleanup runs.
@@ -87,6 +90,7 @@ class Settings(BaseSettings):
     login_rate_limit_per_minute: int = Field(default=20, ge=1)
     worker_user: str | None = None
     files_root: Path | None = None
+    local_files_root: Path | None = None
     max_file_bytes: int = Field(default=1024**3, ge=1)
     temp_max_age_hours: float = Field(default=24.0, gt=0)
     temp_cleanup_interval_seconds: float = Field(default=3600.0, gt=0)
@@ -121,6 +125,11 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to ``sqlite+aiosqlite:///<home>/bifrost.db``."""
         return self.database_url or f"sqlite+aiosqlite:///{self.home / 'bifrost.db'}"
+
+    @property
+    def resolved_local_files_root(self) -> Path:
+        """Where local-mode files of workflows live, ``<home>/local-files`` by default."""
+        return (self.local_files_root or self.home / "local-files").expanduser().resolve()
 
     @property
     def resolved_public_url(self) -> str:

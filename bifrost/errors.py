@@ -65,6 +65,14 @@ class NoSuchFileError(NotFoundError, FileNotFoundError):
     """
 
 
+class UnsafePathError(ValidationError, UserError):
+    """``bifrost.files`` refused a path that would leave its location (``..``, absolute, a link).
+
+    A :class:`ValidationError` (so ``except ValidationError`` catches it) and a :class:`UserError`:
+    the path usually comes from whoever ran the workflow, so they see this message as is.
+    """
+
+
 class ContextNotAvailableError(RuntimeError):
     """``bifrost.context`` was read outside of a workflow execution."""
 

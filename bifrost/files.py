@@ -3,12 +3,17 @@
 ``location``: ``"workspace"`` (default, persistent), ``"temp"`` (cleaned
 periodically) or ``"uploads"`` (form uploads, read-only from workflows).
 ``mode``: ``"cloud"`` (default) is the platform's object store, reached over
-the SDK API; ``"local"`` uses the local filesystem relative to the current
-directory (``./<location>/<path>``), for CLI and notebook development.
+the SDK API; ``"local"`` uses the local filesystem. In a script or notebook that is
+``./<location>/<path>`` below the current directory, for CLI and notebook development.
+Inside a platform worker (``BIFROST_LOCAL_FILES_ROOT`` set by the worker pool) it is
+``<root>/<org id or global>/<location>/<path>``, a data folder of the execution's
+organization that is never the workspace; there every folder is opened without
+following links and hard-linked files are refused (see :mod:`bifrost._local_files`).
 
 Paths are relative to the location's root and may not leave it: absolute
 paths, ``..`` escapes and (in local mode) symlinks pointing outside raise
-:class:`~bifrost.errors.ValidationError` in both modes. For ``location="uploads"``
+:class:`~bifrost.errors.UnsafePathError`, a :class:`~bifrost.errors.ValidationError`,
+in both modes. For ``location="uploads"``
 a leading ``uploads/`` is accepted and ignored, so the path a form upload field
 gives (``uploads/<form_id>/<uuid>/<name>``, as in the spec's example) can be
 passed as is. A missing file raises :class:`~bifrost.errors.NoSuchFileError`
@@ -24,7 +29,9 @@ import posixpath
 from pathlib import Path
 
 from bifrost import _client
-from bifrost.errors import NoSuchFileError, NotFoundError, ValidationError
+from bifrost._context import current_context
+from bifrost._local_files import ROOT_ENV, Folder
+from bifrost.errors import NoSuchFileError, NotFoundError, UnsafePathError, ValidationError
 
 LOCATIONS = ("workspace", "temp", "uploads")
 MODES = ("cloud", "local")
@@ -41,13 +48,22 @@ def _check(path: str, location: str, mode: str) -> str:
     if "\x00" in path:
         raise ValidationError("path contains a NUL byte")
     if os.path.isabs(path) or path.startswith(("/", "\\")):
-        raise ValidationError(f"path must be relative to the {location} location, got an absolute path {path!r}")
+        raise UnsafePathError(f"path must be relative to the {location} location, got an absolute path {path!r}")
     normalized = posixpath.normpath(path.replace("\\", "/")) if path else ""
     if normalized == ".." or normalized.startswith("../"):
-        raise ValidationError(f"path {path!r} escapes the {location} location")
+        raise UnsafePathError(f"path {path!r} escapes the {location} location")
     if location == "uploads" and path.startswith("uploads/"):
         path = path[len("uploads/") :]
     return path
+
+
+def _platform_folder(location: str) -> Folder | None:
+    """The execution's data folder when running in a platform worker, else None (cwd mode)."""
+    root = os.environ.get(ROOT_ENV)
+    if not root:
+        return None
+    ctx = current_context()
+    return Folder(root, (ctx.org_id if ctx else None) or "global", location)
 
 
 def _local_path(path: str, location: str) -> Path:
@@ -55,8 +71,13 @@ def _local_path(path: str, location: str) -> Path:
     root = (Path.cwd() / location).resolve()
     target = (root / path).resolve()
     if target != root and root not in target.parents:
-        raise ValidationError(f"path {path!r} escapes the {location} location")
+        raise UnsafePathError(f"path {path!r} escapes the {location} location")
     return target
+
+
+def _normalized(relative: str) -> str:
+    """``relative`` with ``\\`` as ``/`` and ``.``/``..`` folded (``_check`` refused escapes)."""
+    return posixpath.normpath(relative.replace("\\", "/")) if relative else ""
 
 
 def _local_file(path: str, location: str) -> Path:
@@ -84,6 +105,8 @@ async def read_bytes(path: str, location: str = "workspace", mode: str = "cloud"
     """
     relative = _check(path, location, mode)
     if mode == "local":
+        if (folder := _platform_folder(location)) is not None:
+            return await asyncio.to_thread(folder.read, path, _normalized(relative))
         target = _local_file(relative, location)
         try:
             return await asyncio.to_thread(target.read_bytes)
@@ -108,6 +131,9 @@ async def write_bytes(path: str, content: bytes, location: str = "workspace", mo
     relative = _check(path, location, mode)
     _read_only(location)
     if mode == "local":
+        if (folder := _platform_folder(location)) is not None:
+            await asyncio.to_thread(folder.write, path, _normalized(relative), content)
+            return
         target = _local_file(relative, location)
 
         def _write() -> None:
@@ -141,6 +167,8 @@ async def list(directory: str = "", location: str = "workspace", mode: str = "cl
     """
     relative = _check(directory, location, mode)
     if mode == "local":
+        if (store := _platform_folder(location)) is not None:
+            return await asyncio.to_thread(store.list, directory, _normalized(relative))
         folder = _local_path(relative, location)
         if not folder.is_dir():
             return []
@@ -157,6 +185,9 @@ async def delete(path: str, location: str = "workspace", mode: str = "cloud") ->
     relative = _check(path, location, mode)
     _read_only(location)
     if mode == "local":
+        if (folder := _platform_folder(location)) is not None:
+            await asyncio.to_thread(folder.delete, path, _normalized(relative))
+            return
         target = _local_file(relative, location)
         try:
             await asyncio.to_thread(target.unlink)
@@ -175,6 +206,8 @@ async def exists(path: str, location: str = "workspace", mode: str = "cloud") ->
     """Return True when ``path`` is a file or a folder (in cloud mode folders exist while they hold files)."""
     relative = _check(path, location, mode)
     if mode == "local":
+        if (folder := _platform_folder(location)) is not None:
+            return await asyncio.to_thread(folder.exists, path, _normalized(relative))
         return _local_path(relative, location).exists()
     body = await _client.call("GET", "/files/exists", params=_params(relative, location))
     return bool(body["exists"])

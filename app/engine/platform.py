@@ -54,7 +54,11 @@ class Platform:
         # Workers get only the SDK URL: the pool strips every other BIFROST_* variable and database
         # credentials from their environment, so they reach the platform only through the SDK API.
         self.pool = WorkerPool(
-            settings.workspace, settings.workers, env={"BIFROST_URL": self.sdk_url}, user=settings.worker_user
+            settings.workspace,
+            settings.workers,
+            env={"BIFROST_URL": self.sdk_url},
+            user=settings.worker_user,
+            local_files_root=settings.resolved_local_files_root,  # bifrost.files local mode, never the workspace
         )
         self.dispatcher = LocalDispatcher(self.pool, self.sessions, self.hub, self.sdk_url, settings.log_flush_seconds)
         self.pool.on_log = self.dispatcher.on_log

@@ -17,8 +17,11 @@ import collections
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -105,16 +108,52 @@ def check_worker_user(user: str | None) -> str | None:
     return user
 
 
-def _process_identity(workspace: Path, user: str | None) -> dict[str, Any]:
-    """Where and as whom a worker runs: in the workspace folder (never the server's working
-    directory, where the default home with the database and keys lives), and as ``user`` if set."""
-    identity: dict[str, Any] = {"cwd": str(workspace)}
+# Environment variable telling ``bifrost.files`` where local mode keeps files (bifrost._local_files.ROOT_ENV).
+LOCAL_FILES_ENV = "BIFROST_LOCAL_FILES_ROOT"
+
+
+def _process_identity(cwd: Path, user: str | None) -> dict[str, Any]:
+    """Where and as whom a worker runs: in ``cwd``, a scratch folder of the pool (never the workspace,
+    where a relative write would plant code, nor the server's working directory, where the default
+    home with the database and keys lives), and as ``user`` if set."""
+    identity: dict[str, Any] = {"cwd": str(cwd)}
     if user:
         import pwd
 
         entry = pwd.getpwnam(user)
         identity.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
     return identity
+
+
+def _give_to(folder: Path, user: str) -> None:
+    """Make ``user`` (the workers' OS user) own ``folder``."""
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    os.chown(folder, entry.pw_uid, entry.pw_gid)
+
+
+def _scratch_folder(user: str | None) -> Path:
+    """A fresh empty folder for workers' current directory, owned by ``user`` when set."""
+    folder = Path(tempfile.mkdtemp(prefix="bifrost-worker-"))
+    if user:
+        _give_to(folder, user)
+    return folder
+
+
+def check_local_files_root(root: Path, workspace: Path, user: str | None) -> Path:
+    """Create the local-files root and check that it is apart from the workspace.
+
+    Raises:
+        ValueError: If the root is inside the workspace or the workspace inside the root.
+    """
+    root, workspace = root.resolve(), workspace.resolve()
+    if root == workspace or workspace in root.parents or root in workspace.parents:
+        raise ValueError(f"the local files folder {root} must not overlap the workspace {workspace}")
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if user:
+        _give_to(root, user)
+    return root
 
 
 def _worker_command(workspace: Path, *extra: str) -> list[str]:
@@ -189,6 +228,15 @@ async def scan_workspace(
     Raises:
         RuntimeError: If the scan process fails or times out.
     """
+    with tempfile.TemporaryDirectory(prefix="bifrost-scan-") as scratch:
+        if user:
+            _give_to(Path(scratch), user)
+        return await _scan_in(Path(workspace), Path(scratch), env, timeout, user)
+
+
+async def _scan_in(
+    workspace: Path, cwd: Path, env: dict[str, str] | None, timeout: float, user: str | None
+) -> ScanResult:
     proc = await asyncio.create_subprocess_exec(
         *_worker_command(Path(workspace), "--scan"),
         stdin=asyncio.subprocess.DEVNULL,
@@ -197,7 +245,7 @@ async def scan_workspace(
         env=build_worker_env(env),
         start_new_session=True,
         limit=_LINE_LIMIT,
-        **_process_identity(Path(workspace), user),
+        **_process_identity(cwd, user),
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
@@ -223,6 +271,8 @@ class WorkerPool:
         env: Environment variables for workers, merged over ``os.environ``
             minus ``BIFROST_*``, ``DATABASE_URL`` and ``PGPASSWORD``.
         start_timeout: Seconds a worker may take to import the workspace.
+        local_files_root: Root of ``bifrost.files`` local mode in workers (``BIFROST_LOCAL_FILES_ROOT``);
+            a folder in the pool's scratch folder (removed with the pool) when None.
     """
 
     def __init__(
@@ -234,6 +284,7 @@ class WorkerPool:
         env: dict[str, str] | None = None,
         start_timeout: float = 120.0,
         user: str | None = None,
+        local_files_root: Path | str | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
@@ -243,8 +294,14 @@ class WorkerPool:
         self.on_log = on_log
         self.start_timeout = start_timeout
         self.last_scan: ScanResult | None = None
+        # Workers run in an empty folder of their own, and local-mode files live apart from the workspace.
+        self.scratch = _scratch_folder(self.user)
+        weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)
+        self.local_files_root = check_local_files_root(
+            Path(local_files_root) if local_files_root else self.scratch / "local-files", self.workspace, self.user
+        )
         self._extra_env = dict(env or {})
-        self._env = build_worker_env(env)
+        self._env = build_worker_env({**self._extra_env, LOCAL_FILES_ENV: str(self.local_files_root)})
         self._running = False
         self._stopping = asyncio.Event()
         self._start_failures = 0
@@ -477,7 +534,7 @@ class WorkerPool:
             env=self._env,
             start_new_session=True,
             limit=_LINE_LIMIT,
-            **_process_identity(self.workspace, self.user),
+            **_process_identity(self.scratch, self.user),
         )
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         # Nobody may await it (e.g. a replacement killed by stop()): no "never retrieved" noise.

@@ -135,8 +135,9 @@ def run(world: World, key: str, name: str, params: dict) -> dict:
 
 @pytest.mark.parametrize("mode", ["cloud", "local"])
 def test_a_workflow_uses_all_seven_functions_in_every_location(world: World, mode: str) -> None:
-    workspace = world.server.settings.workspace  # workers run in the workspace folder: local mode's "."
-    upload = make_upload(world, mode, workspace, f"wf-form-{mode}")
+    # Local mode in a worker: <local-files root>/<org id>/<location>, never the workspace folder.
+    local = world.server.settings.resolved_local_files_root / world.org_a
+    upload = make_upload(world, mode, local, f"wf-form-{mode}")
     result = run(world, world.alice_key, "files_all_functions", {"mode": mode, "upload_path": upload, "tag": mode})
     for location in ("workspace", "temp"):
         seen = result[location]
@@ -148,7 +149,8 @@ def test_a_workflow_uses_all_seven_functions_in_every_location(world: World, mod
         if mode == "cloud":
             stored = world.server.platform.files.store.root / world.org_a / location / "flow" / "blob.bin"
         else:
-            stored = workspace / location / "flow" / "blob.bin"
+            stored = local / location / "flow" / "blob.bin"
+            assert not (world.server.settings.workspace / location).exists()
         assert stored.read_bytes() == bytes([0, 1, 254, 255])
     uploads = result["uploads"]
     assert uploads["read"] == uploads["read_after"] == "uploaded ✓"

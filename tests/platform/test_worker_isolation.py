@@ -1,4 +1,4 @@
-"""Workers run away from the server's files: in the workspace folder, optionally as another OS user."""
+"""Workers run away from the server's files: in a scratch folder of the pool, optionally as another OS user."""
 
 from __future__ import annotations
 
@@ -11,11 +11,16 @@ from app.engine.pool import _process_identity, check_worker_user
 from tests.platform.conftest import World
 
 
-def test_workers_run_in_the_workspace_not_the_server_directory(world: World) -> None:
+def test_workers_run_in_a_scratch_folder_not_the_workspace_or_the_server_directory(world: World) -> None:
     with world.server.client(world.alice_key) as client:
         run = client.post("/api/workflows/where_am_i/execute?wait=true", json={}).json()
     assert run["status"] == "Completed", run
-    assert Path(run["result"]["cwd"]) == world.server.settings.workspace
+    cwd = Path(run["result"]["cwd"])
+    settings = world.server.settings
+    # Not the workspace: a relative write there would plant code the watcher imports.
+    assert cwd == world.server.platform.pool.scratch
+    for folder in (settings.workspace, settings.home):
+        assert cwd != folder and folder not in cwd.parents and cwd not in folder.parents
     assert run["result"]["home_visible"] is False
     assert oct(world.server.settings.home.stat().st_mode & 0o777) == "0o700"
 
