@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 DEMO_ADMIN_EMAIL = "admin@example.com"
@@ -300,7 +301,26 @@ def _serve(args: argparse.Namespace) -> int:
     print(
         f"Bifrost Workbench on {settings.resolved_public_url}  (workspace {settings.workspace}, {settings.workers} workers)"
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=False)
+    platform = app.state.platform
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            # SIGTERM / Ctrl+C: start no more executions at once (queued ones stay PENDING for the next
+            # start) while uvicorn closes connections; running ones get the grace period to finish.
+            platform.begin_shutdown(settings.shutdown_grace_seconds)
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+        **proxy_options(settings),
+        # Open requests (say a wait=true call on a queued run) must not hold the stop past the grace period.
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
+    )
+    Server(config).run()
     return 0
 
 

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         integration_refresh_ahead_seconds: The background job refreshes tokens that expire within this.
         integration_refresh_interval_seconds: How often the background token refresh job runs.
         integration_provider_timeout_seconds: Timeout of each call to an OAuth provider's token URL.
+        shutdown_grace_seconds: On SIGTERM (or Ctrl+C) ``bifrost serve`` starts no new executions and
+            lets running ones finish for this long; those still running then end ``Failed``. Queued
+            ones stay ``Pending`` and run after the next start.
+        run_memory_mb: Memory one execution may use (its worker process and every process it starts);
+            past it the run ends ``Failed`` with ``MemoryLimitExceeded`` and its worker is replaced.
+        import_timeout_seconds: A workspace file that takes longer to import is reported in the
+            workspace errors and skipped; the other files keep running.
     """
 
     model_config = SettingsConfigDict(env_prefix="BIFROST_", extra="ignore")
@@ -115,6 +122,9 @@ class Settings(BaseSettings):
     integration_refresh_ahead_seconds: float = Field(default=900.0, ge=0)
     integration_refresh_interval_seconds: float = Field(default=60.0, gt=0)
     integration_provider_timeout_seconds: float = Field(default=30.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    run_memory_mb: int = Field(default=4096, ge=64)
+    import_timeout_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("home", "workspace")
     @classmethod

@@ -4,6 +4,12 @@ This is the embedded implementation of :class:`app.services.executions.dispatch.
 It owns the only links between the pool and the database: marking RUNNING,
 creating the per-execution SDK token, buffering and storing logs, recording
 results, and publishing live events.
+
+Runs wait in the dispatcher's own queue while they are PENDING. A run is written
+RUNNING only when a worker is reserved for it (in the same step its job is handed
+to that worker), so after any stop of the server every PENDING row is a run that
+never started and can safely run again, and every RUNNING row is one that did
+(see "Runs across restarts" in docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db import transaction
 from app.engine.events import EventHub
 from app.engine.pool import WorkerPool
-from app.engine.protocol import Job, JobResult, LogRecord, utcnow
+from app.engine.protocol import NOT_STARTED, Job, JobResult, LogRecord, utcnow
 from app.services import redaction
 from app.services.executions.dispatch import DispatchRequest
 from app.services.executions.service import ExecutionService
@@ -54,6 +60,10 @@ def redact_secrets(result: JobResult) -> JobResult:
 
 # How long a finished execution's completion event is kept for late waiters.
 _DONE_RETENTION_SECONDS = 120.0
+# After the database refused to mark queued runs RUNNING, wait this long before trying again.
+_MARK_RETRY_SECONDS = 1.0
+# How long stop() waits for runs ended by the pool to be recorded before it cancels their tasks.
+_RECORD_GRACE_SECONDS = 10.0
 
 
 class LocalDispatcher:
@@ -82,13 +92,39 @@ class LocalDispatcher:
         self._outcomes: dict[str, dict[str, Any]] = {}
         # Tokens of claimed runs not yet handed to the pool: each holds one idle worker.
         self._claims: set[str] = set()
+        # PENDING runs waiting for a worker, oldest first (a dict: cancel removes one by id).
+        self._queue: dict[str, DispatchRequest] = {}
+        # Runs taken from the queue whose RUNNING write is in flight.
+        self._marking: set[str] = set()
+        self._accepting = True
+        self._retry: asyncio.TimerHandle | None = None
+        self._bookkeeping: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Start the periodic log flusher (logs of long runs reach the database while they run)."""
         self._flusher = asyncio.create_task(self._flush_periodically(), name="bifrost-log-flusher")
 
+    def stop_accepting(self) -> None:
+        """Start no more runs: queued ones stay PENDING in the database for the next start."""
+        self._accepting = False
+        self._queue.clear()
+        if self._retry is not None:
+            self._retry.cancel()
+
+    @property
+    def queued(self) -> int:
+        """Runs waiting here for a worker."""
+        return len(self._queue)
+
     async def stop(self) -> None:
-        """Cancel in-flight bookkeeping tasks (the pool is stopped by its owner)."""
+        """Record what the stopped pool reported, then cancel in-flight bookkeeping tasks.
+
+        Call after the pool has stopped (its owner stops it), so every running execution has an
+        outcome (finished, or failed because the pool stopped) that is stored before the tasks go.
+        """
+        self.stop_accepting()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks.values()), timeout=_RECORD_GRACE_SECONDS)
         if self._flusher:
             self._flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -100,7 +136,8 @@ class LocalDispatcher:
     # ----- Dispatcher protocol -----------------------------------------------------------------
     def claim(self) -> str | None:
         """A token when a worker is free for one more run now (see ``Dispatcher.claim``)."""
-        if self.pool.idle_count() <= len(self._claims):
+        # Never ahead of queued runs, and never while shutting down (the run then stays PENDING).
+        if self._queue or not self._accepting or self.pool.idle_count() <= len(self._claims):
             return None
         token = new_execution_token()
         self._claims.add(token)
@@ -109,16 +146,38 @@ class LocalDispatcher:
     def release(self, token: str) -> None:
         """Give back an unused claim."""
         self._claims.discard(token)
+        self.pump()
 
     async def dispatch(self, request: DispatchRequest) -> None:
-        """Queue the execution on the pool; returns at once."""
+        """Start the execution (claimed: at once) or queue it until a worker is free; returns at once."""
         execution_id = request.execution_id
         self._done[execution_id] = asyncio.Event()
+        if request.sdk_token is not None:
+            self._start(request)
+        elif self._accepting:
+            self._queue[execution_id] = request
+            self.pump()
+        # else: shutting down; the row stays PENDING and the next start runs it.
+
+    def _start(self, request: DispatchRequest) -> None:
+        execution_id = request.execution_id
         self._tasks[execution_id] = asyncio.create_task(self._run(request), name=f"execution-{execution_id}")
 
     async def cancel(self, execution_id: str) -> bool:
         """Kill the worker running it (or drop it from the queue)."""
-        if execution_id not in self._tasks:
+        if self._queue.pop(execution_id, None) is not None:
+            async with transaction(self.sessions) as session:
+                await ExecutionService(session).finish(
+                    execution_id,
+                    status="Cancelled",
+                    error_message="Cancelled by user",
+                    error_type="Cancelled",
+                    user_error=True,
+                )
+            self.hub.publish(execution_id, {"type": "status", "status": "Cancelled", "done": True})
+            self._ended(execution_id)
+            return True
+        if execution_id not in self._tasks and execution_id not in self._marking:
             return False
         # Not yet handed to the pool (still being marked RUNNING)? The flag stops it before it runs.
         self._cancel_requested.add(execution_id)
@@ -138,19 +197,10 @@ class LocalDispatcher:
 
     # ----- running -------------------------------------------------------------------------------
     async def _run(self, request: DispatchRequest) -> None:
-        execution_id = request.execution_id
+        # Written RUNNING (with this token's hash) by the submit or by _mark: a worker is reserved.
+        execution_id, token = request.execution_id, request.sdk_token
+        assert token is not None
         try:
-            if request.sdk_token is not None:
-                # Written RUNNING by the submit itself: no second write before it starts.
-                token, started = request.sdk_token, True
-            else:
-                token = new_execution_token()
-                async with transaction(self.sessions) as session:
-                    started = await ExecutionService(session).mark_running(execution_id, hash_token(token))
-            if not started:
-                # Cancelled (or claimed elsewhere) before it started: tell live viewers it is over.
-                self.hub.publish(execution_id, {"type": "status", "status": "Cancelled", "done": True})
-                return
             self.hub.publish(execution_id, {"type": "status", "status": "Running"})
             job = Job(
                 execution_id=execution_id,
@@ -176,7 +226,15 @@ class LocalDispatcher:
             else:
                 # The claim ends when the pool takes the job (pool.run takes the idle worker synchronously).
                 self._claims.discard(token)
-                result = await self.pool.run(job)
+                if self.pool.running:
+                    result = await self.pool.run(job)
+                else:  # the server is stopping: leave it for the next start
+                    result = JobResult(execution_id=execution_id, status="Failed", error_type=NOT_STARTED)
+            if result.error_type == NOT_STARTED:
+                # The pool stopped before a worker read the job: it never ran, so it runs after the next start.
+                async with transaction(self.sessions) as session:
+                    await ExecutionService(session).requeue(execution_id)
+                return
             await self._record(result)
         except Exception:
             log.exception("execution %s: dispatcher failure", execution_id)
@@ -190,16 +248,68 @@ class LocalDispatcher:
                     )
             self.hub.publish(execution_id, {"type": "status", "status": "Failed", "done": True})
         finally:
-            if request.sdk_token is not None:
-                self._claims.discard(request.sdk_token)
+            self._claims.discard(token)
             self._tasks.pop(execution_id, None)
-            self._cancel_requested.discard(execution_id)
-            self._log_seq.pop(execution_id, None)
-            redaction.forget(execution_id)
-            event = self._done.get(execution_id)
-            if event is not None:
-                event.set()
-                asyncio.get_running_loop().call_later(_DONE_RETENTION_SECONDS, self._forget, execution_id)
+            self._ended(execution_id)
+            self.pump()
+
+    def _ended(self, execution_id: str) -> None:
+        self._cancel_requested.discard(execution_id)
+        self._log_seq.pop(execution_id, None)
+        redaction.forget(execution_id)
+        event = self._done.get(execution_id)
+        if event is not None:
+            event.set()
+            asyncio.get_running_loop().call_later(_DONE_RETENTION_SECONDS, self._forget, execution_id)
+
+    # ----- the queue -------------------------------------------------------------------------------
+    def pump(self) -> None:
+        """Start queued runs on the workers free now (also the pool's ``on_idle`` callback).
+
+        The runs taken are written RUNNING together, in one transaction, and handed to the pool
+        once that commits: a run is RUNNING in the database only once a worker is reserved for it.
+        """
+        if not self._accepting or not self._queue:
+            return
+        free = self.pool.idle_count() - len(self._claims)
+        if free <= 0:
+            return
+        batch: list[tuple[DispatchRequest, str]] = []
+        while self._queue and len(batch) < free:
+            execution_id = next(iter(self._queue))
+            token = new_execution_token()
+            self._claims.add(token)
+            self._marking.add(execution_id)
+            batch.append((self._queue.pop(execution_id), token))
+        task = asyncio.create_task(self._mark(batch), name="bifrost-mark-running")
+        self._bookkeeping.add(task)
+        task.add_done_callback(self._bookkeeping.discard)
+
+    async def _mark(self, batch: list[tuple[DispatchRequest, str]]) -> None:
+        try:
+            async with transaction(self.sessions) as session:
+                service = ExecutionService(session)
+                started = [await service.mark_running(r.execution_id, hash_token(t)) for r, t in batch]
+        except Exception:
+            log.exception("could not mark %d queued execution(s) running; retrying", len(batch))
+            for request, token in batch:
+                self._claims.discard(token)
+                self._marking.discard(request.execution_id)
+            if self._accepting:
+                # Back to the front of the queue, in their order, and try again shortly.
+                self._queue = {**{r.execution_id: r for r, _ in batch}, **self._queue}
+                self._retry = asyncio.get_running_loop().call_later(_MARK_RETRY_SECONDS, self.pump)
+            return
+        for (request, token), ok in zip(batch, started, strict=True):
+            self._marking.discard(request.execution_id)
+            if ok:
+                self._start(dataclasses.replace(request, sdk_token=token))
+            else:
+                # Cancelled (or claimed elsewhere) before it started: tell live viewers it is over.
+                self._claims.discard(token)
+                self.hub.publish(request.execution_id, {"type": "status", "status": "Cancelled", "done": True})
+                self._ended(request.execution_id)
+        self.pump()
 
     def _forget(self, execution_id: str) -> None:
         self._done.pop(execution_id, None)

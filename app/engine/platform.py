@@ -7,6 +7,7 @@ inside the web app's lifespan; ``bifrost run`` uses the same object.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -62,6 +63,9 @@ class Platform:
         )
         self.dispatcher = LocalDispatcher(self.pool, self.sessions, self.hub, self.sdk_url, settings.log_flush_seconds)
         self.pool.on_log = self.dispatcher.on_log
+        self.pool.on_idle = self.dispatcher.pump
+        # Set by begin_shutdown(): until then stop() kills running executions at once.
+        self._shutdown_deadline: float | None = None
         self.scheduler = Scheduler(
             self.engine,
             self.sessions,
@@ -117,8 +121,21 @@ class Platform:
             await self.watcher.start()
         self.started = True
 
+    def begin_shutdown(self, grace_seconds: float) -> None:
+        """Start no new executions (queued ones stay PENDING for the next start) and give running
+        ones ``grace_seconds`` from now to finish before :meth:`stop` ends them."""
+        self.dispatcher.stop_accepting()
+        if self._shutdown_deadline is None:
+            self._shutdown_deadline = time.monotonic() + grace_seconds
+
     async def stop(self) -> None:
-        """Stop scheduler, watcher, dispatcher and workers, and close the database."""
+        """Stop scheduler, watcher, dispatcher and workers, and close the database.
+
+        Queued executions stay PENDING (the next start runs them). Running ones may finish until the
+        deadline :meth:`begin_shutdown` set (none: they are ended at once); those still running then
+        end FAILED with the reason.
+        """
+        self.dispatcher.stop_accepting()
         await self.scheduler.stop()
         await self.token_refresher.stop()
         if self.watcher:
@@ -126,8 +143,9 @@ class Platform:
         await self.files.stop_cleanup()
         await self.knowledge_jobs.stop()
         self.knowledge.close()
-        await self.dispatcher.stop()
-        await self.pool.stop()
+        grace = max(0.0, self._shutdown_deadline - time.monotonic()) if self._shutdown_deadline else 0.0
+        await self.pool.stop(timeout=grace)
+        await self.dispatcher.stop()  # records what the pool reported for the runs it ended
         await self.engine.dispose()
         self.started = False
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine.protocol import (
+    NOT_STARTED,
     STATUS_CANCELLED,
     STATUS_FAILED,
     Job,
@@ -292,6 +293,8 @@ class WorkerPool:
         self.workspace = Path(workspace).resolve()
         self.size = size
         self.on_log = on_log
+        # Called (in the event loop) whenever a worker becomes free, so a queue outside can feed it.
+        self.on_idle: Callable[[], None] | None = None
         self.start_timeout = start_timeout
         self.last_scan: ScanResult | None = None
         # Workers run in an empty folder of their own, and local-mode files live apart from the workspace.
@@ -342,7 +345,7 @@ class WorkerPool:
         while self._queue:
             pending = self._queue.popleft()
             self._resolve(
-                pending, self._failure(pending, "WorkerLost", "The worker pool stopped before the job started")
+                pending, self._failure(pending, NOT_STARTED, "The worker pool stopped before the job started")
             )
         running = [w.current.future for w in self._workers if w.current is not None]
         if timeout > 0 and running:
@@ -433,6 +436,11 @@ class WorkerPool:
         """Import the workspace in a one-shot process and return what it defines (see :func:`scan_workspace`)."""
         return await scan_workspace(self.workspace, env=self._extra_env, user=self.user)
 
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._running
+
     def idle_count(self) -> int:
         """Workers free to start a job now (0 while jobs are queued)."""
         return 0 if self._queue else len(self._idle)
@@ -483,6 +491,11 @@ class WorkerPool:
             return
         self._idle.append(worker)
         self._pump()
+        if self._idle and self.on_idle is not None:
+            try:
+                self.on_idle()
+            except Exception:
+                log.exception("on_idle callback failed")
 
     def _abandon(self, pending: _Pending) -> None:
         # The caller of run() went away: do not leave the job queued or running.

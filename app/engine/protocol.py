@@ -18,6 +18,8 @@ from typing import Any
 STATUS_COMPLETED = "Completed"
 STATUS_FAILED = "Failed"
 STATUS_CANCELLED = "Cancelled"
+NOT_STARTED = "NotStarted"
+"""``error_type`` of a job the pool dropped before any worker read it (it may run again later)."""
 
 
 def utcnow() -> datetime:

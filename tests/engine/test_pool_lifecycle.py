@@ -150,9 +150,11 @@ async def test_stop_fails_running_and_queued_jobs(make_pool: PoolFactory, main_w
 
     await pool.stop()
 
-    for task in (running_task, queued_task):
-        result = await task
-        assert result.status == "Failed" and result.error_type == "WorkerLost"
+    result = await running_task
+    assert result.status == "Failed" and result.error_type == "WorkerLost"
+    # The queued one never reached a worker: marked so, the dispatcher leaves it PENDING for the next start.
+    result = await queued_task
+    assert result.status == "Failed" and result.error_type == "NotStarted"
     assert pool.pids() == []
     for pid in pids:
         with pytest.raises(ProcessLookupError):

@@ -466,8 +466,22 @@ class ExecutionService:
         if rows:
             await self.session.execute(ExecutionLog.__table__.insert(), rows)  # type: ignore[attr-defined]
 
+    async def requeue(self, execution_id: str) -> bool:
+        """RUNNING → PENDING for a run no worker started (the pool stopped first); False if it had moved on."""
+        result = await self.session.execute(
+            update(Execution)
+            .where(col(Execution.id) == execution_id, col(Execution.status) == ExecutionStatus.RUNNING.value)
+            .values(status=ExecutionStatus.PENDING.value, started_at=None, sdk_token_hash=None)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
     async def recover(self) -> builtins.list[DispatchRequest]:
-        """On server start: RUNNING → FAILED ("server restarted"); return PENDING ones to dispatch again."""
+        """On server start: RUNNING → FAILED ("server restarted"); return PENDING ones to dispatch again.
+
+        The dispatcher writes a run RUNNING only once a worker is reserved for it, so a RUNNING row
+        left by a stopped server may have done part of its work (it is failed, never run twice) and
+        a PENDING one never started (it runs now, exactly once).
+        """
         await self.session.execute(
             update(Execution)
             .where(col(Execution.status) == ExecutionStatus.RUNNING.value)
