@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -332,7 +333,7 @@ def _print_log(event: dict[str, Any], as_json: bool) -> None:
     print(f"{stamp} {event.get('level', ''):<7} {event.get('message', '')}", file=sys.stderr, flush=True)
 
 
-def _print_outcome(execution: dict[str, Any], as_json: bool) -> int:
+def _print_outcome(execution: Mapping[str, Any], as_json: bool) -> int:
     if as_json:
         print(json.dumps(execution, indent=2, default=str))
     elif execution["status"] == "Completed":

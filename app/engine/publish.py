@@ -29,6 +29,7 @@ from app.engine.pool import scan_workspace
 from app.models import Workflow, WorkspaceError
 from app.services.actor import Actor
 from app.services.errors import ConflictError, InvalidInputError
+from app.services.executions.views import WorkflowDetail
 from app.services.executions.workflows import workflow_detail
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ class PublishResult:
     file: str
     replaced: bool
     removed: list[str] = field(default_factory=list)
-    workflow: dict[str, Any] = field(default_factory=dict)
+    workflow: WorkflowDetail | dict[str, Any] = field(default_factory=dict)
     sync: dict[str, Any] = field(default_factory=dict)
 
 
@@ -285,7 +286,7 @@ async def publish(
             .scalars()
             .first()
         )
-        published = workflow_detail(row) if row is not None else {}
+        published: WorkflowDetail | dict[str, Any] = workflow_detail(row) if row is not None else {}
     return PublishResult(
         name=name, kind=kind, file=relative, replaced=replaced, removed=removed, workflow=published, sync=counts
     )

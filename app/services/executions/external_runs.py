@@ -26,6 +26,7 @@ from app.services import redaction
 from app.services.actor import Actor
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from app.services.executions.service import TERMINAL, ExecutionService
+from app.services.executions.views import ExecutionContextView
 from app.services.identity.organizations import OrganizationService
 from app.services.identity.security import hash_token, new_execution_token
 from bifrost._schema import model_from_json_schema, validate_parameters
@@ -175,7 +176,7 @@ class ExternalRunService:
         context = await executions.context_for(execution, actor=actor)
         return execution, token, context
 
-    async def session_context(self, actor: Actor) -> dict[str, Any]:
+    async def session_context(self, actor: Actor) -> ExecutionContextView:
         """The context fields of the caller outside any run (what a connected notebook shows as ``context``).
 
         ``execution_id`` is empty: nothing runs yet.

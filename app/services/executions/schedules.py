@@ -33,6 +33,7 @@ from app.services.errors import (
     require_bool,
 )
 from app.services.executions.service import params_model
+from app.services.executions.views import ScheduleRunView, ScheduleView
 from bifrost._schema import validate_parameters
 from bifrost.enums import ExecutionStatus
 from bifrost.errors import ValidationError
@@ -191,7 +192,7 @@ def schedule_status(row: Schedule, workflow_active: bool) -> str:
     return row.last_outcome or "waiting"
 
 
-def schedule_view(row: Schedule, workflow_active: bool = True, org_name: str | None = None) -> dict[str, Any]:
+def schedule_view(row: Schedule, workflow_active: bool = True, org_name: str | None = None) -> ScheduleView:
     """The API shape of a schedule."""
     return {
         "id": row.id,
@@ -219,7 +220,7 @@ def schedule_view(row: Schedule, workflow_active: bool = True, org_name: str | N
     }
 
 
-def run_view(run: ScheduleRun, execution_status: str | None = None) -> dict[str, Any]:
+def run_view(run: ScheduleRun, execution_status: str | None = None) -> ScheduleRunView:
     """The API shape of one firing."""
     return {
         "id": run.id,
@@ -267,7 +268,7 @@ class ScheduleService:
         stmt = select(col(Workflow.id)).where(col(Workflow.id).in_(ids), col(Workflow.is_active).is_(True))
         return set((await self.session.execute(stmt)).scalars())
 
-    async def views(self, actor: Actor, rows: builtins.list[Schedule]) -> builtins.list[dict[str, Any]]:
+    async def views(self, actor: Actor, rows: builtins.list[Schedule]) -> builtins.list[ScheduleView]:
         """API views of ``rows`` with their workflow's availability and organization name."""
         active = await self._active_workflow_ids(sorted({r.workflow_id for r in rows}))
         org_ids = sorted({r.organization_id for r in rows if r.organization_id})

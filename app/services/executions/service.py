@@ -16,6 +16,7 @@ from app.models.base import JSONType, UTCDateTime, utcnow
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from app.services.executions.dispatch import Dispatcher, DispatchRequest
+from app.services.executions.views import ExecutionView
 from app.services.executions.workflows import WorkflowService
 from app.services.identity import actor_cache
 from app.services.identity.organizations import OrganizationService
@@ -135,7 +136,7 @@ def _parse_when(value: str | datetime | date | None, field: str, end: bool) -> d
     return value
 
 
-def execution_view(execution: Execution, actor: Actor) -> dict[str, Any]:
+def execution_view(execution: Execution, actor: Actor) -> ExecutionView:
     """The API / SDK shape of an execution (``WorkflowExecution`` fields plus extras).
 
     Non-admins see a generic message instead of an internal error, and no traceback.

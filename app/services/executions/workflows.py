@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +14,7 @@ from app.models import Workflow, WorkspaceError, stable_workflow_id
 from app.models.base import utcnow
 from app.services.actor import Actor
 from app.services.errors import NotFoundError
+from app.services.executions.views import WorkflowDetail
 from bifrost.types import WorkflowMetadata
 
 # Fields copied from a scanned definition onto the Workflow row.
@@ -55,20 +56,24 @@ def workflow_public(row: Workflow) -> WorkflowMetadata:
     )
 
 
-def workflow_detail(row: Workflow) -> dict[str, Any]:
+def workflow_detail(row: Workflow) -> WorkflowDetail:
     """The SDK shape plus everything the API and pages show (parameters, endpoint options, kind)."""
-    return {
-        **workflow_public(row).model_dump(),
-        "kind": row.kind,
-        "allowed_methods": list(row.allowed_methods),
-        "public_endpoint": row.public_endpoint,
-        "tool_description": row.tool_description,
-        "cache_ttl_seconds": row.cache_ttl_seconds,
-        "parameters": row.parameters,
-        "params_schema": row.params_schema,
-        "source_file": row.source_file,
-        "updated_at": row.updated_at.isoformat(),
-    }
+    # cast: the spread of the SDK model's dump is not visible to the type checker.
+    return cast(
+        "WorkflowDetail",
+        {
+            **workflow_public(row).model_dump(),
+            "kind": row.kind,
+            "allowed_methods": list(row.allowed_methods),
+            "public_endpoint": row.public_endpoint,
+            "tool_description": row.tool_description,
+            "cache_ttl_seconds": row.cache_ttl_seconds,
+            "parameters": row.parameters,
+            "params_schema": row.params_schema,
+            "source_file": row.source_file,
+            "updated_at": row.updated_at.isoformat(),
+        },
+    )
 
 
 # Submitting looks a workflow up on every run; syncs (which clear this) are rare.

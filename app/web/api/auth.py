@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from app.services.actor import Actor
 from app.services.identity.auth import AuthService
+from app.web.api.schemas import ActorView, LoggedOut, LoginResult
 from app.web.deps import db
 
 
@@ -19,7 +20,7 @@ class LoginRequest(BaseModel):
     password: str
 
 
-def actor_view(actor: Actor) -> dict[str, Any]:
+def actor_view(actor: Actor) -> ActorView:
     """Who the caller is and where they act."""
     return {
         "user_id": actor.user_id,
@@ -40,7 +41,7 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/login", status_code=200, exclude_from_auth=True)
-    async def login(self, request: Request[Any, Any, Any], data: LoginRequest) -> dict[str, Any]:
+    async def login(self, request: Request[Any, Any, Any], data: LoginRequest) -> LoginResult:
         """Log in with email and password; sets the session cookie."""
         async with db(request) as session:
             user = await AuthService(session).login(data.email, data.password)
@@ -48,13 +49,13 @@ class AuthController(Controller):
         return {"user_id": user.id, "email": user.email, "name": user.name}
 
     @post("/logout", status_code=200)
-    async def logout(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    async def logout(self, request: Request[Any, Any, Any]) -> LoggedOut:
         """End the session."""
         request.clear_session()
         return {"logged_out": True}
 
     @get("/me")
-    async def me(self, actor: Actor) -> dict[str, Any]:
+    async def me(self, actor: Actor) -> ActorView:
         """The authenticated caller."""
         return actor_view(actor)
 
@@ -66,6 +67,6 @@ class SdkContextController(Controller):
     tags = ["sdk"]
 
     @get("/")
-    async def context(self, actor: Actor) -> dict[str, Any]:
+    async def context(self, actor: Actor) -> ActorView:
         """The caller's identity and acting organization."""
         return actor_view(actor)

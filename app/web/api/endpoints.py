@@ -265,7 +265,8 @@ async def call_endpoint(request: Request[Any, Any, Any], name: str) -> Response[
     response = await run_and_respond(
         request, actor, workflow.name, ExecuteRequest(params=params), wait=not run_async, trigger="endpoint"
     )
-    view: dict[str, Any] = response.content
+    # Either shape: 202 carries ExecuteAccepted's keys, 200 the finished ExecutionView's.
+    view: Any = response.content
     if response.status_code == 202:  # asked for, or a sync wait that ran out: poll the status URL
         response.headers["Location"] = view["status_url"]
         response.headers["X-Bifrost-Execution-Id"] = view["execution_id"]

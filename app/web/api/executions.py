@@ -13,6 +13,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.services.actor import Actor
 from app.services.executions.service import TERMINAL, ExecutionService, execution_view
+from app.services.executions.views import ExecutionView
 from app.web.deps import db, get_platform
 
 _KEEPALIVE_SECONDS = 15.0
@@ -46,7 +47,7 @@ class ExecutionController(Controller):
         end_date: str | None = None,
         limit: int = Parameter(default=50),
         offset: int = Parameter(default=0),
-    ) -> list[dict[str, Any]]:
+    ) -> list[ExecutionView]:
         """List executions, newest first (filters as ``bifrost.executions.list``)."""
         async with db(request) as session:
             rows = await ExecutionService(session).list(
@@ -55,7 +56,7 @@ class ExecutionController(Controller):
             return [execution_view(e, actor) for e in rows]
 
     @get("/{execution_id:str}")
-    async def get_execution(self, request: Request[Any, Any, Any], actor: Actor, execution_id: str) -> dict[str, Any]:
+    async def get_execution(self, request: Request[Any, Any, Any], actor: Actor, execution_id: str) -> ExecutionView:
         """One execution."""
         async with db(request) as session:
             return execution_view(await ExecutionService(session).get(actor, execution_id), actor)
@@ -69,7 +70,7 @@ class ExecutionController(Controller):
             return [log_view(r) for r in await ExecutionService(session).logs(actor, execution_id, after)]
 
     @post("/{execution_id:str}/cancel", status_code=200)
-    async def cancel(self, request: Request[Any, Any, Any], actor: Actor, execution_id: str) -> dict[str, Any]:
+    async def cancel(self, request: Request[Any, Any, Any], actor: Actor, execution_id: str) -> ExecutionView:
         """Cancel a pending or running execution."""
         platform = get_platform(request.app.state)
         async with db(request) as session:

@@ -15,6 +15,8 @@ from app.engine.external_runs import tracker_for
 from app.services.actor import Actor
 from app.services.executions.external_runs import ExternalRunService
 from app.services.executions.service import execution_view
+from app.services.executions.views import ExecutionContextView, ExecutionView
+from app.web.api.schemas import NotebookLogsStored, NotebookRunStarted
 from app.web.deps import db, get_platform
 
 
@@ -53,13 +55,13 @@ class NotebookRunController(Controller):
     tags = ["notebooks"]
 
     @get("/context")
-    async def context(self, request: Request[Any, Any, Any], actor: Actor) -> dict[str, Any]:
+    async def context(self, request: Request[Any, Any, Any], actor: Actor) -> ExecutionContextView:
         """The caller's user and organization as ``bifrost.context`` fields (a connected kernel shows them)."""
         async with db(request) as session:
             return await ExternalRunService(session).session_context(actor)
 
     @post("/", status_code=201)
-    async def start(self, request: Request[Any, Any, Any], actor: Actor, data: NotebookRunStart) -> dict[str, Any]:
+    async def start(self, request: Request[Any, Any, Any], actor: Actor, data: NotebookRunStart) -> NotebookRunStarted:
         """Write a RUNNING execution for code run in the caller's kernel; returns its SDK token and context."""
         platform = get_platform(request.app.state)
         async with db(request) as session:
@@ -79,7 +81,7 @@ class NotebookRunController(Controller):
     @post("/{execution_id:str}/logs", status_code=200)
     async def logs(
         self, request: Request[Any, Any, Any], actor: Actor, execution_id: str, data: NotebookRunLogs
-    ) -> dict[str, Any]:
+    ) -> NotebookLogsStored:
         """Store log lines of a running notebook run (streamed live to ``/api/executions/{id}/stream``)."""
         async with db(request) as session:
             rows = await ExternalRunService(session).add_logs(actor, execution_id, data.lines)
@@ -89,7 +91,7 @@ class NotebookRunController(Controller):
     @post("/{execution_id:str}/finish", status_code=200)
     async def finish(
         self, request: Request[Any, Any, Any], actor: Actor, execution_id: str, data: NotebookRunFinish
-    ) -> dict[str, Any]:
+    ) -> ExecutionView:
         """Record how the run ended; its SDK token stops working."""
         async with db(request) as session:
             execution = await ExternalRunService(session).finish(

@@ -6,13 +6,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 from litestar import Controller, Request, Response, post
 from pydantic import BaseModel, Field
 
 from app.engine.publish import publish
 from app.services.actor import Actor
+from app.web.api.schemas import PublishResponse
 from app.web.deps import get_platform
 
 
@@ -33,7 +34,9 @@ class PublishController(Controller):
     tags = ["workspace"]
 
     @post("/", status_code=201)
-    async def publish(self, request: Request[Any, Any, Any], actor: Actor, data: PublishRequest) -> Response[Any]:
+    async def publish(
+        self, request: Request[Any, Any, Any], actor: Actor, data: PublishRequest
+    ) -> Response[PublishResponse]:
         """Publish: 201 with the new workflow, 200 when an existing file was replaced (``force``)."""
         result = await publish(
             get_platform(request.app.state),
@@ -44,7 +47,8 @@ class PublishController(Controller):
             kind=data.kind,
             force=data.force,
         )
-        return Response(asdict(result), status_code=200 if result.replaced else 201)
+        # cast: asdict() of PublishResult, whose fields are the keys of PublishResponse.
+        return Response(cast("PublishResponse", asdict(result)), status_code=200 if result.replaced else 201)
 
 
 CONTROLLERS = [PublishController]

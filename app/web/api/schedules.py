@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import Parameter
@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field
 
 from app.services.actor import Actor
 from app.services.executions.schedules import ScheduleService, run_view
+from app.services.executions.views import ScheduleRunView, ScheduleView
+from app.web.api.schemas import Deleted, SchedulerStatus
 from app.web.deps import db, get_platform
 
 
@@ -41,20 +43,20 @@ class ScheduleController(Controller):
         request: Request[Any, Any, Any],
         actor: Actor,
         organization_id: str | None = Parameter(default=None, description="Only this organization's (admins)"),
-    ) -> list[dict[str, Any]]:
+    ) -> list[ScheduleView]:
         """Schedules with cron, time zone, next and last run and status (admins: all; members: their organization's)."""
         async with db(request) as session:
             service = ScheduleService(session)
             return await service.views(actor, await service.list(actor, organization_id))
 
     @get("/status")
-    async def scheduler_status(self, request: Request[Any, Any, Any], actor: Actor) -> dict[str, Any]:
+    async def scheduler_status(self, request: Request[Any, Any, Any], actor: Actor) -> SchedulerStatus:
         """Whether this server process fires schedules (holds the scheduler lock), and how many jobs it has (admins)."""
         actor.require_admin("see the scheduler status")
-        return get_platform(request.app.state).scheduler.status()
+        return cast("SchedulerStatus", get_platform(request.app.state).scheduler.status())
 
     @post("/", status_code=201)
-    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: ScheduleCreate) -> dict[str, Any]:
+    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: ScheduleCreate) -> ScheduleView:
         """Add a schedule (admins); an invalid cron expression or time zone is refused with the reason (422)."""
         async with db(request) as session:
             service = ScheduleService(session)
@@ -64,7 +66,7 @@ class ScheduleController(Controller):
         return view
 
     @get("/{schedule_id:str}")
-    async def get_schedule(self, request: Request[Any, Any, Any], actor: Actor, schedule_id: str) -> dict[str, Any]:
+    async def get_schedule(self, request: Request[Any, Any, Any], actor: Actor, schedule_id: str) -> ScheduleView:
         """One schedule."""
         async with db(request) as session:
             service = ScheduleService(session)
@@ -73,7 +75,7 @@ class ScheduleController(Controller):
     @patch("/{schedule_id:str}")
     async def update(
         self, request: Request[Any, Any, Any], actor: Actor, schedule_id: str, data: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> ScheduleView:
         """Change ``cron``, ``timezone``, ``params``, ``enabled`` or ``overlap_policy`` (admins)."""
         async with db(request) as session:
             service = ScheduleService(session)
@@ -83,7 +85,7 @@ class ScheduleController(Controller):
         return view
 
     @delete("/{schedule_id:str}", status_code=200)
-    async def remove(self, request: Request[Any, Any, Any], actor: Actor, schedule_id: str) -> dict[str, Any]:
+    async def remove(self, request: Request[Any, Any, Any], actor: Actor, schedule_id: str) -> Deleted:
         """Delete a schedule added by an admin (a schedule declared in code is disabled instead: 409)."""
         async with db(request) as session:
             await ScheduleService(session).delete(actor, schedule_id)
@@ -97,7 +99,7 @@ class ScheduleController(Controller):
         actor: Actor,
         schedule_id: str,
         limit: int = Parameter(default=50, ge=1, le=500, description="How many, newest first"),
-    ) -> list[dict[str, Any]]:
+    ) -> list[ScheduleRunView]:
         """Firings of a schedule: submitted (with the execution and its status), skipped, queued, missed or failed."""
         async with db(request) as session:
             return [

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from litestar import Controller, Request, Response, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from pydantic import BaseModel, Field
 
 from app.services.actor import Actor
 from app.services.errors import ConflictError
 from app.services.executions.service import ExecutionService, execution_view
+from app.services.executions.views import ExecutionView, SyncCounts, WorkflowDetail
 from app.services.executions.workflows import WorkflowService, workflow_detail
+from app.web.api.schemas import ExecuteAccepted, WorkspaceErrorView, WorkspaceStatus
 from app.web.deps import db, get_platform
 
 # Extra seconds a waiting request allows beyond the workflow's own timeout.
@@ -27,7 +30,7 @@ class ExecuteRequest(BaseModel):
 
 async def run_and_respond(
     request: Request[Any, Any, Any], actor: Actor, workflow: str, body: ExecuteRequest, wait: bool, trigger: str
-) -> Response[dict[str, Any]]:
+) -> Response[ExecuteAccepted | ExecutionView]:
     """Submit through the one submit path; wait for the result when asked."""
     platform = get_platform(request.app.state)
     if wait and actor.execution_id and platform.pool.stats()["idle"] == 0:
@@ -40,7 +43,7 @@ async def run_and_respond(
         execution = await ExecutionService(session, platform.dispatcher).submit(
             workflow, body.params, actor, body.org, trigger=trigger
         )
-    accepted = Response(
+    accepted: Response[ExecuteAccepted | ExecutionView] = Response(
         {"execution_id": execution.id, "status": execution.status, "status_url": f"/api/executions/{execution.id}"},
         status_code=202,
     )
@@ -66,18 +69,22 @@ class WorkflowController(Controller):
     tags = ["workflows"]
 
     @get("/")
-    async def list_workflows(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+    async def list_workflows(self, request: Request[Any, Any, Any], actor: Actor) -> list[WorkflowDetail]:
         """List active workflows visible to the caller."""
         async with db(request) as session:
             return [workflow_detail(w) for w in await WorkflowService(session).list(actor)]
 
     @get("/{name:str}")
-    async def get_workflow(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> dict[str, Any]:
+    async def get_workflow(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> WorkflowDetail:
         """One workflow with its parameters."""
         async with db(request) as session:
             return workflow_detail(await WorkflowService(session).get(actor, name))
 
-    @post("/{name:str}/execute", status_code=202)
+    @post(
+        "/{name:str}/execute",
+        status_code=202,
+        responses={200: ResponseSpec(data_container=ExecutionView, description="The finished execution (wait=true)")},
+    )
     async def execute(
         self,
         request: Request[Any, Any, Any],
@@ -85,7 +92,7 @@ class WorkflowController(Controller):
         name: str,
         data: ExecuteRequest,
         wait: bool = Parameter(default=False, description="Wait for the result (200) instead of 202 + execution id"),
-    ) -> Response[dict[str, Any]]:
+    ) -> Response[ExecuteAccepted | ExecutionView]:
         """Run a workflow: 202 with the execution id, or with ``?wait=true`` 200 with the finished execution."""
         trigger = "sdk" if request.url.path.startswith("/api/sdk/") else "api"
         return await run_and_respond(request, actor, name, data, wait, trigger)
@@ -98,7 +105,7 @@ class DataProviderController(Controller):
     tags = ["workflows"]
 
     @get("/")
-    async def list_providers(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+    async def list_providers(self, request: Request[Any, Any, Any], actor: Actor) -> list[WorkflowDetail]:
         """List active data providers."""
         async with db(request) as session:
             return [workflow_detail(w) for w in await WorkflowService(session).list(actor, kind="data_provider")]
@@ -111,23 +118,24 @@ class WorkspaceController(Controller):
     tags = ["workspace"]
 
     @get("/errors")
-    async def errors(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+    async def errors(self, request: Request[Any, Any, Any], actor: Actor) -> list[WorkspaceErrorView]:
         """Files that failed to import, with tracebacks (admins only)."""
         async with db(request) as session:
             rows = await WorkflowService(session).errors(actor)
             return [{"file": e.file, "error": e.error, "traceback": e.traceback} for e in rows]
 
     @get("/status")
-    async def status(self, request: Request[Any, Any, Any], actor: Actor) -> dict[str, Any]:
+    async def status(self, request: Request[Any, Any, Any], actor: Actor) -> WorkspaceStatus:
         """Worker pool counts and the last sync (admins only)."""
         actor.require_admin("see the workspace status")
         platform = get_platform(request.app.state)
         return {"workers": platform.pool.stats(), "last_sync": platform.last_sync}
 
     @post("/sync", status_code=200)
-    async def sync(self, request: Request[Any, Any, Any], actor: Actor) -> dict[str, Any]:
+    async def sync(self, request: Request[Any, Any, Any], actor: Actor) -> SyncCounts:
         """Re-scan the workspace now (admins only)."""
         actor.require_admin("sync the workspace")
         platform = get_platform(request.app.state)
         platform.pool.reload()
-        return await platform.sync_workspace()
+        # cast: the engine passes on the counts WorkflowService.sync builds (SyncCounts' keys).
+        return cast("SyncCounts", await platform.sync_workspace())

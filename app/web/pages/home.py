@@ -76,7 +76,7 @@ class HomePages(PageController):
             errors = await WorkflowService(session).errors(actor) if actor.is_superuser else []
             forms = [f for f in await FormService(session).list(actor) if f.is_active]
             layout = await layout_context(request, session, actor)
-        categories: dict[str, list[dict[str, Any]]] = {}
+        categories: dict[str, list[Any]] = {}
         for workflow in workflows:
             categories.setdefault(workflow["category"], []).append(workflow)
         return Template(

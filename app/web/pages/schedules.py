@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from app.services.actor import Actor
 from app.services.errors import AuthenticationError, DomainError, InvalidInputError
 from app.services.executions.schedules import OVERLAP_POLICIES, ScheduleService
+from app.services.executions.views import ScheduleView
 from app.services.executions.workflows import WorkflowService
 from app.services.identity.organizations import OrganizationService
 from app.web.deps import db, get_platform, resolve_actor
@@ -65,7 +66,7 @@ async def _page(
     status_code: int = 200,
     new: NewScheduleForm | None = None,
 ) -> Template:
-    schedules: list[dict[str, Any]] = []
+    schedules: list[ScheduleView] = []
     workflows: list[Any] = []
     organizations: list[Any] = []
     if actor.is_superuser:

@@ -1,0 +1,130 @@
+"""API shapes of the executions domain: the TypedDicts the view functions build and the routes return.
+
+A TypedDict is a plain ``dict`` at run time, so the views cost nothing extra (``execute?wait=true`` is
+benchmarked) and the JSON stays byte-identical, while Litestar documents every key in ``/schema``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class ExecutionView(TypedDict):
+    """One execution as the API and SDK return it (``bifrost.types.WorkflowExecution`` fields plus extras)."""
+
+    execution_id: str
+    workflow_name: str
+    workflow_id: str
+    org_id: str | None
+    executed_by: str
+    executed_by_name: str
+    trigger: str
+    status: str
+    input_data: dict[str, Any]
+    result: Any
+    error_message: str | None
+    error_type: str | None
+    user_error: bool
+    traceback: str | None
+    duration_ms: int | None
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+
+
+class OrganizationRef(TypedDict):
+    """The organization an execution context acts in."""
+
+    id: str
+    name: str
+    is_active: bool
+    domain: str | None
+
+
+class ExecutionContextView(TypedDict):
+    """The ``bifrost.context`` fields of a run (or of a caller outside any run: ``execution_id`` empty)."""
+
+    user_id: str
+    email: str
+    name: str
+    org_id: str | None
+    org_name: str | None
+    organization: OrganizationRef | None
+    scope: str
+    execution_id: str
+    is_platform_admin: bool
+    is_function_key: bool
+
+
+class WorkflowDetail(TypedDict):
+    """A workflow or data provider: the SDK's ``WorkflowMetadata`` fields plus parameters and endpoint options."""
+
+    id: str
+    name: str
+    description: str | None
+    category: str
+    tags: list[str]
+    execution_mode: str
+    timeout_seconds: int
+    schedule: str | None
+    endpoint_enabled: bool
+    is_tool: bool
+    time_saved: int
+    kind: str
+    allowed_methods: list[str]
+    public_endpoint: bool
+    tool_description: str | None
+    cache_ttl_seconds: int
+    parameters: list[dict[str, Any]]
+    params_schema: dict[str, Any]
+    source_file: str | None
+    updated_at: str
+
+
+class SyncCounts(TypedDict):
+    """What a workspace sync changed."""
+
+    added: int
+    updated: int
+    removed: int
+    errors: int
+
+
+class ScheduleView(TypedDict):
+    """A cron schedule with its workflow's availability, next and last run, and status."""
+
+    id: str
+    workflow_id: str
+    workflow_name: str
+    workflow_active: bool
+    organization_id: str | None
+    organization_name: str | None
+    scope: str
+    source: str
+    cron: str
+    declared_cron: str | None
+    timezone: str
+    params: dict[str, Any]
+    enabled: bool
+    overlap_policy: str
+    next_run_at: str | None
+    last_run_at: str | None
+    last_outcome: str | None
+    last_execution_id: str | None
+    last_detail: str | None
+    status: str
+    created_at: str
+    updated_at: str
+
+
+class ScheduleRunView(TypedDict):
+    """One firing of a schedule."""
+
+    id: str
+    schedule_id: str
+    scheduled_for: str
+    fired_at: str
+    outcome: str
+    execution_id: str | None
+    execution_status: str | None
+    detail: str | None

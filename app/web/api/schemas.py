@@ -1,0 +1,120 @@
+"""Response shapes built in the web layer itself (the service and engine views have theirs in their packages).
+
+TypedDicts, like the service views: the handlers keep returning plain dicts (no conversion, the same bytes),
+and Litestar turns the annotations into the ``/schema`` components. See docs/architecture.md, "Typed API schemas".
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from app.services.executions.views import ExecutionView, SyncCounts, WorkflowDetail
+
+
+class Deleted(TypedDict):
+    """Whether something was deleted (``false``: there was nothing to delete)."""
+
+    deleted: bool
+
+
+class DeletedCount(TypedDict):
+    """How many documents a deletion removed."""
+
+    deleted: int
+
+
+# ----- auth ------------------------------------------------------------------------------------------
+class ActorView(TypedDict):
+    """Who the caller is and where they act."""
+
+    user_id: str
+    email: str
+    name: str
+    organization_id: str | None
+    acting_org_id: str | None
+    is_platform_admin: bool
+    is_function_key: bool
+    execution_id: str | None
+
+
+class LoginResult(TypedDict):
+    """The user a login opened a session for."""
+
+    user_id: str
+    email: str
+    name: str
+
+
+class LoggedOut(TypedDict):
+    """The session ended."""
+
+    logged_out: bool
+
+
+# ----- workflows and executions ------------------------------------------------------------------------
+class ExecuteAccepted(TypedDict):
+    """A submitted run still queued or running: poll ``status_url``."""
+
+    execution_id: str
+    status: str
+    status_url: str
+
+
+class LogLine(TypedDict):
+    """One captured log line of an execution."""
+
+    seq: int
+    timestamp: str
+    level: str
+    logger: str
+    message: str
+
+
+class WorkspaceErrorView(TypedDict):
+    """A workspace file that failed to import."""
+
+    file: str
+    error: str
+    traceback: str | None
+
+
+class WorkspaceStatus(TypedDict):
+    """Worker pool counts and the counts of the last workspace sync (empty before the first one)."""
+
+    workers: dict[str, int]
+    last_sync: dict[str, int]
+
+
+class PublishResponse(TypedDict):
+    """What ``POST /api/publish`` did (``app.engine.publish.PublishResult``)."""
+
+    name: str
+    kind: str
+    file: str
+    replaced: bool
+    removed: list[str]
+    workflow: WorkflowDetail
+    sync: SyncCounts
+
+
+class SchedulerStatus(TypedDict):
+    """Whether this process fires schedules (holds the lock) and how many jobs it has."""
+
+    running: bool
+    leader: bool
+    jobs: int
+
+
+# ----- notebook runs ---------------------------------------------------------------------------------------
+class NotebookRunStarted(ExecutionView):
+    """The RUNNING execution of a notebook run, its SDK token (shown only here) and its ``context`` fields."""
+
+    sdk_token: str
+    context: dict[str, Any]
+
+
+class NotebookLogsStored(TypedDict):
+    """How many log lines were stored, and the sequence number of the last."""
+
+    stored: int
+    last_seq: int | None
