@@ -39,6 +39,14 @@ class Settings(BaseSettings):
             (``<root>/<org id or global>/<location>/``); ``<home>/local-files`` when unset. Never the
             workspace. With ``worker_user``, set it outside ``home`` (the pool gives it to that user).
         max_file_bytes: Largest file a workflow may write or a form may upload (larger ones get 413).
+        log_max_lines: Log lines stored per run; later lines are dropped, counted, and a marker line says so.
+        log_max_bytes: Bytes (UTF-8) of log messages stored per run; the same cap as ``log_max_lines``.
+        log_page_lines: Most lines one read of a log returns (default and maximum ``limit`` of
+            ``/api/executions/{id}/logs``; also the page size of SSE catch-up and the detail page's tail).
+        log_page_bytes: A page of log lines stops before its messages exceed this many bytes
+            (always at least one line), so one read never holds the server for long.
+        notebook_log_rate_limit_per_minute: ``POST /api/notebook-runs/{id}/logs`` calls allowed per user
+            per minute (429 with ``Retry-After`` above).
         temp_max_age_hours: Files in the ``temp`` location older than this are deleted.
         temp_cleanup_interval_seconds: How often the temp cleanup runs.
         scheduler_enabled: Fire cron schedules in this server (``bifrost serve``; never ``bifrost run``).
@@ -107,6 +115,11 @@ class Settings(BaseSettings):
     endpoint_max_body_bytes: int = Field(default=1024**2, ge=1)
     public_endpoint_rate_limit_per_minute: int = Field(default=60, ge=1)
     public_form_rate_limit_per_minute: int = Field(default=30, ge=1)
+    log_max_lines: int = Field(default=100_000, ge=1)
+    log_max_bytes: int = Field(default=32 * 1024**2, ge=1)
+    log_page_lines: int = Field(default=1000, ge=1, le=100_000)
+    log_page_bytes: int = Field(default=1024**2, ge=1024)
+    notebook_log_rate_limit_per_minute: int = Field(default=600, ge=1)
     embedding_provider: Literal["local", "openai", "ollama"] = "local"
     embedding_model: str | None = None
     embedding_base_url: str | None = None

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import AsyncIterator
 from datetime import date, datetime
 
 from bifrost import _client
-from bifrost.types import WorkflowExecution
+from bifrost.errors import ValidationError
+from bifrost.types import WorkflowExecution, _SDKModel
+
+
+class LogLine(_SDKModel):
+    """One stored log line of an execution (``logging`` record or printed line).
+
+    A run's stored log is capped by the platform; past the cap a line with ``logger``
+    ``bifrost.log_limit`` marks the spot and one with ``bifrost.log_dropped`` counts what was dropped.
+    """
+
+    seq: int
+    timestamp: datetime
+    level: str
+    logger: str
+    message: str
 
 
 def _iso(value: str | date | datetime | None) -> str | None:
@@ -56,3 +72,51 @@ async def get(execution_id: str) -> WorkflowExecution:
         NotFoundError: If it does not exist in the caller's scope.
     """
     return WorkflowExecution.model_validate(await _client.call("GET", f"/executions/{_client.segment(execution_id)}"))
+
+
+async def _log_page(execution_id: str, after: int, limit: int | None) -> tuple[builtins.list[LogLine], int | None]:
+    """One page of stored lines and the cursor of the next (None: nothing more is stored now)."""
+    response = await _client.request(
+        "GET", f"/executions/{_client.segment(execution_id)}/logs", params={"after": after, "limit": limit}
+    )
+    following = response.headers.get("x-next-after")
+    return [LogLine.model_validate(row) for row in response.json()], None if following is None else int(following)
+
+
+async def iter_logs(execution_id: str, after: int = -1) -> AsyncIterator[LogLine]:
+    """Yield the stored log lines of an execution in order, reading them from the platform page by page.
+
+    Args:
+        execution_id: The execution.
+        after: Only lines whose ``seq`` is greater (the last one already read; -1 for all).
+
+    Raises:
+        NotFoundError: If it does not exist in the caller's scope.
+    """
+    cursor: int | None = after
+    while cursor is not None:
+        page, cursor = await _log_page(execution_id, cursor, None)
+        for line in page:
+            yield line
+
+
+async def logs(execution_id: str, after: int = -1, limit: int | None = None) -> builtins.list[LogLine]:
+    """Return the stored log lines of an execution, in order (read page by page, like :func:`iter_logs`).
+
+    Args:
+        execution_id: The execution.
+        after: Only lines whose ``seq`` is greater (the last one already read; -1 for all).
+        limit: At most this many lines (None: every stored line).
+
+    Raises:
+        NotFoundError: If it does not exist in the caller's scope.
+        ValidationError: If ``limit`` is below 1.
+    """
+    if limit is not None and limit < 1:
+        raise ValidationError("limit: must be at least 1", [{"field": "limit", "message": "must be at least 1"}])
+    lines: builtins.list[LogLine] = []
+    cursor: int | None = after
+    while cursor is not None and (limit is None or len(lines) < limit):
+        page, cursor = await _log_page(execution_id, cursor, None if limit is None else limit - len(lines))
+        lines.extend(page)
+    return lines

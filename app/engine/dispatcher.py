@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from datetime import datetime
 from typing import Any, overload
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -28,6 +29,15 @@ from app.engine.pool import WorkerPool
 from app.engine.protocol import NOT_STARTED, Job, JobResult, LogRecord, utcnow
 from app.services import redaction
 from app.services.executions.dispatch import DispatchRequest
+from app.services.executions.log_limits import (
+    DROPPED_LOGGER,
+    LIMIT_LOGGER,
+    MARKER_LEVEL,
+    Admission,
+    LogLimits,
+    LogTally,
+    message_bytes,
+)
 from app.services.executions.service import ExecutionService
 from app.services.identity.security import hash_token, new_execution_token
 
@@ -76,16 +86,19 @@ class LocalDispatcher:
         hub: EventHub,
         sdk_url: str,
         log_flush_seconds: float = 1.0,
+        log_limits: LogLimits | None = None,
     ) -> None:
         self.pool = pool
         self.sessions = sessions
         self.hub = hub
         self.sdk_url = sdk_url
         self.log_flush_seconds = log_flush_seconds
+        self.log_limits = log_limits or LogLimits()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._done: dict[str, asyncio.Event] = {}
         self._log_seq: dict[str, int] = {}
         self._log_buffer: dict[str, list[dict[str, Any]]] = {}
+        self._log_tally: dict[str, LogTally] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._flush_lock = asyncio.Lock()
         self._cancel_requested: set[str] = set()
@@ -256,6 +269,7 @@ class LocalDispatcher:
     def _ended(self, execution_id: str) -> None:
         self._cancel_requested.discard(execution_id)
         self._log_seq.pop(execution_id, None)
+        self._log_tally.pop(execution_id, None)
         redaction.forget(execution_id)
         event = self._done.get(execution_id)
         if event is not None:
@@ -318,6 +332,7 @@ class LocalDispatcher:
     async def _record(self, result: JobResult) -> None:
         # Before anything is stored, kept for waiters or published: secrets it read become ***.
         result = redact_secrets(result)
+        self._log_dropped(result.execution_id)
         async with self._flush_lock:
             await self._store_result(result)
             # Dropped only once stored (under the lock, so the flusher cannot write them again).
@@ -380,25 +395,49 @@ class LocalDispatcher:
 
     # ----- logs ------------------------------------------------------------------------------------
     def on_log(self, record: LogRecord) -> None:
-        """Pool callback: number, buffer and publish one captured log line."""
-        if record.execution_id is None:  # output of a worker between jobs: not part of any execution
+        """Pool callback: number, buffer and publish one captured log line (past the run's log cap: count it)."""
+        execution_id = record.execution_id
+        if execution_id is None:  # output of a worker between jobs: not part of any execution
             return
-        seq = self._log_seq.get(record.execution_id, -1) + 1
-        self._log_seq[record.execution_id] = seq
+        tally = self._log_tally.get(execution_id)
+        if tally is None:
+            tally = self._log_tally[execution_id] = LogTally()
+        elif tally.capped:  # neither stored nor streamed: _log_dropped reports how many
+            tally.dropped += 1
+            return
+        # Redacted before it is buffered (stored) or published (streamed live).
+        message = redaction.redact_text(execution_id, clean_text(record.message)) or ""
+        admission = tally.admit(message_bytes(message), self.log_limits)
+        if admission is Admission.STORE:
+            self._append_log(
+                execution_id, record.timestamp, clean_text(record.level), clean_text(record.logger), message
+            )
+        elif admission is Admission.LIMIT:
+            self._append_log(
+                execution_id, record.timestamp, MARKER_LEVEL, LIMIT_LOGGER, self.log_limits.limit_message()
+            )
+
+    def _append_log(self, execution_id: str, timestamp: datetime, level: str, logger: str, message: str) -> None:
+        seq = self._log_seq.get(execution_id, -1) + 1
+        self._log_seq[execution_id] = seq
         row = {
-            "execution_id": record.execution_id,
+            "execution_id": execution_id,
             "seq": seq,
-            "timestamp": record.timestamp,
-            "level": clean_text(record.level),
-            "logger": clean_text(record.logger),
-            # Redacted before it is buffered (stored) or published (streamed live).
-            "message": redaction.redact_text(record.execution_id, clean_text(record.message)),
+            "timestamp": timestamp,
+            "level": level,
+            "logger": logger,
+            "message": message,
         }
-        self._log_buffer.setdefault(record.execution_id, []).append(row)
-        self.hub.publish(
-            record.execution_id,
-            {"type": "log", **row, "timestamp": record.timestamp.isoformat()},
-        )
+        self._log_buffer.setdefault(execution_id, []).append(row)
+        self.hub.publish(execution_id, {"type": "log", **row, "timestamp": timestamp.isoformat()})
+
+    def _log_dropped(self, execution_id: str) -> None:
+        """Before a run's outcome is stored: a last line counting what it logged past its cap."""
+        tally = self._log_tally.get(execution_id)
+        if tally is not None and tally.dropped:
+            message = self.log_limits.dropped_message(tally.dropped)
+            tally.dropped = 0
+            self._append_log(execution_id, utcnow(), MARKER_LEVEL, DROPPED_LOGGER, message)
 
     def buffered_logs(self, execution_id: str) -> list[dict[str, Any]]:
         """Captured log lines of ``execution_id`` not yet written to the database (a copy)."""

@@ -17,6 +17,7 @@ from app.engine.dispatcher import LocalDispatcher
 from app.engine.events import EventHub
 from app.engine.pool import WorkerPool
 from app.engine.scheduler import Scheduler
+from app.services.executions.log_limits import LogLimits
 from app.services.executions.schedules import ScheduleService
 from app.services.executions.service import ExecutionService
 from app.services.executions.workflows import WorkflowService
@@ -61,7 +62,14 @@ class Platform:
             user=settings.worker_user,
             local_files_root=settings.resolved_local_files_root,  # bifrost.files local mode, never the workspace
         )
-        self.dispatcher = LocalDispatcher(self.pool, self.sessions, self.hub, self.sdk_url, settings.log_flush_seconds)
+        self.dispatcher = LocalDispatcher(
+            self.pool,
+            self.sessions,
+            self.hub,
+            self.sdk_url,
+            settings.log_flush_seconds,
+            log_limits=LogLimits(settings.log_max_lines, settings.log_max_bytes),
+        )
         self.pool.on_log = self.dispatcher.on_log
         self.pool.on_idle = self.dispatcher.pump
         # Set by begin_shutdown(): until then stop() kills running executions at once.

@@ -16,15 +16,14 @@ import builtins
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
-from app.models import Execution, ExecutionLog, stable_workflow_id
+from app.models import Execution, stable_workflow_id
 from app.models.base import utcnow
 from app.services import redaction
 from app.services.actor import Actor
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from app.services.executions.log_limits import LogLimits, external_tallies
 from app.services.executions.service import TERMINAL, ExecutionService
 from app.services.executions.views import ExecutionContextView
 from app.services.identity.organizations import OrganizationService
@@ -208,13 +207,17 @@ class ExternalRunService:
             raise ConflictError(f"Execution {execution_id!r} has already ended ({execution.status}).")
         return execution
 
-    async def add_logs(self, actor: Actor, execution_id: str, lines: Any) -> builtins.list[dict[str, Any]]:
+    async def add_logs(
+        self, actor: Actor, execution_id: str, lines: Any, limits: LogLimits | None = None
+    ) -> builtins.list[dict[str, Any]]:
         """Store log lines of a running notebook run; returns the stored rows (with their ``seq``).
 
         Args:
             actor: The user who started the run.
             execution_id: The run.
             lines: ``[{"level", "message", "logger"?, "timestamp"?}]``, in order.
+            limits: The cap on the run's stored log (default: the settings' defaults); lines past it
+                are dropped and counted by marker lines (:mod:`app.services.executions.log_limits`).
 
         Raises:
             InvalidInputError: Naming the first bad line and field.
@@ -228,24 +231,12 @@ class ExternalRunService:
         await self._running_of(actor, execution_id)
         if not parsed:
             return []
-        last = await self.session.scalar(
-            select(func.max(col(ExecutionLog.seq))).where(col(ExecutionLog.execution_id) == execution_id)
-        )
-        first = -1 if last is None else int(last)
-        rows = [
-            {
-                "execution_id": execution_id,
-                "seq": first + 1 + offset,
-                "timestamp": timestamp,
-                "level": level,
-                "logger": logger,
-                # Secrets this run read through bifrost.config are masked before storing or streaming.
-                "message": redaction.redact_text(execution_id, message),
-            }
-            for offset, (timestamp, level, logger, message) in enumerate(parsed)
+        # Secrets this run read through bifrost.config are masked before storing or streaming.
+        entries = [
+            (timestamp, level, logger, redaction.redact_text(execution_id, message) or "")
+            for timestamp, level, logger, message in parsed
         ]
-        await ExecutionService(self.session).add_logs(rows)
-        return rows
+        return await ExecutionService(self.session).add_capped_logs(execution_id, entries, limits or LogLimits())
 
     @staticmethod
     def _line(index: int, line: Any) -> tuple[datetime, str, str, str]:
@@ -307,6 +298,7 @@ class ExternalRunService:
             duration_ms=max(0, int((now - started).total_seconds() * 1000)),
         )
         redaction.forget(execution_id)
+        external_tallies.forget(execution_id)
         await self.session.refresh(execution)
         return execution
 
@@ -316,6 +308,7 @@ class ExternalRunService:
         if execution is None or execution.trigger not in EXTERNAL_TRIGGERS or execution.status in TERMINAL:
             return False
         redaction.forget(execution_id)
+        external_tallies.forget(execution_id)
         return await ExecutionService(self.session).finish(
             execution_id,
             status=ExecutionStatus.FAILED.value,

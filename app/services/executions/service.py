@@ -15,6 +15,7 @@ from app.models import Execution, ExecutionLog, User, Workflow
 from app.models.base import JSONType, UTCDateTime, utcnow
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError, NotFoundError, PermissionDeniedError
+from app.services.executions import log_limits, log_store
 from app.services.executions.dispatch import Dispatcher, DispatchRequest
 from app.services.executions.views import ExecutionView
 from app.services.executions.workflows import WorkflowService
@@ -387,17 +388,44 @@ class ExecutionService:
             found[execution.workflow_name].append(execution)
         return found
 
-    async def logs(self, actor: Actor, execution_id: str, after_seq: int = -1) -> builtins.list[ExecutionLog]:
-        """Stored log lines of a visible execution, in order."""
+    async def logs(
+        self,
+        actor: Actor,
+        execution_id: str,
+        after_seq: int = -1,
+        *,
+        limit: int | None = None,
+        max_limit: int = log_limits.DEFAULT_PAGE_LINES,
+        max_bytes: int = log_limits.DEFAULT_PAGE_BYTES,
+    ) -> log_limits.LogPage:
+        """One page of the stored log lines of a visible execution, in order.
+
+        Args:
+            actor: Who reads.
+            execution_id: The execution.
+            after_seq: Cursor: only lines with a greater ``seq`` (-1: from the start).
+            limit: Most lines wanted (default and cap ``max_limit``).
+            max_limit: The most lines one page may hold.
+            max_bytes: The page ends before its messages exceed this (it always holds one line).
+
+        Returns:
+            The lines and, when more stored lines follow, the cursor of the next page.
+
+        Raises:
+            InvalidInputError: ``after`` or ``limit`` out of range.
+        """
         if not -1 <= after_seq <= MAX_OFFSET:
             raise InvalidInputError.field("after", f"must be between -1 and {MAX_OFFSET}")
+        if limit is not None and limit < 1:
+            raise InvalidInputError.field("limit", "must be at least 1")
         await self.get(actor, execution_id)
-        stmt = (
-            select(ExecutionLog)
-            .where(col(ExecutionLog.execution_id) == execution_id, col(ExecutionLog.seq) > after_seq)
-            .order_by(col(ExecutionLog.seq))
-        )
-        return list((await self.session.execute(stmt)).scalars())
+        page_lines = max_limit if limit is None else min(limit, max_limit)
+        return await log_store.read_page(self.session, execution_id, after_seq, page_lines, max_bytes)
+
+    async def log_tail(self, actor: Actor, execution_id: str, *, limit: int, max_bytes: int) -> builtins.list[Any]:
+        """The last stored log lines of a visible execution, in order (at most ``limit`` / ``max_bytes``)."""
+        await self.get(actor, execution_id)
+        return await log_store.read_tail(self.session, execution_id, limit, max_bytes)
 
     async def cancel(self, actor: Actor, execution_id: str) -> Execution:
         """Cancel a PENDING or RUNNING execution (admins, or whoever ran it)."""
@@ -466,6 +494,19 @@ class ExecutionService:
         """Insert captured log lines (``execution_id, seq, timestamp, level, logger, message``)."""
         if rows:
             await self.session.execute(ExecutionLog.__table__.insert(), rows)  # type: ignore[attr-defined]
+
+    async def add_capped_logs(
+        self,
+        execution_id: str,
+        entries: builtins.list[tuple[datetime, str, str, str]],
+        limits: log_limits.LogLimits,
+    ) -> builtins.list[dict[str, Any]]:
+        """Number and store ``(timestamp, level, logger, message)`` lines of a run written through the API.
+
+        Lines past the run's cap (``limits``) are dropped and counted by marker lines
+        (:func:`app.services.executions.log_store.append_capped`); returns the rows inserted.
+        """
+        return await log_store.append_capped(self.session, execution_id, entries, limits)
 
     async def requeue(self, execution_id: str) -> bool:
         """RUNNING → PENDING for a run no worker started (the pool stopped first); False if it had moved on."""

@@ -5,15 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import Response, ServerSentEvent, ServerSentEventMessage
 
 from app.services.actor import Actor
 from app.services.executions.service import TERMINAL, ExecutionService, execution_view
 from app.services.executions.views import ExecutionView
+from app.web.api.schemas import LogLine
 from app.web.deps import db, get_platform
 
 _KEEPALIVE_SECONDS = 15.0
@@ -28,6 +29,43 @@ def log_view(row: Any) -> dict[str, Any]:
         "logger": row.logger,
         "message": row.message,
     }
+
+
+def buffered_view(row: dict[str, Any]) -> dict[str, Any]:
+    """The API shape of a line the dispatcher holds but has not stored yet."""
+    return {k: v for k, v in row.items() if k != "execution_id"} | {"timestamp": row["timestamp"].isoformat()}
+
+
+async def catch_up(
+    request: Request[Any, Any, Any],
+    actor: Actor,
+    execution_id: str,
+    after: int,
+    buffered: list[dict[str, Any]],
+) -> AsyncIterator[dict[str, Any]]:
+    """Stored lines after ``after``, page by page, then the ``buffered`` ones not stored meanwhile.
+
+    ``buffered`` must be taken from the dispatcher before this starts reading (and after subscribing
+    to live events): a line the flusher moves to the database in between is then found in one of
+    the two. Each page is read in its own short transaction and sent before the next is read, so a
+    long log never holds the database or the event loop for long.
+    """
+    settings = get_platform(request.app.state).settings
+    last = after
+    while True:
+        async with db(request) as session:
+            page = await ExecutionService(session).logs(
+                actor, execution_id, last, max_limit=settings.log_page_lines, max_bytes=settings.log_page_bytes
+            )
+        for row in page.lines:
+            last = row.seq
+            yield log_view(row)
+        if page.next_after is None:
+            break
+    for row in buffered:
+        if row["seq"] > last:
+            last = row["seq"]
+            yield buffered_view(row)
 
 
 class ExecutionController(Controller):
@@ -63,11 +101,39 @@ class ExecutionController(Controller):
 
     @get("/{execution_id:str}/logs")
     async def get_logs(
-        self, request: Request[Any, Any, Any], actor: Actor, execution_id: str, after: int = -1
-    ) -> list[dict[str, Any]]:
-        """Stored log lines (``after`` = last seq already seen)."""
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        execution_id: str,
+        after: int = Parameter(
+            default=-1, description="Cursor: the seq of the last line already read (-1: from the start)"
+        ),
+        limit: int | None = Parameter(
+            default=None, description="Most lines wanted (default and maximum: BIFROST_LOG_PAGE_LINES)"
+        ),
+    ) -> Response[list[LogLine]]:
+        """One page of stored log lines, in order.
+
+        A page ends at ``limit`` lines or ``BIFROST_LOG_PAGE_BYTES`` of messages. While more stored
+        lines follow, the ``X-Next-After`` header (and ``Link: <...>; rel="next"``) gives the ``after``
+        of the next page; without it the page ends what is stored now.
+        """
+        settings = get_platform(request.app.state).settings
         async with db(request) as session:
-            return [log_view(r) for r in await ExecutionService(session).logs(actor, execution_id, after)]
+            page = await ExecutionService(session).logs(
+                actor,
+                execution_id,
+                after,
+                limit=limit,
+                max_limit=settings.log_page_lines,
+                max_bytes=settings.log_page_bytes,
+            )
+        headers: dict[str, str] = {}
+        if page.next_after is not None:
+            query = f"after={page.next_after}" + (f"&limit={limit}" if limit is not None else "")
+            headers["X-Next-After"] = str(page.next_after)
+            headers["Link"] = f'<{request.url.path}?{query}>; rel="next"'
+        return Response(cast("list[LogLine]", [log_view(r) for r in page.lines]), headers=headers)
 
     @post("/{execution_id:str}/cancel", status_code=200)
     async def cancel(self, request: Request[Any, Any, Any], actor: Actor, execution_id: str) -> ExecutionView:
@@ -86,19 +152,10 @@ class ExecutionController(Controller):
         # Subscribe before reading what is stored, so nothing falls between the two.
         queue = platform.hub.subscribe(execution_id)
         # Lines captured but not yet flushed to the database (no await since subscribing: no gap).
-        buffered = [
-            {**{k: v for k, v in row.items() if k != "execution_id"}, "timestamp": row["timestamp"].isoformat()}
-            for row in platform.dispatcher.buffered_logs(execution_id)
-        ]
+        buffered = platform.dispatcher.buffered_logs(execution_id)
         try:
             async with db(request) as session:
-                service = ExecutionService(session)
-                execution = await service.get(actor, execution_id)
-                stored = [log_view(r) for r in await service.logs(actor, execution_id)]
-                seen = {row["seq"] for row in stored}
-                stored += [row for row in buffered if row["seq"] not in seen]
-                stored.sort(key=lambda row: row["seq"])
-                status = execution.status
+                status = (await ExecutionService(session).get(actor, execution_id)).status
         except Exception:
             platform.hub.unsubscribe(execution_id, queue)
             raise
@@ -106,7 +163,7 @@ class ExecutionController(Controller):
         async def events() -> AsyncIterator[ServerSentEventMessage]:
             last_seq = -1
             try:
-                for row in stored:
+                async for row in catch_up(request, actor, execution_id, last_seq, buffered):
                     last_seq = row["seq"]
                     yield ServerSentEventMessage(event="log", data=json.dumps(row))
                 if status in TERMINAL:
@@ -120,6 +177,14 @@ class ExecutionController(Controller):
                         yield ServerSentEventMessage(comment="keep-alive")
                         continue
                     if event["type"] == "log":
+                        if event["seq"] > last_seq + 1:
+                            # Live events were lost (a full queue while this viewer lagged): read them back.
+                            lost = catch_up(
+                                request, actor, execution_id, last_seq, platform.dispatcher.buffered_logs(execution_id)
+                            )
+                            async for row in lost:
+                                last_seq = row["seq"]
+                                yield ServerSentEventMessage(event="log", data=json.dumps(row))
                         if event["seq"] <= last_seq:
                             continue
                         last_seq = event["seq"]

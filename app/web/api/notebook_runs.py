@@ -6,18 +6,24 @@ See :mod:`app.services.executions.external_runs` for the design. The kernel auth
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, cast
 
 from litestar import Controller, Request, get, post
+from litestar.connection import ASGIConnection
+from litestar.exceptions import HTTPException
+from litestar.handlers.base import BaseRouteHandler
 from pydantic import BaseModel, Field
 
 from app.engine.external_runs import tracker_for
 from app.services.actor import Actor
 from app.services.executions.external_runs import ExternalRunService
+from app.services.executions.log_limits import LogLimits
 from app.services.executions.service import execution_view
 from app.services.executions.views import ExecutionContextView, ExecutionView
+from app.web.api.endpoints import RateLimiter
 from app.web.api.schemas import NotebookLogsStored, NotebookRunStarted
-from app.web.deps import db, get_platform
+from app.web.deps import db, get_platform, resolve_actor
 
 
 class NotebookRunStart(BaseModel):
@@ -46,6 +52,28 @@ class NotebookRunFinish(BaseModel):
     error_type: str | None = None
     traceback: str | None = None
     user_error: bool = False
+
+
+async def limit_log_posts(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: at most ``notebook_log_rate_limit_per_minute`` log posts per user, checked before the body is read.
+
+    Without it one user could post lines as fast as the server stores them (a 221 MB log took 5 s).
+    """
+    request = cast("Request[Any, Any, Any]", connection)
+    actor = await resolve_actor(request)
+    state = connection.app.state
+    limiter = state.get("notebook_log_limiter")
+    if limiter is None:
+        limiter = RateLimiter(get_platform(state).settings.notebook_log_rate_limit_per_minute)
+        state["notebook_log_limiter"] = limiter
+    wait = limiter.retry_after(actor.user_id)
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        raise HTTPException(
+            status_code=429,
+            detail=f"Too many notebook log posts from your user; try again in {seconds} s.",
+            headers={"Retry-After": str(seconds)},
+        )
 
 
 class NotebookRunController(Controller):
@@ -78,13 +106,19 @@ class NotebookRunController(Controller):
         tracker_for(platform).started(execution.id, execution.timeout_seconds)
         return {**view, "sdk_token": token, "context": context}
 
-    @post("/{execution_id:str}/logs", status_code=200)
+    @post("/{execution_id:str}/logs", status_code=200, guards=[limit_log_posts])
     async def logs(
         self, request: Request[Any, Any, Any], actor: Actor, execution_id: str, data: NotebookRunLogs
     ) -> NotebookLogsStored:
-        """Store log lines of a running notebook run (streamed live to ``/api/executions/{id}/stream``)."""
+        """Store log lines of a running notebook run (streamed live to ``/api/executions/{id}/stream``).
+
+        Rate limited per user (``BIFROST_NOTEBOOK_LOG_RATE_LIMIT_PER_MINUTE``, 429 with ``Retry-After``);
+        lines past the run's log cap are dropped and counted by marker lines.
+        """
+        settings = get_platform(request.app.state).settings
+        limits = LogLimits(settings.log_max_lines, settings.log_max_bytes)
         async with db(request) as session:
-            rows = await ExternalRunService(session).add_logs(actor, execution_id, data.lines)
+            rows = await ExternalRunService(session).add_logs(actor, execution_id, data.lines, limits)
         tracker_for(get_platform(request.app.state)).logged(rows)
         return {"stored": len(rows), "last_seq": rows[-1]["seq"] if rows else None}
 

@@ -14,11 +14,12 @@ from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage,
 from app.models import Execution
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError
-from app.services.executions.service import TERMINAL, ExecutionService, execution_view
+from app.services.executions.log_limits import message_bytes
+from app.services.executions.service import MAX_OFFSET, TERMINAL, ExecutionService, execution_view
 from app.services.executions.workflows import WorkflowService
 from app.services.identity.organizations import OrganizationService
 from app.services.identity.users import UserService
-from app.web.api.executions import log_view
+from app.web.api.executions import buffered_view, catch_up, log_view
 from app.web.deps import db, get_platform
 from app.web.pages.common import PageController, layout_context, render_string
 from app.web.pages.results import duration_text, result_view
@@ -30,6 +31,18 @@ _KEEPALIVE_SECONDS = 15.0
 # After the last event the stream stays open this long, so the browser closes it first
 # (a server-side close would make EventSource report an error and reconnect).
 _CLOSE_GRACE_SECONDS = 10.0
+
+
+def _tail(lines: list[dict[str, Any]], max_lines: int, max_bytes: int) -> list[dict[str, Any]]:
+    """The last of ``lines`` that fit in ``max_lines`` and ``max_bytes`` of messages (at least one)."""
+    size = 0
+    start = len(lines)
+    while start > 0 and len(lines) - start < max_lines:
+        size += message_bytes(lines[start - 1]["message"])
+        if size > max_bytes and start < len(lines):
+            break
+        start -= 1
+    return lines[start:]
 
 
 def detail_context(execution: Execution, actor: Actor, org_name: str | None) -> dict[str, Any]:
@@ -113,28 +126,30 @@ class ExecutionPages(PageController):
     async def detail(self, request: Request[Any, Any, Any], actor: Actor, execution_id: str) -> Template:
         """One execution: parameters, who ran it, status, logs and result (live while it runs)."""
         platform = get_platform(request.app.state)
+        page_bytes = platform.settings.log_page_bytes
         buffered = platform.dispatcher.buffered_logs(execution_id)
         async with db(request) as session:
             service = ExecutionService(session)
             execution = await service.get(actor, execution_id)
-            logs = [log_view(r) for r in await service.logs(actor, execution_id)]
+            # Only the tail is read: a huge log stays readable, the page light and the server free.
+            logs = [
+                log_view(r)
+                for r in await service.log_tail(actor, execution_id, limit=MAX_LOG_LINES, max_bytes=page_bytes)
+            ]
             org = await OrganizationService(session).cached(execution.organization_id)
             layout = await layout_context(request, session, actor)
-        seen = {row["seq"] for row in logs}
-        logs += [
-            {**row, "timestamp": row["timestamp"].isoformat()}
-            for row in buffered
-            if row["seq"] not in seen and execution.status not in TERMINAL
-        ]
-        logs.sort(key=lambda row: row["seq"])
-        hidden = max(0, len(logs) - MAX_LOG_LINES)  # a huge log stays readable (and the page light)
+        if execution.status not in TERMINAL:
+            last = logs[-1]["seq"] if logs else -1
+            logs += [buffered_view(row) for row in buffered if row["seq"] > last]
+        logs = _tail(logs, MAX_LOG_LINES, page_bytes)
         return Template(
             "pages/execution.html",
             context={
                 **layout,
                 **detail_context(execution, actor, org.name if org else None),
-                "logs": logs[hidden:],
-                "hidden_lines": hidden,
+                "logs": logs,
+                # Lines are numbered from 0 without gaps: the first one shown says how many came before.
+                "hidden_lines": logs[0]["seq"] if logs else 0,
                 "last_seq": logs[-1]["seq"] if logs else -1,
             },
         )
@@ -147,25 +162,18 @@ class ExecutionPages(PageController):
         last_event_id = request.headers.get("last-event-id", "")
         if last_event_id.isdigit():  # a reconnecting browser: resume after the last line it got
             after = max(after, int(last_event_id))
+        if not -1 <= after <= MAX_OFFSET:
+            raise InvalidInputError.field("after", f"must be between -1 and {MAX_OFFSET}")
         platform = get_platform(request.app.state)
         # Subscribe before reading what is stored, so no line falls between the two.
         queue = platform.hub.subscribe(execution_id)
         buffered = platform.dispatcher.buffered_logs(execution_id)
         try:
             async with db(request) as session:
-                service = ExecutionService(session)
-                execution = await service.get(actor, execution_id)
-                rows = [log_view(r) for r in await service.logs(actor, execution_id, after)]
+                execution = await ExecutionService(session).get(actor, execution_id)
         except BaseException:
             platform.hub.unsubscribe(execution_id, queue)
             raise
-        seen = {row["seq"] for row in rows}
-        rows += [
-            {**row, "timestamp": row["timestamp"].isoformat()}
-            for row in buffered
-            if row["seq"] > after and row["seq"] not in seen
-        ]
-        rows.sort(key=lambda row: row["seq"])
 
         def log_event(row: dict[str, Any]) -> ServerSentEventMessage:
             html = render_string(request, "partials/_log_line.html", line=row)
@@ -190,8 +198,9 @@ class ExecutionPages(PageController):
         async def events() -> AsyncIterator[ServerSentEventMessage]:
             last_seq = after
             try:
-                for row in rows:
-                    last_seq = max(last_seq, row["seq"])
+                # What the page did not show yet, page by page (see catch_up).
+                async for row in catch_up(request, actor, execution_id, last_seq, buffered):
+                    last_seq = row["seq"]
                     yield log_event(row)
                 if execution.status in TERMINAL:
                     async for message in final_events():
@@ -204,6 +213,12 @@ class ExecutionPages(PageController):
                         yield ServerSentEventMessage(comment="keep-alive")
                         continue
                     if event["type"] == "log":
+                        if event["seq"] > last_seq + 1:
+                            # Live events were lost (a full queue while this viewer lagged): read them back.
+                            buffered_now = platform.dispatcher.buffered_logs(execution_id)
+                            async for row in catch_up(request, actor, execution_id, last_seq, buffered_now):
+                                last_seq = row["seq"]
+                                yield log_event(row)
                         if event["seq"] <= last_seq:
                             continue
                         last_seq = event["seq"]
