@@ -38,6 +38,7 @@ from app.services.files.storage import (
     StoreError,
     UnsafeKeyError,
 )
+from app.services.files.views import StoredFileView
 
 if TYPE_CHECKING:
     from app.settings import Settings
@@ -70,7 +71,7 @@ class StoredFile:
     size: int
     modified: datetime
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> StoredFileView:
         """JSON form."""
         return {"path": self.path, "location": self.location, "size": self.size, "modified": self.modified.isoformat()}
 

@@ -16,7 +16,7 @@ Visibility (enforced here, whichever route a call comes through):
 from __future__ import annotations
 
 import builtins
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, delete, false, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,6 +34,7 @@ from app.services.errors import (
 )
 from app.services.executions.workflows import WorkflowService
 from app.services.forms.schema import data_providers_used, schema_from_workflow, validate_form_schema
+from app.services.forms.views import FormDetail, FormSchema
 from bifrost.types import FormPublic
 
 ACCESS_LEVELS = ("public", "authenticated", "role_based")
@@ -58,14 +59,18 @@ def form_public(form: Form) -> FormPublic:
     )
 
 
-def form_detail(form: Form) -> dict[str, Any]:
+def form_detail(form: Form) -> FormDetail:
     """The SDK shape plus the bookkeeping the API shows (who created it, when)."""
-    return {
-        **form_public(form).model_dump(),
-        "created_by": form.created_by,
-        "created_at": form.created_at.isoformat(),
-        "updated_at": form.updated_at.isoformat(),
-    }
+    # cast: the spread of the SDK model's dump is not visible to the type checker.
+    return cast(
+        "FormDetail",
+        {
+            **form_public(form).model_dump(),
+            "created_by": form.created_by,
+            "created_at": form.created_at.isoformat(),
+            "updated_at": form.updated_at.isoformat(),
+        },
+    )
 
 
 def _name(value: Any) -> str:
@@ -345,11 +350,11 @@ class FormService:
         return sorted(wanted)
 
     # ----- generated schema ---------------------------------------------------------------------
-    async def default_schema(self, actor: Actor, workflow: str) -> dict[str, Any]:
+    async def default_schema(self, actor: Actor, workflow: str) -> FormSchema:
         """The ``form_schema`` generated from a workflow's parameters (any user who can see the workflow).
 
         Raises:
             NotFoundError: No such workflow visible to the actor.
         """
         row = await WorkflowService(self.session).get(actor, workflow)
-        return schema_from_workflow(row.parameters)
+        return cast("FormSchema", schema_from_workflow(row.parameters))  # validated: {"fields": [...]}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from litestar import Controller, Request, delete, get, patch, post
 from pydantic import BaseModel, Field
@@ -12,7 +12,9 @@ from app.services.identity.auth import ApiKeyService
 from app.services.identity.organizations import OrganizationService, organization_public
 from app.services.identity.roles import RoleService, role_public
 from app.services.identity.users import UserService, user_public
+from app.web.api.schemas import Deleted
 from app.web.deps import db
+from bifrost.types import Organization, Role, UserPublic
 
 
 class OrganizationCreate(BaseModel):
@@ -39,6 +41,7 @@ class RoleCreate(BaseModel):
 
     name: str
     description: str = ""
+    can_author: bool = Field(default=False, description="Holders may start notebook runs (docs/jupyter.md)")
 
 
 class UserIds(BaseModel):
@@ -68,34 +71,34 @@ class OrganizationController(Controller):
     tags = ["admin"]
 
     @post("/", status_code=201)
-    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: OrganizationCreate) -> dict[str, Any]:
+    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: OrganizationCreate) -> Organization:
         """Create an organization."""
         async with db(request) as session:
             org = await OrganizationService(session).create(actor, data.name, data.domain, data.is_active)
-            return organization_public(org).model_dump()
+            return organization_public(org)
 
     @get("/")
-    async def list_orgs(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+    async def list_orgs(self, request: Request[Any, Any, Any], actor: Actor) -> list[Organization]:
         """List organizations."""
         async with db(request) as session:
-            return [organization_public(o).model_dump() for o in await OrganizationService(session).list(actor)]
+            return [organization_public(o) for o in await OrganizationService(session).list(actor)]
 
     @get("/{org_id:str}")
-    async def get_org(self, request: Request[Any, Any, Any], actor: Actor, org_id: str) -> dict[str, Any]:
+    async def get_org(self, request: Request[Any, Any, Any], actor: Actor, org_id: str) -> Organization:
         """One organization."""
         async with db(request) as session:
-            return organization_public(await OrganizationService(session).get(actor, org_id)).model_dump()
+            return organization_public(await OrganizationService(session).get(actor, org_id))
 
     @patch("/{org_id:str}")
     async def update(
         self, request: Request[Any, Any, Any], actor: Actor, org_id: str, data: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> Organization:
         """Update an organization."""
         async with db(request) as session:
-            return organization_public(await OrganizationService(session).update(actor, org_id, **data)).model_dump()
+            return organization_public(await OrganizationService(session).update(actor, org_id, **data))
 
     @delete("/{org_id:str}", status_code=200)
-    async def remove(self, request: Request[Any, Any, Any], actor: Actor, org_id: str) -> dict[str, Any]:
+    async def remove(self, request: Request[Any, Any, Any], actor: Actor, org_id: str) -> Deleted:
         """Soft-delete an organization."""
         async with db(request) as session:
             return {"deleted": await OrganizationService(session).delete(actor, org_id)}
@@ -108,36 +111,36 @@ class UserController(Controller):
     tags = ["admin"]
 
     @post("/", status_code=201)
-    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: UserCreate) -> dict[str, Any]:
+    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: UserCreate) -> UserPublic:
         """Create a user."""
         async with db(request) as session:
             user = await UserService(session).create(actor, **data.model_dump())
-            return user_public(user).model_dump()
+            return user_public(user)
 
     @get("/")
     async def list_users(
         self, request: Request[Any, Any, Any], actor: Actor, org_id: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[UserPublic]:
         """List users, optionally of one organization."""
         async with db(request) as session:
-            return [user_public(u).model_dump() for u in await UserService(session).list(actor, org_id)]
+            return [user_public(u) for u in await UserService(session).list(actor, org_id)]
 
     @get("/{user_id:str}")
-    async def get_user(self, request: Request[Any, Any, Any], actor: Actor, user_id: str) -> dict[str, Any]:
+    async def get_user(self, request: Request[Any, Any, Any], actor: Actor, user_id: str) -> UserPublic:
         """One user."""
         async with db(request) as session:
-            return user_public(await UserService(session).get(actor, user_id)).model_dump()
+            return user_public(await UserService(session).get(actor, user_id))
 
     @patch("/{user_id:str}")
     async def update(
         self, request: Request[Any, Any, Any], actor: Actor, user_id: str, data: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> UserPublic:
         """Update a user."""
         async with db(request) as session:
-            return user_public(await UserService(session).update(actor, user_id, **data)).model_dump()
+            return user_public(await UserService(session).update(actor, user_id, **data))
 
     @delete("/{user_id:str}", status_code=200)
-    async def remove(self, request: Request[Any, Any, Any], actor: Actor, user_id: str) -> dict[str, Any]:
+    async def remove(self, request: Request[Any, Any, Any], actor: Actor, user_id: str) -> Deleted:
         """Soft-delete a user."""
         async with db(request) as session:
             return {"deleted": await UserService(session).delete(actor, user_id)}
@@ -150,30 +153,28 @@ class RoleController(Controller):
     tags = ["admin"]
 
     @post("/", status_code=201)
-    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: RoleCreate) -> dict[str, Any]:
+    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: RoleCreate) -> Role:
         """Create a role."""
         async with db(request) as session:
-            return role_public(await RoleService(session).create(actor, data.name, data.description)).model_dump()
+            return role_public(await RoleService(session).create(actor, data.name, data.description, data.can_author))
 
     @get("/")
-    async def list_roles(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+    async def list_roles(self, request: Request[Any, Any, Any], actor: Actor) -> list[Role]:
         """List roles."""
         async with db(request) as session:
-            return [role_public(r).model_dump() for r in await RoleService(session).list(actor)]
+            return [role_public(r) for r in await RoleService(session).list(actor)]
 
     @get("/{role_id:str}")
-    async def get_role(self, request: Request[Any, Any, Any], actor: Actor, role_id: str) -> dict[str, Any]:
+    async def get_role(self, request: Request[Any, Any, Any], actor: Actor, role_id: str) -> Role:
         """One role."""
         async with db(request) as session:
-            return role_public(await RoleService(session).get(actor, role_id)).model_dump()
+            return role_public(await RoleService(session).get(actor, role_id))
 
     @patch("/{role_id:str}")
-    async def update(
-        self, request: Request[Any, Any, Any], actor: Actor, role_id: str, data: dict[str, Any]
-    ) -> dict[str, Any]:
+    async def update(self, request: Request[Any, Any, Any], actor: Actor, role_id: str, data: dict[str, Any]) -> Role:
         """Update a role."""
         async with db(request) as session:
-            return role_public(await RoleService(session).update(actor, role_id, **data)).model_dump()
+            return role_public(await RoleService(session).update(actor, role_id, **data))
 
     @delete("/{role_id:str}", status_code=204)
     async def remove(self, request: Request[Any, Any, Any], actor: Actor, role_id: str) -> None:
@@ -206,7 +207,26 @@ class RoleController(Controller):
             await RoleService(session).assign_forms(actor, role_id, data.form_ids)
 
 
-def api_key_view(key: Any) -> dict[str, Any]:
+class ApiKeyView(TypedDict):
+    """An API key without its secret."""
+
+    id: str
+    name: str
+    prefix: str
+    organization_id: str | None
+    workflow_id: str | None
+    created_at: str
+    last_used_at: str | None
+    revoked: bool
+
+
+class ApiKeyCreated(ApiKeyView):
+    """A new API key with its secret (shown only in this response)."""
+
+    key: str
+
+
+def api_key_view(key: Any) -> ApiKeyView:
     """An API key without its secret."""
     return {
         "id": key.id,
@@ -227,20 +247,20 @@ class ApiKeyController(Controller):
     tags = ["admin"]
 
     @post("/", status_code=201)
-    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: ApiKeyCreate) -> dict[str, Any]:
+    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: ApiKeyCreate) -> ApiKeyCreated:
         """Create a key; the response is the only time the full key is shown."""
         async with db(request) as session:
             key, secret = await ApiKeyService(session).create(actor, data.name, data.organization_id, data.workflow_id)
             return {**api_key_view(key), "key": secret}
 
     @get("/")
-    async def list_keys(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+    async def list_keys(self, request: Request[Any, Any, Any], actor: Actor) -> list[ApiKeyView]:
         """List keys (never their secrets)."""
         async with db(request) as session:
             return [api_key_view(k) for k in await ApiKeyService(session).list(actor)]
 
     @delete("/{key_id:str}", status_code=200)
-    async def revoke(self, request: Request[Any, Any, Any], actor: Actor, key_id: str) -> dict[str, Any]:
+    async def revoke(self, request: Request[Any, Any, Any], actor: Actor, key_id: str) -> ApiKeyView:
         """Revoke a key."""
         async with db(request) as session:
             return api_key_view(await ApiKeyService(session).revoke(actor, key_id))

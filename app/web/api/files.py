@@ -16,6 +16,7 @@ from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
 from app.services.files.service import FileService, FileTooLargeError
+from app.services.files.views import FileExists, StoredFileView
 from app.web.deps import get_platform
 
 
@@ -59,7 +60,7 @@ class FileController(Controller):
     @put("/content", status_code=200, request_max_body_size=None)
     async def write(
         self, request: Request[Any, Any, Any], actor: Actor, path: str | None = None, location: str = "workspace"
-    ) -> dict[str, Any]:
+    ) -> StoredFileView:
         """Create or replace a file with the raw request body (streamed; 413 past the size limit)."""
         try:
             stored = await _files(request).write(actor, path, location, request.stream(), _declared_size(request))
@@ -84,7 +85,7 @@ class FileController(Controller):
     @get("/exists")
     async def exists(
         self, request: Request[Any, Any, Any], actor: Actor, path: str | None = None, location: str = "workspace"
-    ) -> dict[str, bool]:
+    ) -> FileExists:
         """``{"exists": true}`` when ``path`` is a file or a folder holding something."""
         return {"exists": await _files(request).exists(actor, path, location)}
 

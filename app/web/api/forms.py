@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from app.services.actor import Actor
 from app.services.errors import PermissionDeniedError
 from app.services.forms.service import FormService, form_detail
+from app.services.forms.views import FormDetail, FormSchema
 from app.web.deps import db
 
 SDK_PREFIX = "/api/sdk/"
@@ -40,25 +41,25 @@ class FormController(Controller):
     tags = ["forms"]
 
     @get("/")
-    async def list_forms(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+    async def list_forms(self, request: Request[Any, Any, Any], actor: Actor) -> list[FormDetail]:
         """The forms the caller may use (platform admins: all, inactive ones too)."""
         async with db(request) as session:
             return [form_detail(f) for f in await FormService(session).list(actor)]
 
     @get("/default-schema")
-    async def default_schema(self, request: Request[Any, Any, Any], actor: Actor, workflow: str) -> dict[str, Any]:
+    async def default_schema(self, request: Request[Any, Any, Any], actor: Actor, workflow: str) -> FormSchema:
         """The ``form_schema`` generated from a workflow's parameters (``?workflow=<id or name>``)."""
         async with db(request) as session:
             return await FormService(session).default_schema(actor, workflow)
 
     @get("/{form_id:str}")
-    async def get_form(self, request: Request[Any, Any, Any], actor: Actor, form_id: str) -> dict[str, Any]:
+    async def get_form(self, request: Request[Any, Any, Any], actor: Actor, form_id: str) -> FormDetail:
         """One form with its ``form_schema`` (404 when the caller may not use it)."""
         async with db(request) as session:
             return form_detail(await FormService(session).get(actor, form_id))
 
     @post("/", status_code=201, guards=[not_through_sdk])
-    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: dict[str, Any]) -> FormDetail:
         """Create a form: ``name``, ``workflow_id`` (id or name), ``form_schema``, ``access_level``, ..."""
         async with db(request) as session:
             return form_detail(await FormService(session).create(actor, **data))
@@ -66,7 +67,7 @@ class FormController(Controller):
     @patch("/{form_id:str}", guards=[not_through_sdk])
     async def update(
         self, request: Request[Any, Any, Any], actor: Actor, form_id: str, data: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> FormDetail:
         """Change some fields of a form."""
         async with db(request) as session:
             return form_detail(await FormService(session).update(actor, form_id, **data))

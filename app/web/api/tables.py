@@ -7,7 +7,7 @@ checked by the service, so that a bad value is a 422 naming its field.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 
 from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.params import Parameter
@@ -16,7 +16,9 @@ from litestar.types import ControllerRouterHandler
 from app.services.actor import Actor
 from app.services.errors import reject_unknown_fields
 from app.services.tables.service import TableService, document_data, table_info
+from app.web.api.schemas import Deleted
 from app.web.deps import db
+from bifrost.types import DocumentData, DocumentList, TableInfo
 
 # "scope" is Litestar's reserved name for the ASGI scope: the query parameter gets an alias.
 Scope = Annotated[str | None, Parameter(query="scope", description="None, 'global' or an organization id")]
@@ -28,8 +30,10 @@ _QUERY_FIELDS = {"where", "order_by", "order_dir", "limit", "offset"}
 _COUNT_FIELDS = {"where"}
 
 
-def _dump(model: Any) -> dict[str, Any]:
-    return model.model_dump(mode="json")  # type: ignore[no-any-return]
+class TableCount(TypedDict):
+    """How many documents match."""
+
+    count: int
 
 
 class TableController(Controller):
@@ -46,22 +50,22 @@ class TableController(Controller):
         data: dict[str, Any],
         scope_: Scope = None,
         app: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> TableInfo:
         """Create a table explicitly (409 when it exists)."""
         reject_unknown_fields(data, _CREATE_FIELDS)
         async with db(request) as session:
             table = await TableService(session).create(
                 actor, data.get("name"), data.get("description"), data.get("table_schema"), scope_, app
             )
-            return _dump(table_info(table))
+            return table_info(table)
 
     @get("/")
     async def list_tables(
         self, request: Request[Any, Any, Any], actor: Actor, scope_: Scope = None, app: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[TableInfo]:
         """Tables of the scope and app."""
         async with db(request) as session:
-            return [_dump(table_info(t)) for t in await TableService(session).list(actor, scope_, app)]
+            return [table_info(t) for t in await TableService(session).list(actor, scope_, app)]
 
     @delete("/{name:str}", status_code=200)
     async def remove(
@@ -71,7 +75,7 @@ class TableController(Controller):
         name: str,
         scope_: Scope = None,
         app: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Deleted:
         """Delete a table and its documents: ``{"deleted": false}`` when there is none."""
         async with db(request) as session:
             return {"deleted": await TableService(session).delete(actor, name, scope_, app)}
@@ -85,12 +89,12 @@ class TableController(Controller):
         data: dict[str, Any],
         scope_: Scope = None,
         app: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> DocumentData:
         """Insert a document (``{"id"?, "data"}``); the table is created when missing."""
         reject_unknown_fields(data, _INSERT_FIELDS)
         async with db(request) as session:
             document = await TableService(session).insert(actor, table, data.get("data"), data.get("id"), scope_, app)
-            return _dump(document_data(document))
+            return document_data(document)
 
     @put("/{table:str}/documents/{doc_id:str}")
     async def upsert(
@@ -102,12 +106,12 @@ class TableController(Controller):
         data: dict[str, Any],
         scope_: Scope = None,
         app: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> DocumentData:
         """Create or replace a document (``{"data"}``)."""
         reject_unknown_fields(data, _DATA_FIELDS)
         async with db(request) as session:
             document = await TableService(session).upsert(actor, table, doc_id, data.get("data"), scope_, app)
-            return _dump(document_data(document))
+            return document_data(document)
 
     @get("/{table:str}/documents/{doc_id:str}")
     async def get_document(
@@ -118,10 +122,10 @@ class TableController(Controller):
         doc_id: str,
         scope_: Scope = None,
         app: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> DocumentData:
         """One document (404 when it or its table does not exist)."""
         async with db(request) as session:
-            return _dump(document_data(await TableService(session).get(actor, table, doc_id, scope_, app)))
+            return document_data(await TableService(session).get(actor, table, doc_id, scope_, app))
 
     @patch("/{table:str}/documents/{doc_id:str}")
     async def update(
@@ -133,12 +137,12 @@ class TableController(Controller):
         data: dict[str, Any],
         scope_: Scope = None,
         app: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> DocumentData:
         """Merge ``{"data"}`` into a document's top-level keys (404 when it does not exist)."""
         reject_unknown_fields(data, _DATA_FIELDS)
         async with db(request) as session:
             document = await TableService(session).update(actor, table, doc_id, data.get("data"), scope_, app)
-            return _dump(document_data(document))
+            return document_data(document)
 
     @delete("/{table:str}/documents/{doc_id:str}", status_code=200)
     async def remove_document(
@@ -149,7 +153,7 @@ class TableController(Controller):
         doc_id: str,
         scope_: Scope = None,
         app: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Deleted:
         """Delete one document: ``{"deleted": false}`` when there is none."""
         async with db(request) as session:
             return {"deleted": await TableService(session).delete_document(actor, table, doc_id, scope_, app)}
@@ -163,7 +167,7 @@ class TableController(Controller):
         data: dict[str, Any],
         scope_: Scope = None,
         app: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> DocumentList:
         """Query documents: ``{"where", "order_by", "order_dir", "limit", "offset"}``."""
         reject_unknown_fields(data, _QUERY_FIELDS)
         async with db(request) as session:
@@ -178,7 +182,7 @@ class TableController(Controller):
                 scope=scope_,
                 app=app,
             )
-            return _dump(result)
+            return result
 
     @post("/{table:str}/count", status_code=200)
     async def count(
@@ -189,7 +193,7 @@ class TableController(Controller):
         data: dict[str, Any],
         scope_: Scope = None,
         app: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> TableCount:
         """Count matching documents: ``{"where"}`` → ``{"count": n}``."""
         reject_unknown_fields(data, _COUNT_FIELDS)
         async with db(request) as session:
