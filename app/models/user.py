@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import Column, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from app.models.base import UTCDateTime, new_id, utcnow
@@ -34,6 +34,8 @@ class Role(SQLModel, table=True):
     description: str = Field(default="", max_length=2000)
     organization_id: str = Field(foreign_key="organization.id", index=True, max_length=36)
     is_active: bool = True
+    # Holders may start notebook runs: their own code as an execution of the organization (docs/jupyter.md).
+    can_author: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
 
 

@@ -22,6 +22,8 @@ class Actor:
         api_key_id: Set when authenticated with an API key.
         api_key_workflow_id: The only workflow the API key may run, if limited.
         execution_id: Set when authenticated with a per-execution SDK token.
+        external_run: The token's execution runs its code outside the platform (a notebook kernel):
+            the code is the user's own, not a workflow of the workspace (see :attr:`may_read_secrets`).
     """
 
     user_id: str
@@ -33,11 +35,22 @@ class Actor:
     api_key_id: str | None = None
     api_key_workflow_id: str | None = None
     execution_id: str | None = None
+    external_run: bool = False
 
     @property
     def is_function_key(self) -> bool:
         """True when the caller authenticated with an API key."""
         return self.api_key_id is not None
+
+    @property
+    def may_read_secrets(self) -> bool:
+        """True when secrets (config secrets, integration secrets and OAuth tokens) may be returned in clear.
+
+        Only to an execution token, never to an API key or a session (docs/config-and-secrets.md): to a
+        workflow the platform runs (workspace code, trusted), and to a notebook run only when its user
+        is a platform admin; other notebook users get the mask, as with their API key.
+        """
+        return self.execution_id is not None and (not self.external_run or self.is_superuser)
 
     def require_admin(self, what: str) -> None:
         """Raise PermissionDeniedError unless the actor is a platform admin.

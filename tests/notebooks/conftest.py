@@ -11,6 +11,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.platform.authoring_support import make_author
 from tests.platform.conftest import World, start_world
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "notebooks" / "examples"
@@ -27,6 +28,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """
     w = start_world(tmp_path_factory.mktemp("world"))
     try:
+        # Notebook runs are for authors: Alice and Bob hold a role that grants authoring.
+        make_author(w, w.alice_id, w.org_a)
+        make_author(w, w.bob_id, w.org_b)
         yield w
     finally:
         w.server.stop()

@@ -11,6 +11,7 @@ import pytest
 
 from bifrost._schema import infer_parameters
 from tests.conftest import POSTGRES_URL, create_postgres_database, drop_postgres_database
+from tests.platform.authoring_support import make_author
 from tests.platform.conftest import World, browser_session, start_world
 
 
@@ -38,6 +39,9 @@ def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
         url = create_postgres_database()
     w = start_world(tmp, url)
     try:
+        # Notebook runs are for authors (tests/platform/test_attack_notebook_runs.py checks who else is refused).
+        make_author(w, w.alice_id, w.org_a)
+        make_author(w, w.bob_id, w.org_b)
         yield w
     finally:
         w.server.stop()

@@ -8,8 +8,9 @@ Scope rules:
   an admin acting in no organization works on global values.
 * Only platform admins write or delete global values.
 * Secrets are stored as Fernet tokens (:mod:`app.services.secrets`). Their plaintext is returned
-  only to a running execution (an SDK token), which is then remembered for redaction
-  (:mod:`app.services.redaction`); everyone else, and every listing, sees :data:`SECRET_MASK`.
+  only to a running execution (an SDK token) that may read secrets (:attr:`Actor.may_read_secrets`:
+  a workflow the platform runs, or a platform admin's notebook run), and is then remembered for
+  redaction (:mod:`app.services.redaction`); everyone else, and every listing, sees :data:`SECRET_MASK`.
 """
 
 from __future__ import annotations
@@ -259,7 +260,8 @@ def _preferred(rows: builtins.list[Any], key: str) -> StoredEntry:
 def _reveal(actor: Actor, entry: StoredEntry, secret_box: Callable[[], SecretBox]) -> ConfigValue:
     if entry.config_type != ConfigType.SECRET:
         return ConfigValue(entry, decode_value(entry.config_type, entry.value), masked=False)
-    if not actor.execution_id:
+    if not actor.may_read_secrets or actor.execution_id is None:
+        # API keys, sessions, and notebook runs of users who are not platform admins.
         return ConfigValue(entry, SECRET_MASK, masked=True)
     plaintext = secret_box().decrypt(entry.value, f"secret {entry.key!r}")
     # Remembered before the value leaves the server, so any log line that carries it is redacted.
@@ -346,7 +348,7 @@ class ConfigService:
     async def get(self, actor: Actor, key: str, org: str | None = None) -> ConfigValue:
         """The value of ``key``: the organization's, else the global one.
 
-        Secrets come back in clear only to a running execution; otherwise masked.
+        Secrets come back in clear only to a running execution that may read them; otherwise masked.
 
         Raises:
             NotFoundError: The key is set neither in the organization nor globally.

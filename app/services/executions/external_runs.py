@@ -8,6 +8,10 @@ per-execution SDK token and hands back the token and the execution context. The 
 function bound to that context, so every SDK call crosses the SDK API as that user in that
 organization; it reports log lines (:meth:`add_logs`) and the outcome (:meth:`finish`), which expires
 the token. History, logs and redaction of secrets are the same as for any other execution.
+
+The code of a notebook run is the caller's own, so starting one is authoring: only platform admins
+and users holding an active role of their organization that grants authoring (``role.can_author``)
+may. Its token reads secrets in clear only for platform admins (:attr:`Actor.may_read_secrets`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from app.services.executions.log_limits import LogLimits, external_tallies
 from app.services.executions.service import TERMINAL, ExecutionService
 from app.services.executions.views import ExecutionContextView
 from app.services.identity.organizations import OrganizationService
+from app.services.identity.roles import grants_authoring
 from app.services.identity.security import hash_token, new_execution_token
 from bifrost._schema import model_from_json_schema, validate_parameters
 from bifrost.enums import ExecutionStatus
@@ -120,7 +125,8 @@ class ExternalRunService:
             ``(execution, sdk_token, context)``; the token is shown only here.
 
         Raises:
-            PermissionDeniedError: A key limited to one workflow, or acting in another organization.
+            PermissionDeniedError: Not a platform admin nor an author (``role.can_author``), a key
+                limited to one workflow, or acting in another organization.
             InvalidInputError: Bad name, kind, timeout, schema or parameters (one entry per field).
         """
         if trigger not in EXTERNAL_TRIGGERS:
@@ -128,6 +134,7 @@ class ExternalRunService:
         if actor.api_key_workflow_id:
             # Such a key may run its one workflow; running arbitrary code as its user is broader.
             raise PermissionDeniedError("This API key is limited to one workflow and cannot start notebook runs.")
+        await self.require_author(actor)
         clean_name = (_text(name, "name", MAX_NAME_LENGTH, required=True) or "").strip()
         if not clean_name:
             raise InvalidInputError.field("name", "is required")
@@ -174,6 +181,19 @@ class ExternalRunService:
         await self.session.flush()
         context = await executions.context_for(execution, actor=actor)
         return execution, token, context
+
+    async def require_author(self, actor: Actor) -> None:
+        """Refuse callers who may not run their own code as an execution (notebook runs).
+
+        Raises:
+            PermissionDeniedError: Neither a platform admin nor holding a role that grants authoring.
+        """
+        if actor.is_superuser or await grants_authoring(self.session, actor.user_id):
+            return
+        raise PermissionDeniedError(
+            "Only platform admins and workflow authors may start notebook runs: ask a platform admin for a "
+            "role that grants authoring (can_author)."
+        )
 
     async def session_context(self, actor: Actor) -> ExecutionContextView:
         """The context fields of the caller outside any run (what a connected notebook shows as ``context``).

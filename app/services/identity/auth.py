@@ -162,7 +162,13 @@ class AuthService:
                 "api_key_workflow_id": key.workflow_id,
             }
         return _actor(
-            user, execution.organization_id, api_key_id=execution.api_key_id, execution_id=execution.id, **narrowing
+            user,
+            execution.organization_id,
+            api_key_id=execution.api_key_id,
+            execution_id=execution.id,
+            # Notebook runs (app.services.executions.external_runs) run the user's own code.
+            external_run=execution.trigger == "notebook",
+            **narrowing,
         )
 
 

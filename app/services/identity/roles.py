@@ -1,4 +1,8 @@
-"""Roles of an organization, with user and form assignments (platform admins only)."""
+"""Roles of an organization, with user and form assignments (platform admins only).
+
+A role may grant authoring (``can_author``): its active holders may start notebook runs, i.e. run
+their own code as an execution of their organization (see :func:`grants_authoring`).
+"""
 
 from __future__ import annotations
 
@@ -21,18 +25,42 @@ from app.services.errors import (
 )
 from bifrost.types import Role as RolePublic
 
-_UPDATABLE = {"name", "description", "is_active"}
+_UPDATABLE = {"name", "description", "is_active", "can_author"}
 
 
-def role_public(role: Role) -> RolePublic:
-    """Return the SDK shape of a role."""
-    return RolePublic(
+class RoleView(RolePublic):
+    """A role as the API shows it: the SDK's fields plus ``can_author`` (the SDK model ignores it)."""
+
+    can_author: bool = False
+
+
+def role_public(role: Role) -> RoleView:
+    """Return the API / SDK shape of a role."""
+    return RoleView(
         id=role.id,
         name=role.name,
         description=role.description,
         organization_id=role.organization_id,
         is_active=role.is_active,
+        can_author=role.can_author,
     )
+
+
+async def grants_authoring(session: AsyncSession, user_id: str) -> bool:
+    """True when ``user_id`` holds an active role of their own organization that grants authoring."""
+    stmt = (
+        select(col(Role.id))
+        .join(UserRole, col(UserRole.role_id) == col(Role.id))
+        .join(User, col(User.id) == col(UserRole.user_id))
+        .where(
+            col(UserRole.user_id) == user_id,
+            col(Role.can_author).is_(True),
+            col(Role.is_active).is_(True),
+            col(Role.organization_id) == col(User.organization_id),
+        )
+        .limit(1)
+    )
+    return (await session.execute(stmt)).first() is not None
 
 
 def _ids(value: Any, field: str) -> builtins.list[str]:
@@ -64,15 +92,18 @@ class RoleService:
             stmt = stmt.where(col(Role.id) != exclude_id)
         return (await self.session.execute(stmt)).first() is not None
 
-    async def create(self, actor: Actor, name: str, description: str = "") -> Role:
-        """Create a role in the acting organization."""
+    async def create(self, actor: Actor, name: str, description: str = "", can_author: Any = False) -> Role:
+        """Create a role in the acting organization (``can_author``: its holders may start notebook runs)."""
         org_id = self._org(actor, "manage roles")
         if not isinstance(name, str) or not name.strip():
             raise InvalidInputError.field("name", "must be a non-empty string")
         if await self._name_taken(org_id, name.strip()):
             raise ConflictError(f"A role named {name.strip()!r} already exists in this organization.")
         role = Role(
-            name=name.strip(), description=optional_text(description, "description", 2000) or "", organization_id=org_id
+            name=name.strip(),
+            description=optional_text(description, "description", 2000) or "",
+            organization_id=org_id,
+            can_author=require_bool(can_author, "can_author"),
         )
         self.session.add(role)
         await self.session.flush()
@@ -97,7 +128,7 @@ class RoleService:
         return list((await self.session.execute(stmt)).scalars())
 
     async def update(self, actor: Actor, role_id: str, **updates: Any) -> Role:
-        """Update name, description or is_active."""
+        """Update name, description, is_active or can_author."""
         reject_unknown_fields(updates, _UPDATABLE)
         role = await self.get(actor, role_id)
         if "name" in updates:
@@ -111,6 +142,8 @@ class RoleService:
             role.description = optional_text(updates["description"], "description", 2000) or ""
         if "is_active" in updates:
             role.is_active = require_bool(updates["is_active"], "is_active")
+        if "can_author" in updates:
+            role.can_author = require_bool(updates["can_author"], "can_author")
         await self.session.flush()
         return role
 

@@ -510,7 +510,7 @@ class IntegrationService:
 
 def build_data(lookup: Lookup, box: SecretBox, actor: Actor) -> dict[str, Any]:
     """The ``IntegrationData`` body: merged config and OAuth credentials, in clear for executions only."""
-    reveal = actor.execution_id is not None
+    reveal = actor.may_read_secrets  # executions of workspace workflows; notebook runs of platform admins only
     integration, mapping = lookup.integration, lookup.mapping
     defaults, default_secrets = integrations_config.reveal_values(
         integration.config_schema, integration.config_defaults, box, reveal, integration.name
@@ -572,7 +572,7 @@ async def integration_data(
     async with transaction(sessions) as session:
         lookup = await IntegrationService(session, secret_box).lookup(actor, name, org)
     connection = lookup.connection
-    if connection is not None and actor.execution_id is not None:
+    if connection is not None and actor.may_read_secrets:
         snapshot = await manager.fresh(connection.id)
         lookup = Lookup(lookup.integration, lookup.mapping, snapshot.connection, lookup.organization_name)
     # Callers outside executions get masked tokens: no refresh, and a broken connection shows its status.
