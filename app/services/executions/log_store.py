@@ -39,6 +39,9 @@ _COLUMNS = (
     col(ExecutionLog.message),
 )
 
+# Rows fetched per round trip while a page is read: at most this many are read past its end.
+_FETCH_ROWS = 16
+
 
 async def _take(session: AsyncSession, stmt: Any, limit: int, max_bytes: int) -> tuple[list[Any], bool]:
     """Rows of ``stmt`` (selecting at least ``limit + 1``) until ``limit`` rows or ``max_bytes`` of messages.
@@ -48,8 +51,9 @@ async def _take(session: AsyncSession, stmt: Any, limit: int, max_bytes: int) ->
     taken: list[Any] = []
     size = 0
     more = False
-    # A streamed result: rows are fetched as they are iterated, so a page stops reading where it ends.
-    result = await session.stream(stmt)
+    # Rows fetched a few at a time as they are iterated, so a page stops reading where it ends (a plain
+    # ``session.stream`` fetched every row on SQLite: 50 ms for a page of a 30 MB log, not 5).
+    result = await session.stream(stmt.execution_options(yield_per=_FETCH_ROWS))
     try:
         async for row in result:
             row_size = message_bytes(row.message)
