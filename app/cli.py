@@ -303,6 +303,12 @@ def _serve(args: argparse.Namespace) -> int:
         f"Bifrost Workbench on {settings.resolved_public_url}  (workspace {settings.workspace}, {settings.workers} workers)"
     )
     platform = app.state.platform
+    # Orphans of a run (a worker died, their parent with it) are re-parented to this process instead
+    # of init, so the pool can end them with their run.
+    from app.engine import procs
+
+    if procs.become_subreaper():
+        platform.pool.sweep_orphans = True
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:

@@ -61,6 +61,8 @@ class Platform:
             env={"BIFROST_URL": self.sdk_url},
             user=settings.worker_user,
             local_files_root=settings.resolved_local_files_root,  # bifrost.files local mode, never the workspace
+            import_timeout=settings.import_timeout_seconds,
+            memory_mb=settings.run_memory_mb,
         )
         self.dispatcher = LocalDispatcher(
             self.pool,
@@ -112,11 +114,12 @@ class Platform:
         """
         if migrate:
             await upgrade_database_async(self.settings.resolved_database_url)
+        # The scan first: it finds the files that end or hang an import, which workers then skip.
+        await self.sync_workspace()
         await self.pool.start()
         await self.dispatcher.start()
         self.files.start_cleanup()
         await self.knowledge_jobs.start(recover=recover)
-        await self.sync_workspace()
         if recover:
             await self.recover()
             self.token_refresher.start()
@@ -157,9 +160,20 @@ class Platform:
         await self.engine.dispose()
         self.started = False
 
-    async def sync_workspace(self) -> dict[str, Any]:
-        """Scan the workspace in a worker process and store its metadata and import errors."""
+    async def sync_workspace(self, *, reload: bool = False) -> dict[str, Any]:
+        """Scan the workspace in a worker process and store its metadata and import errors.
+
+        Args:
+            reload: Replace the workers after the scan even if no file became bad (the code changed).
+        """
+        # Probe first, in throwaway processes, while the current workers keep serving; only then do
+        # new workers import the workspace, without the files that failed, ended or hung the scan.
         scan = await self.pool.scan()
+        skip = tuple(scan.skip)
+        if reload or skip != self.pool.skip:
+            self.pool.skip = skip
+            if self.pool.running:
+                self.pool.reload()
         async with transaction(self.sessions) as session:
             counts = await WorkflowService(session).sync(scan.workflows + scan.data_providers, scan.errors)
             await ScheduleService(session).sync_workspace()  # declared schedules follow the code
@@ -180,5 +194,4 @@ class Platform:
         return len(pending)
 
     async def _on_workspace_change(self) -> None:
-        self.pool.reload()
-        await self.sync_workspace()
+        await self.sync_workspace(reload=True)

@@ -28,7 +28,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from app.engine import procs
 from app.engine.protocol import (
+    MEMORY_LIMIT_EXCEEDED,
     NOT_STARTED,
     STATUS_CANCELLED,
     STATUS_FAILED,
@@ -57,7 +59,9 @@ _PRIVATE_ENV_PREFIXES = ("BIFROST_",)
 _PRIVATE_ENV_NAMES = frozenset({"DATABASE_URL", "PGPASSWORD"})
 
 # Why the pool killed a worker; None means it died on its own.
-_TIMEOUT, _CANCELLED, _STOPPED, _RETIRED = "timeout", "cancelled", "stopped", "retired"
+_TIMEOUT, _CANCELLED, _STOPPED, _RETIRED, _MEMORY = "timeout", "cancelled", "stopped", "retired", "memory"
+# How often the memory of busy workers (with every process their run started) is read.
+_MEMORY_POLL_SECONDS = 0.25
 
 
 class WorkerStartError(RuntimeError):
@@ -83,6 +87,7 @@ class _Worker:
     kill_reason: str | None = None
     timer: asyncio.TimerHandle | None = None
     stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_STDERR_TAIL_LINES))
+    base_rss: int = 0  # resident memory once ready: a run's memory is what it adds
     tasks: list[asyncio.Task[None]] = field(default_factory=list)  # [stderr reader, stdout reader]
 
     @property
@@ -184,17 +189,11 @@ def build_worker_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    # Workers lead their own process group: killing the group also ends
-    # processes the workflow started.
+    # The worker is the subreaper of every process its run started (setsid and double forks
+    # included): freeze it, kill everything below it, then it (with its process group).
     if proc.returncode is not None:
         return
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+    procs.kill_tree(proc.pid)
 
 
 def _describe_exit(returncode: int | None) -> str:
@@ -216,49 +215,20 @@ def _format_seconds(seconds: float) -> str:
 async def scan_workspace(
     workspace: Path | str, *, env: dict[str, str] | None = None, timeout: float = 300.0, user: str | None = None
 ) -> ScanResult:
-    """Import the workspace in a one-shot worker process and return what it found.
+    """Import the workspace in one-shot worker processes and return what it found (:mod:`app.engine.scan`)."""
+    from app.engine.scan import scan_workspace as scan  # the scan module builds on this one's helpers
 
-    Args:
-        workspace: The workspace folder.
-        env: Extra environment variables for the process.
-        timeout: Seconds before the scan process is killed.
-
-    Returns:
-        Metadata of the available workflows and data providers, and the errors.
-
-    Raises:
-        RuntimeError: If the scan process fails or times out.
-    """
-    with tempfile.TemporaryDirectory(prefix="bifrost-scan-") as scratch:
-        if user:
-            _give_to(Path(scratch), user)
-        return await _scan_in(Path(workspace), Path(scratch), env, timeout, user)
+    return await scan(workspace, env=env, timeout=timeout, user=user)
 
 
-async def _scan_in(
-    workspace: Path, cwd: Path, env: dict[str, str] | None, timeout: float, user: str | None
-) -> ScanResult:
-    proc = await asyncio.create_subprocess_exec(
-        *_worker_command(Path(workspace), "--scan"),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=build_worker_env(env),
-        start_new_session=True,
-        limit=_LINE_LIMIT,
-        **_process_identity(cwd, user),
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        _kill_group(proc)
-        await proc.wait()
-        raise RuntimeError(f"workspace scan of {workspace} did not finish within {_format_seconds(timeout)}") from None
-    lines = out.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        tail = "\n".join(err.decode(errors="replace").strip().splitlines()[-_STDERR_TAIL_LINES:])
-        raise RuntimeError(f"workspace scan process {_describe_exit(proc.returncode)}:\n{tail}")
-    return ScanResult.from_dict(decode_message(lines[-1]))
+# What app.engine.scan shares with the pool.
+LINE_LIMIT = _LINE_LIMIT
+STDERR_TAIL_LINES = _STDERR_TAIL_LINES
+describe_exit = _describe_exit
+format_seconds = _format_seconds
+give_to = _give_to
+process_identity = _process_identity
+worker_command = _worker_command
 
 
 class WorkerPool:
@@ -274,6 +244,11 @@ class WorkerPool:
         start_timeout: Seconds a worker may take to import the workspace.
         local_files_root: Root of ``bifrost.files`` local mode in workers (``BIFROST_LOCAL_FILES_ROOT``);
             a folder in the pool's scratch folder (removed with the pool) when None.
+        import_timeout: Seconds one workspace file may take to import.
+        memory_mb: Memory one run may use (worker plus the processes it starts); None for no limit.
+            Enforced twice: ``RLIMIT_AS`` in the worker (an allocation past it raises MemoryError at
+            once) and by polling the resident memory of the worker's process tree (children have
+            their own address space); either way the run fails ``MemoryLimitExceeded``.
     """
 
     def __init__(
@@ -286,6 +261,8 @@ class WorkerPool:
         start_timeout: float = 120.0,
         user: str | None = None,
         local_files_root: Path | str | None = None,
+        import_timeout: float = 30.0,
+        memory_mb: int | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
@@ -297,6 +274,16 @@ class WorkerPool:
         self.on_idle: Callable[[], None] | None = None
         self.start_timeout = start_timeout
         self.last_scan: ScanResult | None = None
+        self.import_timeout = import_timeout
+        self.memory_mb = memory_mb
+        # Workspace files workers do not import (they failed, ended or hung the last scan).
+        self.skip: tuple[str, ...] = ()
+        # Kill and reap orphans re-parented to this process when a worker dies (set where this
+        # process is a child subreaper, i.e. in `bifrost serve`).
+        self.sweep_orphans = False
+        self._quarantine: Any = None
+        self._memory_task: asyncio.Task[None] | None = None
+        self._oom_kills: int | None = None
         # Workers run in an empty folder of their own, and local-mode files live apart from the workspace.
         self.scratch = _scratch_folder(self.user)
         weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)
@@ -327,6 +314,8 @@ class WorkerPool:
             return
         self._running = True
         self._stopping.clear()
+        if self.memory_mb and self._memory_task is None:
+            self._memory_task = asyncio.create_task(self._watch_memory(), name="bifrost-pool-memory")
         try:
             workers = [await self._spawn() for _ in range(self.size)]
             await asyncio.gather(*(w.ready for w in workers))
@@ -342,6 +331,9 @@ class WorkerPool:
         """
         self._running = False
         self._stopping.set()
+        if self._memory_task is not None:
+            self._memory_task.cancel()
+            self._memory_task = None
         while self._queue:
             pending = self._queue.popleft()
             self._resolve(
@@ -434,7 +426,18 @@ class WorkerPool:
 
     async def scan(self) -> ScanResult:
         """Import the workspace in a one-shot process and return what it defines (see :func:`scan_workspace`)."""
-        return await scan_workspace(self.workspace, env=self._extra_env, user=self.user)
+        from app.engine.scan import Quarantine
+        from app.engine.scan import scan_workspace as scan
+
+        if self._quarantine is None:
+            self._quarantine = Quarantine()
+        return await scan(
+            self.workspace,
+            env=self._extra_env,
+            user=self.user,
+            import_timeout=self.import_timeout,
+            quarantine=self._quarantine,
+        )
 
     @property
     def running(self) -> bool:
@@ -539,16 +542,23 @@ class WorkerPool:
 
     # ----- internals: processes ------------------------------------------------------------------
     async def _spawn(self) -> _Worker:
-        proc = await asyncio.create_subprocess_exec(
-            *_worker_command(self.workspace),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self._env,
-            start_new_session=True,
-            limit=_LINE_LIMIT,
-            **_process_identity(self.scratch, self.user),
-        )
+        args = ["--import-timeout", str(self.import_timeout)]
+        if self.memory_mb:
+            args += ["--memory-mb", str(self.memory_mb)]
+        for relpath in self.skip:
+            args += ["--skip", relpath]
+        with procs.spawning():
+            proc = await asyncio.create_subprocess_exec(
+                *_worker_command(self.workspace, *args),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._env,
+                start_new_session=True,
+                limit=_LINE_LIMIT,
+                **_process_identity(self.scratch, self.user),
+            )
+            procs.spawned.add(proc.pid)
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         # Nobody may await it (e.g. a replacement killed by stop()): no "never retrieved" noise.
         ready.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -584,6 +594,25 @@ class WorkerPool:
                 await asyncio.wait_for(self._stopping.wait(), delay)
         if self._running:
             await self._spawn()
+
+    def _oom_killed(self) -> bool:
+        # The kernel counts its out-of-memory kills; one more since the last poll is taken as ours.
+        now = procs.oom_kills()
+        return now is not None and self._oom_kills is not None and now > self._oom_kills
+
+    async def _watch_memory(self) -> None:
+        assert self.memory_mb
+        limit = self.memory_mb * 1024 * 1024
+        while True:
+            self._oom_kills = procs.oom_kills()
+            for worker in list(self._workers):
+                if worker.current is None or worker.kill_reason is not None:
+                    continue
+                # Every process of the run counts: RLIMIT_AS binds each process alone.
+                if procs.tree_rss_bytes(worker.pid) - worker.base_rss > limit:
+                    worker.kill_reason = _MEMORY
+                    _kill_group(worker.proc)
+            await asyncio.sleep(_MEMORY_POLL_SECONDS)
 
     async def _read_stderr(self, worker: _Worker) -> None:
         # The worker's own diagnostics (workflow output is captured separately):
@@ -642,12 +671,15 @@ class WorkerPool:
             if worker.timer is not None:
                 worker.timer.cancel()
                 worker.timer = None
+            if message.get("retire"):  # it exits by itself after this result; replaced then
+                worker.kill_reason = worker.kill_reason or _RETIRED
             self._resolve(pending, JobResult.from_message(message))
             self._release(worker)
         elif kind == "ready":
             self._on_ready(worker, message)
 
     def _on_ready(self, worker: _Worker, message: dict[str, Any]) -> None:
+        worker.base_rss = procs.rss_bytes(worker.pid)
         if not worker.ready.done():
             worker.ready.set_result(message)
         self._start_failures = 0
@@ -657,6 +689,11 @@ class WorkerPool:
 
     async def _on_exit(self, worker: _Worker) -> None:
         returncode = await worker.proc.wait()
+        procs.spawned.discard(worker.pid)
+        if self.sweep_orphans:
+            # What its runs started was below it; a worker that died on its own (a crash, the OOM
+            # killer) left those processes to us, the subreaper: they end with their run.
+            procs.sweep_orphans()
         # Let the stderr reader collect the last words (e.g. a faulthandler dump).
         stderr_reader = worker.tasks[0]
         await asyncio.wait([stderr_reader], timeout=1.0)
@@ -691,6 +728,14 @@ class WorkerPool:
             self._resolve(pending, self._failure(pending, "TimeoutError", message))
         elif reason == _CANCELLED:
             self._resolve(pending, self._cancelled(pending))
+        elif reason == _MEMORY or (reason is None and returncode == -signal.SIGKILL and self._oom_killed()):
+            message = (
+                f"MemoryLimitExceeded: the run used more memory than its limit of {self.memory_mb} MB "
+                "(BIFROST_RUN_MEMORY_MB); its worker was replaced"
+                if reason == _MEMORY
+                else "MemoryLimitExceeded: the kernel's out-of-memory killer ended the worker running it"
+            )
+            self._resolve(pending, self._failure(pending, MEMORY_LIMIT_EXCEEDED, message, tail))
         elif reason is None and pending.started_at is None and not pending.requeued and self._running:
             # The worker died before it even read the job: give the job another worker.
             pending.requeued = True

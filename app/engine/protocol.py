@@ -19,6 +19,8 @@ STATUS_COMPLETED = "Completed"
 STATUS_FAILED = "Failed"
 STATUS_CANCELLED = "Cancelled"
 NOT_STARTED = "NotStarted"
+MEMORY_LIMIT_EXCEEDED = "MemoryLimitExceeded"
+"""``error_type`` of a run that needed more memory than ``BIFROST_RUN_MEMORY_MB``."""
 """``error_type`` of a job the pool dropped before any worker read it (it may run again later)."""
 
 
@@ -228,11 +230,13 @@ class ScanResult:
         data_providers: Same, for data providers.
         errors: ``{"file", "error", "traceback"}`` per file that failed to
             import and per duplicated name.
+        skip: Files warm workers must not import (they failed, ended or hung the scan).
     """
 
     workflows: list[dict[str, Any]] = field(default_factory=list)
     data_providers: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    skip: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-able form."""

@@ -24,11 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import codecs
+import contextlib
 import contextvars
 import faulthandler
 import io
 import logging
 import os
+import resource
 import select
 import signal
 import sys
@@ -42,7 +44,9 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from app.engine import procs
 from app.engine.protocol import (
+    MEMORY_LIMIT_EXCEEDED,
     STATUS_COMPLETED,
     STATUS_FAILED,
     Job,
@@ -61,8 +65,8 @@ MAX_LOG_CHARS = 100_000
 """Longer log lines are truncated (a printed blob must not flood the log store)."""
 MAX_RESULT_BYTES = 32 * 1024 * 1024
 """Larger results end the execution FAILED instead of being stored."""
-IMPORT_TIMEOUT_SECONDS = 60.0
-"""One workspace file that takes longer to import is reported as broken."""
+IMPORT_TIMEOUT_SECONDS = 30.0
+"""One workspace file that takes longer to import is reported as broken (``--import-timeout``)."""
 NOISY_LOGGERS = (
     "asyncio", "httpx", "httpcore", "hpack", "h2", "h11", "urllib3", "charset_normalizer",
     "botocore", "boto3", "s3transfer", "openai", "anthropic", "filelock", "multipart",
@@ -277,6 +281,10 @@ class Worker:
         log_handler: ProtocolLogHandler | None = None,
     ) -> None:
         self.channel = channel
+        # Processes started while the workspace was imported are not any run's: runs leave them alone.
+        self.baseline: frozenset[int] = frozenset()
+        self.memory_mb: int | None = None
+        self.retire = False  # set by a run that hit the memory limit: exit after its result
         self.fd_capture = fd_capture
         self.captures = captures or []
         self.log_handler = log_handler
@@ -296,6 +304,8 @@ class Worker:
             job = Job.from_message(message)
             self.channel.send({"type": "started", "execution_id": job.execution_id, "started_at": utcnow().isoformat()})
             self.channel.send_bytes(self.run(job))
+            if self.retire:
+                break
 
     def run(self, job: Job) -> bytes:
         """Run one job and return its encoded ``result`` message."""
@@ -305,7 +315,13 @@ class Worker:
         token = _current_execution.set(job.execution_id)
         _job_execution[0] = job.execution_id
         try:
-            fields = self._execute(job)
+            try:
+                fields = self._execute(job)
+            except MemoryError:  # outside the workflow's own code (say, while validating its parameters)
+                fields = self._memory_exceeded()
+            if fields.get("error_type") == MEMORY_LIMIT_EXCEEDED:
+                self.retire = True  # its heap may be fragmented or half-built: a fresh worker takes over
+            self._end_processes()
         finally:
             self.flush_output()
             _job_execution[0] = None
@@ -318,7 +334,10 @@ class Worker:
             **fields,
         )
         try:
-            encoded = encode_message(result.to_message())
+            message = result.to_message()
+            if self.retire:
+                message["retire"] = True
+            encoded = encode_message(message)
         except (TypeError, ValueError) as exc:  # e.g. a circular structure
             encoded = encode_message(
                 _replace(result, _failed("SerializationError", f"The result cannot be encoded as JSON: {exc}"))
@@ -335,6 +354,21 @@ class Worker:
                 )
             )
         return encoded
+
+    def _end_processes(self) -> None:
+        """Kill every process the run started that is still running (the worker is their subreaper,
+        so ``setsid`` and double forks do not hide them), and collect their exit status."""
+        me = os.getpid()
+        if procs.kill_descendants(me, keep=self.baseline):
+            procs.reap_children(p for p in procs.children(me) if p not in self.baseline and procs.state(p) == "Z")
+
+    def _memory_exceeded(self) -> dict[str, Any]:
+        limit = f" of {self.memory_mb} MB" if self.memory_mb else ""
+        return _failed(
+            MEMORY_LIMIT_EXCEEDED,
+            f"MemoryLimitExceeded: the run needed more memory than its limit{limit} (BIFROST_RUN_MEMORY_MB)",
+            user_error=True,
+        )
 
     def _restore_capture(self) -> None:
         # A previous job may have called logging.basicConfig(force=True) or
@@ -378,6 +412,8 @@ class Worker:
                 # The platform wrote these messages (what the caller may not do): safe to show users.
                 message = f"{type(exc).__name__}: {exc}"
                 return _failed(type(exc).__name__, message, user_error=True, tb=_format_traceback(exc))
+            except MemoryError:
+                return self._memory_exceeded()
             except BaseException as exc:  # workflow code may raise anything, even SystemExit
                 text = str(exc)
                 message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -442,22 +478,73 @@ def _install_handler(handler: ProtocolLogHandler) -> None:
     root.setLevel(logging.DEBUG)
 
 
-def _watch_parent() -> None:
-    # If the server dies without stopping us (SIGKILL, OOM), exit instead of
-    # lingering; this also ends a job stuck in an endless loop.
-    parent = os.getppid()
-    while True:
-        time.sleep(1.0)
+def _die_with_processes() -> None:
+    """The server is gone: end every process our runs started, then ourselves."""
+    procs.kill_descendants(os.getpid())
+    os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    # If the server dies without stopping us (SIGKILL, OOM), exit instead of lingering, and take
+    # the processes of our runs along (they are below us: we are their subreaper). A pidfd wakes
+    # at once; polling the parent id is the fallback on kernels without pidfd_open.
+    pidfd: int | None = None
+    with contextlib.suppress(OSError, AttributeError):
+        pidfd = os.pidfd_open(parent)
+    while os.getppid() == parent:
+        if pidfd is not None:
+            select.select([pidfd], [], [], 1.0)
+        else:
+            time.sleep(0.5)
+    _die_with_processes()
+
+
+def _on_sigterm(parent: int) -> Any:
+    def handler(signum: int, frame: Any) -> None:
+        # The parent-death signal. A SIGTERM while the server lives (say systemd stopping the
+        # whole service) is ignored: the server decides when its workers stop (after the grace period).
         if os.getppid() != parent:
-            os._exit(1)
+            _die_with_processes()
+
+    return handler
 
 
-def _scan(workspace: Path) -> None:
+def _guard_processes() -> int:
+    """Subreaper + parent-death signal + parent watch thread; returns the parent's pid."""
+    parent = os.getppid()
+    procs.become_subreaper()
+    procs.die_with_parent(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _on_sigterm(parent))
+    if os.getppid() != parent:  # it died before the death signal was armed
+        _die_with_processes()
+    threading.Thread(target=_watch_parent, args=(parent,), name="bifrost-parent-watch", daemon=True).start()
+    return parent
+
+
+def _limit_memory(megabytes: int | None) -> None:
+    # RLIMIT_AS: an allocation past the limit fails at once with MemoryError (the kernel refuses the
+    # mapping), before it can take memory from other tenants. Counted on top of what the worker
+    # already maps after importing the workspace, so the limit is what one run may add.
+    if not megabytes:
+        return
+    limit = procs.vm_bytes() + megabytes * 1024 * 1024
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _scan(workspace: Path, skip: set[str], import_timeout: float) -> None:
+    _guard_processes()
     out_fd = os.dup(1)
     # Anything the workspace prints at import goes to stderr, not into the JSON.
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    scan = load_workspace(workspace, import_timeout=IMPORT_TIMEOUT_SECONDS)
+
+    def importing(relpath: str) -> None:
+        # Said before each file, so the parent knows which file hung or ended this process.
+        os.write(out_fd, encode_message({"type": "importing", "file": relpath}))
+
+    scan = load_workspace(workspace, import_timeout=import_timeout, skip=skip, on_file=importing)
+    procs.kill_descendants(os.getpid())  # a file that started processes at import: not kept
     os.write(out_fd, encode_message({"type": "scan", **scan.to_dict()}))
     sys.stderr.flush()
     os._exit(0)
@@ -472,9 +559,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Bifrost worker process (started by the worker pool).")
     parser.add_argument("--workspace", required=True, type=Path, help="Workspace folder to import.")
     parser.add_argument("--scan", action="store_true", help="Print the workspace scan as JSON and exit.")
+    parser.add_argument("--skip", action="append", default=[], help="Workspace file (relative) not to import.")
+    parser.add_argument("--import-timeout", type=float, default=IMPORT_TIMEOUT_SECONDS, help="Seconds per file.")
+    parser.add_argument("--memory-mb", type=int, default=None, help="Memory one run may add (RLIMIT_AS).")
     args = parser.parse_args(argv)
     if args.scan:
-        _scan(args.workspace)
+        _scan(args.workspace, set(args.skip), args.import_timeout)
         return
 
     # Ctrl+C in the server's terminal is for the server: it stops the pool.
@@ -491,12 +581,15 @@ def main(argv: list[str] | None = None) -> None:
     stdout = LineCapture(channel, "stdout", "INFO", 1)
     stderr = LineCapture(channel, "stderr", "ERROR", 2)
     sys.stdout, sys.stderr = stdout, stderr
-    threading.Thread(target=_watch_parent, name="bifrost-parent-watch", daemon=True).start()
+    _guard_processes()
     handler = _configure_logging(channel)
 
     worker = Worker(channel, fd_capture, [stdout, stderr], handler)
-    scan = load_workspace(args.workspace, import_timeout=IMPORT_TIMEOUT_SECONDS)
+    scan = load_workspace(args.workspace, import_timeout=args.import_timeout, skip=set(args.skip))
     _install_handler(handler)
+    worker.baseline = frozenset(procs.children(os.getpid()))
+    worker.memory_mb = args.memory_mb
+    _limit_memory(args.memory_mb)
     worker.flush_output()
     channel.send({"type": "ready", "pid": os.getpid(), **scan.to_dict()})
     worker.serve(protocol_in)

@@ -33,7 +33,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import CodeType, FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
@@ -191,7 +191,13 @@ def get_definition(kind: str, name: str) -> WorkflowDefinition | None:
     return _available.get((kind, name))
 
 
-def load_workspace(path: Path | str, *, import_timeout: float | None = None) -> ScanResult:
+def load_workspace(
+    path: Path | str,
+    *,
+    import_timeout: float | None = None,
+    skip: set[str] | frozenset[str] = frozenset(),
+    on_file: Callable[[str], None] | None = None,
+) -> ScanResult:
     """Import every workflow file of a workspace and report what it defines.
 
     A file that fails to import is reported and the others still load. Two
@@ -203,6 +209,9 @@ def load_workspace(path: Path | str, *, import_timeout: float | None = None) -> 
         import_timeout: Seconds one file may take to import before it is
             reported as an error (uses SIGALRM; only honoured in the main
             thread). None for no limit.
+        skip: Relative paths (POSIX) of files not to import: a probe found that they end or hang
+            the importing process (their errors are reported by whoever probed them).
+        on_file: Called with each file's relative path right before it is imported.
 
     Returns:
         Metadata of the available workflows and data providers, and the errors.
@@ -228,21 +237,22 @@ def load_workspace(path: Path | str, *, import_timeout: float | None = None) -> 
 
     _registry.register = record  # type: ignore[assignment]
     try:
-        _create_package(root, errors, failed_files, import_timeout)
+        _create_package(root, errors, failed_files, import_timeout, skip, on_file)
         for relpath in discover_files(root):
             if relpath == Path("__init__.py"):
                 continue
             name = module_name_for(relpath)
-            if name in sys.modules:  # already imported by another workspace file
+            if name in sys.modules or relpath.as_posix() in skip:  # imported by another file, or known bad
                 continue
+            if on_file is not None:
+                on_file(relpath.as_posix())
             try:
                 if any("." in part for part in relpath.with_suffix("").parts):
                     raise ImportError("file and folder names must not contain dots to be importable")
                 with _time_limit(import_timeout, relpath):
                     importlib.import_module(name)
-            except BaseException as exc:  # a workspace file may raise anything, even SystemExit
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
+            except BaseException as exc:  # a workspace file may raise anything, even SystemExit or
+                # KeyboardInterrupt (workers ignore Ctrl+C: one raised at import is the file's own)
                 errors.append(_error_entry(relpath, exc))
                 failed_files.add(str(root / relpath))
     finally:
@@ -251,21 +261,30 @@ def load_workspace(path: Path | str, *, import_timeout: float | None = None) -> 
     return _collect(root, recorded, failed_files, errors)
 
 
-def _create_package(root: Path, errors: list[dict[str, Any]], failed: set[str], import_timeout: float | None) -> None:
+def _create_package(
+    root: Path,
+    errors: list[dict[str, Any]],
+    failed: set[str],
+    import_timeout: float | None,
+    skip: set[str] | frozenset[str],
+    on_file: Callable[[str], None] | None,
+) -> None:
     # The package whose __path__ is the workspace root; a root __init__.py, if
     # any, is its body.
     init = root / "__init__.py"
-    loader = _SourceOnlyLoader(PACKAGE, str(init)) if init.is_file() else None
+    loader = _SourceOnlyLoader(PACKAGE, str(init)) if init.is_file() and "__init__.py" not in skip else None
     spec = importlib.machinery.ModuleSpec(PACKAGE, loader, origin=str(init) if loader else None, is_package=True)
     spec.submodule_search_locations = [str(root)]
     spec.has_location = loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACKAGE] = module
     if loader is not None:
+        if on_file is not None:
+            on_file("__init__.py")
         try:
             with _time_limit(import_timeout, Path("__init__.py")):
                 loader.exec_module(module)
-        except Exception as exc:
+        except BaseException as exc:  # even SystemExit / KeyboardInterrupt: the file's own
             # Keep the (partial) package so the other files can still load.
             errors.append(_error_entry(Path("__init__.py"), exc))
             failed.add(str(init))

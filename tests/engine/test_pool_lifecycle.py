@@ -221,15 +221,29 @@ async def test_reload_replaces_idle_workers_at_once(make_pool: PoolFactory, main
     assert pool.stats()["generation"] == 1
 
 
-async def test_a_workspace_that_kills_the_interpreter_fails_start_and_scan(tmp_path: Path) -> None:
-    workspace = write_workspace(tmp_path / "ws", {"boom.py": "import os\nos._exit(5)\n"})
+async def test_a_workspace_file_that_kills_the_interpreter_is_found_by_the_scan_and_skipped(tmp_path: Path) -> None:
+    fine = "from bifrost import workflow\n\n@workflow\nasync def fine() -> int:\n    return 1\n"
+    workspace = write_workspace(tmp_path / "ws", {"boom.py": "import os\nos._exit(5)\n", "fine.py": fine})
     pool = WorkerPool(workspace, 2)
 
+    # Told nothing, workers die on it ...
     with pytest.raises(WorkerStartError, match="exited with code 5 before it was ready"):
         await pool.start()
     assert pool.pids() == []
-    with pytest.raises(RuntimeError, match="exited with code 5"):
-        await pool.scan()
+    # ... the scan finds it (the process ended while importing it) and names it, ...
+    scan = await pool.scan()
+    assert scan.skip == ["boom.py"]
+    (error,) = scan.errors
+    assert error["file"] == "boom.py" and "exited with code 5" in error["error"]
+    assert [w["name"] for w in scan.workflows] == ["fine"]
+    # ... and workers that skip it serve the other files.
+    pool.skip = tuple(scan.skip)
+    await pool.start()
+    try:
+        result = await pool.run(make_job("fine"))
+        assert result.status == "Completed" and result.result == 1
+    finally:
+        await pool.stop()
 
 
 async def test_a_worker_hanging_at_start_is_killed_after_the_start_timeout(tmp_path: Path) -> None:

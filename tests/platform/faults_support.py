@@ -52,28 +52,56 @@ FAULT_WORKFLOWS = textwrap.dedent(
         return {"held": True}
 
 
-    @workflow(timeout_seconds=600)
-    async def spawn(pid_file: str, mode: str = "return", timeout_path: str = "") -> dict:
+    async def _spawn(pid_file: str, mode: str) -> dict:
         """Start a plain child, a setsid child and a double-forked daemon, write their pids, then
         return (mode=return), block (mode=block: a timeout or cancel ends it) or die (mode=die)."""
         plain = subprocess.Popen(["sleep", "600"])
         detached = subprocess.Popen(["setsid", "sleep", "600"])
-        daemon = subprocess.Popen(
-            ["sh", "-c", "setsid sh -c 'sleep 600 & echo $! > \\"$0\\"' \\"$0.daemon\\"", pid_file],
-        )
-        daemon.wait()
-        while not os.path.exists(pid_file + ".daemon") or not open(pid_file + ".daemon").read().strip():
+        daemon_file = pid_file + ".daemon"
+        subprocess.run(["sh", "-c", f"setsid sh -c 'sleep 600 & echo $! > {daemon_file}' &"], check=True)
+        while not os.path.exists(daemon_file) or not open(daemon_file).read().strip():
             await asyncio.sleep(0.02)
-        daemon_pid = int(open(pid_file + ".daemon").read())
+        pids = [plain.pid, detached.pid, int(open(daemon_file).read())]
         with open(pid_file + ".tmp", "w") as handle:
-            handle.write(f"{plain.pid} {detached.pid} {daemon_pid} {os.getpid()}")
+            handle.write(" ".join(map(str, [*pids, os.getpid()])))
         os.replace(pid_file + ".tmp", pid_file)
         if mode == "die":
             os._exit(7)
         if mode == "block":
             while True:
                 await asyncio.sleep(0.1)
-        return {"pids": [plain.pid, detached.pid, daemon_pid]}
+        return {"pids": pids}
+
+
+    @workflow(timeout_seconds=600)
+    async def spawn(pid_file: str, mode: str = "return") -> dict:
+        return await _spawn(pid_file, mode)
+
+
+    @workflow(timeout_seconds=2)
+    async def spawn_and_time_out(pid_file: str) -> dict:
+        return await _spawn(pid_file, "block")
+
+
+    @workflow
+    async def hog(mb: int) -> int:
+        data = b"x" * (mb * 1024 * 1024)
+        return len(data)
+
+
+    @workflow(timeout_seconds=120)
+    async def hog_children(mb_each: int, count: int) -> int:
+        code = f"import time; data = b'x' * ({mb_each} * 1024 * 1024); print('ready', flush=True); time.sleep(600)"
+        children = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE) for _ in range(count)]
+        for child in children:
+            child.stdout.readline()
+        while True:
+            await asyncio.sleep(0.1)
+
+
+    @workflow
+    async def worker_pid() -> int:
+        return os.getpid()
     '''
 )
 
