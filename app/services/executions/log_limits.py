@@ -33,7 +33,7 @@ DEFAULT_PAGE_BYTES = 1024**2
 def _size(num_bytes: int) -> str:
     for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
         if num_bytes >= scale:
-            return f"{num_bytes / scale:g} {unit}"
+            return f"{num_bytes / scale:.1f}".removesuffix(".0") + f" {unit}"
     return f"{num_bytes} bytes"
 
 
