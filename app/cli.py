@@ -289,6 +289,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.settings import get_settings
     from app.web.app import create_app
+    from app.web.server import proxy_options
 
     if args.host:
         os.environ["BIFROST_HOST"] = args.host

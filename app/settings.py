@@ -29,16 +29,16 @@ class Settings(BaseSettings):
             from host and port when unset.
         secret_key: Fernet key for secrets; a key file in ``home`` when unset.
         session_max_age: Seconds a web login lasts.
+        cookie_secure: Send session and CSRF cookies with ``Secure``; default: when ``public_url`` is https.
+        trusted_proxies: Comma-separated addresses (or ``*``) of reverse proxies whose ``X-Forwarded-For`` /
+            ``X-Forwarded-Proto`` headers are believed; none by default, so a client cannot pick its address.
+        max_body_bytes: Largest request body of the JSON API (413 above), uploads and endpoints aside.
+        form_max_body_bytes: Largest body of a page form post (413 above); a signed-in user's form with
+            file fields may send up to ``max_file_bytes``.
+        public_form_max_body_bytes: Largest body of an anonymous public form submission (413 above).
         watch_workspace: Reload workers when workspace files change.
         log_flush_seconds: How often logs of long runs are written to the database.
         login_rate_limit_per_minute: Password attempts allowed per client address per minute.
-        worker_user: Run worker processes as this OS user (server started as root), so workflow
-            code cannot read the database file or keys in ``home`` (made 0700).
-        files_root: Folder of the object store behind ``bifrost.files``; ``<home>/files`` when unset.
-        local_files_root: Folder of ``bifrost.files`` local mode inside workers
-            (``<root>/<org id or global>/<location>/``); ``<home>/local-files`` when unset. Never the
-            workspace. With ``worker_user``, set it outside ``home`` (the pool gives it to that user).
-        max_file_bytes: Largest file a workflow may write or a form may upload (larger ones get 413).
         log_max_lines: Log lines stored per run; later lines are dropped, counted, and a marker line says so.
         log_max_bytes: Bytes (UTF-8) of log messages stored per run; the same cap as ``log_max_lines``.
         log_page_lines: Most lines one read of a log returns (default and maximum ``limit`` of
@@ -47,6 +47,13 @@ class Settings(BaseSettings):
             (always at least one line), so one read never holds the server for long.
         notebook_log_rate_limit_per_minute: ``POST /api/notebook-runs/{id}/logs`` calls allowed per user
             per minute (429 with ``Retry-After`` above).
+        worker_user: Run worker processes as this OS user (server started as root), so workflow
+            code cannot read the database file or keys in ``home`` (made 0700).
+        files_root: Folder of the object store behind ``bifrost.files``; ``<home>/files`` when unset.
+        local_files_root: Folder of ``bifrost.files`` local mode inside workers
+            (``<root>/<org id or global>/<location>/``); ``<home>/local-files`` when unset. Never the
+            workspace. With ``worker_user``, set it outside ``home`` (the pool gives it to that user).
+        max_file_bytes: Largest file a workflow may write or a form may upload (larger ones get 413).
         temp_max_age_hours: Files in the ``temp`` location older than this are deleted.
         temp_cleanup_interval_seconds: How often the temp cleanup runs.
         scheduler_enabled: Fire cron schedules in this server (``bifrost serve``; never ``bifrost run``).
@@ -100,9 +107,19 @@ class Settings(BaseSettings):
     public_url: str | None = None
     secret_key: str | None = None
     session_max_age: int = 8 * 3600
+    cookie_secure: bool | None = None
+    trusted_proxies: str = ""
+    max_body_bytes: int = Field(default=10 * 1024**2, ge=1024)
+    form_max_body_bytes: int = Field(default=4 * 1024**2, ge=1024)
+    public_form_max_body_bytes: int = Field(default=1024**2, ge=1024)
     watch_workspace: bool = True
     log_flush_seconds: float = 1.0
     login_rate_limit_per_minute: int = Field(default=20, ge=1)
+    log_max_lines: int = Field(default=100_000, ge=1)
+    log_max_bytes: int = Field(default=32 * 1024**2, ge=1)
+    log_page_lines: int = Field(default=1000, ge=1, le=100_000)
+    log_page_bytes: int = Field(default=1024**2, ge=1024)
+    notebook_log_rate_limit_per_minute: int = Field(default=600, ge=1)
     worker_user: str | None = None
     files_root: Path | None = None
     local_files_root: Path | None = None
@@ -115,11 +132,6 @@ class Settings(BaseSettings):
     endpoint_max_body_bytes: int = Field(default=1024**2, ge=1)
     public_endpoint_rate_limit_per_minute: int = Field(default=60, ge=1)
     public_form_rate_limit_per_minute: int = Field(default=30, ge=1)
-    log_max_lines: int = Field(default=100_000, ge=1)
-    log_max_bytes: int = Field(default=32 * 1024**2, ge=1)
-    log_page_lines: int = Field(default=1000, ge=1, le=100_000)
-    log_page_bytes: int = Field(default=1024**2, ge=1024)
-    notebook_log_rate_limit_per_minute: int = Field(default=600, ge=1)
     embedding_provider: Literal["local", "openai", "ollama"] = "local"
     embedding_model: str | None = None
     embedding_base_url: str | None = None
@@ -153,6 +165,13 @@ class Settings(BaseSettings):
     def resolved_local_files_root(self) -> Path:
         """Where local-mode files of workflows live, ``<home>/local-files`` by default."""
         return (self.local_files_root or self.home / "local-files").expanduser().resolve()
+
+    @property
+    def resolved_cookie_secure(self) -> bool:
+        """Whether cookies carry ``Secure``: the setting, else whether the public URL is https."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.resolved_public_url.startswith("https://")
 
     @property
     def resolved_public_url(self) -> str:

@@ -20,6 +20,9 @@ class User(SQLModel, table=True):
     organization_id: str | None = Field(default=None, foreign_key="organization.id", index=True, max_length=36)
     is_superuser: bool = False
     is_active: bool = True
+    # Sessions carry the version they started with; raising it ends every session of the user at once
+    # (logout, password, role or organization change, deactivation): cookies are signed, not stored.
+    session_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     last_login_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
 

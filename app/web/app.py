@@ -14,7 +14,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.middleware.session.client_side import CookieBackendConfig
-from litestar.openapi.config import OpenAPIConfig
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -38,8 +37,10 @@ from app.web.api.endpoint_openapi import install_openapi as install_endpoint_ope
 from app.web.api.executions import ExecutionController
 from app.web.api.unavailable import UNAVAILABLE_HANDLERS
 from app.web.api.workflows import DataProviderController, WorkflowController, WorkspaceController
+from app.web.api_reference import openapi_config
 from app.web.deps import provide_actor
 from app.web.errors import EXCEPTION_HANDLERS
+from app.web.guards import guard_middleware, security_headers
 from app.web.markdown import register_filters
 from app.web.pages import PAGE_HANDLERS
 
@@ -139,6 +140,7 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
         samesite="lax",
         max_age=settings.session_max_age,
         key="bifrost_session",
+        secure=settings.resolved_cookie_secure,
     )
     app = Litestar(
         route_handlers=[
@@ -151,16 +153,24 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
         dependencies={"actor": Provide(provide_actor)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
+            # First: nothing below (rate limits, sessions, CSRF) may read a body before its limit is checked.
+            *guard_middleware(settings),
             RateLimitConfig(
                 rate_limit=("minute", settings.login_rate_limit_per_minute), check_throttle_handler=_is_login_attempt
             ).middleware,
             session_config.middleware,
         ],
-        csrf_config=CSRFConfig(secret=session_secret(settings.home).hex(), exclude=["/api/"], cookie_httponly=False),
+        csrf_config=CSRFConfig(
+            secret=session_secret(settings.home).hex(),
+            exclude=["/api/"],
+            cookie_httponly=False,
+            cookie_secure=settings.resolved_cookie_secure,
+        ),
+        before_send=[security_headers(settings)],
         template_config=TemplateConfig(
             directory=TEMPLATES_DIR, engine=JinjaTemplateEngine, engine_callback=register_filters
         ),
-        openapi_config=OpenAPIConfig(title="Bifrost Workbench API", version="0.1.0", path="/schema"),
+        openapi_config=openapi_config(),
         on_startup=[on_startup],
         on_shutdown=[on_shutdown],
         state=State({"platform": platform, "settings": settings}),

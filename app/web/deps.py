@@ -13,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import transaction
 from app.engine.platform import Platform
+from app.models import User
 from app.services.actor import Actor
 from app.services.errors import AuthenticationError, PermissionDeniedError
 from app.services.identity.auth import AuthService, cached_actor_for_token
 from app.services.identity.security import EXECUTION_TOKEN_PREFIX
+from app.services.identity.users import end_sessions
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_COOKIE = "csrftoken"
@@ -75,7 +77,27 @@ async def resolve_actor(request: Request[Any, Any, Any]) -> Actor:
         if not cookie or not hmac.compare_digest(cookie, header):
             raise PermissionDeniedError("CSRF token missing or wrong: send the csrftoken cookie value in X-CSRFToken.")
     async with db(request) as session:
-        return await AuthService(session).actor_for_user(user_id, requested_org or request.session.get("org_id"))
+        try:
+            return await AuthService(session).actor_for_user(
+                user_id, requested_org or request.session.get("org_id"), session_version=request.session.get("sv", 0)
+            )
+        except AuthenticationError:
+            request.clear_session()  # ended elsewhere (logout, password change...): drop the dead cookie
+            raise
+
+
+def start_session(request: Request[Any, Any, Any], user: User) -> None:
+    """Sign the user in on this browser: the cookie carries the user's current session version."""
+    request.set_session({"user_id": user.id, "sv": user.session_version})
+
+
+async def end_session(request: Request[Any, Any, Any]) -> None:
+    """Sign out: end every session of the cookie's user (copies of the cookie included) and clear it."""
+    user_id = request.session.get("user_id") if "session" in request.scope else None
+    if user_id:
+        async with db(request) as session:
+            await end_sessions(session, user_id)
+    request.clear_session()
 
 
 async def provide_actor(request: Request[Any, Any, Any]) -> Actor:

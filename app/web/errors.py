@@ -65,6 +65,20 @@ def integrity_error_handler(request: Request[Any, Any, Any], exc: IntegrityError
     )
 
 
+def nesting_error_handler(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """400 for input nested too deeply to decode or validate (``[[[[...]]]]`` 10,000 levels deep).
+
+    The JSON decoder and validators recurse per level; Python stops them with RecursionError. Only
+    input can nest that deep in a request, so this is the client's error, named as such.
+    """
+    log.warning("input nested too deeply on %s %s", request.method, request.url.path)
+    return Response(
+        _body(400, "The request is nested too deeply (objects or arrays inside each other); send a flatter body."),
+        status_code=400,
+        media_type=MediaType.JSON,
+    )
+
+
 def unexpected_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Log an unexpected error with its traceback and answer a generic 500 (no internals leak)."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -79,5 +93,6 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     DomainError: domain_error_handler,
     HTTPException: http_error_handler,
     IntegrityError: integrity_error_handler,
+    RecursionError: nesting_error_handler,
     Exception: unexpected_error_handler,
 }

@@ -11,6 +11,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 
@@ -18,6 +19,18 @@ from app.engine.platform import Platform
 from app.services.chat.turns import recover_interrupted_turns
 from app.settings import Settings
 from app.web.app import create_app
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's forwarded-header options: believe ``X-Forwarded-*`` only from ``BIFROST_TRUSTED_PROXIES``.
+
+    uvicorn trusts them from 127.0.0.1 by default, the address this server binds by default, so any
+    local client could pick the address the rate limits see. With no trusted proxy the headers are ignored.
+    """
+    trusted = settings.trusted_proxies.strip()
+    if not trusted:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": trusted}
 
 
 @asynccontextmanager
@@ -46,7 +59,9 @@ async def running_server(
     if recover:
         await recover_interrupted_turns(platform.sessions)  # chat turns ran in the stopped process
     app = create_app(settings, platform, start_platform=False)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False, **proxy_options(settings))
+    )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:

@@ -86,10 +86,23 @@ class AuthService:
             raise NotFoundError(f"Organization {requested!r} not found.")
         return org.id
 
-    async def actor_for_user(self, user_id: str, requested_org: str | None = None) -> Actor:
-        """Build the actor of a logged-in user (session cookie)."""
+    async def actor_for_user(
+        self, user_id: str, requested_org: str | None = None, session_version: int | None = None
+    ) -> Actor:
+        """Build the actor of a logged-in user (session cookie).
+
+        Args:
+            user_id: The user the session belongs to.
+            requested_org: Organization a platform admin acts in.
+            session_version: The user's session version when the session started; a session from before
+                the last :func:`end_sessions` is refused. None skips the check (internal callers).
+        """
         user = await self.session.get(User, user_id)
-        if user is None or not user.is_active:
+        if (
+            user is None
+            or not user.is_active
+            or (session_version is not None and session_version != user.session_version)
+        ):
             raise AuthenticationError("Your session is no longer valid; log in again.")
         await _check_org_active(self.session, user)
         return _actor(user, await self.resolve_org(user, requested_org))

@@ -23,6 +23,7 @@ from app.services.errors import (
     reject_unknown_fields,
     require_bool,
 )
+from app.services.identity.users import end_sessions
 from bifrost.types import Role as RolePublic
 
 _UPDATABLE = {"name", "description", "is_active", "can_author"}
@@ -184,8 +185,11 @@ class RoleService:
                 await self.session.execute(select(col(UserRole.user_id)).where(col(UserRole.role_id) == role.id))
             ).scalars()
         )
-        self.session.add_all(UserRole(role_id=role.id, user_id=i) for i in ids if i not in existing)
+        added = [i for i in ids if i not in existing]
+        self.session.add_all(UserRole(role_id=role.id, user_id=i) for i in added)
         await self.session.flush()
+        for user_id in added:  # a role change ends the user's sessions (issue 14, hole 6)
+            await end_sessions(self.session, user_id)
 
     async def assign_forms(self, actor: Actor, role_id: str, form_ids: Any) -> None:
         """Assign forms visible to the role's organization (its own or global)."""

@@ -6,7 +6,7 @@ import builtins
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -25,6 +25,17 @@ from bifrost.types import UserPublic
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _UPDATABLE = {"email", "name", "is_active", "is_superuser", "org_id", "organization_id", "password"}
+
+
+async def end_sessions(session: AsyncSession, user_id: str) -> None:
+    """End every web session of a user: their cookies' session version no longer matches.
+
+    Called on logout, password change, deactivation and changes of admin flag, organization or roles.
+    API keys are not sessions and keep working until revoked.
+    """
+    await session.execute(
+        update(User).where(col(User.id) == user_id).values(session_version=User.session_version + 1)  # type: ignore[arg-type]
+    )
 
 
 def user_public(user: User) -> UserPublic:
@@ -156,6 +167,9 @@ class UserService:
         if "password" in updates:
             user.password_hash = hash_password(_clean_password(updates["password"]))
         await self.session.flush()
+        if updates.keys() & {"password", "is_active", "is_superuser", "org_id", "organization_id"}:
+            await end_sessions(self.session, user.id)
+            await self.session.refresh(user)
         actor_cache.clear_now_and_after_commit(self.session)
         return user
 
@@ -169,5 +183,6 @@ class UserService:
             raise InvalidInputError.field("user_id", "you cannot delete yourself")
         user.is_active = False
         await self.session.flush()
+        await end_sessions(self.session, user.id)
         actor_cache.clear_now_and_after_commit(self.session)
         return True

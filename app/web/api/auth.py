@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from app.services.actor import Actor
 from app.services.identity.auth import AuthService
 from app.web.api.schemas import ActorView, LoggedOut, LoginResult
-from app.web.deps import db
+from app.web.deps import db, end_session, start_session
 
 
 class LoginRequest(BaseModel):
@@ -45,13 +45,13 @@ class AuthController(Controller):
         """Log in with email and password; sets the session cookie."""
         async with db(request) as session:
             user = await AuthService(session).login(data.email, data.password)
-        request.set_session({"user_id": user.id})
+        start_session(request, user)
         return {"user_id": user.id, "email": user.email, "name": user.name}
 
     @post("/logout", status_code=200)
     async def logout(self, request: Request[Any, Any, Any]) -> LoggedOut:
-        """End the session."""
-        request.clear_session()
+        """End the session, and every other session of the user (a copied cookie stops working)."""
+        await end_session(request)
         return {"logged_out": True}
 
     @get("/me")

@@ -17,7 +17,7 @@ from app.services.executions.workflows import WorkflowService, workflow_detail
 from app.services.forms.service import FormService
 from app.services.identity.auth import AuthService
 from app.services.identity.organizations import OrganizationService
-from app.web.deps import db
+from app.web.deps import db, end_session, start_session
 from app.web.pages.common import PageController, flash, form_text, layout_context, safe_next
 
 
@@ -49,14 +49,14 @@ async def login_submit(
         # 200, not 401: the page itself loaded fine and shows the problem next to the form
         # (a 4xx document also logs a console error in browsers).
         return Template("pages/login.html", context=context, status_code=200)
-    request.set_session({"user_id": user.id})
+    start_session(request, user)
     return Redirect(safe_next(data.next), status_code=303)
 
 
 @post("/logout", include_in_schema=False, status_code=303)
 async def logout(request: Request[Any, Any, Any]) -> Redirect:
-    """End the session."""
-    request.clear_session()
+    """End the session, and every other session of the user."""
+    await end_session(request)
     return Redirect("/login", status_code=303)
 
 
