@@ -77,8 +77,14 @@ class PlatformClient:
         return await self.call("GET", f"/executions/{segment(execution_id)}")  # type: ignore[no-any-return]
 
     async def execution_logs(self, execution_id: str) -> list[dict[str, Any]]:
-        """Stored log lines of an execution."""
-        return await self.call("GET", f"/executions/{segment(execution_id)}/logs")  # type: ignore[no-any-return]
+        """Stored log lines of an execution (all of them: the API answers a page at a time)."""
+        lines: list[dict[str, Any]] = []
+        while True:
+            after = lines[-1]["seq"] if lines else -1
+            page = await self.call("GET", f"/executions/{segment(execution_id)}/logs", params={"after": after})
+            if not page:
+                return lines
+            lines.extend(page)
 
     # ----- notebook runs -------------------------------------------------------------------------------
     async def start_run(

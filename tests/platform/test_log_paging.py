@@ -246,3 +246,11 @@ async def test_the_sdk_reads_every_page(world: World) -> None:
             await executions.logs("no-such-execution")
     finally:
         bifrost.configure(None)
+
+
+async def test_the_notebook_client_reads_every_page(world: World) -> None:
+    from notebooks.client import PlatformClient
+
+    execution_id = run(world, lines=45)
+    lines = await PlatformClient(url=world.server.url, api_key=world.alice_key).execution_logs(execution_id)
+    assert [line["seq"] for line in lines] == list(range(45))
