@@ -68,6 +68,28 @@ def redact_secrets(result: JobResult) -> JobResult:
     )
 
 
+# Buffered log lines are written in batches of at most this many rows / message bytes.
+_LOG_BATCH_ROWS = 1000
+_LOG_BATCH_BYTES = 1024**2
+
+
+def _batches(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``rows`` cut in order into batches of at most ``_LOG_BATCH_ROWS`` rows / ``_LOG_BATCH_BYTES`` (one row at least)."""
+    batches: list[list[dict[str, Any]]] = []
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for row in rows:
+        row_size = len(row["message"])
+        if batch and (len(batch) >= _LOG_BATCH_ROWS or size + row_size > _LOG_BATCH_BYTES):
+            batches.append(batch)
+            batch, size = [], 0
+        batch.append(row)
+        size += row_size
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 # How long a finished execution's completion event is kept for late waiters.
 _DONE_RETENTION_SECONDS = 120.0
 # After the database refused to mark queued runs RUNNING, wait this long before trying again.
@@ -177,19 +199,13 @@ class LocalDispatcher:
         self._tasks[execution_id] = asyncio.create_task(self._run(request), name=f"execution-{execution_id}")
 
     async def cancel(self, execution_id: str) -> bool:
-        """Kill the worker running it (or drop it from the queue)."""
+        """Kill the worker running it; drop it from the queue (then False: the caller records the cancel)."""
         if self._queue.pop(execution_id, None) is not None:
-            async with transaction(self.sessions) as session:
-                await ExecutionService(session).finish(
-                    execution_id,
-                    status="Cancelled",
-                    error_message="Cancelled by user",
-                    error_type="Cancelled",
-                    user_error=True,
-                )
+            # Never started: the caller's own transaction writes it CANCELLED (False: "not running here").
+            # A second transaction here would wait for the caller's connection (SQLite has one).
             self.hub.publish(execution_id, {"type": "status", "status": "Cancelled", "done": True})
             self._ended(execution_id)
-            return True
+            return False
         if execution_id not in self._tasks and execution_id not in self._marking:
             return False
         # Not yet handed to the pool (still being marked RUNNING)? The flag stops it before it runs.
@@ -354,8 +370,13 @@ class LocalDispatcher:
 
     async def _store_result(self, result: JobResult) -> None:
         try:
+            # A big log goes in batches first; its last batch is stored with the outcome.
+            buffer = self._log_buffer.get(result.execution_id, [])
+            batches = _batches(buffer)
+            for batch in batches[:-1]:
+                await self._write_logs(batch)
             async with transaction(self.sessions) as session:
-                await ExecutionService(session).add_logs(list(self._log_buffer.get(result.execution_id, ())))
+                await ExecutionService(session).add_logs(list(buffer))
                 await self._finish(session, result)
         except Exception:
             # Never lose the outcome because of its logs: store it alone.
@@ -455,12 +476,23 @@ class LocalDispatcher:
         # Rows stay in the buffer until written, so a live viewer always finds every line in
         # the database or the buffer; the lock keeps _record from writing the same rows twice.
         async with self._flush_lock:
-            snapshot = {eid: list(rows) for eid, rows in self._log_buffer.items() if rows}
-            if not snapshot:
-                return
-            async with transaction(self.sessions) as session:
-                await ExecutionService(session).add_logs([row for rows in snapshot.values() for row in rows])
-            for execution_id, rows in snapshot.items():
-                buffer = self._log_buffer.get(execution_id)
-                if buffer is not None:
-                    del buffer[: len(rows)]
+            for batch in _batches([row for rows in self._log_buffer.values() for row in rows]):
+                await self._write_logs(batch)
+
+    async def _write_logs(self, batch: list[dict[str, Any]]) -> None:
+        """Store ``batch`` (the oldest buffered rows of its executions) and drop it from the buffers.
+
+        One transaction per batch: a run that printed 40 MB within a flush period held the event
+        loop (SQLite runs inline) for 180 ms when written in one.
+        """
+        async with transaction(self.sessions) as session:
+            await ExecutionService(session).add_logs(batch)
+        written: dict[str, int] = {}
+        for row in batch:
+            written[row["execution_id"]] = written.get(row["execution_id"], 0) + 1
+        for execution_id, count in written.items():
+            buffer = self._log_buffer.get(execution_id)
+            if buffer is not None:
+                del buffer[:count]
+        # SQLite statements run inline and may never suspend: let other requests in between batches.
+        await asyncio.sleep(0)
