@@ -62,6 +62,8 @@ async def catch_up(
             yield log_view(row)
         if page.next_after is None:
             break
+        # Neither SQLite (inline) nor a fast socket need suspend: let other requests in between pages.
+        await asyncio.sleep(0)
     for row in buffered:
         if row["seq"] > last:
             last = row["seq"]
