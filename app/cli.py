@@ -203,12 +203,12 @@ async def _install_demo_data(settings: Any) -> None:
     from app.services.config.service import ConfigService
     from app.services.errors import DomainError, NotFoundError
     from app.services.executions.schedules import ScheduleService
-    from app.services.executions.workflows import WorkflowService
     from app.services.forms.service import FormService
     from app.services.identity.auth import AuthService
     from app.services.identity.users import UserService
     from app.services.knowledge.service import KnowledgeRuntime, KnowledgeService
     from app.services.secrets import secret_box
+    from app.services.workflows.catalogue import WorkflowService
 
     engine = create_engine(settings.resolved_database_url)
     sessions = session_factory(engine)

@@ -20,12 +20,12 @@ from app.engine.scheduler import Scheduler
 from app.services.executions.log_limits import LogLimits
 from app.services.executions.schedules import ScheduleService
 from app.services.executions.service import ExecutionService
-from app.services.executions.workflows import WorkflowService
 from app.services.files.service import FileService
 from app.services.integrations.oauth_tokens import TokenManager, TokenRefresher
 from app.services.knowledge.jobs import KnowledgeJobs
 from app.services.knowledge.service import KnowledgeRuntime
 from app.services.secrets import secret_box
+from app.services.workflows.catalogue import WorkflowService
 from app.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,8 @@ from app.engine.pool import scan_workspace
 from app.models import Workflow, WorkspaceError
 from app.services.actor import Actor
 from app.services.errors import ConflictError, InvalidInputError
-from app.services.executions.views import WorkflowDetail
-from app.services.executions.workflows import workflow_detail
+from app.services.workflows.catalogue import workflow_detail
+from app.services.workflows.views import WorkflowDetail
 
 if TYPE_CHECKING:
     from app.engine.platform import Platform

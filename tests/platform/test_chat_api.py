@@ -258,7 +258,7 @@ def test_tools_follow_what_the_user_may_run(world: World, chat: Callable[[Plan],
 
         from app.db import transaction
         from app.models import Workflow
-        from app.services.executions.workflows import WorkflowService
+        from app.services.workflows.catalogue import WorkflowService
 
         async with transaction(world.server.platform.sessions) as session:
             await session.execute(
@@ -271,7 +271,7 @@ def test_tools_follow_what_the_user_may_run(world: World, chat: Callable[[Plan],
 
         from app.db import transaction
         from app.models import Workflow
-        from app.services.executions.workflows import WorkflowService
+        from app.services.workflows.catalogue import WorkflowService
 
         async with transaction(world.server.platform.sessions) as session:
             await session.execute(update(Workflow).where(Workflow.name == "failing_tool").values(organization_id=None))

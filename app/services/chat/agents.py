@@ -29,8 +29,8 @@ from app.services.errors import (
     reject_unknown_fields,
     require_bool,
 )
-from app.services.executions.workflows import WorkflowService
 from app.services.knowledge.service import check_namespace
+from app.services.workflows.catalogue import WorkflowService
 
 AGENT_FIELDS = frozenset(
     {

@@ -18,10 +18,10 @@ from app.services.errors import InvalidInputError, NotFoundError, PermissionDeni
 from app.services.executions import log_limits, log_store
 from app.services.executions.dispatch import Dispatcher, DispatchRequest
 from app.services.executions.views import ExecutionView
-from app.services.executions.workflows import WorkflowService
 from app.services.identity import actor_cache
 from app.services.identity.organizations import OrganizationService
 from app.services.identity.security import hash_token
+from app.services.workflows.catalogue import WorkflowService
 from bifrost._schema import model_from_json_schema, validate_parameters
 from bifrost.enums import ExecutionStatus
 from bifrost.errors import ValidationError

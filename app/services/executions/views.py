@@ -56,40 +56,6 @@ class ExecutionContextView(TypedDict):
     is_function_key: bool
 
 
-class WorkflowDetail(TypedDict):
-    """A workflow or data provider: the SDK's ``WorkflowMetadata`` fields plus parameters and endpoint options."""
-
-    id: str
-    name: str
-    description: str | None
-    category: str
-    tags: list[str]
-    execution_mode: str
-    timeout_seconds: int
-    schedule: str | None
-    endpoint_enabled: bool
-    is_tool: bool
-    time_saved: int
-    kind: str
-    allowed_methods: list[str]
-    public_endpoint: bool
-    tool_description: str | None
-    cache_ttl_seconds: int
-    parameters: list[dict[str, Any]]
-    params_schema: dict[str, Any]
-    source_file: str | None
-    updated_at: str
-
-
-class SyncCounts(TypedDict):
-    """What a workspace sync changed."""
-
-    added: int
-    updated: int
-    removed: int
-    errors: int
-
-
 class ScheduleView(TypedDict):
     """A cron schedule with its workflow's availability, next and last run, and status."""
 

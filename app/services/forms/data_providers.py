@@ -26,7 +26,7 @@ from app.models import Workflow
 from app.services.actor import Actor
 from app.services.errors import DomainError, InvalidInputError
 from app.services.executions.service import params_model
-from app.services.executions.workflows import WorkflowService
+from app.services.workflows.catalogue import WorkflowService
 from bifrost._schema import validate_parameters
 from bifrost.errors import ValidationError
 

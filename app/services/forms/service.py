@@ -32,9 +32,9 @@ from app.services.errors import (
     reject_unknown_fields,
     require_bool,
 )
-from app.services.executions.workflows import WorkflowService
 from app.services.forms.schema import data_providers_used, schema_from_workflow, validate_form_schema
 from app.services.forms.views import FormDetail, FormSchema
+from app.services.workflows.catalogue import WorkflowService
 from bifrost.types import FormPublic
 
 ACCESS_LEVELS = ("public", "authenticated", "role_based")

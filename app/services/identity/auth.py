@@ -14,7 +14,6 @@ from app.models import ApiKey, Execution, Organization, User
 from app.models.base import utcnow
 from app.services.actor import Actor
 from app.services.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
-from app.services.executions.workflows import WorkflowService
 from app.services.identity import actor_cache
 from app.services.identity.organizations import OrganizationService
 from app.services.identity.security import (
@@ -25,6 +24,7 @@ from app.services.identity.security import (
     verify_password,
 )
 from app.services.identity.users import UserService
+from app.services.workflows.catalogue import WorkflowService
 
 # last_used_at is written at most this often per key, to keep API calls read-only.
 _LAST_USED_RESOLUTION = timedelta(seconds=60)

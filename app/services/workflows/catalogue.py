@@ -14,7 +14,7 @@ from app.models import Workflow, WorkspaceError, stable_workflow_id
 from app.models.base import utcnow
 from app.services.actor import Actor
 from app.services.errors import NotFoundError
-from app.services.executions.views import WorkflowDetail
+from app.services.workflows.views import WorkflowDetail
 from bifrost.types import WorkflowMetadata
 
 # Fields copied from a scanned definition onto the Workflow row.

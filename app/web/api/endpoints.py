@@ -30,8 +30,8 @@ from litestar.types import ControllerRouterHandler
 from app.models import Workflow
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError, NotFoundError
-from app.services.executions.workflows import WorkflowService
 from app.services.identity.system_users import PUBLIC_ENDPOINT, service_actor
+from app.services.workflows.catalogue import WorkflowService
 from app.web.api.workflows import ExecuteRequest, run_and_respond
 from app.web.deps import db, get_platform, resolve_actor
 

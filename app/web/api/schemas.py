@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from app.services.executions.views import ExecutionView, SyncCounts, WorkflowDetail
+from app.services.executions.views import ExecutionView
+from app.services.workflows.views import SyncCounts, WorkflowDetail
 
 
 class Deleted(TypedDict):

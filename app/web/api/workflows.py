@@ -12,8 +12,9 @@ from pydantic import BaseModel, Field
 from app.services.actor import Actor
 from app.services.errors import ConflictError
 from app.services.executions.service import ExecutionService, execution_view
-from app.services.executions.views import ExecutionView, SyncCounts, WorkflowDetail
-from app.services.executions.workflows import WorkflowService, workflow_detail
+from app.services.executions.views import ExecutionView
+from app.services.workflows.catalogue import WorkflowService, workflow_detail
+from app.services.workflows.views import SyncCounts, WorkflowDetail
 from app.web.api.schemas import ExecuteAccepted, WorkspaceErrorView, WorkspaceStatus
 from app.web.deps import db, get_platform
 

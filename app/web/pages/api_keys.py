@@ -13,9 +13,9 @@ from litestar.response import Redirect, Template
 
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError
-from app.services.executions.workflows import WorkflowService
 from app.services.identity.auth import ApiKeyService
 from app.services.identity.organizations import OrganizationService
+from app.services.workflows.catalogue import WorkflowService
 from app.web.api.admin import api_key_view
 from app.web.deps import db
 from app.web.pages.common import PageController, flash, form_text, layout_context

@@ -16,9 +16,9 @@ from app.services.actor import Actor
 from app.services.errors import InvalidInputError
 from app.services.executions.log_limits import message_bytes
 from app.services.executions.service import MAX_OFFSET, TERMINAL, ExecutionService, execution_view
-from app.services.executions.workflows import WorkflowService
 from app.services.identity.organizations import OrganizationService
 from app.services.identity.users import UserService
+from app.services.workflows.catalogue import WorkflowService
 from app.web.api.executions import buffered_view, catch_up, log_view
 from app.web.deps import db, get_platform
 from app.web.pages.common import PageController, layout_context, render_string

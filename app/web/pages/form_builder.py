@@ -28,11 +28,11 @@ from litestar.types import ControllerRouterHandler
 from app.models import Form
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError
-from app.services.executions.workflows import WorkflowService
 from app.services.forms.schema import FieldType
 from app.services.forms.service import FormService
 from app.services.identity.organizations import OrganizationService
 from app.services.identity.roles import RoleService
+from app.services.workflows.catalogue import WorkflowService
 from app.web.deps import db
 from app.web.pages.common import PAGE_EXCEPTION_HANDLERS, PageController, flash, form_text, layout_context
 from app.web.pages.form_fields import option_key

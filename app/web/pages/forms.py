@@ -28,11 +28,11 @@ from app.models import Form, Workflow
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError, NotFoundError
 from app.services.executions.service import ExecutionService, params_model
-from app.services.executions.workflows import WorkflowService
 from app.services.files.service import FileTooLargeError
 from app.services.forms.data_providers import DataProviderService
 from app.services.forms.schema import schema_from_workflow
 from app.services.forms.service import FormService
+from app.services.workflows.catalogue import WorkflowService
 from app.web.deps import db, get_platform
 from app.web.pages.common import PageController, layout_context, render_string
 from app.web.pages.form_fields import errors_by_field, initial_values, option_key, params_from_values, values_from_form

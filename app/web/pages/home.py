@@ -13,10 +13,10 @@ from pydantic import BaseModel
 from app.services.actor import Actor
 from app.services.errors import AuthenticationError
 from app.services.executions.service import ExecutionService, execution_view
-from app.services.executions.workflows import WorkflowService, workflow_detail
 from app.services.forms.service import FormService
 from app.services.identity.auth import AuthService
 from app.services.identity.organizations import OrganizationService
+from app.services.workflows.catalogue import WorkflowService, workflow_detail
 from app.web.deps import db, end_session, start_session
 from app.web.pages.common import PageController, flash, form_text, layout_context, safe_next
 

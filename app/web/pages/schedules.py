@@ -18,8 +18,8 @@ from app.services.actor import Actor
 from app.services.errors import AuthenticationError, DomainError, InvalidInputError
 from app.services.executions.schedules import OVERLAP_POLICIES, ScheduleService
 from app.services.executions.views import ScheduleView
-from app.services.executions.workflows import WorkflowService
 from app.services.identity.organizations import OrganizationService
+from app.services.workflows.catalogue import WorkflowService
 from app.web.deps import db, get_platform, resolve_actor
 
 

@@ -14,8 +14,8 @@ from app.models import Workflow
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError, NotFoundError
 from app.services.executions.service import ExecutionService, execution_view, params_model
-from app.services.executions.workflows import WorkflowService, workflow_detail
 from app.services.forms.data_providers import DataProviderService
+from app.services.workflows.catalogue import WorkflowService, workflow_detail
 from app.web.deps import db, get_platform
 from app.web.pages.common import PageController, layout_context, render_string
 from app.web.pages.form_fields import (
