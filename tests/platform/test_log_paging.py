@@ -254,3 +254,32 @@ async def test_the_notebook_client_reads_every_page(world: World) -> None:
     execution_id = run(world, lines=45)
     lines = await PlatformClient(url=world.server.url, api_key=world.alice_key).execution_logs(execution_id)
     assert [line["seq"] for line in lines] == list(range(45))
+
+
+def test_a_notebook_runs_cap_survives_a_lost_tally(world: World) -> None:
+    """The per-process tally of a notebook run is rebuilt from the database (restart, another server)."""
+    from app.services.executions.log_limits import external_tallies
+
+    schema = {"type": "object", "properties": {}}
+    with world.server.client(world.admin_key) as admin:
+        started = admin.post("/api/notebook-runs", json={"name": "tally", "params": {}, "params_schema": schema})
+        assert started.status_code == 201, started.text
+        execution_id = started.json()["execution_id"]
+        url = f"/api/notebook-runs/{execution_id}/logs"
+
+        def post(count: int, start: int) -> dict[str, Any]:
+            lines = [{"message": f"{start + i:04d} xxxxx"} for i in range(count)]
+            response = admin.post(url, json={"lines": lines})
+            assert response.status_code == 200, response.text
+            return dict(response.json())
+
+        assert post(30, 0) == {"stored": 30, "last_seq": 29}
+        external_tallies.forget(execution_id)  # rebuilt from 30 stored lines
+        assert post(30, 30) == {"stored": 22, "last_seq": 51}  # 20 lines, the marker, the count line
+        external_tallies.forget(execution_id)  # rebuilt from the count line
+        assert post(5, 60) == {"stored": 0, "last_seq": None}
+        lines = admin.get(f"/api/executions/{execution_id}/logs", params={"after": 45}).json()
+    assert messages(lines[:4]) == [f"{i:04d} xxxxx" for i in range(46, 50)]
+    assert lines[4]["logger"] == "bifrost.log_limit" and lines[5]["logger"] == "bifrost.log_dropped"
+    assert lines[5]["message"].startswith("15 log lines dropped")  # 10, then 5 more: counted in place
+    assert len(lines) == 6
