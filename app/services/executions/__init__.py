@@ -1,3 +1,4 @@
-"""Executions: the workflow catalogue, the one submit path, history, schedules and runs of external runners.
+"""Executions: the one submit path, history, logs, schedules and runs of external runners (notebooks).
 
-May use: identity, config (secrets redaction) and the shared pieces. Never chat, knowledge, forms or integrations."""
+May use: the workflow catalogue, identity and the shared pieces. Never chat, knowledge, forms or integrations.
+"""
