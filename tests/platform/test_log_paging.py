@@ -9,6 +9,7 @@ detail page's tail, and the SDK's ``executions.logs`` / ``iter_logs``.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import time
 from collections.abc import Iterator
@@ -45,6 +46,18 @@ WORKFLOWS = textwrap.dedent(
         while hold and not os.path.exists(hold):
             await asyncio.sleep(0.02)
         return lines
+
+
+    @workflow(timeout_seconds=120)
+    async def bursts(first: int, then: int, gate: str) -> int:
+        """Print ``first`` lines, wait for ``gate`` to exist, then print ``then`` more at once."""
+        for index in range(first):
+            print(f"{index:04d} xxxxx")
+        while not os.path.exists(gate):
+            await asyncio.sleep(0.02)
+        for index in range(first, first + then):
+            print(f"{index:04d} xxxxx")
+        return first + then
     '''
 )
 
@@ -283,3 +296,32 @@ def test_a_notebook_runs_cap_survives_a_lost_tally(world: World) -> None:
     assert lines[4]["logger"] == "bifrost.log_limit" and lines[5]["logger"] == "bifrost.log_dropped"
     assert lines[5]["message"].startswith("15 log lines dropped")  # 10, then 5 more: counted in place
     assert len(lines) == 6
+
+
+@pytest.mark.parametrize("viewer", ["api", "page"])
+def test_a_viewer_whose_live_queue_overflows_still_gets_every_line(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, viewer: str
+) -> None:
+    from app.engine import events
+
+    monkeypatch.setattr(events, "_QUEUE_LIMIT", 2)  # a viewer lagging behind a fast run loses live events
+    gate = tmp_path / "gate"
+    with world.server.client(world.admin_key) as admin:
+        submitted = admin.post(
+            "/api/workflows/bursts/execute", json={"params": {"first": 1, "then": 40, "gate": str(gate)}}
+        )
+        execution_id = submitted.json()["execution_id"]
+    session = browser_session(world) if viewer == "page" else world.server.client(world.admin_key)
+    url = f"/executions/{execution_id}/live" if viewer == "page" else f"/api/executions/{execution_id}/stream"
+    seen: list[int] = []
+    with session as client, client.stream("GET", url) as response:
+        assert response.status_code == 200
+        for event, data in sse_events(response):
+            if event == "log":
+                found = re.search(r"(\d{4}) xxxxx", data)
+                assert found, data
+                seen.append(int(found.group(1)))
+                gate.touch()  # the first line is in: now the burst
+            elif event == "done" or (event == "status" and '"done": true' in data):
+                break
+    assert seen == list(range(41))

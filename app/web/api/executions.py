@@ -193,6 +193,11 @@ class ExecutionController(Controller):
                         payload = {k: v for k, v in event.items() if k not in ("type", "execution_id")}
                         yield ServerSentEventMessage(event="log", data=json.dumps(payload))
                     else:
+                        if event.get("done"):
+                            # Every line is stored before the end is published: send any the queue lost.
+                            async for row in catch_up(request, actor, execution_id, last_seq, []):
+                                last_seq = row["seq"]
+                                yield ServerSentEventMessage(event="log", data=json.dumps(row))
                         yield ServerSentEventMessage(event="status", data=json.dumps(event))
                         if event.get("done"):
                             return

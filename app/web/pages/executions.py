@@ -224,6 +224,10 @@ class ExecutionPages(PageController):
                         last_seq = event["seq"]
                         yield log_event(event)
                     elif event.get("done"):
+                        # Every line is stored before the end is published: send any the queue lost.
+                        async for row in catch_up(request, actor, execution_id, last_seq, []):
+                            last_seq = row["seq"]
+                            yield log_event(row)
                         async for message in final_events():
                             yield message
                         return
