@@ -94,6 +94,9 @@ class Settings(BaseSettings):
             past it the run ends ``Failed`` with ``MemoryLimitExceeded`` and its worker is replaced.
         import_timeout_seconds: A workspace file that takes longer to import is reported in the
             workspace errors and skipped; the other files keep running.
+        audit_retention_days: Audit events older than this many days are deleted in small batches in the
+            background by the serving process (0 keeps them forever).
+        audit_prune_interval_seconds: How often the audit retention runs.
     """
 
     model_config = SettingsConfigDict(env_prefix="BIFROST_", extra="ignore")
@@ -150,6 +153,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     run_memory_mb: int = Field(default=4096, ge=64)
     import_timeout_seconds: float = Field(default=30.0, gt=0)
+    audit_retention_days: float = Field(default=365.0, ge=0)
+    audit_prune_interval_seconds: float = Field(default=3600.0, gt=0)
 
     @field_validator("home", "workspace")
     @classmethod

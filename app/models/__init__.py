@@ -1,7 +1,9 @@
 """SQLModel tables, one module per aggregate. Importing this package registers them all."""
 
 from app.models import (  # noqa: F401  (register their tables)
+    access,
     ai,
+    audit,
     config_entry,
     document_table,
     integration,

@@ -6,6 +6,7 @@
 * ``ai_usage``: one row per model call (``ai.complete``/``ai.stream`` or a chat turn) with
   tokens, against the execution, conversation, user and organization.
 * ``chat_agent``: admin-configured assistants (instructions, tools, namespaces, model).
+* ``chat_agent_role``: the roles an agent is offered to (none: everyone in its scope).
 * ``chat_tool_setting``: per tool workflow, whether a call needs the user's approval.
 * ``chat_conversation`` / ``chat_message`` / ``chat_tool_call``: what the chat page shows,
   plus the model-side message history of the conversation.
@@ -81,6 +82,19 @@ class ChatAgent(SQLModel, table=True):
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class ChatAgentRole(SQLModel, table=True):
+    """An agent assigned to a role: holders of the role are offered the agent (see app/services/chat/agents.py)."""
+
+    __tablename__ = "chat_agent_role"
+
+    agent_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("chat_agent.id", ondelete="CASCADE"), primary_key=True)
+    )
+    role_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("role.id", ondelete="CASCADE"), primary_key=True, index=True)
+    )
 
 
 class ChatToolSetting(SQLModel, table=True):
