@@ -28,6 +28,8 @@ from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Sen
 from app.settings import Settings
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Room for a form's other fields and multipart framing next to its largest allowed file.
+FORM_OVERHEAD_BYTES = 1024 * 1024
 
 # Routes whose body is not JSON by design: raw file bytes, streamed uploads, workflow endpoints
 # (which accept forms and query strings and answer 415 themselves).
@@ -93,7 +95,7 @@ class BodyLimits:
             return self.public_form, "BIFROST_PUBLIC_FORM_MAX_BODY_BYTES"
         if _FORM_RUN.match(path) and content_type.startswith("multipart/form-data"):
             # A signed-in user's form with file fields: uploads are spooled to disk while parsed.
-            return self.upload, "BIFROST_MAX_FILE_BYTES"
+            return self.upload + FORM_OVERHEAD_BYTES, "BIFROST_MAX_FILE_BYTES"
         if path.startswith("/api/"):
             return self.api, "BIFROST_MAX_BODY_BYTES"
         return self.form, "BIFROST_FORM_MAX_BODY_BYTES"
@@ -188,10 +190,14 @@ class CrossSiteGuardMiddleware:
 
 
 def content_security_policy(path: str) -> str:
-    """The CSP of a response: strict for our pages; the API reference (Redoc) needs inline styles and workers."""
+    """The CSP of a response: strict for our pages; the API reference (Redoc) needs inline styles and workers.
+
+    No ``form-action``: Chromium applies it to the redirect after a form post, and connecting an
+    integration posts a form that redirects to the OAuth provider's consent page.
+    """
     common = (
         "default-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; "
-        "base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+        "base-uri 'self'; frame-ancestors 'none'"
     )
     if path == "/schema" or path.startswith("/schema/"):
         return f"{common}; script-src 'self'; style-src 'self' 'unsafe-inline'; worker-src 'self' blob:; font-src 'self' data:"

@@ -126,7 +126,11 @@ def test_http_status_codes_for_bad_requests(world: World) -> None:
         assert control.status_code == 422 and control.json()["extra"]["errors"][0]["field"] == "key"
         assert client.get("/api/knowledge/documents/no-such-id").status_code == 404
         assert client.get("/api/knowledge/jobs/no-such-id").status_code == 404
-        assert client.post("/api/knowledge/documents", content=b"not json").status_code == 400
+        not_json = client.post(
+            "/api/knowledge/documents", content=b"not json", headers={"Content-Type": "application/json"}
+        )
+        assert not_json.status_code == 400
+        assert client.post("/api/knowledge/documents", content=b"not json").status_code == 415  # JSON bodies only
         created = client.post("/api/knowledge/namespaces", json={"name": "sdk-created", "description": "empty"})
         assert created.status_code == 201
         assert client.post("/api/knowledge/namespaces", json={"name": "sdk-created"}).status_code == 409

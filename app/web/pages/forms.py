@@ -34,6 +34,7 @@ from app.services.forms.schema import schema_from_workflow
 from app.services.forms.service import FormService
 from app.services.workflows.catalogue import WorkflowService
 from app.web.deps import db, get_platform
+from app.web.guards import FORM_OVERHEAD_BYTES
 from app.web.pages.common import PageController, layout_context, render_string
 from app.web.pages.form_fields import errors_by_field, initial_values, option_key, params_from_values, values_from_form
 from app.web.pages.providers import FieldOptions, dependents, resolve_fields
@@ -42,7 +43,6 @@ from bifrost._schema import validate_parameters
 from bifrost.errors import ValidationError
 
 # Room for the multipart framing and the text fields around the files.
-FORM_OVERHEAD_BYTES = 1024 * 1024
 _CHUNK = 64 * 1024
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
