@@ -21,6 +21,7 @@ from app.models.organization import Organization
 from app.models.workflow import Workflow
 from app.services.actor import Actor
 from app.services.chat.ai_settings import check_model_field
+from app.services.chat.views import AgentView, ToolApproval, ToolWorkflow
 from app.services.errors import (
     ConflictError,
     InvalidInputError,
@@ -48,7 +49,7 @@ AGENT_FIELDS = frozenset(
 MAX_INSTRUCTIONS = 20_000
 
 
-def agent_view(agent: ChatAgent) -> dict[str, Any]:
+def agent_view(agent: ChatAgent) -> AgentView:
     """The API shape of an agent."""
     return {
         "id": agent.id,
@@ -233,7 +234,7 @@ class ChatToolService:
         rows = (await self.session.execute(select(ChatToolSetting))).scalars()
         return {row.workflow_name: row.needs_approval for row in rows}
 
-    async def tools_for(self, actor: Actor, agent: ChatAgent | None = None) -> builtins.list[dict[str, Any]]:
+    async def tools_for(self, actor: Actor, agent: ChatAgent | None = None) -> builtins.list[ToolWorkflow]:
         """The tool workflows ``actor`` may run here (narrowed by the agent's list), as metadata dicts."""
         # Only tool workflows are read (not the whole catalogue): this runs on every chat turn.
         stmt = select(Workflow).where(
@@ -259,7 +260,7 @@ class ChatToolService:
             for w in sorted(workflows, key=lambda w: w.name)
         ]
 
-    async def set_approval(self, actor: Actor, workflow: str, needs_approval: Any) -> dict[str, Any]:
+    async def set_approval(self, actor: Actor, workflow: str, needs_approval: Any) -> ToolApproval:
         """Mark a tool workflow as needing approval (or not) before each chat call (platform admins)."""
         actor.require_admin("change tool settings")
         flag = require_bool(needs_approval, "needs_approval")

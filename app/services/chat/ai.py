@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,6 +21,7 @@ from app.db import transaction
 from app.services.actor import Actor
 from app.services.chat.ai_settings import AIConfigurationError, AIProviderError, AISettingsService
 from app.services.chat.ai_usage import AIUsageService
+from app.services.chat.views import Completion, CompletionSource, StreamChunk
 from app.services.errors import InvalidInputError, reject_unknown_fields
 from app.services.knowledge.service import KnowledgeRuntime, KnowledgeService
 from app.services.secrets import SecretBox
@@ -115,12 +116,13 @@ class PreparedCall:
     prompt: str
     history: list[Any]
     model_settings: dict[str, Any]
-    sources: list[dict[str, Any]]
+    sources: list[CompletionSource]
     output: type[BaseModel] | None
 
 
-def _source(passage: dict[str, Any]) -> dict[str, Any]:
-    return {k: passage.get(k) for k in ("id", "namespace", "key", "score", "metadata", "organization_id", "content")}
+def _source(passage: dict[str, Any]) -> CompletionSource:
+    keys = ("id", "namespace", "key", "score", "metadata", "organization_id", "content")
+    return cast(CompletionSource, {k: passage.get(k) for k in keys})
 
 
 def usage_counts(usage: Any) -> tuple[int, int, int]:
@@ -202,7 +204,7 @@ class AIService:
                 actor, source=source, model=label, input_tokens=inp, output_tokens=out, requests=requests
             )
 
-    async def complete(self, actor: Actor, body: Any) -> dict[str, Any]:
+    async def complete(self, actor: Actor, body: Any) -> Completion:
         """Answer one completion: ``{"content", "model", "input_tokens", "output_tokens", "sources"[, "structured"]}``.
 
         Raises:
@@ -236,11 +238,9 @@ class AIService:
             answer["content"] = json.dumps(structured, ensure_ascii=False)
         else:
             answer["content"] = str(result.output)
-        return answer
+        return cast(Completion, answer)
 
-    async def stream(
-        self, actor: Actor, call: PreparedCall, request: CompletionRequest
-    ) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, actor: Actor, call: PreparedCall, request: CompletionRequest) -> AsyncIterator[StreamChunk]:
         """Chunks ``{"content", "done": False}`` as the model writes, then one ``done`` chunk with usage.
 
         A failure after the first chunk ends the stream with ``{"done": True, "error": ...}``

@@ -17,7 +17,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 from sqlalchemy import or_, select
@@ -29,6 +29,7 @@ from app.models.ai import GLOBAL_SCOPE, AISetting
 from app.models.base import utcnow
 from app.models.config_entry import ConfigEntry
 from app.services.actor import Actor
+from app.services.chat.views import AIScopeSettings, AISettingsView
 from app.services.config.service import decode_value, validate_key
 from app.services.errors import DomainError, InvalidInputError, NotFoundError, reject_unknown_fields
 from app.services.identity.organizations import OrganizationService
@@ -67,7 +68,7 @@ class ResolvedModel:
     source: str
 
 
-def setting_view(row: AISetting | None, scope: str) -> dict[str, Any]:
+def setting_view(row: AISetting | None, scope: str) -> AIScopeSettings:
     """The API shape of one scope's settings (an unset scope shows empty values)."""
     return {
         "scope": scope,
@@ -144,11 +145,11 @@ class AISettingsService:
             raise NotFoundError(f"Organization {org!r} not found.")
         return found.id
 
-    async def get(self, actor: Actor, org: str | None = None) -> dict[str, Any]:
+    async def get(self, actor: Actor, org: str | None = None) -> AISettingsView:
         """The settings of the platform (``org`` None / ``GLOBAL``) or of one organization, plus what applies."""
         scope = await self._scope(actor, org)
         row = await self.session.get(AISetting, scope)
-        view = setting_view(row, scope)
+        view = cast(AISettingsView, setting_view(row, scope))
         effective = await self._effective(None if scope == GLOBAL_SCOPE else scope)
         view["effective"] = (
             {"model": effective[0].model, "base_url": effective[0].base_url, "source": effective[1]}
@@ -157,7 +158,7 @@ class AISettingsService:
         )
         return view
 
-    async def update(self, actor: Actor, org: str | None, body: Any) -> dict[str, Any]:
+    async def update(self, actor: Actor, org: str | None, body: Any) -> AISettingsView:
         """Change some of ``model``, ``base_url``, ``api_key_config``, ``knowledge_namespaces`` of one scope.
 
         Empty strings and null clear a value. Nothing is written when a field is invalid.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,10 +11,11 @@ from sqlmodel import col
 from app.models.ai import AIUsage
 from app.models.organization import Organization
 from app.services.actor import Actor
+from app.services.chat.views import AIUsageRecord, AIUsageSummaryRow
 from app.services.errors import InvalidInputError, NotFoundError
 
 
-def usage_view(row: AIUsage) -> dict[str, Any]:
+def usage_view(row: AIUsage) -> AIUsageRecord:
     """The API shape of one usage record."""
     return {
         "id": row.id,
@@ -65,7 +65,7 @@ class AIUsageService:
         await self.session.flush()
         return row
 
-    async def summary(self, actor: Actor) -> builtins.list[dict[str, Any]]:
+    async def summary(self, actor: Actor) -> builtins.list[AIUsageSummaryRow]:
         """Calls and tokens per organization and model (platform admins; acting in one org: that org)."""
         actor.require_admin("see AI usage")
         stmt = (
@@ -97,7 +97,7 @@ class AIUsageService:
 
     async def records(
         self, actor: Actor, execution_id: str | None = None, limit: int = 100
-    ) -> builtins.list[dict[str, Any]]:
+    ) -> builtins.list[AIUsageRecord]:
         """Recent usage records, newest first (platform admins), optionally of one execution."""
         actor.require_admin("see AI usage")
         if not isinstance(limit, int) or not 1 <= limit <= 1000:

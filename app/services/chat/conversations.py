@@ -18,6 +18,7 @@ from sqlmodel import col
 from app.models.ai import ChatConversation, ChatMessage, ChatToolCall
 from app.models.base import utcnow
 from app.services.actor import Actor
+from app.services.chat.views import ConversationView, MessageView, ToolCallView
 from app.services.errors import InvalidInputError, NotFoundError, PermissionDeniedError, optional_text
 
 DEFAULT_TITLE = "New conversation"
@@ -50,7 +51,7 @@ def title_from(text: str) -> str:
     return line if len(line) <= 60 else line[:57].rstrip() + "..."
 
 
-def conversation_view(conversation: ChatConversation) -> dict[str, Any]:
+def conversation_view(conversation: ChatConversation) -> ConversationView:
     """The API shape of a conversation (without messages)."""
     return {
         "id": conversation.id,
@@ -67,7 +68,7 @@ def _shown(value: Any) -> str:
     return text if len(text) <= DISPLAY_RESULT_CHARS else text[:DISPLAY_RESULT_CHARS] + "\n…"
 
 
-def tool_call_view(call: ChatToolCall) -> dict[str, Any]:
+def tool_call_view(call: ChatToolCall) -> ToolCallView:
     """The API shape of a tool call (``result_text`` is the result shortened for display)."""
     return {
         "id": call.id,
@@ -86,9 +87,9 @@ def tool_call_view(call: ChatToolCall) -> dict[str, Any]:
     }
 
 
-def message_view(message: ChatMessage, call: ChatToolCall | None = None) -> dict[str, Any]:
+def message_view(message: ChatMessage, call: ChatToolCall | None = None) -> MessageView:
     """The API shape of a message; a ``tool`` message carries its call."""
-    view: dict[str, Any] = {
+    view: MessageView = {
         "id": message.id,
         "seq": message.seq,
         "role": message.role,
@@ -165,7 +166,7 @@ class ConversationService:
         await self.session.delete(conversation)
         await self.session.flush()
 
-    async def messages(self, actor: Actor, conversation_id: str) -> builtins.list[dict[str, Any]]:
+    async def messages(self, actor: Actor, conversation_id: str) -> builtins.list[MessageView]:
         """The conversation as shown: messages in order, tool messages with their calls."""
         conversation = await self.get(actor, conversation_id)
         rows = (

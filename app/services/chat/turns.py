@@ -51,6 +51,7 @@ from app.services.chat.conversations import (
     title_from,
     tool_call_view,
 )
+from app.services.chat.views import MessageView, ToolCallView, ToolWorkflow
 from app.services.errors import ConflictError, DomainError, InvalidInputError, NotFoundError
 from app.services.executions.dispatch import Dispatcher
 from app.services.executions.service import ExecutionService, execution_view
@@ -212,7 +213,7 @@ class ChatRuntime:
         """The running turn of a conversation, if any."""
         return self.active.get(conversation_id)
 
-    async def send(self, actor: Actor, conversation_id: str, content: Any) -> tuple[Turn, dict[str, Any]]:
+    async def send(self, actor: Actor, conversation_id: str, content: Any) -> tuple[Turn, MessageView]:
         """Store the user's message and start the turn that answers it.
 
         Raises:
@@ -236,7 +237,7 @@ class ChatRuntime:
                 view["conversation_title"] = conversation.title  # the page shows the new title at once
         return self._start(actor, conversation.id, turn_id, text, None), view
 
-    async def decide(self, actor: Actor, call_id: str, approve: bool) -> tuple[Turn | None, dict[str, Any]]:
+    async def decide(self, actor: Actor, call_id: str, approve: bool) -> tuple[Turn | None, ToolCallView]:
         """Approve or reject a call waiting for approval; the turn continues once every waiting call is decided.
 
         Returns:
@@ -416,7 +417,7 @@ class ChatRuntime:
             await writer.flush()
             return
         label = model_label(model, context["resolved"].config.model)
-        waiting: list[dict[str, Any]] = []
+        waiting: list[ToolCallView] = []
         # One transaction for the end of the turn: the last text, the history, the usage, waiting calls.
         async with transaction(self.sessions) as session:
             service = ConversationService(session)
@@ -528,7 +529,7 @@ class ChatRuntime:
 
     # ----- command mode ---------------------------------------------------------------------------
     async def _command(self, turn: Turn, actor: Actor, writer: _Writer, text: str) -> None:
-        context_tools: list[dict[str, Any]]
+        context_tools: list[ToolWorkflow]
         async with transaction(self.sessions) as session:
             conversation = await ConversationService(session).get(actor, turn.conversation_id)
             agent = await ChatAgentService(session).for_conversation(actor, conversation.agent_id)
@@ -554,7 +555,7 @@ class ChatRuntime:
                 writer.token(f"{command.workflow} failed: {outcome.get('error')}")
 
 
-def _tools_text(tools: list[dict[str, Any]]) -> str:
+def _tools_text(tools: list[ToolWorkflow]) -> str:
     if not tools:
         return "No tool workflows are available to you here."
     lines = ["Tools you can run here (/run <name> key=value ...):"]

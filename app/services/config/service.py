@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import bindparam, event, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +32,7 @@ from app.models.base import utcnow
 from app.models.config_entry import ConfigEntry
 from app.services import redaction
 from app.services.actor import Actor
+from app.services.config.views import ConfigEntryRow, ConfigEntryView
 from app.services.errors import (
     InvalidInputError,
     NotFoundError,
@@ -230,9 +231,9 @@ class ConfigValue:
     value: Any
     masked: bool
 
-    def view(self, **extra: Any) -> dict[str, Any]:
+    def view(self, **extra: Any) -> ConfigEntryView:
         """The API / SDK shape (``bifrost.types.ConfigData`` fields plus ``is_secret``, ``masked``, ``updated_at``)."""
-        return {
+        view = {
             "key": self.entry.key,
             "value": self.value,
             "type": self.entry.config_type,
@@ -243,6 +244,7 @@ class ConfigValue:
             "updated_at": self.entry.updated_at.isoformat(),
             **extra,
         }
+        return cast(ConfigEntryView, view)  # **extra: the keys of a subclass (ConfigEntryRow)
 
 
 def _cached_rows(scope: str | None, key: str) -> builtins.list[Any] | None:
@@ -396,7 +398,7 @@ class ConfigService:
             )
         return merged
 
-    async def entries(self, actor: Actor, org: str | None = None) -> builtins.list[dict[str, Any]]:
+    async def entries(self, actor: Actor, org: str | None = None) -> builtins.list[ConfigEntryRow]:
         """Rows for a config page: the organization's and the global ones, secrets masked.
 
         Each row has ``overridden`` = True for a global value the organization replaces.
@@ -408,9 +410,8 @@ class ConfigService:
         for entry in sorted(rows, key=lambda e: (e.key, e.organization_id is None)):
             masked = entry.config_type == ConfigType.SECRET
             value = SECRET_MASK if masked else decode_value(entry.config_type, entry.value)
-            result.append(
-                ConfigValue(entry, value, masked).view(overridden=entry.organization_id is None and entry.key in own)
-            )
+            row = ConfigValue(entry, value, masked).view(overridden=entry.organization_id is None and entry.key in own)
+            result.append(cast(ConfigEntryRow, row))
         return result
 
     # ----- writing ----------------------------------------------------------------------------------

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Request, Response, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.types import ControllerRouterHandler
@@ -26,15 +27,27 @@ from app.services.actor import Actor
 from app.services.chat.ai import AIService, parse_request
 from app.services.chat.ai_settings import AIConfigurationError, AIProviderError, AISettingsService
 from app.services.chat.ai_usage import AIUsageService
+from app.services.chat.views import (
+    AISettingsBody,
+    AISettingsView,
+    AIUsageRecord,
+    AIUsageSummaryRow,
+    Completion,
+    CompletionBody,
+    StreamBody,
+    StreamChunk,
+)
 from app.services.knowledge.embeddings import EmbeddingUnavailableError
 from app.services.secrets import SecretKeyError, secret_box
 from app.settings import Settings
 from app.web.api.chat import CHAT_CONTROLLERS
 from app.web.api.config import secret_key_error_handler
 from app.web.api.knowledge import embedding_unavailable
+from app.web.api.schemas import documented_body
 from app.web.deps import db, get_platform
 
 CONFIGURATION_STATUS = 424
+NDJSON = "application/x-ndjson"
 
 
 def ai_configuration_error(_request: Request[Any, Any, Any], exc: AIConfigurationError) -> Response[Any]:
@@ -87,13 +100,28 @@ class AIController(Controller):
     exception_handlers = AI_EXCEPTION_HANDLERS
 
     @post("/complete", status_code=200)
-    async def complete(self, request: Request[Any, Any, Any], actor: Actor, data: Any) -> dict[str, Any]:
+    async def complete(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        data: Annotated[Any, documented_body(CompletionBody, closed=True)],
+    ) -> Completion:
         """Complete a prompt (``prompt``, ``system``, ``messages``, ``model``, ``max_tokens``, ``temperature``,
         ``knowledge``, ``response_schema``)."""
         return await ai_service(request).complete(actor, data)
 
-    @post("/stream", status_code=200)
-    async def stream(self, request: Request[Any, Any, Any], actor: Actor, data: Any) -> Stream:
+    @post(
+        "/stream",
+        status_code=200,
+        media_type=NDJSON,
+        responses={200: ResponseSpec(StreamChunk, description="NDJSON: one chunk per line", media_type=NDJSON)},
+    )
+    async def stream(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        data: Annotated[Any, documented_body(StreamBody, closed=True)],
+    ) -> Stream:
         """Stream a completion as NDJSON chunks (errors before the first chunk are normal HTTP errors)."""
         service = ai_service(request)
         parsed = parse_request(data, structured=False)
@@ -103,20 +131,24 @@ class AIController(Controller):
             async for chunk in service.stream(actor, call, parsed):
                 yield (json.dumps(chunk, ensure_ascii=False) + "\n").encode()
 
-        return Stream(lines(), media_type="application/x-ndjson")
+        return Stream(lines(), media_type=NDJSON)
 
     @get("/settings")
     async def get_settings(
         self, request: Request[Any, Any, Any], actor: Actor, org: str | None = Parameter(default=None)
-    ) -> dict[str, Any]:
+    ) -> AISettingsView:
         """Model settings of the platform (no ``org`` / ``GLOBAL``) or of one organization (admins)."""
         async with db(request) as session:
             return await settings_service(request, session).get(actor, org)
 
     @put("/settings")
     async def put_settings(
-        self, request: Request[Any, Any, Any], actor: Actor, data: Any, org: str | None = Parameter(default=None)
-    ) -> dict[str, Any]:
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        data: Annotated[Any, documented_body(AISettingsBody, closed=True)],
+        org: str | None = Parameter(default=None),
+    ) -> AISettingsView:
         """Change ``model``, ``base_url``, ``api_key_config`` and ``knowledge_namespaces`` of one scope (admins)."""
         async with db(request) as session:
             return await settings_service(request, session).update(actor, org, data)
@@ -128,13 +160,13 @@ class AIController(Controller):
         actor: Actor,
         execution_id: str | None = Parameter(default=None),
         limit: int = Parameter(default=100, ge=1, le=1000),
-    ) -> list[dict[str, Any]]:
+    ) -> list[AIUsageRecord]:
         """Recent usage records, newest first, optionally of one execution (admins)."""
         async with db(request) as session:
             return await AIUsageService(session).records(actor, execution_id, limit)
 
     @get("/usage/summary")
-    async def usage_summary(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+    async def usage_summary(self, request: Request[Any, Any, Any], actor: Actor) -> list[AIUsageSummaryRow]:
         """Calls and tokens per organization and model (admins)."""
         async with db(request) as session:
             return await AIUsageService(session).summary(actor)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote
 
 from litestar import Controller, MediaType, Request, Response, delete, get, put
@@ -21,8 +21,10 @@ from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
 from app.services.config.service import ConfigService, peek_cached
+from app.services.config.views import ConfigEntryRow, ConfigEntryView, ConfigSetBody
 from app.services.secrets import SecretBox, SecretKeyError, secret_box
 from app.settings import Settings
+from app.web.api.schemas import Deleted, documented_body
 from app.web.deps import db
 
 log = logging.getLogger(__name__)
@@ -84,7 +86,7 @@ class ConfigController(Controller):
         actor: Actor,
         org_id: str | None = None,
         detail: bool = False,
-    ) -> dict[str, Any] | list[dict[str, Any]]:
+    ) -> dict[str, Any] | list[ConfigEntryRow]:
         """Every visible key (secrets masked); ``detail=true`` for one row per entry with its type and scope."""
         async with db(request) as session:
             service = _service(request, session)
@@ -95,7 +97,7 @@ class ConfigController(Controller):
     @get("/{key:path}")
     async def get_config(
         self, request: Request[Any, Any, Any], actor: Actor, key: str, org_id: str | None = None
-    ) -> dict[str, Any]:
+    ) -> ConfigEntryView:
         """One key: the organization's value, else the global one (404 when neither is set)."""
         key = exact_key(request, key)
         if not org_id:
@@ -112,9 +114,9 @@ class ConfigController(Controller):
         request: Request[Any, Any, Any],
         actor: Actor,
         key: str,
-        data: dict[str, Any],
+        data: Annotated[dict[str, Any], documented_body(ConfigSetBody, closed=True)],
         org_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ConfigEntryView:
         """Create or replace a key in the acting organization (global: platform admins only)."""
         async with db(request) as session:
             service = _service(request, session)
@@ -123,7 +125,7 @@ class ConfigController(Controller):
     @delete("/{key:path}", status_code=200)
     async def delete_config(
         self, request: Request[Any, Any, Any], actor: Actor, key: str, org_id: str | None = None
-    ) -> dict[str, bool]:
+    ) -> Deleted:
         """Delete the acting organization's own value of a key (a global value stays)."""
         async with db(request) as session:
             return {"deleted": await _service(request, session).delete(actor, exact_key(request, key), org_id)}

@@ -2,14 +2,48 @@
 
 TypedDicts, like the service views: the handlers keep returning plain dicts (no conversion, the same bytes),
 and Litestar turns the annotations into the ``/schema`` components. See docs/architecture.md, "Typed API schemas".
+Request bodies that services check field by field are documented with :func:`documented_body`.
 """
 
 from __future__ import annotations
 
 from typing import Any, TypedDict
 
+import msgspec
+from litestar.params import Body, BodyKwarg
+
 from app.services.executions.views import ExecutionView
 from app.services.workflows.views import SyncCounts, WorkflowDetail
+
+
+def _inline(schema: Any, defs: dict[str, Any]) -> Any:
+    """``schema`` with every ``#/$defs/...`` reference replaced by its definition (the body has no components)."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.rsplit("/", 1)[1]], defs)
+        return {k: _inline(v, defs) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_inline(v, defs) for v in schema]
+    return schema
+
+
+def documented_body(shape: type, *, closed: bool = False) -> BodyKwarg:
+    """A ``Body`` that documents the TypedDict ``shape`` in ``/schema`` and validates nothing.
+
+    For ``data: Annotated[Any, documented_body(Shape)]``: the handler still receives the raw JSON value and the
+    service checks it field by field, so a wrong field keeps its 422 naming the field (a typed ``data`` would
+    make Litestar answer a generic 400 first). ``closed``: the service refuses unknown fields.
+    """
+    generated = msgspec.json.schema(shape)
+    schema = _inline(generated, generated.get("$defs", {}))
+    extra: dict[str, Any] = {
+        "type": "object",
+        "properties": schema["properties"],
+        "required": schema.get("required") or None,
+        "additional_properties": False if closed else None,
+    }
+    return Body(description=shape.__doc__, schema_extra={k: v for k, v in extra.items() if v is not None})
 
 
 class Deleted(TypedDict):

@@ -11,6 +11,7 @@ the API and the SDK.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -69,7 +70,7 @@ def parse_value(kind: str, text: str) -> tuple[Any, bool]:
     raise InvalidInputError.field("type", f"choose one of {', '.join(k for k, _ in TYPES)}")
 
 
-def _as_text(entry: dict[str, Any]) -> str:
+def _as_text(entry: Mapping[str, Any]) -> str:
     """A stored value as the page's value box shows it (secrets: nothing)."""
     if entry["is_secret"]:
         return ""
