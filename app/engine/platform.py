@@ -17,6 +17,7 @@ from app.engine.dispatcher import LocalDispatcher
 from app.engine.events import EventHub
 from app.engine.pool import WorkerPool
 from app.engine.scheduler import Scheduler
+from app.services.audit.retention import AuditPruner
 from app.services.executions.log_limits import LogLimits
 from app.services.executions.schedules import ScheduleService
 from app.services.executions.service import ExecutionService
@@ -94,6 +95,10 @@ class Platform:
             settings.integration_refresh_ahead_seconds,
             settings.integration_refresh_interval_seconds,
         )
+        # Audit retention: old events pruned in small batches by the serving process.
+        self.audit_pruner = AuditPruner(
+            self.sessions, settings.audit_retention_days, settings.audit_prune_interval_seconds
+        )
         self.workflow_definitions: list[dict[str, Any]] = []  # of the last scan (endpoints in the OpenAPI document)
         self.watcher: Any = None
         self.last_sync: dict[str, Any] = {}
@@ -123,6 +128,7 @@ class Platform:
         if recover:
             await self.recover()
             self.token_refresher.start()
+            self.audit_pruner.start()
         if schedules if schedules is not None else (recover and self.settings.scheduler_enabled):
             await self.scheduler.start()
         if watch if watch is not None else self.settings.watch_workspace:
@@ -149,6 +155,7 @@ class Platform:
         self.dispatcher.stop_accepting()
         await self.scheduler.stop()
         await self.token_refresher.stop()
+        await self.audit_pruner.stop()
         if self.watcher:
             await self.watcher.stop()
         await self.files.stop_cleanup()

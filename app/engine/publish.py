@@ -28,6 +28,7 @@ from app.db import transaction
 from app.engine.pool import scan_workspace
 from app.models import Workflow, WorkspaceError
 from app.services.actor import Actor
+from app.services.audit import events as audit
 from app.services.errors import ConflictError, InvalidInputError
 from app.services.workflows.catalogue import workflow_detail
 from app.services.workflows.views import WorkflowDetail
@@ -287,6 +288,8 @@ async def publish(
             .first()
         )
         published: WorkflowDetail | dict[str, Any] = workflow_detail(row) if row is not None else {}
+        details = {"name": name, "kind": kind, "file": relative, "replaced": replaced, "removed": removed}
+        await audit.record(session, actor, audit.WORKSPACE_PUBLISHED, kind, row.id if row else None, None, details)
     return PublishResult(
         name=name, kind=kind, file=relative, replaced=replaced, removed=removed, workflow=published, sync=counts
     )

@@ -21,6 +21,7 @@ from app.engine.platform import Platform
 from app.services.chat.turns import recover_interrupted_turns
 from app.settings import Settings
 from app.web.api import ai as ai_api
+from app.web.api import audit as audit_api
 from app.web.api import config as config_api
 from app.web.api import endpoints as endpoints_api
 from app.web.api import files as files_api
@@ -38,6 +39,7 @@ from app.web.api.executions import ExecutionController
 from app.web.api.unavailable import UNAVAILABLE_HANDLERS
 from app.web.api.workflows import DataProviderController, WorkflowController, WorkspaceController
 from app.web.api_reference import openapi_config
+from app.web.audit_support import ClientAddressMiddleware
 from app.web.deps import provide_actor
 from app.web.errors import EXCEPTION_HANDLERS
 from app.web.guards import guard_middleware, security_headers
@@ -74,6 +76,7 @@ API_ONLY_CONTROLLERS = [
     *endpoints_api.CONTROLLERS,
     *notebook_runs_api.CONTROLLERS,
     *publish_api.CONTROLLERS,
+    *audit_api.CONTROLLERS,
 ]
 
 
@@ -155,6 +158,7 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
         middleware=[
             # First: nothing below (rate limits, sessions, CSRF) may read a body before its limit is checked.
             *guard_middleware(settings),
+            ClientAddressMiddleware,  # the address audit events record
             RateLimitConfig(
                 rate_limit=("minute", settings.login_rate_limit_per_minute), check_throttle_handler=_is_login_attempt
             ).middleware,

@@ -34,6 +34,7 @@ ORGANIZATION_DEACTIVATED = "organization.deactivated"
 CONFIG_SET = "config.set"
 CONFIG_DELETED = "config.deleted"
 INTEGRATION_CONNECTED = "integration.connected"
+INTEGRATION_DISCONNECTED = "integration.disconnected"
 SCHEDULE_CREATED = "schedule.created"
 SCHEDULE_UPDATED = "schedule.updated"
 SCHEDULE_DELETED = "schedule.deleted"
@@ -82,7 +83,9 @@ def _clean(value: Any, depth: int = 0) -> Any:
         return "…"
     if isinstance(value, dict):
         return {
-            str(k)[:100]: _clean(v, depth + 1) for k, v in list(value.items())[:_MAX_ITEMS] if not _forbidden(str(k))
+            str(k)[:100]: _clean(v, depth + 1)
+            for k, v in list(value.items())[:_MAX_ITEMS]
+            if isinstance(v, bool) or not _forbidden(str(k))  # a flag ("is_secret") cannot leak a value
         }
     if isinstance(value, list | tuple | set | frozenset):
         return [_clean(v, depth + 1) for v in list(value)[:_MAX_ITEMS]]

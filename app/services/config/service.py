@@ -32,6 +32,7 @@ from app.models.base import utcnow
 from app.models.config_entry import ConfigEntry
 from app.services import redaction
 from app.services.actor import Actor
+from app.services.audit import events as audit
 from app.services.config.views import ConfigEntryRow, ConfigEntryView
 from app.services.errors import (
     InvalidInputError,
@@ -463,6 +464,11 @@ class ConfigService:
             entry.description = new_description
         entry.updated_by = actor.user_id
         await self.session.flush()
+        # The key and its type, never the value (secret or not: a value can be sensitive without being marked).
+        details = {"key": key, "is_secret": config_type == ConfigType.SECRET, "type": str(config_type.value)}
+        if actor.execution_id:
+            details["execution_id"] = actor.execution_id
+        await audit.record(self.session, actor, audit.CONFIG_SET, "config", key, scope, details)
         shown = SECRET_MASK if config_type == ConfigType.SECRET else decode_value(config_type, text)
         return ConfigValue(entry, shown, masked=config_type == ConfigType.SECRET)
 
@@ -495,8 +501,10 @@ class ConfigService:
         if entry is None:
             return False
         _forget_cached(self.session)
+        details = {"key": key, "is_secret": entry.config_type == ConfigType.SECRET}
         await self.session.delete(entry)
         await self.session.flush()
+        await audit.record(self.session, actor, audit.CONFIG_DELETED, "config", key, scope, details)
         return True
 
     # ----- operator commands ------------------------------------------------------------------------

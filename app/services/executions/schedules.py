@@ -25,6 +25,7 @@ from app.models import Execution, Organization, Workflow, WorkspaceError
 from app.models.base import utcnow
 from app.models.schedule import Schedule, ScheduleRun
 from app.services.actor import Actor
+from app.services.audit import events as audit
 from app.services.errors import (
     ConflictError,
     InvalidInputError,
@@ -375,7 +376,20 @@ class ScheduleService:
         schedule.next_run_at = next_run if enabled else None
         self.session.add(schedule)
         await self.session.flush()
+        await self._audit(actor, audit.SCHEDULE_CREATED, schedule, {"cron": schedule.cron, "enabled": enabled})
         return schedule
+
+    async def _audit(self, actor: Actor, action: str, row: Schedule, details: dict[str, Any]) -> None:
+        # Parameter values are not recorded (they may hold anything); the names of those that changed are.
+        await audit.record(
+            self.session,
+            actor,
+            action,
+            "schedule",
+            row.id,
+            row.organization_id,
+            {"workflow": row.workflow_name, **details},
+        )
 
     async def update(self, actor: Actor, schedule_id: str, **updates: Any) -> Schedule:
         """Change cron, timezone, params, enabled or overlap policy (admins). Nothing changes on a 422."""
@@ -400,6 +414,8 @@ class ScheduleService:
             row.next_run_at = next_run if enabled else None
         row.updated_at = utcnow()
         await self.session.flush()
+        details = {"fields": sorted(updates), "cron": row.cron, "timezone": row.timezone, "enabled": row.enabled}
+        await self._audit(actor, audit.SCHEDULE_UPDATED, row, details)
         return row
 
     async def delete(self, actor: Actor, schedule_id: str) -> None:
@@ -420,6 +436,7 @@ class ScheduleService:
         await self.session.execute(delete(ScheduleRun).where(col(ScheduleRun.schedule_id) == row.id))
         await self.session.delete(row)
         await self.session.flush()
+        await self._audit(actor, audit.SCHEDULE_DELETED, row, {"cron": row.cron})
 
     # ----- workspace sync -----------------------------------------------------------------------------
     async def sync_workspace(self, now: datetime | None = None) -> dict[str, int]:

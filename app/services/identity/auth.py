@@ -13,6 +13,7 @@ from sqlmodel import col
 from app.models import ApiKey, Execution, Organization, User
 from app.models.base import utcnow
 from app.services.actor import Actor
+from app.services.audit import events as audit
 from app.services.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
 from app.services.identity import actor_cache
 from app.services.identity.organizations import OrganizationService
@@ -61,14 +62,32 @@ class AuthService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def login(self, email: str, password: str) -> User:
-        """Check an email and password; the same error for unknown user and wrong password."""
+    async def login(self, email: str, password: str, ip: str | None = None) -> User:
+        """Check an email and password; the same error for unknown user and wrong password.
+
+        A success is audited in this transaction; a failure is audited by :func:`record_failed_login` in
+        the caller's next one (this transaction is rolled back with the error).
+
+        Args:
+            email: The email typed.
+            password: The password typed.
+            ip: The client address (the TCP peer, or the forwarded one behind a trusted proxy).
+        """
         user = await UserService(self.session).by_email(email or "")
         if user is None or not user.is_active or not verify_password(user.password_hash, password or ""):
             raise AuthenticationError("Invalid email or password.")
         await _check_org_active(self.session, user)
         user.last_login_at = utcnow()
         await self.session.flush()
+        await audit.record(
+            self.session,
+            _actor(user, user.organization_id),
+            audit.LOGIN_SUCCEEDED,
+            "user",
+            user.id,
+            user.organization_id,
+            ip=ip,
+        )
         return user
 
     async def resolve_org(self, user: User, requested: str | None) -> str | None:
@@ -185,6 +204,30 @@ class AuthService:
         )
 
 
+async def record_failed_login(session: AsyncSession, email: str, reason: str, ip: str | None = None) -> None:
+    """Audit a refused sign-in (in its own transaction: the attempt's was rolled back).
+
+    Args:
+        session: An open session.
+        email: The email typed (stored lower-cased and cut to 320 characters; never the password).
+        reason: Why it was refused, as the user was told.
+        ip: The client address.
+    """
+    typed = (email or "").strip().lower()[:320]
+    user = await UserService(session).by_email(typed) if typed else None
+    await audit.record(
+        session,
+        None,
+        audit.LOGIN_FAILED,
+        "user",
+        user.id if user else None,
+        user.organization_id if user else None,
+        {"reason": reason},
+        ip,
+        actor_email=typed or None,
+    )
+
+
 class ApiKeyService:
     """Create, list and revoke API keys. The secret is returned once, at creation."""
 
@@ -231,6 +274,8 @@ class ApiKeyService:
         )
         self.session.add(key)
         await self.session.flush()
+        details = {"name": key.name, "prefix": key.prefix, "workflow_id": key.workflow_id}
+        await audit.record(self.session, actor, audit.API_KEY_CREATED, "api_key", key.id, organization_id, details)
         return key, key_text
 
     async def list(self, actor: Actor) -> builtins.list[ApiKey]:
@@ -249,4 +294,8 @@ class ApiKeyService:
             key.revoked_at = utcnow()
             await self.session.flush()
             actor_cache.clear_now_and_after_commit(self.session)
+            details = {"name": key.name, "prefix": key.prefix, "owner_id": key.user_id}
+            await audit.record(
+                self.session, actor, audit.API_KEY_REVOKED, "api_key", key.id, key.organization_id, details
+            )
         return key

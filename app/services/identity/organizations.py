@@ -12,6 +12,7 @@ from sqlmodel import col
 
 from app.models import Organization
 from app.services.actor import Actor
+from app.services.audit import events as audit
 from app.services.errors import (
     ConflictError,
     InvalidInputError,
@@ -76,6 +77,9 @@ class OrganizationService:
         )
         self.session.add(org)
         await self.session.flush()
+        await audit.record(
+            self.session, actor, audit.ORGANIZATION_CREATED, "organization", org.id, org.id, {"name": org.name}
+        )
         return org
 
     async def get(self, actor: Actor, org_id: str) -> Organization:
@@ -133,6 +137,8 @@ class OrganizationService:
             org.is_active = require_bool(updates["is_active"], "is_active")
         await self.session.flush()
         _forget_cached(self.session)
+        details = {"fields": sorted(updates), "name": org.name, "is_active": org.is_active}
+        await audit.record(self.session, actor, audit.ORGANIZATION_UPDATED, "organization", org.id, org.id, details)
         return org
 
     async def delete(self, actor: Actor, org_id: str) -> bool:
@@ -144,4 +150,6 @@ class OrganizationService:
         org.is_active = False
         await self.session.flush()
         _forget_cached(self.session)
+        details = {"name": org.name}
+        await audit.record(self.session, actor, audit.ORGANIZATION_DEACTIVATED, "organization", org.id, org.id, details)
         return True

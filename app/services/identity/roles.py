@@ -15,6 +15,7 @@ from sqlmodel import col
 
 from app.models import Form, Role, RoleForm, User, UserRole
 from app.services.actor import Actor
+from app.services.audit import events as audit
 from app.services.errors import (
     ConflictError,
     InvalidInputError,
@@ -108,6 +109,8 @@ class RoleService:
         )
         self.session.add(role)
         await self.session.flush()
+        details = {"name": role.name, "can_author": role.can_author}
+        await audit.record(self.session, actor, audit.ROLE_CREATED, "role", role.id, org_id, details)
         return role
 
     async def get(self, actor: Actor, role_id: str) -> Role:
@@ -146,6 +149,13 @@ class RoleService:
         if "can_author" in updates:
             role.can_author = require_bool(updates["can_author"], "can_author")
         await self.session.flush()
+        details = {
+            "fields": sorted(updates),
+            "name": role.name,
+            "is_active": role.is_active,
+            "can_author": role.can_author,
+        }
+        await audit.record(self.session, actor, audit.ROLE_UPDATED, "role", role.id, role.organization_id, details)
         return role
 
     async def delete(self, actor: Actor, role_id: str) -> None:
@@ -153,6 +163,8 @@ class RoleService:
         role = await self.get(actor, role_id)
         role.is_active = False
         await self.session.flush()
+        details = {"name": role.name}
+        await audit.record(self.session, actor, audit.ROLE_DEACTIVATED, "role", role.id, role.organization_id, details)
 
     async def list_users(self, actor: Actor, role_id: str) -> builtins.list[str]:
         """Ids of users assigned to the role."""
@@ -190,6 +202,10 @@ class RoleService:
         await self.session.flush()
         for user_id in added:  # a role change ends the user's sessions (issue 14, hole 6)
             await end_sessions(self.session, user_id)
+        details = {"name": role.name, "user_ids": ids, "added": added}
+        await audit.record(
+            self.session, actor, audit.ROLE_USERS_ASSIGNED, "role", role.id, role.organization_id, details
+        )
 
     async def assign_forms(self, actor: Actor, role_id: str, form_ids: Any) -> None:
         """Assign forms visible to the role's organization (its own or global)."""
@@ -208,5 +224,10 @@ class RoleService:
                 await self.session.execute(select(col(RoleForm.form_id)).where(col(RoleForm.role_id) == role.id))
             ).scalars()
         )
-        self.session.add_all(RoleForm(role_id=role.id, form_id=i) for i in ids if i not in existing)
+        added = [i for i in ids if i not in existing]
+        self.session.add_all(RoleForm(role_id=role.id, form_id=i) for i in added)
         await self.session.flush()
+        details = {"name": role.name, "form_ids": ids, "added": added}
+        await audit.record(
+            self.session, actor, audit.ROLE_FORMS_ASSIGNED, "role", role.id, role.organization_id, details
+        )

@@ -12,6 +12,7 @@ from sqlmodel import col
 
 from app.models import Organization, User
 from app.services.actor import Actor
+from app.services.audit import events as audit
 from app.services.errors import (
     ConflictError,
     InvalidInputError,
@@ -125,6 +126,8 @@ class UserService:
         )
         self.session.add(user)
         await self.session.flush()
+        details = {"email": user.email, "is_superuser": user.is_superuser, "is_active": user.is_active}
+        await audit.record(self.session, actor, audit.USER_CREATED, "user", user.id, user.organization_id, details)
         return user
 
     async def get(self, actor: Actor, user_id: str) -> User:
@@ -171,6 +174,9 @@ class UserService:
             await end_sessions(self.session, user.id)
             await self.session.refresh(user)
         actor_cache.clear_now_and_after_commit(self.session)
+        # Field names only: a new password (or any value) is never written to the audit log.
+        changed = {"fields": sorted(updates), "is_superuser": user.is_superuser, "is_active": user.is_active}
+        await audit.record(self.session, actor, audit.USER_UPDATED, "user", user.id, user.organization_id, changed)
         return user
 
     async def delete(self, actor: Actor, user_id: str) -> bool:
@@ -185,4 +191,6 @@ class UserService:
         await self.session.flush()
         await end_sessions(self.session, user.id)
         actor_cache.clear_now_and_after_commit(self.session)
+        details = {"email": user.email}
+        await audit.record(self.session, actor, audit.USER_DEACTIVATED, "user", user.id, user.organization_id, details)
         return True

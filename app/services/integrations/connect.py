@@ -29,6 +29,7 @@ from app.db import transaction
 from app.models.base import utcnow
 from app.models.integration import Integration, IntegrationConnection, IntegrationMapping, IntegrationOAuthState
 from app.services.actor import Actor
+from app.services.audit import events as audit
 from app.services.errors import InvalidInputError, NotFoundError
 from app.services.integrations import oauth_client
 from app.services.integrations.oauth_client import (
@@ -202,7 +203,8 @@ async def _store(
 ) -> dict[str, Any]:
     """Create or replace the mapping's connection with ``tokens`` (a broken one becomes connected)."""
     async with transaction(sessions) as session:
-        if await session.get(IntegrationMapping, mapping_id) is None:
+        mapping = await session.get(IntegrationMapping, mapping_id)
+        if mapping is None:
             raise OAuthFlowError("The organization's mapping was removed meanwhile: nothing was stored.")
         stmt = select(IntegrationConnection).where(col(IntegrationConnection.mapping_id) == mapping_id)
         connection = (await session.execute(stmt)).scalars().first()
@@ -218,6 +220,16 @@ async def _store(
         connection.refresh_claim = connection.refresh_claim_until = None
         await session.flush()
         view = connection_view(connection)
+        details = {"mapping_id": mapping_id, "connection_id": connection.id}
+        await audit.record(
+            session,
+            actor,
+            audit.INTEGRATION_CONNECTED,
+            "integration",
+            mapping.integration_id,
+            mapping.organization_id,
+            details,
+        )
     assert view is not None
     return view
 
@@ -233,6 +245,16 @@ async def disconnect(
         return False
     await session.delete(connection)
     await session.flush()
+    details = {"mapping_id": mapping.id}
+    await audit.record(
+        session,
+        actor,
+        audit.INTEGRATION_DISCONNECTED,
+        "integration",
+        mapping.integration_id,
+        mapping.organization_id,
+        details,
+    )
     return True
 
 

@@ -8,9 +8,9 @@ from litestar import Controller, Request, get, post
 from pydantic import BaseModel
 
 from app.services.actor import Actor
-from app.services.identity.auth import AuthService
 from app.web.api.schemas import ActorView, LoggedOut, LoginResult
-from app.web.deps import db, end_session, start_session
+from app.web.audit_support import audited_login
+from app.web.deps import end_session, start_session
 
 
 class LoginRequest(BaseModel):
@@ -43,8 +43,7 @@ class AuthController(Controller):
     @post("/login", status_code=200, exclude_from_auth=True)
     async def login(self, request: Request[Any, Any, Any], data: LoginRequest) -> LoginResult:
         """Log in with email and password; sets the session cookie."""
-        async with db(request) as session:
-            user = await AuthService(session).login(data.email, data.password)
+        user = await audited_login(request, data.email, data.password)
         start_session(request, user)
         return {"user_id": user.id, "email": user.email, "name": user.name}
 

@@ -5,6 +5,7 @@ from litestar.types import ControllerRouterHandler
 from app.web.pages.admin import OrganizationPages, RolePages, UserPages
 from app.web.pages.ai_admin import AI_ADMIN_PAGE_HANDLERS
 from app.web.pages.api_keys import ApiKeyPages
+from app.web.pages.audit import AUDIT_PAGE_HANDLERS
 from app.web.pages.chat import CHAT_PAGE_HANDLERS
 from app.web.pages.config_admin import CONFIG_PAGE_HANDLERS
 from app.web.pages.executions import ExecutionPages
@@ -37,4 +38,5 @@ PAGE_HANDLERS: list[ControllerRouterHandler] = [
     *CONFIG_PAGE_HANDLERS,
     *CHAT_PAGE_HANDLERS,
     *AI_ADMIN_PAGE_HANDLERS,
+    *AUDIT_PAGE_HANDLERS,
 ]

@@ -14,9 +14,9 @@ from app.services.actor import Actor
 from app.services.errors import AuthenticationError
 from app.services.executions.service import ExecutionService, execution_view
 from app.services.forms.service import FormService
-from app.services.identity.auth import AuthService
 from app.services.identity.organizations import OrganizationService
 from app.services.workflows.catalogue import WorkflowService, workflow_detail
+from app.web.audit_support import audited_login
 from app.web.deps import db, end_session, start_session
 from app.web.pages.common import PageController, flash, form_text, layout_context, safe_next
 
@@ -42,8 +42,7 @@ async def login_submit(
 ) -> Template | Redirect:
     """Check credentials; on success set the session and go to ``next``."""
     try:
-        async with db(request) as session:
-            user = await AuthService(session).login(data.email, data.password)
+        user = await audited_login(request, data.email, data.password)
     except AuthenticationError as exc:
         context = {"next": safe_next(data.next), "error": str(exc), "email": data.email}
         # 200, not 401: the page itself loaded fine and shows the problem next to the form
