@@ -153,6 +153,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     run_memory_mb: int = Field(default=4096, ge=64)
     import_timeout_seconds: float = Field(default=30.0, gt=0)
+    approval_expiry_hours: float = Field(default=72.0, gt=0)
+    approval_check_seconds: float = Field(default=60.0, gt=0)
     audit_retention_days: float = Field(default=365.0, ge=0)
     audit_prune_interval_seconds: float = Field(default=3600.0, gt=0)
 

@@ -45,6 +45,11 @@ class WorkflowDefinition:
     tool_description: str | None = None
     time_saved: int = 0
     cache_ttl_seconds: int = 300
+    # Beyond the spec: who may run it by default ("everyone", "roles" with ``access_roles``, "admins")
+    # and whether each run waits for an approver. Admins can override both on the platform.
+    access: str = "everyone"
+    access_roles: list[str] = field(default_factory=list)
+    needs_approval: bool = False
 
     def to_metadata(self) -> dict[str, Any]:
         """Return the JSON-able metadata the platform stores (no function object)."""
@@ -69,4 +74,7 @@ class WorkflowDefinition:
             "cache_ttl_seconds": self.cache_ttl_seconds,
             "parameters": [p.to_dict() for p in self.parameters],
             "params_schema": self.params_schema,
+            "access": self.access,
+            "access_roles": list(self.access_roles),
+            "needs_approval": self.needs_approval,
         }

@@ -21,6 +21,7 @@ from bifrost.errors import WorkflowDefinitionError
 F = TypeVar("F", bound=Callable[..., Any])
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+ACCESS_LEVELS = ("everyone", "admins")
 EXECUTION_MODES = ("sync", "async")
 
 
@@ -68,6 +69,23 @@ def _check_options(qualname: str, opts: dict[str, Any]) -> None:
     name = opts["name"]
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise WorkflowDefinitionError(f"{where}: name must be a non-empty string")
+    if not isinstance(opts["needs_approval"], bool):
+        raise WorkflowDefinitionError(f"{where}: needs_approval must be True or False")
+
+
+def _access(qualname: str, access: Any) -> tuple[str, list[str]]:
+    """``access=`` as ``(level, role names)``: "everyone", "admins", or a list of role names."""
+    if isinstance(access, str):
+        if access not in ACCESS_LEVELS:
+            raise WorkflowDefinitionError(
+                f"@workflow {qualname!r}: access must be 'everyone', 'admins' or a list of role names, got {access!r}"
+            )
+        return access, []
+    if isinstance(access, (list, tuple)) and access and all(isinstance(r, str) and r.strip() for r in access):
+        return "roles", list(dict.fromkeys(r.strip() for r in access))
+    raise WorkflowDefinitionError(
+        f"@workflow {qualname!r}: access must be 'everyone', 'admins' or a non-empty list of role names"
+    )
 
 
 @overload
@@ -90,6 +108,8 @@ def workflow(
     is_tool: bool = False,
     tool_description: str | None = None,
     time_saved: int = 0,
+    access: str | list[str] = "everyone",
+    needs_approval: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -110,6 +130,8 @@ def workflow(
     is_tool: bool = False,
     tool_description: str | None = None,
     time_saved: int = 0,
+    access: str | list[str] = "everyone",
+    needs_approval: bool = False,
 ) -> Any:
     """Register an async function as an executable workflow.
 
@@ -131,6 +153,10 @@ def workflow(
         is_tool: Offer the workflow to the chat assistant as a tool.
         tool_description: Description given to the LLM (defaults to description).
         time_saved: Minutes of manual work one run saves.
+        access: Beyond the spec: who may see and run it by default: ``"everyone"`` of an
+            organization, ``"admins"`` (platform admins only) or a list of role names. A platform
+            admin can override it on the workflow page (docs/access.md).
+        needs_approval: Beyond the spec: each run waits for an approver before any code runs.
 
     Returns:
         The function itself (unchanged), or a decorator when called with options.
@@ -144,11 +170,13 @@ def workflow(
         "allowed_methods": allowed_methods if allowed_methods is not None else ["POST"],
         "schedule": schedule,
         "time_saved": time_saved,
+        "needs_approval": needs_approval,
     }
 
     def decorate(fn: F) -> F:
         _require_async(fn, "workflow")
         _check_options(fn.__qualname__, opts)
+        level, roles = _access(fn.__qualname__, access)
         doc_description, _ = parse_docstring(fn.__doc__)
         model, specs, schema = infer_parameters(fn, kind="workflow")
         definition = WorkflowDefinition(
@@ -173,6 +201,9 @@ def workflow(
             is_tool=bool(is_tool),
             tool_description=tool_description,
             time_saved=time_saved,
+            access=level,
+            access_roles=roles,
+            needs_approval=needs_approval,
         )
         fn.__bifrost_definition__ = definition  # type: ignore[attr-defined]
         _registry.register(definition)

@@ -18,6 +18,9 @@ class ExecutionStatus(StrEnum):
     COMPLETED = "Completed"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
+    # Beyond the spec: a run of a workflow that needs approval waits here, with no code run, until
+    # an approver approves it (then Pending) or rejects it (then Cancelled with the reason).
+    AWAITING_APPROVAL = "AwaitingApproval"
 
 
 class ConfigType(StrEnum):

@@ -10,6 +10,10 @@ RUNNING only when a worker is reserved for it (in the same step its job is hande
 to that worker), so after any stop of the server every PENDING row is a run that
 never started and can safely run again, and every RUNNING row is one that did
 (see "Runs across restarts" in docs/architecture.md).
+
+A run ``AwaitingApproval`` is never handed here until an approver approves it (it is then
+``Pending`` and dispatched like any other); the dispatcher only ends approvals that expired, at
+start and every ``approval_check_seconds`` (docs/access.md).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from app.engine.events import EventHub
 from app.engine.pool import WorkerPool
 from app.engine.protocol import NOT_STARTED, Job, JobResult, LogRecord, utcnow
 from app.services import redaction
+from app.services.executions.approval_rows import DEFAULT_APPROVAL_EXPIRY_SECONDS
+from app.services.executions.approvals import ApprovalService
 from app.services.executions.dispatch import DispatchRequest
 from app.services.executions.log_limits import (
     DROPPED_LOGGER,
@@ -109,8 +115,13 @@ class LocalDispatcher:
         sdk_url: str,
         log_flush_seconds: float = 1.0,
         log_limits: LogLimits | None = None,
+        approval_expiry_seconds: float = DEFAULT_APPROVAL_EXPIRY_SECONDS,
+        approval_check_seconds: float = 60.0,
     ) -> None:
         self.pool = pool
+        self.approval_expiry_seconds = approval_expiry_seconds
+        self.approval_check_seconds = approval_check_seconds
+        self._approvals: asyncio.Task[None] | None = None
         self.sessions = sessions
         self.hub = hub
         self.sdk_url = sdk_url
@@ -138,6 +149,23 @@ class LocalDispatcher:
     async def start(self) -> None:
         """Start the periodic log flusher (logs of long runs reach the database while they run)."""
         self._flusher = asyncio.create_task(self._flush_periodically(), name="bifrost-log-flusher")
+        self._approvals = asyncio.create_task(self._expire_approvals_periodically(), name="bifrost-approval-expiry")
+
+    async def expire_approvals(self) -> list[str]:
+        """End approvals past their expiry now (their runs end Cancelled); returns their execution ids."""
+        async with transaction(self.sessions) as session:
+            expired = await ApprovalService(session).expire_due()
+        for execution_id in expired:
+            self.hub.publish(execution_id, {"type": "status", "status": "Cancelled", "done": True})
+        return expired
+
+    async def _expire_approvals_periodically(self) -> None:
+        while True:  # first at start: approvals that expired while no server ran end at once
+            try:
+                await self.expire_approvals()
+            except Exception:
+                log.exception("could not end expired approvals; trying again later")
+            await asyncio.sleep(self.approval_check_seconds)
 
     def stop_accepting(self) -> None:
         """Start no more runs: queued ones stay PENDING in the database for the next start."""
@@ -160,10 +188,11 @@ class LocalDispatcher:
         self.stop_accepting()
         if self._tasks:
             await asyncio.wait(list(self._tasks.values()), timeout=_RECORD_GRACE_SECONDS)
-        if self._flusher:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
+        for periodic in (self._flusher, self._approvals):
+            if periodic:
+                periodic.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await periodic
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)

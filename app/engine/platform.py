@@ -72,6 +72,8 @@ class Platform:
             self.sdk_url,
             settings.log_flush_seconds,
             log_limits=LogLimits(settings.log_max_lines, settings.log_max_bytes),
+            approval_expiry_seconds=settings.approval_expiry_hours * 3600,
+            approval_check_seconds=settings.approval_check_seconds,
         )
         self.pool.on_log = self.dispatcher.on_log
         self.pool.on_idle = self.dispatcher.pump

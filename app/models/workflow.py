@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import Column, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 from app.models.base import JSONType, UTCDateTime, new_id, utcnow
@@ -48,6 +48,12 @@ class Workflow(SQLModel, table=True):
     parameters: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     params_schema: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     source_file: str | None = None
+    # What the decorator declares (synced from scans; admins override in ``workflow_access``).
+    access: str = Field(default="everyone", max_length=20, sa_column_kwargs={"server_default": "everyone"})
+    access_roles: list[str] = Field(
+        default_factory=list, sa_column=Column(JSONType, nullable=False, server_default="[]")
+    )
+    needs_approval: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     organization_id: str | None = Field(default=None, foreign_key="organization.id", index=True, max_length=36)
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

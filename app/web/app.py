@@ -21,6 +21,7 @@ from app.engine.platform import Platform
 from app.services.chat.turns import recover_interrupted_turns
 from app.settings import Settings
 from app.web.api import ai as ai_api
+from app.web.api import approvals as approvals_api
 from app.web.api import audit as audit_api
 from app.web.api import config as config_api
 from app.web.api import endpoints as endpoints_api
@@ -77,6 +78,7 @@ API_ONLY_CONTROLLERS = [
     *notebook_runs_api.CONTROLLERS,
     *publish_api.CONTROLLERS,
     *audit_api.CONTROLLERS,
+    *approvals_api.CONTROLLERS,
 ]
 
 

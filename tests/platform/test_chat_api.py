@@ -7,6 +7,7 @@ Every tool call here is a real execution in a worker (``trigger="chat"``); the m
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -207,7 +208,25 @@ def test_invalid_arguments_and_timeouts_reach_the_model(world: World, chat: Call
     assert seen[-1]["status"] == "Failed" and "time" in seen[-1]["error"].lower()
 
 
+def _conversation_when(
+    client: httpx.Client, conversation: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """Poll the conversation until ``done`` holds (a chat resumed by an approver runs in the background)."""
+    deadline = time.monotonic() + 30
+    while True:
+        body = client.get(f"/api/chat/conversations/{conversation}").json()
+        if done(body) or time.monotonic() > deadline:
+            return body  # type: ignore[no-any-return]
+        time.sleep(0.1)
+
+
+def _calls(body: dict[str, Any]) -> list[dict[str, Any]]:
+    return [m["tool_call"] for m in body["messages"] if m.get("tool_call")]
+
+
 def test_approval_gates_the_call(world: World, chat: Callable[[Plan], Script]) -> None:
+    """A tool of a workflow that needs approval: its run waits for an approver, then the chat goes on."""
+
     def plan(messages: list[ModelMessage], info: AgentInfo) -> list[Any]:
         returns = tool_returns(messages)
         if returns:
@@ -217,37 +236,52 @@ def test_approval_gates_the_call(world: World, chat: Callable[[Plan], Script]) -
     chat(plan)
     with world.server.client(world.admin_key) as admin:
         assert admin.put("/api/chat/tools/reset_password", json={"needs_approval": True}).status_code == 200
-    with world.server.client(world.alice_key) as alice:
+        # the chat setting is the workflow's own now
+        assert admin.get("/api/workflows/reset_password/access").json()["needs_approval"] is True
+    with world.server.client(world.alice_key) as alice, world.server.client(world.admin_key) as admin:
         before = len(alice.get("/api/executions", params={"workflow_name": "reset_password"}).json())
         conversation = new_conversation(alice)
         turn = send(alice, conversation, "reset erin's password")
         [waiting] = calls_of(turn)
         assert waiting["status"] == "awaiting_approval" and waiting["needs_approval"]
-        assert waiting["arguments"] == {"email": "erin@a.example"} and waiting["execution_id"] is None
+        assert waiting["arguments"] == {"email": "erin@a.example"} and waiting["execution_id"]
         assert text_of(turn) == "I will reset it. "
-        # nothing ran, and the conversation waits for the decision
-        assert len(alice.get("/api/executions", params={"workflow_name": "reset_password"}).json()) == before
+        # the run is recorded, waiting, and nothing of it ran
+        run = alice.get(f"/api/executions/{waiting['execution_id']}").json()
+        assert run["status"] == "AwaitingApproval" and run["started_at"] is None
+        assert len(alice.get("/api/executions", params={"workflow_name": "reset_password"}).json()) == before + 1
         blocked = alice.post(f"/api/chat/conversations/{conversation}/messages", json={"content": "hello?"})
         assert blocked.status_code == 409 and "approv" in blocked.json()["detail"]
-        # Bob cannot decide Alice's call
+        # Bob cannot see or decide Alice's call; Alice may not approve her own run
         with world.server.client(world.bob_key) as bob:
             assert bob.post(f"/api/chat/tool-calls/{waiting['id']}/approve").status_code == 404
-        decided = alice.post(f"/api/chat/tool-calls/{waiting['id']}/approve", params={"wait": "true"})
+        own = alice.post(f"/api/chat/tool-calls/{waiting['id']}/approve")
+        assert own.status_code == 403 and "another approver" in own.json()["detail"]
+        # an approver (platform admin) approves on the approvals API: the run runs, the chat goes on
+        decided = admin.post(f"/api/approvals/{waiting['execution_id']}/approve", json={"reason": "ok"})
         assert decided.status_code == 200, decided.text
-        [ran] = calls_of(decided.json())
-        assert ran["id"] == waiting["id"] and ran["status"] == "completed" and ran["execution_id"]
-        assert text_of(decided.json()) == (
-            'Result: {"result": {"email": "erin@a.example", "notified": true, "reset": true}, "status": "Completed"}'
+        body = _conversation_when(alice, conversation, lambda b: "Result:" in str(b["messages"]))
+        [ran] = _calls(body)
+        assert ran["id"] == waiting["id"] and ran["status"] == "completed"
+        assert ran["execution_id"] == waiting["execution_id"]
+        assert any(
+            m["content"]
+            == 'Result: {"result": {"email": "erin@a.example", "notified": true, "reset": true}, "status": "Completed"}'
+            for m in body["messages"]
         )
         assert alice.post(f"/api/chat/tool-calls/{waiting['id']}/approve").status_code == 409  # decided already
 
-        # a rejected call never runs, and the model is told
+        # a rejected call never runs, and the model is told the reason
         turn = send(alice, conversation, "reset it again")
         [waiting] = calls_of(turn)
-        rejected = alice.post(f"/api/chat/tool-calls/{waiting['id']}/reject", params={"wait": "true"}).json()
-        assert rejected["call"]["status"] == "rejected"
-        assert "rejected this call" in text_of(rejected)
-        assert len(alice.get("/api/executions", params={"workflow_name": "reset_password"}).json()) == before + 1
+        rejected = admin.post(f"/api/approvals/{waiting['execution_id']}/reject", json={"reason": "not today"})
+        assert rejected.status_code == 200, rejected.text
+        body = _conversation_when(
+            alice, conversation, lambda b: _calls(b)[-1]["status"] == "rejected" and not b["active_turn"]
+        )
+        assert "not today" in _calls(body)[-1]["error"]
+        run = alice.get(f"/api/executions/{waiting['execution_id']}").json()
+        assert run["status"] == "Cancelled" and "not today" in run["error_message"] and run["started_at"] is None
 
 
 def test_tools_follow_what_the_user_may_run(world: World, chat: Callable[[Plan], Script]) -> None:

@@ -3,7 +3,8 @@
 Tools of a chat are exactly the active workflows with ``is_tool=True`` that the user may run in
 the organization they act in: the same rule as running them from their form (visible: global
 or that organization's; an API key limited to one workflow offers only that one). An agent with
-a ``tools`` list narrows them further; admins mark tools "needs approval" here.
+a ``tools`` list narrows them further. "Needs approval" is the workflow's own setting
+(:mod:`app.services.workflows.access`): a run of it from any trigger waits for an approver.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.models.ai import DEFAULT_AGENT_ID, ChatAgent, ChatToolSetting
+from app.models.ai import DEFAULT_AGENT_ID, ChatAgent
 from app.models.base import utcnow
 from app.models.organization import Organization
-from app.models.workflow import Workflow
 from app.services.actor import Actor
 from app.services.chat.ai_settings import check_model_field
 from app.services.chat.views import AgentView, ToolApproval, ToolWorkflow
@@ -32,6 +32,7 @@ from app.services.errors import (
 )
 from app.services.knowledge.service import check_namespace
 from app.services.workflows.catalogue import WorkflowService
+from app.services.workflows.policies import PolicyService
 
 AGENT_FIELDS = frozenset(
     {
@@ -230,23 +231,19 @@ class ChatToolService:
         self.session = session
 
     async def approvals(self) -> dict[str, bool]:
-        """``{workflow name: needs_approval}`` of every tool with settings."""
-        rows = (await self.session.execute(select(ChatToolSetting))).scalars()
-        return {row.workflow_name: row.needs_approval for row in rows}
+        """``{workflow name: needs_approval}`` of every tool workflow (the workflow's own setting)."""
+        rows = await WorkflowService(self.session).list_with_policies(None, tools_only=True)
+        return {row.name: policy.needs_approval for row, policy in rows}
 
     async def tools_for(self, actor: Actor, agent: ChatAgent | None = None) -> builtins.list[ToolWorkflow]:
-        """The tool workflows ``actor`` may run here (narrowed by the agent's list), as metadata dicts."""
+        """The tool workflows ``actor`` may run here (access policy; narrowed by the agent's list), as metadata dicts."""
         # Only tool workflows are read (not the whole catalogue): this runs on every chat turn.
-        stmt = select(Workflow).where(
-            col(Workflow.kind) == "workflow", col(Workflow.is_active).is_(True), col(Workflow.is_tool).is_(True)
-        )
-        workflows = [w for w in (await self.session.execute(stmt)).scalars() if actor.can_see_org(w.organization_id)]
+        rows = await WorkflowService(self.session).list_with_policies(actor, tools_only=True)
         if actor.api_key_workflow_id:
-            workflows = [w for w in workflows if actor.api_key_workflow_id in (w.id, w.name)]
+            rows = [(w, p) for w, p in rows if actor.api_key_workflow_id in (w.id, w.name)]
         if agent is not None and agent.tools is not None:
             wanted = set(agent.tools)
-            workflows = [w for w in workflows if w.name in wanted or w.id in wanted]
-        approvals = await self.approvals()
+            rows = [(w, p) for w, p in rows if w.name in wanted or w.id in wanted]
         return [
             {
                 "name": w.name,
@@ -255,22 +252,21 @@ class ChatToolService:
                 "params_schema": w.params_schema,
                 "parameters": w.parameters,
                 "category": w.category,
-                "needs_approval": approvals.get(w.name, False),
+                "needs_approval": policy.needs_approval,
             }
-            for w in sorted(workflows, key=lambda w: w.name)
+            for w, policy in sorted(rows, key=lambda pair: pair[0].name)
         ]
 
     async def set_approval(self, actor: Actor, workflow: str, needs_approval: Any) -> ToolApproval:
-        """Mark a tool workflow as needing approval (or not) before each chat call (platform admins)."""
+        """Mark a tool workflow as needing approval (or not) for every run, from any trigger (platform admins).
+
+        "Needs approval" is the workflow's property now (``PUT /api/workflows/{name}/access``); this
+        older route sets the same thing.
+        """
         actor.require_admin("change tool settings")
         flag = require_bool(needs_approval, "needs_approval")
         row = await WorkflowService(self.session).get(actor, workflow)
         if not row.is_tool:
             raise InvalidInputError.field("workflow", f"{row.name!r} is not a tool workflow (is_tool=True)")
-        setting = await self.session.get(ChatToolSetting, row.name)
-        if setting is None:
-            setting = ChatToolSetting(workflow_name=row.name)
-            self.session.add(setting)
-        setting.needs_approval, setting.updated_by, setting.updated_at = flag, actor.user_id, utcnow()
-        await self.session.flush()
-        return {"workflow": row.name, "needs_approval": flag}
+        view = await PolicyService(self.session).update(actor, row.name, {"needs_approval": flag})
+        return {"workflow": row.name, "needs_approval": view["needs_approval"]}

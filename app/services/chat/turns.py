@@ -38,10 +38,12 @@ from app.db import transaction
 from app.models.ai import ChatConversation, ChatMessage, ChatToolCall
 from app.models.base import new_id, utcnow
 from app.services.actor import Actor
+from app.services.chat import approval_flow
 from app.services.chat.agents import ChatAgentService, ChatToolService
 from app.services.chat.ai import provider_error, usage_counts
 from app.services.chat.ai_settings import AIConfigurationError, AISettingsService
 from app.services.chat.ai_usage import AIUsageService
+from app.services.chat.approval_flow import Decisions
 from app.services.chat.conversations import (
     AWAITING,
     DEFAULT_TITLE,
@@ -53,8 +55,11 @@ from app.services.chat.conversations import (
 )
 from app.services.chat.views import MessageView, ToolCallView, ToolWorkflow
 from app.services.errors import ConflictError, DomainError, InvalidInputError, NotFoundError
+from app.services.executions.approvals import ApprovalService
 from app.services.executions.dispatch import Dispatcher
-from app.services.executions.service import ExecutionService, execution_view
+from app.services.executions.service import TERMINAL, ExecutionService, execution_view
+from app.services.executions.views import ExecutionView
+from app.services.identity.auth import AuthService
 from app.services.knowledge.service import KnowledgeRuntime, KnowledgeService
 from app.services.secrets import SecretBox
 from app.settings import Settings
@@ -90,6 +95,9 @@ class Turn:
         self.done = False
         self.finished_at: float | None = None
         self.task: asyncio.Task[None] | None = None
+        # A waiting call of this turn was decided before it ended (no approval needed after all, or
+        # its run could not be submitted): the conversation goes on right after it when none waits.
+        self.decided_meanwhile = False
         self._followers: set[asyncio.Queue[dict[str, Any]]] = set()
 
     def emit(self, kind: str, **data: Any) -> dict[str, Any]:
@@ -222,13 +230,16 @@ class ChatRuntime:
             ConflictError: A reply is still being written, or a tool call waits for approval.
         """
         text = check_message(content)
+        await self.resume_conversation(actor, conversation_id)  # approvals decided elsewhere, or expired
         async with transaction(self.sessions) as session:
             service = ConversationService(session)
             conversation = await service.get(actor, conversation_id, lock=True)
             if conversation.id in self.active:
                 raise ConflictError("A reply is still being written in this conversation; wait for it to finish.")
             if await service.calls(conversation.id, AWAITING):
-                raise ConflictError("A tool call waits for your approval: approve or reject it first.")
+                raise ConflictError(
+                    "A tool call waits for an approver (see Approvals); the conversation goes on once it is decided."
+                )
             turn_id = new_id()
             message = await service.add_message(conversation, "user", text, turn_id)
             view = message_view(message)
@@ -255,6 +266,23 @@ class ChatRuntime:
                 raise ConflictError(f"This tool call is not waiting for approval (it is {call.status}).")
             if conversation.id in self.active:
                 raise ConflictError("A reply is still being written in this conversation; wait for it to finish.")
+            execution_id = call.execution_id
+            if execution_id is not None:
+                # Its run waits for an approver: deciding here is deciding the run, with the approver rules
+                # (the requester may not approve their own run unless the workflow allows it).
+                reason = None if approve else "Rejected in the chat."
+                await ApprovalService(session, self.dispatcher).decide(actor, execution_id, approve, reason)
+        if execution_id is not None:
+            turn = await self.resume_decided(execution_id)
+            async with transaction(self.sessions) as session:
+                call, _ = await ConversationService(session).call(actor, call_id)
+                return turn, tool_call_view(call)
+        async with transaction(self.sessions) as session:
+            service = ConversationService(session)
+            call, conversation = await service.call(actor, call_id)
+            await service.get(actor, conversation.id, lock=True)
+            if call.status != AWAITING:
+                raise ConflictError(f"This tool call is not waiting for approval (it is {call.status}).")
             call.status = "approved" if approve else "rejected"
             if not approve:
                 call.error = "Rejected by the user."
@@ -263,11 +291,87 @@ class ChatRuntime:
             batch = [c for c in await service.calls(conversation.id) if c.turn_id == call.turn_id and c.needs_approval]
             if any(c.status == AWAITING for c in batch):
                 return None, view
-            decisions = {c.model_call_id: c.status == "approved" for c in batch if c.model_call_id}
+            decisions: Decisions = {c.model_call_id: c.status == "approved" for c in batch if c.model_call_id}
         return self._start(actor, conversation.id, new_id(), None, decisions), view
 
+    async def resume_decided(self, execution_id: str) -> Turn | None:
+        """Continue the conversation whose tool call waited for this run's approval, once it is decided.
+
+        Returns the continuing turn, or None (no chat call waits for it, others of its answer still
+        wait, or a reply is being written: then the next message resumes it).
+        """
+        async with transaction(self.sessions) as session:
+            plan = await approval_flow.decided(session, execution_id, set(self.active))
+            if plan is None:
+                return None
+            try:
+                actor = await AuthService(session).actor_for_user(plan.user_id, plan.organization_id)
+            except DomainError:  # the user is gone or switched off: nobody to continue for
+                return None
+        if plan.conversation_id in self.active:
+            return None
+        if plan.command_call_id is not None:
+            return self._start_command_outcome(actor, plan.conversation_id, plan.command_call_id)
+        return self._start(actor, plan.conversation_id, new_id(), None, plan.decisions)
+
+    async def _resume_batch(self, actor: Actor, turn: Turn) -> None:
+        async with transaction(self.sessions) as session:
+            decisions = await approval_flow.batch_decisions(session, turn.conversation_id, turn.id)
+        if decisions is not None and turn.conversation_id not in self.active:
+            self._start(actor, turn.conversation_id, new_id(), None, decisions)
+
+    async def resume_conversation(self, actor: Actor, conversation_id: str) -> None:
+        """Resume calls of the actor's conversation whose runs were decided meanwhile (elsewhere, or expired)."""
+        async with transaction(self.sessions) as session:
+            conversation = await ConversationService(session).get(actor, conversation_id)
+            decided = await approval_flow.decided_in(session, conversation.id)
+        for execution_id in decided:
+            if await self.resume_decided(execution_id) is not None:
+                return
+
+    def _start_command_outcome(self, actor: Actor, conversation_id: str, call_id: str) -> Turn:
+        self._forget_finished()
+        turn = Turn(new_id(), conversation_id, actor.user_id)
+        self.turns[turn.id] = turn
+        self.active[conversation_id] = turn.id
+
+        async def run() -> None:
+            writer = _Writer(self, turn, actor)
+            try:
+                await self._command_outcome(turn, actor, writer, call_id)
+            except Exception:
+                log.exception("chat turn %s failed", turn.id)
+            finally:
+                try:
+                    await writer.flush()
+                except Exception:
+                    log.exception("chat turn %s: could not store the reply", turn.id)
+                self.active.pop(conversation_id, None)
+                turn.finish()
+
+        turn.task = asyncio.create_task(run(), name=f"chat-turn-{turn.id}")
+        return turn
+
+    async def _command_outcome(self, turn: Turn, actor: Actor, writer: _Writer, call_id: str) -> None:
+        """A /run call decided by an approver: wait for its run (approved) and say how it went."""
+        async with transaction(self.sessions) as session:
+            call, _ = await ConversationService(session).call(actor, call_id)
+            workflow, status, error, execution_id = call.workflow_name, call.status, call.error, call.execution_id
+        if status != "approved" or execution_id is None:
+            async with transaction(self.sessions) as session:
+                call, _ = await ConversationService(session).call(actor, call_id)
+                view = tool_call_view(call)
+            turn.emit("tool_update", call=view)
+            writer.token(f"{workflow} did not run: {error}")
+            return
+        outcome = await self._tool_call(turn, actor, workflow, call.arguments, None, existing_call=call_id)
+        if outcome["status"] == ExecutionStatus.COMPLETED.value:
+            writer.token(f"{workflow} completed.")
+        else:
+            writer.token(f"{workflow} failed: {outcome.get('error')}")
+
     def _start(
-        self, actor: Actor, conversation_id: str, turn_id: str, prompt: str | None, decisions: dict[str, bool] | None
+        self, actor: Actor, conversation_id: str, turn_id: str, prompt: str | None, decisions: Decisions | None
     ) -> Turn:
         self._forget_finished()
         turn = Turn(turn_id, conversation_id, actor.user_id)
@@ -284,7 +388,7 @@ class ChatRuntime:
             del self.turns[turn_id]
 
     # ----- running a turn -------------------------------------------------------------------------
-    async def _run(self, turn: Turn, actor: Actor, prompt: str | None, decisions: dict[str, bool] | None) -> None:
+    async def _run(self, turn: Turn, actor: Actor, prompt: str | None, decisions: Decisions | None) -> None:
         writer = _Writer(self, turn, actor)
         try:
             if prompt is not None and is_command(prompt):
@@ -305,6 +409,8 @@ class ChatRuntime:
                 log.exception("chat turn %s: could not store the reply", turn.id)
             self.active.pop(turn.conversation_id, None)  # before "done": the user may write again at once
             turn.finish()
+            if turn.decided_meanwhile:
+                await self._resume_batch(actor, turn)
 
     async def _end_open_calls(self, turn: Turn) -> None:
         """After a failed turn: its calls still marked running end failed (the page would show them running)."""
@@ -353,7 +459,7 @@ class ChatRuntime:
             }
 
     async def _agent_turn(
-        self, turn: Turn, actor: Actor, writer: _Writer, prompt: str | None, decisions: dict[str, bool] | None
+        self, turn: Turn, actor: Actor, writer: _Writer, prompt: str | None, decisions: Decisions | None
     ) -> None:
         from pydantic_ai import AgentRunResultEvent
         from pydantic_ai.messages import PartDeltaEvent, PartStartEvent, TextPart, TextPartDelta, repair_messages
@@ -392,7 +498,10 @@ class ChatRuntime:
         deferred = None
         if decisions:
             deferred = DeferredToolResults(
-                approvals={k: True if ok else ToolDenied(REJECTED) for k, ok in decisions.items()}
+                approvals={
+                    k: True if ok is True else ToolDenied(ok if isinstance(ok, str) else REJECTED)
+                    for k, ok in decisions.items()
+                }
             )
         result = None
         try:
@@ -418,6 +527,7 @@ class ChatRuntime:
             return
         label = model_label(model, context["resolved"].config.model)
         waiting: list[ToolCallView] = []
+        waiting_calls: list[str] = []
         # One transaction for the end of the turn: the last text, the history, the usage, waiting calls.
         async with transaction(self.sessions) as session:
             service = ConversationService(session)
@@ -448,19 +558,44 @@ class ChatRuntime:
                         model_call_id=part.tool_call_id,
                         needs_approval=True,
                     )
-                    waiting.append(tool_call_view(call))
+                    waiting_calls.append(call.id)
+        # Each waiting call's run is submitted now: it waits for an approver (the approvals page).
+        for call_id in waiting_calls:
+            async with transaction(self.sessions) as session:
+                call, _ = await ConversationService(session).call(actor, call_id)
+                problem = await approval_flow.submit_for_approval(session, self.dispatcher, call, actor)
+                if problem is not None:
+                    call.status, call.error = "rejected", problem
+                if call.status != AWAITING:
+                    turn.decided_meanwhile = True
+                waiting.append(tool_call_view(call))
         for view in waiting:
             turn.emit("tool", call=view)
 
     # ----- tools ----------------------------------------------------------------------------------
     async def _tool_call(
-        self, turn: Turn, actor: Actor, workflow: str, arguments: dict[str, Any], model_call_id: str | None
+        self,
+        turn: Turn,
+        actor: Actor,
+        workflow: str,
+        arguments: dict[str, Any],
+        model_call_id: str | None,
+        *,
+        existing_call: str | None = None,
     ) -> dict[str, Any]:
-        """Record the call, run the workflow, record and announce the outcome; returns what the model reads."""
+        """Record the call, run the workflow, record and announce the outcome; returns what the model reads.
+
+        An approved call whose run was submitted while it waited (``execution_id`` set) is not run
+        again: its run's outcome is awaited.
+        """
         async with transaction(self.sessions) as session:
             service = ConversationService(session)
             conversation = await service.get(actor, turn.conversation_id, lock=True)
-            call = await service.approved_call(conversation.id, model_call_id) if model_call_id else None
+            call: ChatToolCall | None = None
+            if existing_call is not None:
+                call = (await service.call(actor, existing_call))[0]
+            elif model_call_id:
+                call = await service.approved_call(conversation.id, model_call_id)
             new = call is None
             if call is None:
                 call = await service.add_tool_call(
@@ -468,10 +603,17 @@ class ChatRuntime:
                 )
             else:
                 call.status, call.updated_at = "running", utcnow()  # approved earlier, running now
-            call_id = call.id
+            call_id, submitted = call.id, call.execution_id
             view = tool_call_view(call)
         turn.emit("tool" if new else "tool_update", call=view)
-        outcome = await self._execute(actor, workflow, arguments, call_id, turn)
+        outcome = await self._execute(actor, workflow, arguments, call_id, turn, submitted)
+        if outcome["status"] == ExecutionStatus.AWAITING_APPROVAL.value:  # a /run of a workflow that needs approval
+            async with transaction(self.sessions) as session:
+                call, _ = await ConversationService(session).call(actor, call_id)
+                call.status, call.needs_approval, call.updated_at = AWAITING, True, utcnow()
+                view = tool_call_view(call)
+            turn.emit("tool_update", call=view)
+            return outcome
         async with transaction(self.sessions) as session:
             call, _ = await ConversationService(session).call(actor, call_id)
             call.status = "completed" if outcome["status"] == ExecutionStatus.COMPLETED.value else "failed"
@@ -491,30 +633,55 @@ class ChatRuntime:
         turn.emit("tool_update", call=view)
 
     async def _execute(
-        self, actor: Actor, workflow: str, arguments: dict[str, Any], call_id: str, turn: Turn
+        self,
+        actor: Actor,
+        workflow: str,
+        arguments: dict[str, Any],
+        call_id: str,
+        turn: Turn,
+        submitted: str | None = None,
     ) -> dict[str, Any]:
-        """Submit through the one submit path, wait for the end, and say how it went."""
-        try:
+        """Submit through the one submit path (unless ``submitted`` already), wait for the end, and say how it went."""
+        if submitted is not None:
             async with transaction(self.sessions) as session:
-                execution = await ExecutionService(session, self.dispatcher).submit(
-                    workflow, arguments, actor, trigger="chat"
-                )
-        except InvalidInputError as exc:
-            details = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in exc.errors) or str(exc)
-            return {"status": ExecutionStatus.FAILED.value, "error": f"Invalid arguments: {details}"}
-        except DomainError as exc:
-            return {"status": ExecutionStatus.FAILED.value, "error": str(exc)}
-        await self._set_execution(actor, call_id, execution.id, turn)
-        await self.dispatcher.wait(execution.id, execution.timeout_seconds + WAIT_MARGIN_SECONDS)
-        async with transaction(self.sessions) as session:
-            done = await ExecutionService(session).get(actor, execution.id)
-            view = execution_view(done, actor)
+                execution = await ExecutionService(session).get(actor, submitted)
+        else:
+            try:
+                async with transaction(self.sessions) as session:
+                    execution = await ExecutionService(session, self.dispatcher).submit(
+                        workflow, arguments, actor, trigger="chat"
+                    )
+            except InvalidInputError as exc:
+                details = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in exc.errors) or str(exc)
+                return {"status": ExecutionStatus.FAILED.value, "error": f"Invalid arguments: {details}"}
+            except DomainError as exc:
+                return {"status": ExecutionStatus.FAILED.value, "error": str(exc)}
+            await self._set_execution(actor, call_id, execution.id, turn)
+            if execution.status == ExecutionStatus.AWAITING_APPROVAL.value:
+                note = "This run waits for an approver (see Approvals); it runs once approved."
+                return {"status": execution.status, "execution_id": execution.id, "error": note}
+        view = await self._outcome_of(actor, execution.id, execution.timeout_seconds)
         outcome: dict[str, Any] = {"status": view["status"], "execution_id": execution.id}
         if view["status"] == ExecutionStatus.COMPLETED.value:
             outcome["result"] = view["result"]
         else:
             outcome["error"] = view["error_message"] or f"The execution ended {view['status']}."
         return outcome
+
+    async def _outcome_of(self, actor: Actor, execution_id: str, timeout_seconds: int) -> ExecutionView:
+        """The execution once ended (or as it is when the wait runs out).
+
+        A run released by an approver in another server process is unknown to this dispatcher, whose
+        wait returns at once: the row is polled then.
+        """
+        deadline = time.monotonic() + timeout_seconds + WAIT_MARGIN_SECONDS
+        await self.dispatcher.wait(execution_id, timeout_seconds + WAIT_MARGIN_SECONDS)
+        while True:
+            async with transaction(self.sessions) as session:
+                view = execution_view(await ExecutionService(session).get(actor, execution_id), actor)
+            if view["status"] in TERMINAL or time.monotonic() > deadline:
+                return view
+            await asyncio.sleep(0.5)
 
     async def _search(self, actor: Actor, query: str, namespaces: list[str]) -> list[dict[str, Any]]:
         try:

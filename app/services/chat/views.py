@@ -38,13 +38,13 @@ class CompletionBody(StreamBody, total=False):
 class CompletionSource(TypedDict):
     """A knowledge passage the model was given."""
 
-    id: str
-    namespace: str
+    id: str | None
+    namespace: str | None
     key: str | None
-    score: float
-    metadata: dict[str, Any]
+    score: float | None
+    metadata: dict[str, Any] | None
     organization_id: str | None
-    content: str
+    content: str | None
 
 
 class _Completion(TypedDict):

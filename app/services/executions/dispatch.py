@@ -35,7 +35,13 @@ class DispatchRequest:
 
 
 class Dispatcher(Protocol):
-    """Runs PENDING executions somewhere else than the caller."""
+    """Runs PENDING executions somewhere else than the caller.
+
+    ``approval_expiry_seconds``: how long a run ``AwaitingApproval`` waits before it expires (the
+    dispatcher ends expired ones; it never runs a run that waits).
+    """
+
+    approval_expiry_seconds: float
 
     def claim(self) -> str | None:
         """Reserve an immediate start for the execution about to be written.

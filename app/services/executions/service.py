@@ -16,11 +16,14 @@ from app.models.base import JSONType, UTCDateTime, utcnow
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError, NotFoundError, PermissionDeniedError
 from app.services.executions import log_limits, log_store
+from app.services.executions.approval_rows import DEFAULT_APPROVAL_EXPIRY_SECONDS, close_approval, new_approval
 from app.services.executions.dispatch import Dispatcher, DispatchRequest
 from app.services.executions.views import ExecutionView
 from app.services.identity import actor_cache
 from app.services.identity.organizations import OrganizationService
 from app.services.identity.security import hash_token
+from app.services.identity.system_users import SCHEDULER
+from app.services.workflows.access import AccessPolicy
 from app.services.workflows.catalogue import WorkflowService
 from bifrost._schema import model_from_json_schema, validate_parameters
 from bifrost.enums import ExecutionStatus
@@ -81,7 +84,9 @@ _FINISH = (
     update(Execution)
     .where(
         col(Execution.id) == bindparam("b_id"),
-        col(Execution.status).in_([ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value]),
+        col(Execution.status).in_(
+            [ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value, ExecutionStatus.AWAITING_APPROVAL.value]
+        ),
     )
     .values(
         status=bindparam("b_status"),
@@ -190,6 +195,9 @@ class ExecutionService:
     ) -> Execution:
         """Check permission, validate params, write a PENDING execution and hand it to the dispatcher.
 
+        A workflow that needs approval is written ``AwaitingApproval`` with its approval instead, and
+        not dispatched: :class:`app.services.executions.approvals.ApprovalService` releases it.
+
         Args:
             workflow: Workflow name or id.
             params: Parameters (validated against the workflow's model).
@@ -202,16 +210,24 @@ class ExecutionService:
             The committed PENDING execution.
 
         Raises:
-            NotFoundError: Unknown workflow.
-            PermissionDeniedError: The actor may not run it (or act in ``org``).
+            NotFoundError: Unknown workflow, or one the actor may not run (its access policy).
+            PermissionDeniedError: The actor may not act in ``org``.
             InvalidInputError: Bad parameters, one entry per field; nothing is written.
         """
         if self.dispatcher is None:
             raise RuntimeError("ExecutionService.submit needs a dispatcher")
-        row = await WorkflowService(self.session).get(actor, workflow, kind=kind)
+        # Scheduled firings were set up by a platform admin (or declared in code by an author):
+        # the role policy does not apply to the Scheduler account, the organization limit does.
+        scheduled = trigger == "schedule" and actor.user_id == SCHEDULER.id
+        row, policy = await WorkflowService(self.session).get_with_policy(None if scheduled else actor, workflow, kind)
+        if scheduled and not actor.can_see_org(row.organization_id):
+            raise NotFoundError(f"Workflow {workflow!r} not found.")
         if actor.api_key_workflow_id and actor.api_key_workflow_id not in (row.id, row.name):
             raise PermissionDeniedError("This API key may not run this workflow.")
         org_id = await self._target_org(actor, org)
+        if not policy.allows_org(org_id):
+            # Platform admins may name another organization: the workflow is limited to others.
+            raise InvalidInputError.field("org", f"workflow {row.name!r} is not available in this organization")
         if params is not None and not isinstance(params, dict):
             raise InvalidInputError.field("params", "must be an object of parameter values")
         try:
@@ -232,6 +248,8 @@ class ExecutionService:
             "input_data": validated.model_dump(mode="json"),
             "timeout_seconds": row.timeout_seconds,
         }
+        if policy.needs_approval and not (scheduled and policy.schedules_skip_approval):
+            return await self._await_approval(row, policy, values, actor)
         # A free worker now? Then the run is written RUNNING at once (one write less per run). A crash
         # before it ends leaves it RUNNING, which recovery marks FAILED: it never runs twice.
         token = self.dispatcher.claim()
@@ -252,6 +270,25 @@ class ExecutionService:
             raise
         await self.dispatcher.dispatch(request)
         return execution
+
+    async def _await_approval(
+        self, row: Workflow, policy: AccessPolicy, values: dict[str, Any], actor: Actor
+    ) -> Execution:
+        """Write the run ``AwaitingApproval`` with its approval, in one transaction; nothing is dispatched."""
+        values["status"] = ExecutionStatus.AWAITING_APPROVAL.value
+        execution = _new_execution(values)
+        connection = await self.session.connection()
+        await connection.execute(_INSERT, {column.name: getattr(execution, column.name) for column in _COLUMNS})
+        expiry = getattr(self.dispatcher, "approval_expiry_seconds", DEFAULT_APPROVAL_EXPIRY_SECONDS)
+        self.session.add(new_approval(execution, row, policy, actor, expiry))
+        await self.session.commit()
+        return execution
+
+    async def release_approved(self, execution: Execution) -> None:
+        """Hand an approved (now PENDING, committed) run to the dispatcher."""
+        if self.dispatcher is None:
+            raise RuntimeError("ExecutionService.release_approved needs a dispatcher")
+        await self.dispatcher.dispatch(await self.dispatch_request(execution))
 
     async def dispatch_request(
         self, execution: Execution, actor: Actor | None = None, sdk_token: str | None = None
@@ -434,6 +471,8 @@ class ExecutionService:
             raise PermissionDeniedError("You may only cancel your own executions.")
         if execution.status in TERMINAL:
             raise InvalidInputError.field("status", f"execution already ended ({execution.status})")
+        if execution.status == ExecutionStatus.AWAITING_APPROVAL.value:
+            await close_approval(self.session, execution_id, "cancelled", actor, "Cancelled by the requester.")
         found = await self.dispatcher.cancel(execution_id) if self.dispatcher else False
         if not found:
             await self.finish(

@@ -94,3 +94,27 @@ class ScheduleRunView(TypedDict):
     execution_id: str | None
     execution_status: str | None
     detail: str | None
+
+
+class ApprovalView(TypedDict):
+    """A run that waits (or waited) for approval: what, with which parameters, asked by whom, decided how."""
+
+    execution_id: str
+    workflow_name: str
+    workflow_id: str
+    org_id: str | None
+    requested_by: str
+    requested_by_name: str
+    trigger: str
+    parameters: dict[str, Any]
+    status: str
+    execution_status: str | None
+    approver_role: str | None
+    allow_self_approval: bool
+    requested_at: str
+    expires_at: str
+    decided_by: str | None
+    decided_by_name: str | None
+    decided_at: str | None
+    reason: str | None
+    can_decide: bool

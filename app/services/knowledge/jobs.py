@@ -32,7 +32,6 @@ from app.services.errors import DomainError, InvalidInputError, NotFoundError
 from app.services.knowledge.checks import check_content, check_key, check_namespace
 from app.services.knowledge.parsing import check_filename, extract_text
 from app.services.knowledge.service import KnowledgeRuntime, KnowledgeService
-from app.services.knowledge.views import KnowledgeJobView
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ class UploadTooLargeError(InvalidInputError):
     """An upload over ``knowledge_max_upload_bytes`` (the web layer answers 413)."""
 
 
-def job_public(job: KnowledgeJob) -> KnowledgeJobView:
+def job_public(job: KnowledgeJob) -> dict[str, Any]:
     """JSON form of a job (never its bytes)."""
     total = job.chunks_total
     return {

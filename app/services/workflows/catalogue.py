@@ -6,14 +6,16 @@ import builtins
 import time
 from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.models import Workflow, WorkspaceError, stable_workflow_id
+from app.models import Form, Role, RoleForm, UserRole, Workflow, WorkspaceError, stable_workflow_id
+from app.models.access import WorkflowAccess
 from app.models.base import utcnow
 from app.services.actor import Actor
 from app.services.errors import NotFoundError
+from app.services.workflows.access import AccessPolicy, effective_policy, may_run
 from app.services.workflows.views import WorkflowDetail
 from bifrost.types import WorkflowMetadata
 
@@ -36,7 +38,12 @@ _SYNCED_FIELDS = (
     "parameters",
     "params_schema",
     "source_file",
+    "access",
+    "access_roles",
+    "needs_approval",
 )
+# What a scan of an older SDK (without these keys) means.
+_SYNCED_DEFAULTS: dict[str, Any] = {"access": "everyone", "access_roles": [], "needs_approval": False}
 
 
 def workflow_public(row: Workflow) -> WorkflowMetadata:
@@ -78,7 +85,10 @@ def workflow_detail(row: Workflow) -> WorkflowDetail:
 
 # Submitting looks a workflow up on every run; syncs (which clear this) are rare.
 _CACHE_TTL_SECONDS = 5.0
-_cache: dict[tuple[str, str], tuple[float, Workflow]] = {}
+# Each entry holds the row and its effective access policy: the submit hot path reads both at once.
+_cache: dict[tuple[str, str], tuple[float, Workflow, AccessPolicy]] = {}
+# Whether a data provider is used by something an actor may run: (user, org, provider) -> (expiry, verdict).
+_provider_cache: dict[tuple[str, str | None, str], tuple[float, bool]] = {}
 
 
 class WorkflowService:
@@ -89,8 +99,15 @@ class WorkflowService:
 
     @staticmethod
     def forget_cached() -> None:
-        """Drop cached workflow rows (after a sync commits)."""
+        """Drop cached workflow rows and policies (after a sync or a policy change commits)."""
         _cache.clear()
+        _provider_cache.clear()
+
+    @classmethod
+    def forget_cached_now_and_after_commit(cls, session: AsyncSession) -> None:
+        """Drop cached rows at once and when ``session`` commits (a read in between would cache the old policy)."""
+        cls.forget_cached()
+        event.listen(session.sync_session, "after_commit", lambda _session: cls.forget_cached(), once=True)
 
     async def sync(
         self, definitions: builtins.list[dict[str, Any]], errors: builtins.list[dict[str, Any]]
@@ -104,7 +121,7 @@ class WorkflowService:
         Returns:
             Counts of ``added``, ``updated``, ``removed`` and ``errors``.
         """
-        _cache.clear()
+        self.forget_cached()
         rows = {(w.kind, w.name): w for w in (await self.session.execute(select(Workflow))).scalars()}
         seen: set[tuple[str, str]] = set()
         added = updated = 0
@@ -119,8 +136,9 @@ class WorkflowService:
                 added += 1
             changed = not row.is_active
             for field in _SYNCED_FIELDS:
-                if getattr(row, field) != meta.get(field):
-                    setattr(row, field, meta.get(field))
+                value = meta.get(field, _SYNCED_DEFAULTS.get(field))
+                if getattr(row, field) != value:
+                    setattr(row, field, value)
                     changed = True
             if changed:
                 row.is_active = True
@@ -141,39 +159,130 @@ class WorkflowService:
         return {"added": added, "updated": updated - added, "removed": removed, "errors": len(errors)}
 
     async def list(self, actor: Actor, kind: str = "workflow") -> builtins.list[Workflow]:
-        """Active workflows visible to the actor (global ones and their organization's), by category and name."""
+        """Active workflows the actor may run (organization and access policy), by category and name."""
+        return [row for row, _ in await self.list_with_policies(actor, kind)]
+
+    async def list_with_policies(
+        self, actor: Actor | None, kind: str = "workflow", *, tools_only: bool = False
+    ) -> builtins.list[tuple[Workflow, AccessPolicy]]:
+        """Like :meth:`list`, each row with its effective policy (``actor=None``: every active row).
+
+        Args:
+            actor: Whose view (None: no check).
+            kind: ``workflow`` or ``data_provider``.
+            tools_only: Only workflows offered to the chat (``is_tool``).
+        """
         stmt = (
-            select(Workflow)
+            select(Workflow, WorkflowAccess)
+            .outerjoin(WorkflowAccess, col(WorkflowAccess.workflow_id) == col(Workflow.id))
             .where(col(Workflow.kind) == kind, col(Workflow.is_active).is_(True))
             .order_by(col(Workflow.category), col(Workflow.name))
         )
-        return [w for w in (await self.session.execute(stmt)).scalars() if actor.can_see_org(w.organization_id)]
+        if tools_only:
+            stmt = stmt.where(col(Workflow.is_tool).is_(True))
+        found = []
+        for row, override in (await self.session.execute(stmt)).all():
+            policy = effective_policy(row, override)
+            if actor is None or await self._visible(actor, row, policy):
+                found.append((row, policy))
+        return found
+
+    async def _visible(self, actor: Actor, row: Workflow, policy: AccessPolicy) -> bool:
+        if not actor.can_see_org(row.organization_id):
+            return False
+        if row.kind == "data_provider":
+            return await self._provider_in_use(actor, row)
+        return policy.open_to_everyone or await may_run(self.session, actor, policy)
 
     async def get(self, actor: Actor | None, name_or_id: str, kind: str = "workflow") -> Workflow:
-        """Return an active workflow by name or id (``actor=None`` skips the visibility check).
+        """Return an active workflow by name or id that the actor may run (``actor=None`` skips the checks).
 
-        Rows come from a few-second cache that every sync of this process clears.
+        Rows come from a few-second cache that every sync and policy change of this process clears.
+
+        Raises:
+            NotFoundError: Unknown, inactive, or not for this actor (the same answer).
         """
+        return (await self.get_with_policy(actor, name_or_id, kind))[0]
+
+    async def get_with_policy(
+        self, actor: Actor | None, name_or_id: str, kind: str = "workflow"
+    ) -> tuple[Workflow, AccessPolicy]:
+        """:meth:`get` with the workflow's effective access policy (cached together)."""
         key = (kind, name_or_id)
         entry = _cache.get(key)
         if entry is not None and entry[0] > time.monotonic():
             row: Workflow | None = entry[1]
+            policy = entry[2]
         else:
-            stmt = select(Workflow).where(
-                col(Workflow.kind) == kind,
-                col(Workflow.is_active).is_(True),
-                (col(Workflow.name) == name_or_id) | (col(Workflow.id) == name_or_id),
+            stmt = (
+                select(Workflow, WorkflowAccess)
+                .outerjoin(WorkflowAccess, col(WorkflowAccess.workflow_id) == col(Workflow.id))
+                .where(
+                    col(Workflow.kind) == kind,
+                    col(Workflow.is_active).is_(True),
+                    (col(Workflow.name) == name_or_id) | (col(Workflow.id) == name_or_id),
+                )
             )
-            row = (await self.session.execute(stmt)).scalars().first()
-            if row is not None:
+            found = (await self.session.execute(stmt)).first()
+            row, policy = None, AccessPolicy()
+            if found is not None:
                 # Cache a copy outside any session: a rollback or an edit through this session
                 # must not change (or expire) what later requests read.
-                row = Workflow.model_validate(row.model_dump())
-                _cache[key] = (time.monotonic() + _CACHE_TTL_SECONDS, row)
-        if row is None or (actor is not None and not actor.can_see_org(row.organization_id)):
+                row = Workflow.model_validate(found[0].model_dump())
+                policy = effective_policy(row, found[1])
+                _cache[key] = (time.monotonic() + _CACHE_TTL_SECONDS, row, policy)
+        if row is None or (actor is not None and not await self._visible(actor, row, policy)):
             label = "Data provider" if kind == "data_provider" else "Workflow"
             raise NotFoundError(f"{label} {name_or_id!r} not found.")
-        return row
+        return row, policy
+
+    async def _provider_in_use(self, actor: Actor, provider: Workflow) -> bool:
+        """A data provider follows the workflows and forms that use it: visible when one of them is."""
+        if actor.is_superuser:
+            return True
+        key = (actor.user_id, actor.acting_org_id, provider.name)
+        entry = _provider_cache.get(key)
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        verdict = await self._provider_used_by_visible(actor, provider.name)
+        if len(_provider_cache) > 10_000:
+            _provider_cache.clear()
+        _provider_cache[key] = (time.monotonic() + _CACHE_TTL_SECONDS, verdict)
+        return verdict
+
+    async def _provider_used_by_visible(self, actor: Actor, name: str) -> bool:
+        workflows = {row.id: (row, policy) for row, policy in await self.list_with_policies(actor)}
+        for row, _ in workflows.values():
+            if any(p.get("data_provider") == name for p in row.parameters):
+                return True
+        # Forms in the actor's scope that use it, whose workflow the actor may run and whose access
+        # level lets the actor in (the forms domain sits above this one: its rule is restated here).
+        stmt = select(Form).where(col(Form.is_active).is_(True))
+        forms = [
+            f
+            for f in (await self.session.execute(stmt)).scalars()
+            if f.workflow_id in workflows
+            and actor.can_see_org(f.organization_id)
+            and any(field.get("data_provider") == name for field in (f.form_schema or {}).get("fields", []))
+        ]
+        if any(f.access_level in ("public", "authenticated") for f in forms):
+            return True
+        role_based = [f.id for f in forms if f.access_level == "role_based"]
+        if not role_based or actor.acting_org_id is None:
+            return False
+        held = (
+            select(col(RoleForm.form_id))
+            .join(Role, col(Role.id) == col(RoleForm.role_id))
+            .join(UserRole, col(UserRole.role_id) == col(Role.id))
+            .where(
+                col(UserRole.user_id) == actor.user_id,
+                col(Role.organization_id) == actor.acting_org_id,
+                col(Role.is_active).is_(True),
+                col(RoleForm.form_id).in_(role_based),
+            )
+            .limit(1)
+        )
+        return (await self.session.execute(held)).first() is not None
 
     async def errors(self, actor: Actor) -> builtins.list[WorkspaceError]:
         """Workspace import errors (admins only: tracebacks reveal code)."""

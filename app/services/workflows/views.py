@@ -37,3 +37,26 @@ class SyncCounts(TypedDict):
     updated: int
     removed: int
     errors: int
+
+
+class DeclaredPolicy(TypedDict):
+    """What the workflow's decorator declares (``access=``, ``needs_approval=``)."""
+
+    access: str
+    roles: list[str]
+    needs_approval: bool
+
+
+class PolicyView(TypedDict):
+    """A workflow's effective access policy and approval settings, with what is declared and what an admin set."""
+
+    workflow: str
+    access: str
+    roles: list[str]
+    organizations: list[str] | None
+    needs_approval: bool
+    approver_role: str | None
+    allow_self_approval: bool
+    schedules_skip_approval: bool
+    declared: DeclaredPolicy
+    overridden: list[str]

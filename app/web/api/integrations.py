@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any, cast
+from typing import Any
 
 from litestar import Controller, MediaType, Request, Response, delete, get, patch, post, put
 from litestar.types import ControllerRouterHandler
@@ -31,20 +31,9 @@ from app.services.integrations.connect import (
 from app.services.integrations.oauth_client import FLOW_AUTHORIZATION_CODE, OAuthFlowError
 from app.services.integrations.oauth_tokens import IntegrationUnavailableError, TokenManager
 from app.services.integrations.service import IntegrationService, integration_data
-from app.services.integrations.views import (
-    AuthorizationStart,
-    Connection,
-    ConnectionStatus,
-    IntegrationBody,
-    IntegrationData,
-    IntegrationDefinition,
-    MappingBody,
-    MappingView,
-)
 from app.services.secrets import SecretBox, SecretKeyError, secret_box
 from app.settings import Settings
 from app.web.api.config import secret_key_error_handler
-from app.web.api.schemas import Deleted, documented_body
 from app.web.deps import db, get_platform
 
 log = logging.getLogger(__name__)
@@ -96,7 +85,7 @@ class IntegrationController(Controller):
     }
 
     @get("/")
-    async def list_integrations(self, request: Request[Any, Any, Any], actor: Actor) -> list[IntegrationDefinition]:
+    async def list_integrations(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
         """Every integration definition (platform admins)."""
         async with db(request) as session:
             service = IntegrationService(session, box_of(request))
@@ -104,11 +93,8 @@ class IntegrationController(Controller):
 
     @post("/", status_code=201)
     async def create_integration(
-        self,
-        request: Request[Any, Any, Any],
-        actor: Actor,
-        data: Annotated[dict[str, Any], documented_body(IntegrationBody, closed=True)],
-    ) -> IntegrationDefinition:
+        self, request: Request[Any, Any, Any], actor: Actor, data: dict[str, Any]
+    ) -> dict[str, Any]:
         """Define an integration (platform admins)."""
         async with db(request) as session:
             service = IntegrationService(session, box_of(request))
@@ -117,13 +103,13 @@ class IntegrationController(Controller):
     @get("/{name:str}")
     async def get_integration(
         self, request: Request[Any, Any, Any], actor: Actor, name: str, org_id: str | None = None
-    ) -> IntegrationData:
+    ) -> dict[str, Any]:
         """``integrations.get``: config and OAuth credentials in the acting organization (404 when not configured)."""
         platform = get_platform(request.app.state)
         return await integration_data(platform.sessions, box_of(request), token_manager(request), actor, name, org_id)
 
     @get("/{name:str}/definition")
-    async def get_definition(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> IntegrationDefinition:
+    async def get_definition(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> dict[str, Any]:
         """One integration's definition (platform admins; the client secret is never returned)."""
         async with db(request) as session:
             service = IntegrationService(session, box_of(request))
@@ -131,31 +117,27 @@ class IntegrationController(Controller):
 
     @patch("/{name:str}")
     async def update_integration(
-        self,
-        request: Request[Any, Any, Any],
-        actor: Actor,
-        name: str,
-        data: Annotated[dict[str, Any], documented_body(IntegrationBody, closed=True)],
-    ) -> IntegrationDefinition:
+        self, request: Request[Any, Any, Any], actor: Actor, name: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
         """Change an integration's definition (platform admins)."""
         async with db(request) as session:
             service = IntegrationService(session, box_of(request))
             return service.definition_view(await service.update(actor, name, data))
 
     @delete("/{name:str}", status_code=200)
-    async def delete_integration(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> Deleted:
+    async def delete_integration(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> dict[str, bool]:
         """Delete an integration with every mapping and connection (platform admins)."""
         async with db(request) as session:
             return {"deleted": await IntegrationService(session, box_of(request)).delete(actor, name)}
 
     @get("/{name:str}/mappings")
-    async def list_mappings(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> list[MappingView]:
+    async def list_mappings(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> list[dict[str, Any]]:
         """Every organization's mapping with its connection status (platform admins)."""
         async with db(request) as session:
             return await IntegrationService(session, box_of(request)).mappings(actor, name)
 
     @get("/{name:str}/mappings/{org:str}")
-    async def get_mapping(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> MappingView:
+    async def get_mapping(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> dict[str, Any]:
         """One organization's mapping (organization by id or name; platform admins)."""
         async with db(request) as session:
             service = IntegrationService(session, box_of(request))
@@ -164,27 +146,22 @@ class IntegrationController(Controller):
 
     @put("/{name:str}/mappings/{org:str}")
     async def set_mapping(
-        self,
-        request: Request[Any, Any, Any],
-        actor: Actor,
-        name: str,
-        org: str,
-        data: Annotated[dict[str, Any], documented_body(MappingBody, closed=True)],
-    ) -> MappingView:
+        self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str, data: dict[str, Any]
+    ) -> dict[str, Any]:
         """Create or change an organization's mapping: ``{"entity_id", "entity_name", "config"}`` (platform admins)."""
         async with db(request) as session:
             return await IntegrationService(session, box_of(request)).set_mapping(actor, name, org, data)
 
     @delete("/{name:str}/mappings/{org:str}", status_code=200)
-    async def delete_mapping(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> Deleted:
+    async def delete_mapping(
+        self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str
+    ) -> dict[str, bool]:
         """Remove an organization's mapping and its tokens (platform admins)."""
         async with db(request) as session:
             return {"deleted": await IntegrationService(session, box_of(request)).delete_mapping(actor, name, org)}
 
     @post("/{name:str}/mappings/{org:str}/connect", status_code=200)
-    async def connect(
-        self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str
-    ) -> Connection | AuthorizationStart:
+    async def connect(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> dict[str, Any]:
         """Connect the mapping: client credentials now, or the authorize URL for the code flow (platform admins)."""
         settings: Settings = request.app.state.settings
         async with db(request) as session:
@@ -200,17 +177,17 @@ class IntegrationController(Controller):
             org,
             settings.integration_provider_timeout_seconds,
         )
-        return {"connection": cast(ConnectionStatus, connected.connection)}
+        return {"connection": connected.connection}
 
     @post("/{name:str}/mappings/{org:str}/refresh", status_code=200)
-    async def refresh(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> Connection:
+    async def refresh(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> dict[str, Any]:
         """Refresh the mapping's token now (platform admins)."""
         platform = get_platform(request.app.state)
         view = await refresh_now(platform.sessions, box_of(request), token_manager(request), actor, name, org)
-        return {"connection": cast(ConnectionStatus, view)}
+        return {"connection": view}
 
     @delete("/{name:str}/mappings/{org:str}/connection", status_code=200)
-    async def disconnect(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> Deleted:
+    async def disconnect(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> dict[str, bool]:
         """Forget the mapping's tokens (platform admins)."""
         async with db(request) as session:
             return {"deleted": await disconnect(session, box_of(request), actor, name, org)}

@@ -7,7 +7,7 @@ acting globally).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.types import ControllerRouterHandler
@@ -17,19 +17,6 @@ from app.services.errors import InvalidInputError, NotFoundError
 from app.services.knowledge.embeddings import EmbeddingUnavailableError
 from app.services.knowledge.jobs import KnowledgeJobs, KnowledgeJobService, UploadTooLargeError, job_public
 from app.services.knowledge.service import KnowledgeRuntime, KnowledgeService, document_public
-from app.services.knowledge.views import (
-    ChunkView,
-    DocumentBody,
-    KnowledgeDocumentView,
-    KnowledgeJobView,
-    NamespaceBody,
-    NamespaceCreated,
-    NamespaceView,
-    SearchBody,
-    SearchHit,
-    StoredDocument,
-)
-from app.web.api.schemas import Deleted, DeletedCount, documented_body
 from app.web.deps import db, get_platform
 
 
@@ -89,12 +76,7 @@ class KnowledgeController(Controller):
     exception_handlers = {EmbeddingUnavailableError: embedding_unavailable, UploadTooLargeError: upload_too_large}
 
     @post("/documents", status_code=201)
-    async def store(
-        self,
-        request: Request[Any, Any, Any],
-        actor: Actor,
-        data: Annotated[dict[str, Any], documented_body(DocumentBody)],
-    ) -> StoredDocument:
+    async def store(self, request: Request[Any, Any, Any], actor: Actor, data: dict[str, Any]) -> dict[str, Any]:
         """Store a document (``{content, namespace, key?, metadata?}``); the same key replaces it. Returns its id."""
         body = _body(data)
         async with db(request) as session:
@@ -116,7 +98,7 @@ class KnowledgeController(Controller):
     @get("/documents")
     async def get_by_key(
         self, request: Request[Any, Any, Any], actor: Actor, key: str, namespace: str = "default"
-    ) -> KnowledgeDocumentView:
+    ) -> dict[str, Any]:
         """The document with ``key`` (the organization's, else the global one); 404 when none."""
         async with db(request) as session:
             return await KnowledgeService(session, _runtime(request)).get(actor, key, namespace)
@@ -124,7 +106,7 @@ class KnowledgeController(Controller):
     @delete("/documents", status_code=200)
     async def delete_by_key(
         self, request: Request[Any, Any, Any], actor: Actor, key: str, namespace: str = "default"
-    ) -> Deleted:
+    ) -> dict[str, Any]:
         """Delete the document with ``key`` in the caller's scope; 404 when there is none."""
         async with db(request) as session:
             deleted = await KnowledgeService(session, _runtime(request)).delete(actor, key, namespace)
@@ -133,32 +115,27 @@ class KnowledgeController(Controller):
         return {"deleted": True}
 
     @get("/documents/{doc_id:str}")
-    async def get_by_id(self, request: Request[Any, Any, Any], actor: Actor, doc_id: str) -> KnowledgeDocumentView:
+    async def get_by_id(self, request: Request[Any, Any, Any], actor: Actor, doc_id: str) -> dict[str, Any]:
         """A document by id."""
         async with db(request) as session:
             doc, ns = await KnowledgeService(session, _runtime(request)).get_by_id(actor, doc_id)
             return document_public(doc, ns)
 
     @get("/documents/{doc_id:str}/chunks")
-    async def chunks(self, request: Request[Any, Any, Any], actor: Actor, doc_id: str) -> list[ChunkView]:
+    async def chunks(self, request: Request[Any, Any, Any], actor: Actor, doc_id: str) -> list[dict[str, Any]]:
         """The passages a document was split into, in order."""
         async with db(request) as session:
             return await KnowledgeService(session, _runtime(request)).chunks(actor, doc_id)
 
     @delete("/documents/{doc_id:str}", status_code=200)
-    async def delete_by_id(self, request: Request[Any, Any, Any], actor: Actor, doc_id: str) -> Deleted:
+    async def delete_by_id(self, request: Request[Any, Any, Any], actor: Actor, doc_id: str) -> dict[str, Any]:
         """Delete a document by id."""
         async with db(request) as session:
             await KnowledgeService(session, _runtime(request)).delete_by_id(actor, doc_id)
         return {"deleted": True}
 
     @post("/search", status_code=200)
-    async def search(
-        self,
-        request: Request[Any, Any, Any],
-        actor: Actor,
-        data: Annotated[dict[str, Any], documented_body(SearchBody)],
-    ) -> list[SearchHit]:
+    async def search(self, request: Request[Any, Any, Any], actor: Actor, data: dict[str, Any]) -> list[dict[str, Any]]:
         """Semantic search: ``{query, namespaces (or namespace), limit?, min_score?, metadata_filter?}``."""
         body = _body(data)
         namespaces = body.get("namespaces", body.get("namespace", "default"))
@@ -173,18 +150,15 @@ class KnowledgeController(Controller):
             )
 
     @get("/namespaces")
-    async def list_namespaces(self, request: Request[Any, Any, Any], actor: Actor) -> list[NamespaceView]:
+    async def list_namespaces(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
         """Namespaces the caller can read, with document counts."""
         async with db(request) as session:
             return await KnowledgeService(session, _runtime(request)).list_namespaces(actor)
 
     @post("/namespaces", status_code=201)
     async def create_namespace(
-        self,
-        request: Request[Any, Any, Any],
-        actor: Actor,
-        data: Annotated[dict[str, Any], documented_body(NamespaceBody)],
-    ) -> NamespaceCreated:
+        self, request: Request[Any, Any, Any], actor: Actor, data: dict[str, Any]
+    ) -> dict[str, Any]:
         """Create an empty namespace (``{name, description?}``); 409 when it exists."""
         body = _body(data)
         async with db(request) as session:
@@ -194,7 +168,7 @@ class KnowledgeController(Controller):
             return {"id": ns.id, "name": ns.name, "document_count": 0, "organization_id": ns.organization_id}
 
     @delete("/namespaces/{name:str}", status_code=200)
-    async def delete_namespace(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> DeletedCount:
+    async def delete_namespace(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> dict[str, Any]:
         """Delete a namespace of the caller's scope and its documents; ``{"deleted": <documents>}``."""
         async with db(request) as session:
             return {"deleted": await KnowledgeService(session, _runtime(request)).delete_namespace(actor, name)}
@@ -207,7 +181,7 @@ class KnowledgeController(Controller):
         namespace: str,
         filename: str,
         key: str | None = None,
-    ) -> KnowledgeJobView:
+    ) -> dict[str, Any]:
         """Ingest a file (raw body; ``.txt .md .html .pdf .docx``) in the background; answers the job."""
         runtime = _runtime(request)
         # Checked before reading the body: a refused caller does not get to upload 50 MB first.
@@ -220,13 +194,13 @@ class KnowledgeController(Controller):
         return public
 
     @get("/jobs")
-    async def list_jobs(self, request: Request[Any, Any, Any], actor: Actor) -> list[KnowledgeJobView]:
+    async def list_jobs(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
         """Recent ingestion jobs of the caller's scope."""
         async with db(request) as session:
             return [job_public(j) for j in await KnowledgeJobService(session, _runtime(request)).list(actor)]
 
     @get("/jobs/{job_id:str}")
-    async def get_job(self, request: Request[Any, Any, Any], actor: Actor, job_id: str) -> KnowledgeJobView:
+    async def get_job(self, request: Request[Any, Any, Any], actor: Actor, job_id: str) -> dict[str, Any]:
         """One ingestion job: status, stage and progress."""
         async with db(request) as session:
             return job_public(await KnowledgeJobService(session, _runtime(request)).get(actor, job_id))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from pydantic import BaseModel, Field
@@ -14,9 +14,11 @@ from app.services.errors import ConflictError
 from app.services.executions.service import ExecutionService, execution_view
 from app.services.executions.views import ExecutionView
 from app.services.workflows.catalogue import WorkflowService, workflow_detail
-from app.services.workflows.views import SyncCounts, WorkflowDetail
+from app.services.workflows.policies import PolicyService
+from app.services.workflows.views import PolicyView, SyncCounts, WorkflowDetail
 from app.web.api.schemas import ExecuteAccepted, WorkspaceErrorView, WorkspaceStatus
 from app.web.deps import db, get_platform
+from bifrost.enums import ExecutionStatus
 
 # Extra seconds a waiting request allows beyond the workflow's own timeout.
 _WAIT_MARGIN_SECONDS = 5.0
@@ -48,7 +50,8 @@ async def run_and_respond(
         {"execution_id": execution.id, "status": execution.status, "status_url": f"/api/executions/{execution.id}"},
         status_code=202,
     )
-    if not wait:
+    if not wait or execution.status == ExecutionStatus.AWAITING_APPROVAL.value:
+        # A run waiting for an approver may wait for hours: never hold the request (or a worker) for it.
         return accepted
     if not await platform.dispatcher.wait(execution.id, execution.timeout_seconds + _WAIT_MARGIN_SECONDS):
         return accepted  # still queued or running: the caller polls the status URL
@@ -80,6 +83,20 @@ class WorkflowController(Controller):
         """One workflow with its parameters."""
         async with db(request) as session:
             return workflow_detail(await WorkflowService(session).get(actor, name))
+
+    @get("/{name:str}/access")
+    async def get_access(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> PolicyView:
+        """Who may run the workflow and whether its runs wait for approval (anyone who may run it)."""
+        async with db(request) as session:
+            return await PolicyService(session).get(actor, name)
+
+    @put("/{name:str}/access")
+    async def set_access(
+        self, request: Request[Any, Any, Any], actor: Actor, name: str, data: dict[str, Any]
+    ) -> PolicyView:
+        """Change the access policy and approval settings (platform admins); null fields follow the decorator."""
+        async with db(request) as session:
+            return await PolicyService(session).update(actor, name, data)
 
     @post(
         "/{name:str}/execute",
