@@ -24,6 +24,7 @@ from app.services.chat.ai_usage import AIUsageService
 from app.services.chat.views import Completion, CompletionSource, StreamChunk
 from app.services.errors import InvalidInputError, reject_unknown_fields
 from app.services.knowledge.service import KnowledgeRuntime, KnowledgeService
+from app.services.knowledge.views import SearchHit
 from app.services.secrets import SecretBox
 from app.settings import Settings
 
@@ -120,7 +121,7 @@ class PreparedCall:
     output: type[BaseModel] | None
 
 
-def _source(passage: dict[str, Any]) -> CompletionSource:
+def _source(passage: SearchHit) -> CompletionSource:
     keys = ("id", "namespace", "key", "score", "metadata", "organization_id", "content")
     return cast(CompletionSource, {k: passage.get(k) for k in keys})
 
@@ -166,7 +167,7 @@ class AIService:
         """Resolve the model and retrieve knowledge (raises before anything is streamed)."""
         async with transaction(self.sessions) as session:
             resolved = await AISettingsService(session, self.settings, self.secret_box).resolve(actor, request.model)
-        passages: list[dict[str, Any]] = []
+        passages: list[SearchHit] = []
         if request.knowledge:
             async with transaction(self.sessions) as session:
                 passages = await KnowledgeService(session, self.knowledge).search(
@@ -184,7 +185,7 @@ class AIService:
         return PreparedCall(
             model=model,
             label=model_label(model, resolved.config.model),
-            prompt=knowledge_prompt(request.prompt, passages),
+            prompt=knowledge_prompt(request.prompt, cast(list[dict[str, Any]], passages)),
             history=history_from_dicts(request.messages),
             model_settings=model_settings,
             sources=[_source(p) for p in passages],

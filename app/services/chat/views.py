@@ -38,13 +38,13 @@ class CompletionBody(StreamBody, total=False):
 class CompletionSource(TypedDict):
     """A knowledge passage the model was given."""
 
-    id: str | None
-    namespace: str | None
+    id: str
+    namespace: str
     key: str | None
-    score: float | None
-    metadata: dict[str, Any] | None
+    score: float
+    metadata: dict[str, Any]
     organization_id: str | None
-    content: str | None
+    content: str
 
 
 class _Completion(TypedDict):

@@ -19,7 +19,7 @@ import builtins
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -45,6 +45,13 @@ from app.services.identity.organizations import OrganizationService
 from app.services.integrations import config as integrations_config
 from app.services.integrations.oauth_client import AUTH_METHODS, FLOW_AUTHORIZATION_CODE, FLOW_NONE, FLOWS
 from app.services.integrations.oauth_tokens import TokenManager
+from app.services.integrations.views import (
+    ConnectionStatus,
+    IntegrationData,
+    IntegrationDefinition,
+    MappingView,
+    OAuthCredentials,
+)
 from app.services.secrets import SecretBox
 
 MAX_NAME_LENGTH = 100
@@ -320,7 +327,7 @@ class IntegrationService:
         await self.session.flush()
         return True
 
-    def definition_view(self, integration: Integration) -> dict[str, Any]:
+    def definition_view(self, integration: Integration) -> IntegrationDefinition:
         """An integration for pages and the API: the client secret never, secret defaults masked."""
         defaults, _ = integrations_config.reveal_values(
             integration.config_schema, integration.config_defaults, self._secret_box(), False, integration.name
@@ -370,7 +377,7 @@ class IntegrationService:
         )
         return [(row[0], row[1], row[2]) for row in (await self.session.execute(stmt)).all()]
 
-    async def mappings(self, actor: Actor, ref: str) -> builtins.list[dict[str, Any]]:
+    async def mappings(self, actor: Actor, ref: str) -> builtins.list[MappingView]:
         """Views of every mapping of an integration (platform admins)."""
         integration = await self.get_definition(actor, ref)
         return [self.mapping_view(integration, m, name, c) for m, name, c in await self.mapping_rows(integration)]
@@ -381,7 +388,7 @@ class IntegrationService:
         mapping: IntegrationMapping,
         organization_name: str,
         connection: IntegrationConnection | None,
-    ) -> dict[str, Any]:
+    ) -> MappingView:
         """A mapping for pages and the API (secret values masked, connection status without tokens)."""
         values, _ = integrations_config.reveal_values(
             integration.config_schema, mapping.config_values, self._secret_box(), False, integration.name
@@ -395,7 +402,7 @@ class IntegrationService:
             "entity_id": mapping.entity_id,
             "entity_name": mapping.entity_name,
             "config": values,
-            "connection": connection_view(connection),
+            "connection": cast("ConnectionStatus | None", connection_view(connection)),
             "updated_at": mapping.updated_at.isoformat(),
         }
 
@@ -426,7 +433,7 @@ class IntegrationService:
         stmt = select(IntegrationConnection).where(col(IntegrationConnection.mapping_id) == mapping.id)
         return (await self.session.execute(stmt)).scalars().first()
 
-    async def set_mapping(self, actor: Actor, ref: str, org: str, body: Any) -> dict[str, Any]:
+    async def set_mapping(self, actor: Actor, ref: str, org: str, body: Any) -> MappingView:
         """Create or change an organization's mapping: ``{"entity_id"?, "entity_name"?, "config"?}``.
 
         Absent fields stay as they are; in ``config`` a null value removes the organization's value
@@ -508,7 +515,7 @@ class IntegrationService:
         )
 
 
-def build_data(lookup: Lookup, box: SecretBox, actor: Actor) -> dict[str, Any]:
+def build_data(lookup: Lookup, box: SecretBox, actor: Actor) -> IntegrationData:
     """The ``IntegrationData`` body: merged config and OAuth credentials, in clear for executions only."""
     reveal = actor.may_read_secrets  # executions of workspace workflows; notebook runs of platform admins only
     integration, mapping = lookup.integration, lookup.mapping
@@ -518,7 +525,7 @@ def build_data(lookup: Lookup, box: SecretBox, actor: Actor) -> dict[str, Any]:
     values, value_secrets = integrations_config.reveal_values(
         integration.config_schema, mapping.config_values, box, reveal, integration.name
     )
-    oauth: dict[str, Any] | None = None
+    oauth: OAuthCredentials | None = None
     connection = lookup.connection
     plaintexts = default_secrets + value_secrets
     if connection is not None:
@@ -559,7 +566,7 @@ async def integration_data(
     actor: Actor,
     name: str,
     org: str | None = None,
-) -> dict[str, Any]:
+) -> IntegrationData:
     """``integrations.get``: look up, refresh the token if it expires soon (executions), build the answer.
 
     The lookup's transaction ends before the provider is called.

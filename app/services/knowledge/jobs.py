@@ -32,6 +32,7 @@ from app.services.errors import DomainError, InvalidInputError, NotFoundError
 from app.services.knowledge.checks import check_content, check_key, check_namespace
 from app.services.knowledge.parsing import check_filename, extract_text
 from app.services.knowledge.service import KnowledgeRuntime, KnowledgeService
+from app.services.knowledge.views import KnowledgeJobView
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class UploadTooLargeError(InvalidInputError):
     """An upload over ``knowledge_max_upload_bytes`` (the web layer answers 413)."""
 
 
-def job_public(job: KnowledgeJob) -> dict[str, Any]:
+def job_public(job: KnowledgeJob) -> KnowledgeJobView:
     """JSON form of a job (never its bytes)."""
     total = job.chunks_total
     return {

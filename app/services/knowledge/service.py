@@ -46,6 +46,7 @@ from app.services.knowledge.checks import (
 )
 from app.services.knowledge.embeddings import embedder_from_settings
 from app.services.knowledge.index import DocumentChange, NamespaceMatrix, VectorCache
+from app.services.knowledge.views import ChunkView, KnowledgeDocumentView, NamespaceView, SearchHit
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -130,7 +131,7 @@ class PreparedDocument:
     model_id: str
 
 
-def document_public(doc: KnowledgeDocument, namespace: KnowledgeNamespace, **extra: Any) -> dict[str, Any]:
+def document_public(doc: KnowledgeDocument, namespace: KnowledgeNamespace) -> KnowledgeDocumentView:
     """The SDK's ``KnowledgeDocument`` shape (plus page fields)."""
     return {
         "id": doc.id,
@@ -144,7 +145,6 @@ def document_public(doc: KnowledgeDocument, namespace: KnowledgeNamespace, **ext
         "updated_at": doc.updated_at.isoformat(),
         "source": doc.source,
         "chunk_count": doc.chunk_count,
-        **extra,
     }
 
 
@@ -406,7 +406,7 @@ class KnowledgeService:
         limit: Any = 5,
         min_score: Any = None,
         metadata_filter: Any = None,
-    ) -> builtins.list[dict[str, Any]]:
+    ) -> builtins.list[SearchHit]:
         """The documents most similar to ``query``, each with its best passage as ``content``.
 
         Searches every named namespace of the actor's organization and the global
@@ -445,7 +445,7 @@ class KnowledgeService:
             similarity_top_k=limit, filters=filters, vector_store_kwargs={"min_score": min_score}
         )
         nodes = await retriever.aretrieve(llama.QueryBundle(query_str=query, embedding=vector.tolist()))
-        results = []
+        results: builtins.list[SearchHit] = []
         for item in nodes:
             hit = store.hits[item.node.node_id]
             ns = by_id[hit.matrix.namespace_id]
@@ -463,7 +463,7 @@ class KnowledgeService:
             )
         return results
 
-    async def get(self, actor: Actor, key: Any, namespace: Any = "default") -> dict[str, Any]:
+    async def get(self, actor: Actor, key: Any, namespace: Any = "default") -> KnowledgeDocumentView:
         """The document with ``key``: the organization's, else the global one (404 when neither)."""
         key = check_key(key, required=True)
         name = check_namespace(namespace)
@@ -487,7 +487,7 @@ class KnowledgeService:
             raise NotFoundError(f"Knowledge document {doc_id!r} not found.")
         return doc, ns
 
-    async def chunks(self, actor: Actor, doc_id: str) -> builtins.list[dict[str, Any]]:
+    async def chunks(self, actor: Actor, doc_id: str) -> builtins.list[ChunkView]:
         """The passages of a visible document, in order, with the model that embedded each."""
         doc, _ = await self.get_by_id(actor, doc_id)
         stmt = (
@@ -505,7 +505,7 @@ class KnowledgeService:
             for r in await self.session.execute(stmt)
         ]
 
-    async def list_namespaces(self, actor: Actor) -> builtins.list[dict[str, Any]]:
+    async def list_namespaces(self, actor: Actor) -> builtins.list[NamespaceView]:
         """Visible namespaces (organization's first, then global) with document counts."""
         counts = (
             select(col(KnowledgeDocument.namespace_id), func.count().label("n"))

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any, cast
 
 from litestar import Controller, MediaType, Request, Response, delete, get, patch, post, put
 from litestar.types import ControllerRouterHandler
@@ -31,9 +31,20 @@ from app.services.integrations.connect import (
 from app.services.integrations.oauth_client import FLOW_AUTHORIZATION_CODE, OAuthFlowError
 from app.services.integrations.oauth_tokens import IntegrationUnavailableError, TokenManager
 from app.services.integrations.service import IntegrationService, integration_data
+from app.services.integrations.views import (
+    AuthorizationStart,
+    Connection,
+    ConnectionStatus,
+    IntegrationBody,
+    IntegrationData,
+    IntegrationDefinition,
+    MappingBody,
+    MappingView,
+)
 from app.services.secrets import SecretBox, SecretKeyError, secret_box
 from app.settings import Settings
 from app.web.api.config import secret_key_error_handler
+from app.web.api.schemas import Deleted, documented_body
 from app.web.deps import db, get_platform
 
 log = logging.getLogger(__name__)
@@ -85,7 +96,7 @@ class IntegrationController(Controller):
     }
 
     @get("/")
-    async def list_integrations(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+    async def list_integrations(self, request: Request[Any, Any, Any], actor: Actor) -> list[IntegrationDefinition]:
         """Every integration definition (platform admins)."""
         async with db(request) as session:
             service = IntegrationService(session, box_of(request))
@@ -93,8 +104,11 @@ class IntegrationController(Controller):
 
     @post("/", status_code=201)
     async def create_integration(
-        self, request: Request[Any, Any, Any], actor: Actor, data: dict[str, Any]
-    ) -> dict[str, Any]:
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        data: Annotated[dict[str, Any], documented_body(IntegrationBody, closed=True)],
+    ) -> IntegrationDefinition:
         """Define an integration (platform admins)."""
         async with db(request) as session:
             service = IntegrationService(session, box_of(request))
@@ -103,13 +117,13 @@ class IntegrationController(Controller):
     @get("/{name:str}")
     async def get_integration(
         self, request: Request[Any, Any, Any], actor: Actor, name: str, org_id: str | None = None
-    ) -> dict[str, Any]:
+    ) -> IntegrationData:
         """``integrations.get``: config and OAuth credentials in the acting organization (404 when not configured)."""
         platform = get_platform(request.app.state)
         return await integration_data(platform.sessions, box_of(request), token_manager(request), actor, name, org_id)
 
     @get("/{name:str}/definition")
-    async def get_definition(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> dict[str, Any]:
+    async def get_definition(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> IntegrationDefinition:
         """One integration's definition (platform admins; the client secret is never returned)."""
         async with db(request) as session:
             service = IntegrationService(session, box_of(request))
@@ -117,27 +131,31 @@ class IntegrationController(Controller):
 
     @patch("/{name:str}")
     async def update_integration(
-        self, request: Request[Any, Any, Any], actor: Actor, name: str, data: dict[str, Any]
-    ) -> dict[str, Any]:
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        name: str,
+        data: Annotated[dict[str, Any], documented_body(IntegrationBody, closed=True)],
+    ) -> IntegrationDefinition:
         """Change an integration's definition (platform admins)."""
         async with db(request) as session:
             service = IntegrationService(session, box_of(request))
             return service.definition_view(await service.update(actor, name, data))
 
     @delete("/{name:str}", status_code=200)
-    async def delete_integration(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> dict[str, bool]:
+    async def delete_integration(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> Deleted:
         """Delete an integration with every mapping and connection (platform admins)."""
         async with db(request) as session:
             return {"deleted": await IntegrationService(session, box_of(request)).delete(actor, name)}
 
     @get("/{name:str}/mappings")
-    async def list_mappings(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> list[dict[str, Any]]:
+    async def list_mappings(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> list[MappingView]:
         """Every organization's mapping with its connection status (platform admins)."""
         async with db(request) as session:
             return await IntegrationService(session, box_of(request)).mappings(actor, name)
 
     @get("/{name:str}/mappings/{org:str}")
-    async def get_mapping(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> dict[str, Any]:
+    async def get_mapping(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> MappingView:
         """One organization's mapping (organization by id or name; platform admins)."""
         async with db(request) as session:
             service = IntegrationService(session, box_of(request))
@@ -146,22 +164,27 @@ class IntegrationController(Controller):
 
     @put("/{name:str}/mappings/{org:str}")
     async def set_mapping(
-        self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str, data: dict[str, Any]
-    ) -> dict[str, Any]:
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        name: str,
+        org: str,
+        data: Annotated[dict[str, Any], documented_body(MappingBody, closed=True)],
+    ) -> MappingView:
         """Create or change an organization's mapping: ``{"entity_id", "entity_name", "config"}`` (platform admins)."""
         async with db(request) as session:
             return await IntegrationService(session, box_of(request)).set_mapping(actor, name, org, data)
 
     @delete("/{name:str}/mappings/{org:str}", status_code=200)
-    async def delete_mapping(
-        self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str
-    ) -> dict[str, bool]:
+    async def delete_mapping(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> Deleted:
         """Remove an organization's mapping and its tokens (platform admins)."""
         async with db(request) as session:
             return {"deleted": await IntegrationService(session, box_of(request)).delete_mapping(actor, name, org)}
 
     @post("/{name:str}/mappings/{org:str}/connect", status_code=200)
-    async def connect(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> dict[str, Any]:
+    async def connect(
+        self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str
+    ) -> Connection | AuthorizationStart:
         """Connect the mapping: client credentials now, or the authorize URL for the code flow (platform admins)."""
         settings: Settings = request.app.state.settings
         async with db(request) as session:
@@ -177,17 +200,17 @@ class IntegrationController(Controller):
             org,
             settings.integration_provider_timeout_seconds,
         )
-        return {"connection": connected.connection}
+        return {"connection": cast(ConnectionStatus, connected.connection)}
 
     @post("/{name:str}/mappings/{org:str}/refresh", status_code=200)
-    async def refresh(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> dict[str, Any]:
+    async def refresh(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> Connection:
         """Refresh the mapping's token now (platform admins)."""
         platform = get_platform(request.app.state)
         view = await refresh_now(platform.sessions, box_of(request), token_manager(request), actor, name, org)
-        return {"connection": view}
+        return {"connection": cast(ConnectionStatus, view)}
 
     @delete("/{name:str}/mappings/{org:str}/connection", status_code=200)
-    async def disconnect(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> dict[str, bool]:
+    async def disconnect(self, request: Request[Any, Any, Any], actor: Actor, name: str, org: str) -> Deleted:
         """Forget the mapping's tokens (platform admins)."""
         async with db(request) as session:
             return {"deleted": await disconnect(session, box_of(request), actor, name, org)}

@@ -7,7 +7,7 @@ acting globally).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.types import ControllerRouterHandler
@@ -17,6 +17,19 @@ from app.services.errors import InvalidInputError, NotFoundError
 from app.services.knowledge.embeddings import EmbeddingUnavailableError
 from app.services.knowledge.jobs import KnowledgeJobs, KnowledgeJobService, UploadTooLargeError, job_public
 from app.services.knowledge.service import KnowledgeRuntime, KnowledgeService, document_public
+from app.services.knowledge.views import (
+    ChunkView,
+    DocumentBody,
+    KnowledgeDocumentView,
+    KnowledgeJobView,
+    NamespaceBody,
+    NamespaceCreated,
+    NamespaceView,
+    SearchBody,
+    SearchHit,
+    StoredDocument,
+)
+from app.web.api.schemas import Deleted, DeletedCount, documented_body
 from app.web.deps import db, get_platform
 
 
@@ -76,7 +89,12 @@ class KnowledgeController(Controller):
     exception_handlers = {EmbeddingUnavailableError: embedding_unavailable, UploadTooLargeError: upload_too_large}
 
     @post("/documents", status_code=201)
-    async def store(self, request: Request[Any, Any, Any], actor: Actor, data: dict[str, Any]) -> dict[str, Any]:
+    async def store(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        data: Annotated[dict[str, Any], documented_body(DocumentBody)],
+    ) -> StoredDocument:
         """Store a document (``{content, namespace, key?, metadata?}``); the same key replaces it. Returns its id."""
         body = _body(data)
         async with db(request) as session:
@@ -98,7 +116,7 @@ class KnowledgeController(Controller):
     @get("/documents")
     async def get_by_key(
         self, request: Request[Any, Any, Any], actor: Actor, key: str, namespace: str = "default"
-    ) -> dict[str, Any]:
+    ) -> KnowledgeDocumentView:
         """The document with ``key`` (the organization's, else the global one); 404 when none."""
         async with db(request) as session:
             return await KnowledgeService(session, _runtime(request)).get(actor, key, namespace)
@@ -106,7 +124,7 @@ class KnowledgeController(Controller):
     @delete("/documents", status_code=200)
     async def delete_by_key(
         self, request: Request[Any, Any, Any], actor: Actor, key: str, namespace: str = "default"
-    ) -> dict[str, Any]:
+    ) -> Deleted:
         """Delete the document with ``key`` in the caller's scope; 404 when there is none."""
         async with db(request) as session:
             deleted = await KnowledgeService(session, _runtime(request)).delete(actor, key, namespace)
@@ -115,27 +133,32 @@ class KnowledgeController(Controller):
         return {"deleted": True}
 
     @get("/documents/{doc_id:str}")
-    async def get_by_id(self, request: Request[Any, Any, Any], actor: Actor, doc_id: str) -> dict[str, Any]:
+    async def get_by_id(self, request: Request[Any, Any, Any], actor: Actor, doc_id: str) -> KnowledgeDocumentView:
         """A document by id."""
         async with db(request) as session:
             doc, ns = await KnowledgeService(session, _runtime(request)).get_by_id(actor, doc_id)
             return document_public(doc, ns)
 
     @get("/documents/{doc_id:str}/chunks")
-    async def chunks(self, request: Request[Any, Any, Any], actor: Actor, doc_id: str) -> list[dict[str, Any]]:
+    async def chunks(self, request: Request[Any, Any, Any], actor: Actor, doc_id: str) -> list[ChunkView]:
         """The passages a document was split into, in order."""
         async with db(request) as session:
             return await KnowledgeService(session, _runtime(request)).chunks(actor, doc_id)
 
     @delete("/documents/{doc_id:str}", status_code=200)
-    async def delete_by_id(self, request: Request[Any, Any, Any], actor: Actor, doc_id: str) -> dict[str, Any]:
+    async def delete_by_id(self, request: Request[Any, Any, Any], actor: Actor, doc_id: str) -> Deleted:
         """Delete a document by id."""
         async with db(request) as session:
             await KnowledgeService(session, _runtime(request)).delete_by_id(actor, doc_id)
         return {"deleted": True}
 
     @post("/search", status_code=200)
-    async def search(self, request: Request[Any, Any, Any], actor: Actor, data: dict[str, Any]) -> list[dict[str, Any]]:
+    async def search(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        data: Annotated[dict[str, Any], documented_body(SearchBody)],
+    ) -> list[SearchHit]:
         """Semantic search: ``{query, namespaces (or namespace), limit?, min_score?, metadata_filter?}``."""
         body = _body(data)
         namespaces = body.get("namespaces", body.get("namespace", "default"))
@@ -150,15 +173,18 @@ class KnowledgeController(Controller):
             )
 
     @get("/namespaces")
-    async def list_namespaces(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+    async def list_namespaces(self, request: Request[Any, Any, Any], actor: Actor) -> list[NamespaceView]:
         """Namespaces the caller can read, with document counts."""
         async with db(request) as session:
             return await KnowledgeService(session, _runtime(request)).list_namespaces(actor)
 
     @post("/namespaces", status_code=201)
     async def create_namespace(
-        self, request: Request[Any, Any, Any], actor: Actor, data: dict[str, Any]
-    ) -> dict[str, Any]:
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        data: Annotated[dict[str, Any], documented_body(NamespaceBody)],
+    ) -> NamespaceCreated:
         """Create an empty namespace (``{name, description?}``); 409 when it exists."""
         body = _body(data)
         async with db(request) as session:
@@ -168,7 +194,7 @@ class KnowledgeController(Controller):
             return {"id": ns.id, "name": ns.name, "document_count": 0, "organization_id": ns.organization_id}
 
     @delete("/namespaces/{name:str}", status_code=200)
-    async def delete_namespace(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> dict[str, Any]:
+    async def delete_namespace(self, request: Request[Any, Any, Any], actor: Actor, name: str) -> DeletedCount:
         """Delete a namespace of the caller's scope and its documents; ``{"deleted": <documents>}``."""
         async with db(request) as session:
             return {"deleted": await KnowledgeService(session, _runtime(request)).delete_namespace(actor, name)}
@@ -181,7 +207,7 @@ class KnowledgeController(Controller):
         namespace: str,
         filename: str,
         key: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> KnowledgeJobView:
         """Ingest a file (raw body; ``.txt .md .html .pdf .docx``) in the background; answers the job."""
         runtime = _runtime(request)
         # Checked before reading the body: a refused caller does not get to upload 50 MB first.
@@ -194,13 +220,13 @@ class KnowledgeController(Controller):
         return public
 
     @get("/jobs")
-    async def list_jobs(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+    async def list_jobs(self, request: Request[Any, Any, Any], actor: Actor) -> list[KnowledgeJobView]:
         """Recent ingestion jobs of the caller's scope."""
         async with db(request) as session:
             return [job_public(j) for j in await KnowledgeJobService(session, _runtime(request)).list(actor)]
 
     @get("/jobs/{job_id:str}")
-    async def get_job(self, request: Request[Any, Any, Any], actor: Actor, job_id: str) -> dict[str, Any]:
+    async def get_job(self, request: Request[Any, Any, Any], actor: Actor, job_id: str) -> KnowledgeJobView:
         """One ingestion job: status, stage and progress."""
         async with db(request) as session:
             return job_public(await KnowledgeJobService(session, _runtime(request)).get(actor, job_id))

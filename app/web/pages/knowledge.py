@@ -20,6 +20,7 @@ from app.services.actor import Actor
 from app.services.errors import ConflictError, DomainError, InvalidInputError, PermissionDeniedError
 from app.services.knowledge.jobs import ACTIVE, KnowledgeJobService, job_public
 from app.services.knowledge.service import KnowledgeService, document_public
+from app.services.knowledge.views import KnowledgeJobView
 from app.web.deps import db, get_platform
 from app.web.pages.common import PageController, flash, form_text, is_htmx, layout_context
 
@@ -36,7 +37,7 @@ class KnowledgePages(PageController):
 
     path = "/knowledge"
 
-    async def _jobs(self, request: Request[Any, Any, Any], actor: Actor) -> list[dict[str, Any]]:
+    async def _jobs(self, request: Request[Any, Any, Any], actor: Actor) -> list[KnowledgeJobView]:
         platform = get_platform(request.app.state)
         async with db(request) as session:
             return [job_public(j) for j in await KnowledgeJobService(session, platform.knowledge).list(actor)]
