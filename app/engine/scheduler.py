@@ -5,8 +5,12 @@
   so another server takes over within ``poll_seconds``); on SQLite an exclusive ``flock`` on a file
   beside the database. The ``(schedule, slot)`` unique key of :class:`ScheduleRun` is a second
   guard: a slot can be claimed once, whoever tries.
-* **Firing** goes through ``ExecutionService.submit`` as the built-in Scheduler account
-  (``trigger="schedule"``), in the schedule's scope, with the schedule's parameters.
+* **Firing** goes through ``ExecutionService.submit`` (``trigger="schedule"``), in the schedule's scope,
+  with the schedule's parameters, as a built-in account: the Scheduler (an ordinary member) in an
+  organization's scope, the Platform scheduler (platform powers) in the global scope, where every
+  schedule declared in code lives (see app/services/identity/system_users.py, docs/triggers.md).
+* **Run now** (:meth:`Scheduler.run_now`, the page's button) fires a schedule at once, outside its
+  cron slots, the same way and as the same account; the admin who pressed it is in the audit log.
 * **Overlap**: while the schedule's previous execution is pending or running, a firing is
   ``skipped`` (policy ``skip``) or ``queued`` until it ends (policy ``queue``; one firing at most is
   held, later ones are skipped).
@@ -36,6 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from app.db import transaction
 from app.models.base import utcnow
 from app.models.schedule import Schedule, ScheduleRun
+from app.services.actor import Actor
+from app.services.audit import events as audit
 from app.services.errors import DomainError, InvalidInputError
 from app.services.executions.dispatch import Dispatcher
 from app.services.executions.schedules import (
@@ -46,7 +52,7 @@ from app.services.executions.schedules import (
     next_fire,
 )
 from app.services.executions.service import ExecutionService
-from app.services.identity.system_users import SCHEDULER, service_actor
+from app.services.identity.system_users import scheduler_account, service_actor
 
 log = logging.getLogger(__name__)
 # APScheduler narrates every job at INFO ("Running job ..."); keep its warnings (missed runs) only.
@@ -365,7 +371,7 @@ class Scheduler:
     async def _submit(self, session: AsyncSession, row: Schedule, run: ScheduleRun) -> str | None:
         """Submit the schedule's workflow (the claim commits with the execution); the refusal reason, or None."""
         try:
-            actor = await service_actor(session, SCHEDULER, row.organization_id)
+            actor = await service_actor(session, scheduler_account(row.organization_id), row.organization_id)
             execution = await ExecutionService(session, self.dispatcher).submit(
                 row.workflow_id, row.params, actor, trigger="schedule"
             )
@@ -376,6 +382,51 @@ class Scheduler:
         run.execution_id = execution.id
         row.last_execution_id = execution.id
         return None
+
+    async def run_now(self, actor: Actor, schedule_id: str) -> ScheduleRun:
+        """Fire a schedule at once (admins), whatever its cron slots and overlap policy; returns the record.
+
+        The firing runs exactly like a timed one (same account, scope and parameters) and is recorded
+        among its firings with ``detail`` naming who asked; its next timed firing does not move.
+
+        Raises:
+            PermissionDeniedError: Not a platform admin.
+            NotFoundError: No such schedule.
+        """
+        actor.require_admin("run schedules")
+        now = utcnow()
+        async with transaction(self.sessions) as session:
+            service = ScheduleService(session)
+            row = await service.get(actor, schedule_id)
+            detail = f"run now by {actor.email}"
+            run = service.record(row, now, "submitted", detail=detail)
+            await audit.record(
+                session,
+                actor,
+                audit.SCHEDULE_RUN_NOW,
+                "schedule",
+                row.id,
+                row.organization_id,
+                {"workflow": row.workflow_name, "run_id": run.id},
+            )
+            await session.flush()
+            refusal = await self._submit(session, row, run)
+        if refusal is not None:
+            # The submit's rollback took the record and the audit event with it: write both again as the failure.
+            async with transaction(self.sessions) as session:
+                row = await ScheduleService(session).get(actor, schedule_id)
+                failed = ScheduleService(session).record(row, now, "failed", detail=f"{detail}: {refusal}")
+                await audit.record(
+                    session,
+                    actor,
+                    audit.SCHEDULE_RUN_NOW,
+                    "schedule",
+                    row.id,
+                    row.organization_id,
+                    {"workflow": row.workflow_name, "run_id": failed.id, "refused": refusal},
+                )
+            return failed
+        return run
 
     async def _record_failure(
         self, schedule_id: str, run_id: str, due: datetime, next_at: datetime | None, reason: str

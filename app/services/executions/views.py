@@ -77,8 +77,10 @@ class ScheduleView(TypedDict):
     last_run_at: str | None
     last_outcome: str | None
     last_execution_id: str | None
+    last_execution_status: str | None
     last_detail: str | None
     status: str
+    runs_as: str
     created_at: str
     updated_at: str
 

@@ -2,15 +2,21 @@
 
 An execution always records who ran it (``executed_by``), and a running workflow's SDK token acts as
 that user. Scheduled firings and calls to public endpoints have no person behind them, so they run
-as one of two service accounts, created on first use with fixed ids:
+as one of three service accounts, created on first use with fixed ids:
 
-* **Scheduler** (``scheduler@bifrost.invalid``) runs cron firings, in the schedule's scope.
+* **Scheduler** (``scheduler@bifrost.invalid``) runs the firings of schedules in one organization,
+  with the powers of an ordinary member of that organization.
+* **Platform scheduler** (``platform-scheduler@bifrost.invalid``) runs the firings of schedules in the
+  global scope (every schedule ``@workflow(schedule=...)`` declares, and global ones admins add) with
+  platform-admin powers: in the global scope an ordinary user may write nothing (no table, config or
+  file), so a declared schedule run as one would fail at every firing. Only platform admins create
+  schedules or publish workspace code, so these powers are theirs, exercised on a timer
+  (docs/triggers.md).
 * **Public endpoint** (``public-endpoint@bifrost.invalid``) runs unauthenticated endpoint calls, in
-  the workflow's scope (global unless the workflow belongs to an organization).
+  the workflow's scope (global unless the workflow belongs to an organization), as an ordinary user.
 
-Neither is a platform admin, belongs to an organization or has a password (they cannot log in), so
-a workflow run by them has the powers of an ordinary user in its scope. A platform admin can
-deactivate either account to switch its trigger off everywhere.
+None belongs to an organization or has a password (they cannot log in, and API keys are only minted
+by a signed-in user). A platform admin can deactivate an account to switch its trigger off everywhere.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ class ServiceAccount:
     email: str
     name: str
     switched_off: str  # the message when an admin deactivated the account
+    is_superuser: bool = False  # platform powers (set when the account is created)
 
 
 SCHEDULER = ServiceAccount(
@@ -44,13 +51,22 @@ SCHEDULER = ServiceAccount(
     name="Scheduler",
     switched_off="Schedules are switched off: the Scheduler service account is deactivated.",
 )
+PLATFORM_SCHEDULER = ServiceAccount(
+    id=str(uuid.uuid5(_NAMESPACE, "platform-scheduler")),
+    email="platform-scheduler@bifrost.invalid",
+    name="Platform scheduler",
+    switched_off="Global schedules are switched off: the 'Platform scheduler' service account is deactivated.",
+    is_superuser=True,
+)
 PUBLIC_ENDPOINT = ServiceAccount(
     id=str(uuid.uuid5(_NAMESPACE, "public-endpoint")),
     email="public-endpoint@bifrost.invalid",
     name="Public endpoint",
     switched_off="Public endpoints are switched off: the 'Public endpoint' service account is deactivated.",
 )
-SERVICE_ACCOUNT_IDS = frozenset({SCHEDULER.id, PUBLIC_ENDPOINT.id})
+SERVICE_ACCOUNT_IDS = frozenset({SCHEDULER.id, PLATFORM_SCHEDULER.id, PUBLIC_ENDPOINT.id})
+# The accounts schedules fire as (organization scope, global scope).
+SCHEDULER_IDS = frozenset({SCHEDULER.id, PLATFORM_SCHEDULER.id})
 
 
 async def _ensure(session: AsyncSession, account: ServiceAccount) -> User:
@@ -60,7 +76,13 @@ async def _ensure(session: AsyncSession, account: ServiceAccount) -> User:
     try:
         # A savepoint: two processes creating the account at once must not abort the caller's work.
         async with session.begin_nested():
-            user = User(id=account.id, email=account.email, name=account.name, password_hash=None)
+            user = User(
+                id=account.id,
+                email=account.email,
+                name=account.name,
+                password_hash=None,
+                is_superuser=account.is_superuser,
+            )
             session.add(user)
     except IntegrityError:
         user = await session.get(User, account.id)
@@ -74,7 +96,7 @@ async def service_actor(session: AsyncSession, account: ServiceAccount, acting_o
 
     Args:
         session: An open session (the account row is written in its transaction when missing).
-        account: :data:`SCHEDULER` or :data:`PUBLIC_ENDPOINT`.
+        account: :data:`SCHEDULER`, :data:`PLATFORM_SCHEDULER` or :data:`PUBLIC_ENDPOINT`.
         acting_org_id: Organization to act in; None is the global scope.
 
     Raises:
@@ -91,3 +113,8 @@ async def service_actor(session: AsyncSession, account: ServiceAccount, acting_o
         is_superuser=user.is_superuser,
         acting_org_id=acting_org_id,
     )
+
+
+def scheduler_account(organization_id: str | None) -> ServiceAccount:
+    """The account a schedule in ``organization_id`` fires as: the platform scheduler in the global scope."""
+    return SCHEDULER if organization_id else PLATFORM_SCHEDULER

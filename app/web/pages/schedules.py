@@ -1,5 +1,6 @@
-"""The schedules page (platform admins): every schedule, enable/disable, edit the cron expression,
-add a schedule in one organization with its own parameters, delete one an admin added."""
+"""The schedules page (platform admins): every schedule with who it runs as and its latest firings (each
+with its execution's status and a link), enable/disable, edit the cron expression, run now, add a schedule
+in one organization with its own parameters, delete one an admin added."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from litestar.response import Redirect, Template
 from pydantic import BaseModel
 
 from app.services.actor import Actor
-from app.services.errors import AuthenticationError, DomainError, InvalidInputError
+from app.services.errors import AuthenticationError, DomainError, InvalidInputError, NotFoundError
 from app.services.executions.schedules import OVERLAP_POLICIES, ScheduleService
-from app.services.executions.views import ScheduleView
+from app.services.executions.views import ScheduleRunView, ScheduleView
 from app.services.identity.organizations import OrganizationService
 from app.services.workflows.catalogue import WorkflowService
 from app.web.deps import db, get_platform, resolve_actor
@@ -47,8 +48,9 @@ class NewScheduleForm(BaseModel):
     overlap_policy: str = "skip"
 
 
-# The add form's errors are keyed by this instead of a schedule id.
+# The add form's errors are keyed by this instead of a schedule id; errors about no row by PAGE.
 NEW = "new"
+PAGE = "page"
 
 
 async def _admin(request: Request[Any, Any, Any]) -> Actor | Redirect:
@@ -67,17 +69,20 @@ async def _page(
     new: NewScheduleForm | None = None,
 ) -> Template:
     schedules: list[ScheduleView] = []
+    firings: dict[str, list[ScheduleRunView]] = {}
     workflows: list[Any] = []
     organizations: list[Any] = []
     if actor.is_superuser:
         async with db(request) as session:
             service = ScheduleService(session)
             schedules = await service.views(actor, await service.list(actor))
+            firings = await service.recent_runs(actor, [s["id"] for s in schedules])
             workflows = await WorkflowService(session).list(actor)
             organizations = await OrganizationService(session).list(actor)
     context = {
         "actor": actor,
         "schedules": schedules,
+        "firings": firings,
         "errors": errors or {},
         "forbidden": not actor.is_superuser,
         "scheduler": get_platform(request.app.state).scheduler.status(),
@@ -113,6 +118,9 @@ async def _apply(
     try:
         async with db(request) as session:
             await work(ScheduleService(session), actor)
+    except NotFoundError as exc:
+        # No row to show it next to: above the list, with the status a missing schedule deserves.
+        return await _page(request, actor, errors={PAGE: str(exc)}, status_code=404, new=new)
     except DomainError as exc:
         # Shown next to the schedule's row (or above the add form), with the reason: the page itself is a 200.
         return await _page(request, actor, errors={error_key: _reason(exc)}, new=new)
@@ -181,10 +189,26 @@ async def add_schedule(
     return await _apply(request, NEW, add, new=data)
 
 
+@post("/schedules/{schedule_id:str}/run", include_in_schema=False, status_code=200)
+async def run_now(request: Request[Any, Any, Any], schedule_id: str) -> Template | Redirect:
+    """Fire a schedule at once, as its firings run (same account, scope and parameters); listed among its firings."""
+    actor = await _admin(request)
+    if isinstance(actor, Redirect):
+        return actor
+    if not actor.is_superuser:
+        return await _page(request, actor, status_code=403)
+    try:
+        # Its own transactions: inside one of the page's, SQLite's single connection would wait on itself.
+        await get_platform(request.app.state).scheduler.run_now(actor, schedule_id)
+    except NotFoundError as exc:
+        return await _page(request, actor, errors={PAGE: str(exc)}, status_code=404)
+    return Redirect("/schedules", status_code=303)
+
+
 @post("/schedules/{schedule_id:str}/delete", include_in_schema=False, status_code=200)
 async def delete_schedule(request: Request[Any, Any, Any], schedule_id: str) -> Template | Redirect:
     """Delete a schedule an admin added (one declared in code is disabled instead: it would come back)."""
     return await _apply(request, schedule_id, lambda service, actor: service.delete(actor, schedule_id))
 
 
-SCHEDULE_PAGE_HANDLERS = [schedules_page, add_schedule, edit_cron, set_enabled, delete_schedule]
+SCHEDULE_PAGE_HANDLERS = [schedules_page, add_schedule, edit_cron, set_enabled, run_now, delete_schedule]
