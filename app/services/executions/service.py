@@ -22,7 +22,7 @@ from app.services.executions.views import ExecutionView
 from app.services.identity import actor_cache
 from app.services.identity.organizations import OrganizationService
 from app.services.identity.security import hash_token
-from app.services.identity.system_users import SCHEDULER
+from app.services.identity.system_users import SCHEDULER_IDS
 from app.services.workflows.access import AccessPolicy
 from app.services.workflows.catalogue import WorkflowService
 from bifrost._schema import model_from_json_schema, validate_parameters
@@ -218,7 +218,7 @@ class ExecutionService:
             raise RuntimeError("ExecutionService.submit needs a dispatcher")
         # Scheduled firings were set up by a platform admin (or declared in code by an author):
         # the role policy does not apply to the Scheduler account, the organization limit does.
-        scheduled = trigger == "schedule" and actor.user_id == SCHEDULER.id
+        scheduled = trigger == "schedule" and actor.user_id in SCHEDULER_IDS
         row, policy = await WorkflowService(self.session).get_with_policy(None if scheduled else actor, workflow, kind)
         if scheduled and not actor.can_see_org(row.organization_id):
             raise NotFoundError(f"Workflow {workflow!r} not found.")
