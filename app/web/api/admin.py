@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from litestar import Controller, Request, delete, get, patch, post
 from pydantic import BaseModel, Field
@@ -12,7 +12,7 @@ from app.services.identity.auth import ApiKeyService
 from app.services.identity.organizations import OrganizationService, organization_public
 from app.services.identity.roles import RoleService, role_public
 from app.services.identity.users import UserService, user_public
-from app.web.api.schemas import Deleted
+from app.web.api.schemas import Deleted, OrganizationUpdate, RoleUpdate, UserUpdate, documented_body
 from app.web.deps import db
 from bifrost.types import Organization, Role, UserPublic
 
@@ -91,7 +91,11 @@ class OrganizationController(Controller):
 
     @patch("/{org_id:str}")
     async def update(
-        self, request: Request[Any, Any, Any], actor: Actor, org_id: str, data: dict[str, Any]
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        org_id: str,
+        data: Annotated[dict[str, Any], documented_body(OrganizationUpdate, closed=True)],
     ) -> Organization:
         """Update an organization."""
         async with db(request) as session:
@@ -133,7 +137,11 @@ class UserController(Controller):
 
     @patch("/{user_id:str}")
     async def update(
-        self, request: Request[Any, Any, Any], actor: Actor, user_id: str, data: dict[str, Any]
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        user_id: str,
+        data: Annotated[dict[str, Any], documented_body(UserUpdate, closed=True)],
     ) -> UserPublic:
         """Update a user."""
         async with db(request) as session:
@@ -171,7 +179,13 @@ class RoleController(Controller):
             return role_public(await RoleService(session).get(actor, role_id))
 
     @patch("/{role_id:str}")
-    async def update(self, request: Request[Any, Any, Any], actor: Actor, role_id: str, data: dict[str, Any]) -> Role:
+    async def update(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        role_id: str,
+        data: Annotated[dict[str, Any], documented_body(RoleUpdate, closed=True)],
+    ) -> Role:
         """Update a role."""
         async with db(request) as session:
             return role_public(await RoleService(session).update(actor, role_id, **data))

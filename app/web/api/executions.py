@@ -147,7 +147,7 @@ class ExecutionController(Controller):
         async with db(request) as session:
             return execution_view(await ExecutionService(session).get(actor, execution_id), actor)
 
-    @get("/{execution_id:str}/stream")
+    @get("/{execution_id:str}/stream", media_type="text/event-stream")
     async def stream(self, request: Request[Any, Any, Any], actor: Actor, execution_id: str) -> ServerSentEvent:
         """Server-sent events: stored logs first, then live ``log`` and ``status`` events until the end."""
         platform = get_platform(request.app.state)

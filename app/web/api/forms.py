@@ -5,7 +5,7 @@ Served under ``/api/forms`` and, read-only, under ``/api/sdk/v1/forms`` (``bifro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.connection import ASGIConnection
@@ -17,6 +17,7 @@ from app.services.actor import Actor
 from app.services.errors import PermissionDeniedError
 from app.services.forms.service import FormService, form_detail
 from app.services.forms.views import FormDetail, FormSchema
+from app.web.api.schemas import FormBody, documented_body
 from app.web.deps import db
 
 SDK_PREFIX = "/api/sdk/"
@@ -59,14 +60,23 @@ class FormController(Controller):
             return form_detail(await FormService(session).get(actor, form_id))
 
     @post("/", status_code=201, guards=[not_through_sdk])
-    async def create(self, request: Request[Any, Any, Any], actor: Actor, data: dict[str, Any]) -> FormDetail:
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        data: Annotated[dict[str, Any], documented_body(FormBody, closed=True)],
+    ) -> FormDetail:
         """Create a form: ``name``, ``workflow_id`` (id or name), ``form_schema``, ``access_level``, ..."""
         async with db(request) as session:
             return form_detail(await FormService(session).create(actor, **data))
 
     @patch("/{form_id:str}", guards=[not_through_sdk])
     async def update(
-        self, request: Request[Any, Any, Any], actor: Actor, form_id: str, data: dict[str, Any]
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        form_id: str,
+        data: Annotated[dict[str, Any], documented_body(FormBody, closed=True)],
     ) -> FormDetail:
         """Change some fields of a form."""
         async with db(request) as session:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import Parameter
@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from app.services.actor import Actor
 from app.services.executions.schedules import ScheduleService, run_view
 from app.services.executions.views import ScheduleRunView, ScheduleView
-from app.web.api.schemas import Deleted, SchedulerStatus
+from app.web.api.schemas import Deleted, SchedulerStatus, ScheduleUpdate, documented_body
 from app.web.deps import db, get_platform
 
 
@@ -74,7 +74,11 @@ class ScheduleController(Controller):
 
     @patch("/{schedule_id:str}")
     async def update(
-        self, request: Request[Any, Any, Any], actor: Actor, schedule_id: str, data: dict[str, Any]
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        schedule_id: str,
+        data: Annotated[dict[str, Any], documented_body(ScheduleUpdate, closed=True)],
     ) -> ScheduleView:
         """Change ``cron``, ``timezone``, ``params``, ``enabled`` or ``overlap_policy`` (admins)."""
         async with db(request) as session:

@@ -153,3 +153,91 @@ class NotebookLogsStored(TypedDict):
 
     stored: int
     last_seq: int | None
+
+
+# ----- request bodies the services check field by field (documented with documented_body) ---------------
+class FormBody(TypedDict, total=False):
+    """A form's fields (``name`` required on create; on change, absent fields stay); see docs/forms.md."""
+
+    name: str
+    description: str | None
+    workflow_id: str | None
+    form_schema: dict[str, Any] | None
+    access_level: str
+    organization_id: str | None
+    is_active: bool
+
+
+class OrganizationUpdate(TypedDict, total=False):
+    """Fields of an organization to change."""
+
+    name: str
+    domain: str | None
+    is_active: bool
+
+
+class UserUpdate(TypedDict, total=False):
+    """Fields of a user to change (``org_id`` and ``organization_id`` are the same field)."""
+
+    email: str
+    name: str
+    is_active: bool
+    is_superuser: bool
+    org_id: str | None
+    organization_id: str | None
+    password: str
+
+
+class RoleUpdate(TypedDict, total=False):
+    """Fields of a role to change (``can_author``: holders may start notebook runs)."""
+
+    name: str
+    description: str | None
+    is_active: bool
+    can_author: bool
+
+
+class ScheduleUpdate(TypedDict, total=False):
+    """Fields of a schedule to change (``overlap_policy``: ``skip`` or ``queue``)."""
+
+    cron: str
+    timezone: str
+    params: dict[str, Any]
+    enabled: bool
+    overlap_policy: str
+
+
+class TableCreate(TypedDict, total=False):
+    """A table to create: its name, a description and an optional schema."""
+
+    name: str
+    description: str | None
+    table_schema: dict[str, Any] | None
+
+
+class DocumentInsert(TypedDict, total=False):
+    """A document to insert: its JSON object (``data``) and an optional id (default: generated)."""
+
+    id: str | None
+    data: dict[str, Any]
+
+
+class DocumentWrite(TypedDict):
+    """A document's JSON object: replaces it (PUT) or is merged into its top-level keys (PATCH)."""
+
+    data: dict[str, Any]
+
+
+class TableCountBody(TypedDict, total=False):
+    """Count the documents matching ``where`` (all without it)."""
+
+    where: dict[str, Any] | None
+
+
+class TableQueryBody(TableCountBody, total=False):
+    """Documents matching ``where``, ordered by a field (``order_dir``: ``asc`` or ``desc``), a page at a time."""
+
+    order_by: str | None
+    order_dir: str
+    limit: int | None
+    offset: int

@@ -16,7 +16,15 @@ from litestar.types import ControllerRouterHandler
 from app.services.actor import Actor
 from app.services.errors import reject_unknown_fields
 from app.services.tables.service import TableService, document_data, table_info
-from app.web.api.schemas import Deleted
+from app.web.api.schemas import (
+    Deleted,
+    DocumentInsert,
+    DocumentWrite,
+    TableCountBody,
+    TableCreate,
+    TableQueryBody,
+    documented_body,
+)
 from app.web.deps import db
 from bifrost.types import DocumentData, DocumentList, TableInfo
 
@@ -47,7 +55,7 @@ class TableController(Controller):
         self,
         request: Request[Any, Any, Any],
         actor: Actor,
-        data: dict[str, Any],
+        data: Annotated[dict[str, Any], documented_body(TableCreate, closed=True)],
         scope_: Scope = None,
         app: str | None = None,
     ) -> TableInfo:
@@ -86,7 +94,7 @@ class TableController(Controller):
         request: Request[Any, Any, Any],
         actor: Actor,
         table: str,
-        data: dict[str, Any],
+        data: Annotated[dict[str, Any], documented_body(DocumentInsert, closed=True)],
         scope_: Scope = None,
         app: str | None = None,
     ) -> DocumentData:
@@ -103,7 +111,7 @@ class TableController(Controller):
         actor: Actor,
         table: str,
         doc_id: str,
-        data: dict[str, Any],
+        data: Annotated[dict[str, Any], documented_body(DocumentWrite, closed=True)],
         scope_: Scope = None,
         app: str | None = None,
     ) -> DocumentData:
@@ -134,7 +142,7 @@ class TableController(Controller):
         actor: Actor,
         table: str,
         doc_id: str,
-        data: dict[str, Any],
+        data: Annotated[dict[str, Any], documented_body(DocumentWrite, closed=True)],
         scope_: Scope = None,
         app: str | None = None,
     ) -> DocumentData:
@@ -164,7 +172,7 @@ class TableController(Controller):
         request: Request[Any, Any, Any],
         actor: Actor,
         table: str,
-        data: dict[str, Any],
+        data: Annotated[dict[str, Any], documented_body(TableQueryBody, closed=True)],
         scope_: Scope = None,
         app: str | None = None,
     ) -> DocumentList:
@@ -190,7 +198,7 @@ class TableController(Controller):
         request: Request[Any, Any, Any],
         actor: Actor,
         table: str,
-        data: dict[str, Any],
+        data: Annotated[dict[str, Any], documented_body(TableCountBody, closed=True)],
         scope_: Scope = None,
         app: str | None = None,
     ) -> TableCount:
