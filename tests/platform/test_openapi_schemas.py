@@ -41,12 +41,9 @@ NON_JSON = {
 # JSON request bodies that are free-form on purpose (user data, not fields the API defines). A path ending
 # in "/" is a prefix.
 FREE_FORM_BODIES = {
-    # A workflow's HTTP endpoint takes whatever JSON its author's function reads.
+    # A workflow's HTTP endpoint takes whatever JSON its author's function reads. (Table documents, workflow
+    # params and config values are free-form values inside documented objects: ``{"data": {...}}`` and so on.)
     ("/api/endpoints/", "*"),
-    # A table document is the user's own JSON object (stored as given).
-    ("/api/tables/{table}/documents", "post"),
-    ("/api/tables/{table}/documents/{doc_id}", "put"),
-    ("/api/tables/{table}/documents/{doc_id}", "patch"),
 }
 
 
