@@ -556,28 +556,74 @@ async def _secrets(args: argparse.Namespace) -> int:
 
 # ----- notebook ----------------------------------------------------------------------------------------
 def _notebook_key(args: argparse.Namespace) -> str | None:
-    """An API key for the notebooks: given, from the environment, or minted like ``bifrost api-key``."""
+    """The API key of the notebooks: given, from the environment, else the author's stored notebook key.
+
+    See ``app/notebook_keys.py``: one key per author named ``bifrost notebook``, kept 0600 under the
+    home and reused until revoked (``--revoke`` or the API keys page).
+    """
     key = args.key or os.environ.get("BIFROST_API_KEY")
     if key:
         return key
-    import subprocess
+    import asyncio
 
-    command = [sys.executable, "-m", "app.cli", "api-key", "bifrost notebook"]
-    if args.as_user:
-        command += ["--as", args.as_user]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        print(f"bifrost: no API key for the notebooks ({done.stderr.strip()}); pass --key", file=sys.stderr)
+    from app.notebook_keys import NotebookKeyError, obtain
+    from app.settings import get_settings
+
+    try:
+        stored = asyncio.run(obtain(get_settings(), args.as_user, args.org))
+    except NotebookKeyError as exc:
+        print(f"bifrost: no API key for the notebooks ({exc}); pass --key", file=sys.stderr)
         return None
-    print("Created an API key for the notebooks (revoke it in API keys when done).")
-    return done.stdout.strip().splitlines()[-1]
+    verb = "Created" if stored.created else "Using"
+    print(f"{verb} the notebook key {stored.prefix}... of {stored.email}, stored in {stored.path}")
+    print("  revoke it with `bifrost notebook --revoke` (or on the API keys page) when done")
+    return stored.key
+
+
+def _notebook_revoke(args: argparse.Namespace) -> int:
+    """``bifrost notebook --revoke``: revoke the author's notebook keys and delete the stored one."""
+    import asyncio
+
+    from app.notebook_keys import NotebookKeyError, revoke
+    from app.settings import get_settings
+
+    try:
+        prefixes = asyncio.run(revoke(get_settings(), args.as_user))
+    except NotebookKeyError as exc:
+        print(f"bifrost: {exc}", file=sys.stderr)
+        return 2
+    if prefixes:
+        print(f"Revoked {len(prefixes)} notebook key(s): {', '.join(p + '...' for p in prefixes)}")
+    else:
+        print("No active notebook key to revoke.")
+    return 0
+
+
+def _notebook_file(root: Path, name: str) -> str:
+    """The notebook to open: ``name`` (``.ipynb`` added) as it is, or made from the workflow template."""
+    from notebooks.templates import new_notebook, workflow_name
+
+    path = name if name.endswith(".ipynb") else f"{name}.ipynb"
+    target = (root / path).resolve()
+    if not target.is_relative_to(root):
+        raise SystemExit(f"bifrost: {name} is outside the notebook folder {root}")
+    if not target.exists():
+        import nbformat
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(new_notebook(workflow_name(Path(path).stem)), target)
+        print(f"New workflow notebook: {target}")
+    return target.relative_to(root).as_posix()
 
 
 def _notebook(args: argparse.Namespace) -> int:
-    """Start Jupyter Server (JupyterLab when installed) with the /bifrost extension, pointed at the platform."""
+    """Start JupyterLab with the Bifrost extensions, pointed at the platform, on a workflow notebook."""
     import importlib.util
     import secrets
+    from urllib.parse import quote
 
+    if args.revoke:
+        return _notebook_revoke(args)
     url = args.url or os.environ.get("BIFROST_URL")
     if not url:
         from app.settings import get_settings
@@ -591,24 +637,45 @@ def _notebook(args: argparse.Namespace) -> int:
         env["BIFROST_ORG"] = args.org
     # Jupyter reads its token from JUPYTER_TOKEN: kept off the command line (other users can read that).
     env.setdefault("JUPYTER_TOKEN", secrets.token_urlsafe(24))
-    app_module = "jupyterlab" if importlib.util.find_spec("jupyterlab") else "jupyter_server"
+    lab = importlib.util.find_spec("jupyterlab") is not None
     root = Path(args.dir or ".").resolve()
     command = [
         sys.executable,
         "-m",
-        app_module,
+        "jupyterlab" if lab else "jupyter_server",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={args.port}",
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root}",
         "--ServerApp.jpserver_extensions=notebooks=True",
     ]
+    if lab:
+        # The "New Bifrost workflow" launcher card, prebuilt in the package: found here even when an
+        # editable install skipped the data files that put it into <prefix>/share/jupyter/labextensions.
+        package = Path(__file__).resolve().parents[1] / "notebooks"
+        command.append(f"--LabApp.extra_labextensions_path={package / 'labextensions'}")
+        if not (Path(sys.prefix) / "share/jupyter/lab/settings/overrides.d/bifrost.json").exists():
+            # Same for the settings that keep Lab from asking to fetch news (an editable install).
+            command.append(f"--LabApp.app_settings_dir={package / 'jupyter-config' / 'lab-settings'}")
+        # Installs are offline: no news feed, no update check, no extension search on PyPI.
+        command += [
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+        ]
     if args.no_browser:
         command.append("--ServerApp.open_browser=False")
     if os.geteuid() == 0:  # Jupyter refuses root unless told; containers and CI run as root
         command.append("--ServerApp.allow_root=True")
-    print(f"Jupyter ({app_module}) for the platform at {env['BIFROST_URL']}, notebooks in {root}")
-    print(f"  open http://127.0.0.1:{args.port}/bifrost/new?token={env['JUPYTER_TOKEN']} for a new workflow notebook")
+    opened = _notebook_file(root, args.notebook) if lab and args.notebook else None
+    if opened:
+        command.append(str(root / opened))  # Lab opens it in the browser (a path from the current folder)
+    base = f"http://127.0.0.1:{args.port}"
+    token = env["JUPYTER_TOKEN"]
+    print(f"{'JupyterLab' if lab else 'Jupyter Server'} for the platform at {env['BIFROST_URL']}, notebooks in {root}")
+    if opened:
+        print(f"  the workflow notebook: {base}/lab/tree/{quote(opened)}?token={token}")
+    print(f"  a new one (also Launcher > Bifrost workflow): {base}/bifrost/new?token={token}")
     sys.stdout.flush()
     os.execve(sys.executable, command, env)
     return 0  # not reached: the process is now Jupyter
@@ -650,10 +717,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply database migrations")
 
-    p_nb = sub.add_parser("notebook", help="start Jupyter (with the /bifrost extension) pointed at the platform")
+    p_nb = sub.add_parser("notebook", help="start JupyterLab (with the Bifrost extensions) pointed at the platform")
+    p_nb.add_argument(
+        "notebook",
+        nargs="?",
+        default="my_workflow.ipynb",
+        help="notebook to open, made from the workflow template when missing (default: my_workflow.ipynb)",
+    )
     p_nb.add_argument("--url", help="the platform (default: BIFROST_URL, else this install's public URL)")
-    p_nb.add_argument("--key", help="API key the kernels use (default: BIFROST_API_KEY, else a new key)")
-    p_nb.add_argument("--as", dest="as_user", metavar="EMAIL", help="user a new key acts as (default: first admin)")
+    p_nb.add_argument(
+        "--key", help="API key the kernels use (default: BIFROST_API_KEY, else the author's stored notebook key)"
+    )
+    p_nb.add_argument("--as", dest="as_user", metavar="EMAIL", help="the author the key acts as (default: first admin)")
+    p_nb.add_argument("--revoke", action="store_true", help="revoke the author's notebook keys and exit")
     p_nb.add_argument("--org", help="organization the kernels act in (platform admins)")
     p_nb.add_argument("--port", type=int, default=8888)
     p_nb.add_argument("--dir", help="folder of the notebooks (default: the current one)")

@@ -10,7 +10,8 @@ Routes (Jupyter's own authentication applies: the server token or login):
 * ``GET /bifrost/status`` - the platform and who the server acts as;
 * ``GET /bifrost/workflows`` - the platform's workflows;
 * ``POST /bifrost/publish`` - ``{"name", "source", "file"?, "kind"?, "force"?}`` into the workspace;
-* ``POST /bifrost/notebooks`` - ``{"name"?, "path"?}``: a new notebook from the template;
+* ``POST /bifrost/notebooks`` - ``{"name"?, "path"?, "dir"?}``: a new notebook from the template
+  (the Lab launcher's "Bifrost workflow" card calls it with the file browser's folder);
 * ``GET /bifrost/new?name=...`` - the same, then opens it (JupyterLab / Notebook when installed).
 """
 
@@ -140,7 +141,7 @@ class PublishHandler(_BifrostHandler):
 class NewNotebookHandler(_BifrostHandler):
     """Create a notebook from the template."""
 
-    async def create(self, name: str | None, path: str | None) -> str:
+    async def create(self, name: str | None, path: str | None, folder: str | None = None) -> str:
         manager = self.contents_manager
         if path:
             if not path.endswith(".ipynb") or ".." in path.split("/") or path.startswith("/"):
@@ -148,7 +149,10 @@ class NewNotebookHandler(_BifrostHandler):
             if await ensure_async(manager.file_exists(path)):
                 raise web.HTTPError(409, f"{path} already exists")
         else:
-            base = workflow_name(name)
+            folder = folder.strip("/") if isinstance(folder, str) else ""
+            if ".." in folder.split("/") or not await ensure_async(manager.dir_exists(folder)):
+                raise web.HTTPError(422, f"dir {folder!r} is not a folder of the notebook server")
+            base = url_path_join(folder, workflow_name(name)) if folder else workflow_name(name)
             path = f"{base}.ipynb"
             counter = 1
             while await ensure_async(manager.file_exists(path)):
@@ -171,7 +175,7 @@ class NewNotebookHandler(_BifrostHandler):
     @web.authenticated
     async def post(self) -> None:
         data = self.body()
-        path = await self.create(data.get("name"), data.get("path"))
+        path = await self.create(data.get("name"), data.get("path"), data.get("dir"))
         self.send({"path": path, "url": self.open_url(path)}, 201)
 
     @web.authenticated
