@@ -19,9 +19,9 @@ async def recent_failures(limit: int = 10) -> list[dict]:
     return [{"workflow": e.workflow_name, "error": e.error_message, "at": str(e.started_at)} for e in failed]
 
 
-@workflow(category="Platform", tags=["demo", "admin"])
+@workflow(category="Platform", tags=["demo", "admin"], access="admins")
 async def organization_report() -> list[dict]:
-    """List every organization (platform admins only: others get a permission error)."""
+    """List every organization (platform admins only: technicians do not see it)."""
     orgs = await organizations.list()
     logger.info("%d organizations", len(orgs))
     return [org.model_dump() for org in orgs]
@@ -40,7 +40,7 @@ async def long_running_task(seconds: int = 3) -> str:
     return "done"
 
 
-@workflow(category="Platform", tags=["demo", "admin"])
+@workflow(category="Platform", tags=["demo", "admin"], access="admins")
 async def team_directory(org_id: str | None = None) -> list[dict]:
     """List users with their roles (platform admins only).
 

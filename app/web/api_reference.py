@@ -7,6 +7,7 @@ anonymous callers nothing of the workspace but its public endpoints.
 * ``/schema/openapi.json`` is the static API plus one path per endpoint-enabled workflow
   (:mod:`app.web.api.endpoint_openapi`). Callers without a session or an API key get the public
   endpoints only: which workflows an install runs, and their parameters, are not for strangers.
+  Signed-in users get the endpoints of the workflows they may run (access policies); platform admins all.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.services.errors import AuthenticationError, PermissionDeniedError
-from app.web.deps import resolve_actor
+from app.services.workflows.catalogue import WorkflowService
+from app.web.deps import db, resolve_actor
 
 REDOC_JS = "/static/vendor/redoc/redoc-2.5.2.standalone.js"
 # sha384 of the vendored file (tests/platform/test_attack_web.py checks it matches the file).
@@ -50,13 +52,23 @@ class RedocPage(OpenAPIRenderPlugin):
         ).encode()
 
 
-def _public_only(document: dict[str, Any]) -> dict[str, Any]:
-    """The document without the endpoint paths (and their component schemas) that need a key."""
+def _public_only(document: dict[str, Any], runnable: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The document without the endpoint paths (and their component schemas) the caller may not call.
+
+    Args:
+        document: The whole document.
+        runnable: Workflows the caller may run (their endpoints stay); public endpoints always stay.
+    """
     hidden: list[str] = []
     paths = {}
     for path, operations in document.get("paths", {}).items():
-        if path.startswith(_ENDPOINTS_PREFIX) and any(op.get("security") for op in operations.values()):
-            hidden.append(path[len(_ENDPOINTS_PREFIX) :])
+        name = path[len(_ENDPOINTS_PREFIX) :]
+        if (
+            path.startswith(_ENDPOINTS_PREFIX)
+            and any(op.get("security") for op in operations.values())
+            and name not in runnable
+        ):
+            hidden.append(name)
             continue
         paths[path] = operations
     if not hidden:
@@ -80,8 +92,11 @@ class CallerJson(JsonRenderPlugin):
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         """Render for the caller resolved by :class:`SchemaCallerMiddleware`."""
-        if request.scope.get(_CALLER_KEY):
+        caller = request.scope.get(_CALLER_KEY)
+        if caller is True:  # a platform admin: everything
             return self.render_json(request, openapi_schema)
+        if isinstance(caller, frozenset):  # a user: the endpoints of the workflows they may run
+            return self.render_json(request, _public_only(openapi_schema, caller))
         # The document object changes only when the workspace's endpoints do: cache by identity.
         if self._public is None or self._public[0] != id(openapi_schema):
             self._public = (id(openapi_schema), self.render_json(request, _public_only(openapi_schema)))
@@ -94,8 +109,15 @@ class SchemaCallerMiddleware(ASGIMiddleware):
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """Resolve the caller once; an unknown or missing credential is simply anonymous."""
         try:
-            await resolve_actor(Request(scope, receive))
-            scope[_CALLER_KEY] = True  # type: ignore[literal-required]
+            request: Request[Any, Any, Any] = Request(scope, receive)
+            actor = await resolve_actor(request)
+            if actor.is_superuser:
+                scope[_CALLER_KEY] = True  # type: ignore[literal-required]
+            else:
+                # What a user may not run is not listed to them (access policies, docs/access.md).
+                async with db(request) as session:
+                    runnable = frozenset(w.name for w in await WorkflowService(session).list(actor))
+                scope[_CALLER_KEY] = runnable  # type: ignore[literal-required]
         except (AuthenticationError, PermissionDeniedError):
             scope[_CALLER_KEY] = False  # type: ignore[literal-required]
         await next_app(scope, receive, send)

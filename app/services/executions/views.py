@@ -120,3 +120,9 @@ class ApprovalView(TypedDict):
     decided_at: str | None
     reason: str | None
     can_decide: bool
+
+
+class DecisionBody(TypedDict, total=False):
+    """An approver's decision: the reason (required to reject)."""
+
+    reason: str | None

@@ -134,7 +134,12 @@ class FormService:
                 )
         else:
             stmt = stmt.where(self._visible(actor))
-        return builtins.list((await self.session.execute(stmt)).scalars())
+        forms = builtins.list((await self.session.execute(stmt)).scalars())
+        if actor.is_superuser:
+            return forms
+        # A form of a workflow the user may not run (its access policy) is not listed to them.
+        runnable = {w.id for w in await WorkflowService(self.session).list(actor)}
+        return [f for f in forms if f.workflow_id in runnable]
 
     async def get(self, actor: Actor, form_id: str) -> Form:
         """Return a form the actor may use (admins: any form).
@@ -147,6 +152,11 @@ class FormService:
         else:
             stmt = select(Form).where(col(Form.id) == form_id, self._visible(actor))
             form = (await self.session.execute(stmt)).scalars().first()
+            if form is not None:
+                try:  # the workflow's access policy decides too (not found either way)
+                    await WorkflowService(self.session).get(actor, form.workflow_id or "")
+                except NotFoundError:
+                    form = None
         if form is None:
             raise _not_found(form_id)
         return form

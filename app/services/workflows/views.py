@@ -60,3 +60,15 @@ class PolicyView(TypedDict):
     schedules_skip_approval: bool
     declared: DeclaredPolicy
     overridden: list[str]
+
+
+class PolicyBody(TypedDict, total=False):
+    """An admin's change of a workflow's policy; a field set to null follows the decorator again."""
+
+    access: str | None
+    roles: list[str] | None
+    organizations: list[str] | None
+    needs_approval: bool | None
+    approver_role: str | None
+    allow_self_approval: bool
+    schedules_skip_approval: bool

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
@@ -10,8 +10,9 @@ from litestar.params import Parameter
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError
 from app.services.executions.approvals import ApprovalService
-from app.services.executions.views import ApprovalView
+from app.services.executions.views import ApprovalView, DecisionBody
 from app.web.api.chat import chat_runtime
+from app.web.api.schemas import documented_body
 from app.web.deps import db, get_platform
 
 
@@ -66,14 +67,22 @@ class ApprovalController(Controller):
 
     @post("/{execution_id:str}/approve", status_code=200)
     async def approve(
-        self, request: Request[Any, Any, Any], actor: Actor, execution_id: str, data: dict[str, Any] | None = None
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        execution_id: str,
+        data: Annotated[Any, documented_body(DecisionBody, closed=True)] = None,
     ) -> ApprovalView:
         """Approve: the run becomes Pending and starts (an optional ``reason`` is kept)."""
         return await decide(request, actor, execution_id, True, _reason(data))
 
     @post("/{execution_id:str}/reject", status_code=200)
     async def reject(
-        self, request: Request[Any, Any, Any], actor: Actor, execution_id: str, data: dict[str, Any] | None = None
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        execution_id: str,
+        data: Annotated[Any, documented_body(DecisionBody, closed=True)] = None,
     ) -> ApprovalView:
         """Reject with a ``reason``: the run ends Cancelled with it and no code runs."""
         return await decide(request, actor, execution_id, False, _reason(data))

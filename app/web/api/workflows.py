@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from litestar import Controller, Request, Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
@@ -15,8 +15,8 @@ from app.services.executions.service import ExecutionService, execution_view
 from app.services.executions.views import ExecutionView
 from app.services.workflows.catalogue import WorkflowService, workflow_detail
 from app.services.workflows.policies import PolicyService
-from app.services.workflows.views import PolicyView, SyncCounts, WorkflowDetail
-from app.web.api.schemas import ExecuteAccepted, WorkspaceErrorView, WorkspaceStatus
+from app.services.workflows.views import PolicyBody, PolicyView, SyncCounts, WorkflowDetail
+from app.web.api.schemas import ExecuteAccepted, WorkspaceErrorView, WorkspaceStatus, documented_body
 from app.web.deps import db, get_platform
 from bifrost.enums import ExecutionStatus
 
@@ -50,8 +50,12 @@ async def run_and_respond(
         {"execution_id": execution.id, "status": execution.status, "status_url": f"/api/executions/{execution.id}"},
         status_code=202,
     )
-    if not wait or execution.status == ExecutionStatus.AWAITING_APPROVAL.value:
+    if execution.status == ExecutionStatus.AWAITING_APPROVAL.value:
         # A run waiting for an approver may wait for hours: never hold the request (or a worker) for it.
+        # The whole execution is returned (with the status URL), so the SDK reads it as a WorkflowExecution.
+        waiting = cast("ExecuteAccepted", {**execution_view(execution, actor), **accepted.content})
+        return Response(waiting, status_code=202)
+    if not wait:
         return accepted
     if not await platform.dispatcher.wait(execution.id, execution.timeout_seconds + _WAIT_MARGIN_SECONDS):
         return accepted  # still queued or running: the caller polls the status URL
@@ -92,7 +96,11 @@ class WorkflowController(Controller):
 
     @put("/{name:str}/access")
     async def set_access(
-        self, request: Request[Any, Any, Any], actor: Actor, name: str, data: dict[str, Any]
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        name: str,
+        data: Annotated[Any, documented_body(PolicyBody, closed=True)],
     ) -> PolicyView:
         """Change the access policy and approval settings (platform admins); null fields follow the decorator."""
         async with db(request) as session:
