@@ -5,8 +5,7 @@
   API key, and the knowledge namespaces the chat may search.
 * ``ai_usage``: one row per model call (``ai.complete``/``ai.stream`` or a chat turn) with
   tokens, against the execution, conversation, user and organization.
-* ``chat_agent``: admin-configured assistants (instructions, tools, namespaces, model).
-* ``chat_agent_role``: the roles an agent is offered to (none: everyone in its scope).
+* ``chat_agent``: admin-configured assistants (instructions, tools, namespaces, model, the roles offered to).
 * ``chat_tool_setting``: per tool workflow, whether a call needs the user's approval.
 * ``chat_conversation`` / ``chat_message`` / ``chat_tool_call``: what the chat page shows,
   plus the model-side message history of the conversation.
@@ -78,23 +77,12 @@ class ChatAgent(SQLModel, table=True):
     tools: list[str] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
     knowledge_namespaces: list[str] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
     model: str | None = Field(default=None, max_length=200)
+    # Ids of the roles the agent is offered to; empty: everyone in its scope (app/services/chat/agents.py).
+    role_ids: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False, server_default="[]"))
     is_default: bool = False
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
-
-
-class ChatAgentRole(SQLModel, table=True):
-    """An agent assigned to a role: holders of the role are offered the agent (see app/services/chat/agents.py)."""
-
-    __tablename__ = "chat_agent_role"
-
-    agent_id: str = Field(
-        sa_column=Column(String(36), ForeignKey("chat_agent.id", ondelete="CASCADE"), primary_key=True)
-    )
-    role_id: str = Field(
-        sa_column=Column(String(36), ForeignKey("role.id", ondelete="CASCADE"), primary_key=True, index=True)
-    )
 
 
 class ChatToolSetting(SQLModel, table=True):

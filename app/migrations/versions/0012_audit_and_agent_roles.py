@@ -5,7 +5,7 @@ Revises: 0011
 Create Date: 2026-12-08
 
 ``audit_event``: the append-only record of security-relevant events (app/services/audit).
-``chat_agent_role``: the roles a chat agent is offered to; an agent without any stays offered to everyone.
+``chat_agent.role_ids``: the roles a chat agent is offered to; an agent without any stays offered to everyone.
 """
 
 from __future__ import annotations
@@ -50,18 +50,11 @@ def upgrade() -> None:
         batch.create_index(batch.f("ix_audit_event_actor_id"), ["actor_id"], unique=False)
         batch.create_index(batch.f("ix_audit_event_action"), ["action"], unique=False)
 
-    op.create_table(
-        "chat_agent_role",
-        sa.Column("agent_id", sa.String(36), nullable=False),
-        sa.Column("role_id", sa.String(36), nullable=False),
-        sa.ForeignKeyConstraint(["agent_id"], ["chat_agent.id"], ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["role_id"], ["role.id"], ondelete="CASCADE"),
-        sa.PrimaryKeyConstraint("agent_id", "role_id"),
-    )
-    with op.batch_alter_table("chat_agent_role") as batch:
-        batch.create_index(batch.f("ix_chat_agent_role_role_id"), ["role_id"], unique=False)
+    with op.batch_alter_table("chat_agent") as batch:
+        batch.add_column(sa.Column("role_ids", _JSON, nullable=False, server_default="[]"))
 
 
 def downgrade() -> None:
-    op.drop_table("chat_agent_role")
+    with op.batch_alter_table("chat_agent") as batch:
+        batch.drop_column("role_ids")
     op.drop_table("audit_event")

@@ -5,6 +5,15 @@ the organization they act in: the same rule as running them from their form (vis
 or that organization's; an API key limited to one workflow offers only that one). An agent with
 a ``tools`` list narrows them further. "Needs approval" is the workflow's own setting
 (:mod:`app.services.workflows.access`): a run of it from any trigger waits for an approver.
+
+Agents are a boundary (docs/ai.md). An admin may assign an agent to roles (``role_ids``). Platform
+admins see every agent. Anyone else sees, among the active agents of their organization and the
+global ones: the agents assigned to one of their active roles when there are any, else the agents
+assigned to nobody. So a technician whose role was given the "Helpdesk" agent can neither pick nor
+be defaulted to the all-tools assistant, and an agent assigned to admins' roles is offered to no one
+else; an agent they cannot see answers 404 wherever its id is given. Everything a conversation runs
+(model tool calls, ``/run`` commands, calls continued after an approval) is checked against the
+tool list of the conversation's agent at the moment it runs (:meth:`ChatToolService.allowed`).
 """
 
 from __future__ import annotations
@@ -19,13 +28,17 @@ from sqlmodel import col
 from app.models.ai import DEFAULT_AGENT_ID, ChatAgent
 from app.models.base import utcnow
 from app.models.organization import Organization
+from app.models.user import Role, UserRole
 from app.services.actor import Actor
+from app.services.audit import events as audit
 from app.services.chat.ai_settings import check_model_field
 from app.services.chat.views import AgentView, ToolApproval, ToolWorkflow
 from app.services.errors import (
     ConflictError,
+    DomainError,
     InvalidInputError,
     NotFoundError,
+    PermissionDeniedError,
     optional_text,
     reject_unknown_fields,
     require_bool,
@@ -45,6 +58,7 @@ AGENT_FIELDS = frozenset(
         "is_default",
         "is_active",
         "organization_id",
+        "role_ids",
     }
 )
 MAX_INSTRUCTIONS = 20_000
@@ -61,6 +75,7 @@ def agent_view(agent: ChatAgent) -> AgentView:
         "tools": agent.tools,
         "knowledge_namespaces": agent.knowledge_namespaces,
         "model": agent.model,
+        "role_ids": list(agent.role_ids or []),
         "is_default": agent.is_default,
         "is_active": agent.is_active,
         "updated_at": agent.updated_at.isoformat(),
@@ -86,8 +101,30 @@ class ChatAgentService:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def list(self, actor: Actor) -> builtins.list[ChatAgent]:
-        """Active agents of the actor's organization and global ones (admins: inactive too), by name."""
+    async def _role_ids(self, actor: Actor) -> set[str]:
+        """The active roles the actor's user holds in their own organization."""
+        if not actor.organization_id:
+            return set()
+        stmt = (
+            select(col(Role.id))
+            .join(UserRole, col(UserRole.role_id) == col(Role.id))
+            .where(
+                col(UserRole.user_id) == actor.user_id,
+                col(Role.is_active).is_(True),
+                col(Role.organization_id) == actor.organization_id,
+            )
+        )
+        return set((await self.session.execute(stmt)).scalars())
+
+    async def _offered(self, actor: Actor, agents: builtins.list[ChatAgent]) -> builtins.list[ChatAgent]:
+        """The agents of ``agents`` (active, in scope) offered to the actor: see the module docstring."""
+        if actor.is_superuser:
+            return agents
+        held = await self._role_ids(actor)
+        assigned = [a for a in agents if held.intersection(a.role_ids or [])]
+        return assigned if assigned else [a for a in agents if not a.role_ids]
+
+    async def _in_scope(self, actor: Actor) -> builtins.list[ChatAgent]:
         stmt = select(ChatAgent).order_by(col(ChatAgent.name), col(ChatAgent.id))
         org = actor.acting_org_id
         in_scope: Any = col(ChatAgent.organization_id).is_(None)
@@ -98,24 +135,41 @@ class ChatAgentService:
             stmt = stmt.where(col(ChatAgent.is_active).is_(True))
         return builtins.list((await self.session.execute(stmt)).scalars())
 
+    async def list(self, actor: Actor) -> builtins.list[ChatAgent]:
+        """Agents offered to the actor, by name: of their organization and global ones, narrowed by role
+        assignments (admins: every agent in scope, inactive ones too)."""
+        return await self._offered(actor, await self._in_scope(actor))
+
     async def get(self, actor: Actor, agent_id: str) -> ChatAgent:
-        """An agent the actor may use (404 otherwise, also across organizations)."""
+        """An agent the actor may use (404 otherwise: across organizations, or not offered to them)."""
         agent = await self.session.get(ChatAgent, agent_id) if len(agent_id) <= 36 else None
         if agent is None or not actor.can_see_org(agent.organization_id) or not (agent.is_active or actor.is_superuser):
+            raise NotFoundError(f"Agent {agent_id!r} not found.")
+        if not actor.is_superuser and agent.id not in {a.id for a in await self.list(actor)}:
             raise NotFoundError(f"Agent {agent_id!r} not found.")
         return agent
 
     async def default(self, actor: Actor) -> ChatAgent:
-        """The organization's default agent, else the global default, else the built-in one."""
+        """The default among the agents offered: the organization's, else the global one, else the built-in
+        one, else the first offered.
+
+        Raises:
+            PermissionDeniedError: No agent is offered to the actor (every one is assigned to other roles).
+        """
         agents = [a for a in await self.list(actor) if a.is_active]
         for want_org in (actor.acting_org_id, None):
             for agent in agents:
                 if agent.is_default and agent.organization_id == want_org:
                     return agent
-        built_in = await self.session.get(ChatAgent, DEFAULT_AGENT_ID)
+        built_in = next((a for a in agents if a.id == DEFAULT_AGENT_ID), None)
         if built_in is not None:
             return built_in
-        return ChatAgent(id=DEFAULT_AGENT_ID, name="Assistant", instructions="You are a helpful assistant.")
+        if agents:
+            return agents[0]
+        if await self.session.get(ChatAgent, DEFAULT_AGENT_ID) is None and not await self._in_scope(actor):
+            # An install without any agent row (the migration creates the built-in one): the plain assistant.
+            return ChatAgent(id=DEFAULT_AGENT_ID, name="Assistant", instructions="You are a helpful assistant.")
+        raise PermissionDeniedError("No chat agent is offered to you: ask a platform admin to assign one to your role.")
 
     async def for_conversation(self, actor: Actor, agent_id: str | None) -> ChatAgent:
         """The agent of a conversation (the default one when it has none or it is gone)."""
@@ -154,6 +208,8 @@ class ChatAgentService:
         for flag in ("is_default", "is_active"):
             if flag in data:
                 clean[flag] = require_bool(data[flag], flag)
+        if "role_ids" in data:
+            clean["role_ids"] = data["role_ids"]  # checked by the caller, once the organization is known
         if "organization_id" in data:
             org = data["organization_id"]
             if org is not None and (not isinstance(org, str) or await self.session.get(Organization, org) is None):
@@ -185,6 +241,44 @@ class ChatAgentService:
         for other in (await self.session.execute(stmt)).scalars():
             other.is_default = False
 
+    async def assignable_roles(self, actor: Actor) -> builtins.list[dict[str, Any]]:
+        """Active roles an agent can be assigned to, with their organization (admins; the agents admin page)."""
+        actor.require_admin("configure chat agents")
+        stmt = (
+            select(Role, col(Organization.name))
+            .join(Organization, col(Organization.id) == col(Role.organization_id))
+            .where(col(Role.is_active).is_(True))
+            .order_by(col(Organization.name), col(Role.name))
+        )
+        return [
+            {"id": role.id, "name": role.name, "organization_id": role.organization_id, "organization_name": org}
+            for role, org in (await self.session.execute(stmt)).all()
+        ]
+
+    async def _check_roles(self, value: Any, organization_id: str | None) -> builtins.list[str]:
+        """``role_ids``: active roles (of the agent's organization, when it has one); [] for none."""
+        if value is None:
+            return []
+        if not isinstance(value, builtins.list) or not all(isinstance(v, str) and v for v in value):
+            raise InvalidInputError.field("role_ids", "must be a list of role ids (empty: offered to everyone)")
+        ids = builtins.list(dict.fromkeys(value))
+        stmt = select(Role).where(col(Role.id).in_(ids), col(Role.is_active).is_(True))
+        found = {r.id: r for r in (await self.session.execute(stmt)).scalars()}
+        for role_id in ids:
+            role = found.get(role_id)
+            if role is None:
+                raise InvalidInputError.field("role_ids", f"no active role {role_id!r}")
+            if organization_id is not None and role.organization_id != organization_id:
+                raise InvalidInputError.field("role_ids", f"role {role.name!r} belongs to another organization")
+        return ids
+
+    async def _audit_roles(self, actor: Actor, agent: ChatAgent, before: builtins.list[str]) -> None:
+        if sorted(before) != sorted(agent.role_ids or []):
+            details = {"name": agent.name, "role_ids": agent.role_ids, "previous_role_ids": before}
+            await audit.record(
+                self.session, actor, audit.AGENT_ROLES_ASSIGNED, "chat_agent", agent.id, agent.organization_id, details
+            )
+
     async def create(self, actor: Actor, data: Any) -> ChatAgent:
         """Create an agent (platform admins); ``organization_id`` omitted = the acting organization."""
         actor.require_admin("configure chat agents")
@@ -192,11 +286,13 @@ class ChatAgentService:
             raise InvalidInputError.field("body", "must be a JSON object")
         clean = await self._check(data, None)
         clean.setdefault("organization_id", actor.acting_org_id)
+        clean["role_ids"] = await self._check_roles(clean.get("role_ids"), clean["organization_id"])
         await self._unique(clean["organization_id"], clean["name"], None)
         agent = ChatAgent(**clean)
         self.session.add(agent)
         await self._one_default(agent)
         await self.session.flush()
+        await self._audit_roles(actor, agent, [])
         return agent
 
     async def update(self, actor: Actor, agent_id: str, data: Any) -> ChatAgent:
@@ -206,12 +302,17 @@ class ChatAgentService:
         if not isinstance(data, dict):
             raise InvalidInputError.field("body", "must be a JSON object")
         clean = await self._check(data, agent)
-        await self._unique(clean.get("organization_id", agent.organization_id), clean.get("name", agent.name), agent.id)
+        organization_id = clean.get("organization_id", agent.organization_id)
+        before = builtins.list(agent.role_ids or [])
+        if "role_ids" in clean or "organization_id" in clean:  # moving an agent re-checks its roles
+            clean["role_ids"] = await self._check_roles(clean.get("role_ids", before), organization_id)
+        await self._unique(organization_id, clean.get("name", agent.name), agent.id)
         for key, value in clean.items():
             setattr(agent, key, value)
         agent.updated_at = utcnow()
         await self._one_default(agent)
         await self.session.flush()
+        await self._audit_roles(actor, agent, before)
         return agent
 
     async def delete(self, actor: Actor, agent_id: str) -> None:
@@ -256,6 +357,17 @@ class ChatToolService:
             }
             for w, policy in sorted(rows, key=lambda pair: pair[0].name)
         ]
+
+    async def refusal(self, actor: Actor, conversation_agent_id: str | None, workflow: str) -> str | None:
+        """Why a conversation may not run ``workflow`` now, or None: it must be a tool of the conversation's
+        agent (as the actor sees it now: an admin may have narrowed the agent, or unassigned it, meanwhile)."""
+        try:
+            agent = await ChatAgentService(self.session).for_conversation(actor, conversation_agent_id)
+        except DomainError as exc:
+            return str(exc)
+        if any(t["name"] == workflow for t in await self.tools_for(actor, agent)):
+            return None
+        return f"{workflow!r} is not a tool of the agent {agent.name!r} here; it did not run."
 
     async def set_approval(self, actor: Actor, workflow: str, needs_approval: Any) -> ToolApproval:
         """Mark a tool workflow as needing approval (or not) for every run, from any trigger (platform admins).

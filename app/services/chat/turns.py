@@ -54,7 +54,7 @@ from app.services.chat.conversations import (
     tool_call_view,
 )
 from app.services.chat.views import MessageView, ToolCallView, ToolWorkflow
-from app.services.errors import ConflictError, DomainError, InvalidInputError, NotFoundError
+from app.services.errors import ConflictError, DomainError, InvalidInputError, NotFoundError, PermissionDeniedError
 from app.services.executions.approvals import ApprovalService
 from app.services.executions.dispatch import Dispatcher
 from app.services.executions.service import TERMINAL, ExecutionService, execution_view
@@ -395,6 +395,11 @@ class ChatRuntime:
                 await self._command(turn, actor, writer, prompt)
             else:
                 await self._agent_turn(turn, actor, writer, prompt, decisions)
+        except PermissionDeniedError as exc:  # e.g. no agent is offered to the user any more
+            try:
+                await self._notice(turn, actor, str(exc))
+            except Exception:
+                log.exception("chat turn %s: could not store the notice", turn.id)
         except Exception:
             log.exception("chat turn %s failed", turn.id)
             try:
@@ -562,8 +567,10 @@ class ChatRuntime:
         # Each waiting call's run is submitted now: it waits for an approver (the approvals page).
         for call_id in waiting_calls:
             async with transaction(self.sessions) as session:
-                call, _ = await ConversationService(session).call(actor, call_id)
-                problem = await approval_flow.submit_for_approval(session, self.dispatcher, call, actor)
+                call, conversation = await ConversationService(session).call(actor, call_id)
+                problem = await ChatToolService(session).refusal(actor, conversation.agent_id, call.workflow_name)
+                if problem is None:
+                    problem = await approval_flow.submit_for_approval(session, self.dispatcher, call, actor)
                 if problem is not None:
                     call.status, call.error = "rejected", problem
                 if call.status != AWAITING:
@@ -648,6 +655,12 @@ class ChatRuntime:
         else:
             try:
                 async with transaction(self.sessions) as session:
+                    # The agent's tool list holds for everything the conversation runs (docs/ai.md).
+                    refused = await ChatToolService(session).refusal(
+                        actor, await _agent_of(session, actor, turn), workflow
+                    )
+                    if refused is not None:
+                        return {"status": ExecutionStatus.FAILED.value, "error": refused}
                     execution = await ExecutionService(session, self.dispatcher).submit(
                         workflow, arguments, actor, trigger="chat"
                     )
@@ -720,6 +733,11 @@ class ChatRuntime:
                 writer.token(f"{command.workflow} completed.")
             else:
                 writer.token(f"{command.workflow} failed: {outcome.get('error')}")
+
+
+async def _agent_of(session: AsyncSession, actor: Actor, turn: Turn) -> str | None:
+    """The agent id of the turn's conversation."""
+    return (await ConversationService(session).get(actor, turn.conversation_id)).agent_id
 
 
 def _tools_text(tools: list[ToolWorkflow]) -> str:

@@ -163,6 +163,7 @@ class AgentView(TypedDict):
     tools: list[str] | None
     knowledge_namespaces: list[str] | None
     model: str | None
+    role_ids: list[str]
     is_default: bool
     is_active: bool
     updated_at: str

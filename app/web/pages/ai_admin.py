@@ -24,7 +24,9 @@ def _names(text: str) -> list[str] | None:
 
 
 def _agent_form(form: Any) -> dict[str, Any]:
+    roles = form.getall("role_ids", []) if hasattr(form, "getall") else []
     return {
+        "role_ids": [r for r in roles if isinstance(r, str) and r],
         "name": form_text(form, "name"),
         "model": form_text(form, "model") or None,
         "tools": _names(form_text(form, "tools")),
@@ -52,11 +54,20 @@ class AIAdminPages(PageController):
                 scopes.append({**await settings.get(actor, org.id), "label": org.name})
             tools = await ChatToolService(session).tools_for(actor)
             agents = [agent_view(a) for a in await ChatAgentService(session).list(actor)]
+            roles = await ChatAgentService(session).assignable_roles(actor)
             usage = await AIUsageService(session).summary(actor)
             layout = await layout_context(request, session, actor)
         return Template(
             "pages/ai_admin.html",
-            context={**layout, "scopes": scopes, "tools": tools, "agents": agents, "usage": usage, "error": None},
+            context={
+                **layout,
+                "scopes": scopes,
+                "tools": tools,
+                "agents": agents,
+                "roles": roles,
+                "usage": usage,
+                "error": None,
+            },
         )
 
     @post("/settings", status_code=303)
