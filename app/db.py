@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -55,10 +56,47 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         def _on_begin(connection: Any) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+        if database != ":memory:" and not database.startswith("file:"):
+            _READERS[engine.sync_engine] = _sqlite_reader(url, database, engine, **kwargs)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+asyncpg"))
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
+
+
+# The read engine of each SQLite file engine (see :func:`read_transaction`); gone with the engine.
+_READERS: weakref.WeakKeyDictionary[Any, async_sessionmaker[AsyncSession]] = weakref.WeakKeyDictionary()
+
+
+def _sqlite_reader(url: str, database: str, writer: AsyncEngine, **kwargs: Any) -> async_sessionmaker[AsyncSession]:
+    """Sessions on read connections to the SQLite file of ``writer`` (WAL: readers never wait for it).
+
+    Their statements run in a thread pool (:class:`app.sqlite_inline.ThreadedSQLiteConnection`), their
+    transactions are plain (deferred) BEGINs reading one snapshot, and ``query_only`` refuses writes.
+    """
+    from app.sqlite_inline import BLOCKING_BUSY_TIMEOUT_MS, threaded_creator
+
+    reader = create_async_engine(
+        url, pool_size=2, max_overflow=4, pool_timeout=60, async_creator=threaded_creator(database), **kwargs
+    )
+
+    @event.listens_for(reader.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA query_only=ON")
+        cursor.execute(f"PRAGMA busy_timeout={BLOCKING_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(reader.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    @event.listens_for(writer.sync_engine, "engine_disposed")
+    def _on_dispose(_engine: Any) -> None:
+        # Runs inside the writer's dispose (a greenlet of the event loop): close the readers too.
+        reader.sync_engine.dispose()
+
+    return session_factory(reader)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -80,6 +118,23 @@ async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterato
             await session.rollback()
             raise
         await session.commit()
+
+
+@asynccontextmanager
+async def read_transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for reads only, on a read connection when the database is a SQLite file.
+
+    Use it for reads that may take long (history lists and pages, table queries): on SQLite they
+    then run in a thread on their own connection, next to the writer that every run uses, instead
+    of holding that one connection and the event loop. Postgres (and in-memory SQLite) reads use
+    ``factory`` itself. Nothing is committed; loaded objects stay usable after the block. The
+    snapshot read is the one committed when the block starts: use :func:`transaction` to read
+    what the same request has just written and not committed.
+    """
+    bind = factory.kw.get("bind")
+    reader = _READERS.get(bind.sync_engine) if isinstance(bind, AsyncEngine) else None
+    async with (reader or factory)() as session:
+        yield session
 
 
 def alembic_config(url: str) -> Any:

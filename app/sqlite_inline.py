@@ -6,6 +6,10 @@ transaction costs a dozen thread round trips (~2 ms on two cores), which was mos
 of the latency of a workflow run. Running the calls inline makes a transaction
 cost ~0.2 ms.
 
+A second kind of connection, :class:`ThreadedSQLiteConnection`, serves reads that may take long
+(history lists, table queries): WAL lets them read a snapshot next to the writer, in a thread, so
+a slow read never holds the writer connection or the event loop.
+
 The only call that may wait is ``BEGIN IMMEDIATE`` while another *process* holds
 the write lock (``bifrost run`` beside ``bifrost serve``). SQLite's own busy
 timeout is kept short so the loop never blocks long, and a busy BEGIN is retried
@@ -18,6 +22,8 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import aiosqlite
@@ -75,5 +81,37 @@ def inline_creator(path: str) -> Callable[[], Any]:
 
     async def creator() -> InlineSQLiteConnection:
         return await InlineSQLiteConnection(connector, 64)
+
+    return creator
+
+
+# Reads that may take long run here, off the event loop: sqlite3 releases the GIL while a statement
+# steps, so the loop (and the writer connection every run uses) keeps going meanwhile. Two threads:
+# the machine's cores; more reads queue.
+_READ_EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bifrost-sqlite-read")
+
+
+class ThreadedSQLiteConnection(InlineSQLiteConnection):
+    """A read connection: each call runs in a shared thread pool, never on the event loop.
+
+    aiosqlite would start one thread per connection (which blocks interpreter exit when not closed);
+    a shared pool costs one hand-off per call, a fraction of a millisecond, for reads that are not on
+    a run's path.
+    """
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        return await asyncio.get_running_loop().run_in_executor(_READ_EXECUTOR, partial(fn, *args, **kwargs))
+
+
+def threaded_creator(path: str) -> Callable[[], Any]:
+    """An ``async_creator`` of read connections to ``path`` (see :class:`ThreadedSQLiteConnection`)."""
+
+    def connector() -> sqlite3.Connection:
+        return sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    async def creator() -> ThreadedSQLiteConnection:
+        return await ThreadedSQLiteConnection(connector, 64)
 
     return creator

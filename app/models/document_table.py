@@ -77,3 +77,20 @@ class Document(SQLModel, table=True):
     dates: dict[str, Any] | None = Field(default=None, sa_column=Column(DocumentJSON, nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class DocTableIndex(SQLModel, table=True):
+    """A document field a table declares as indexed, and the name of the database index serving it.
+
+    The index itself is created and dropped by :mod:`app.services.tables.indexes` (an expression index
+    limited to the table's documents), so it is not part of the models' metadata.
+    """
+
+    __tablename__ = "doc_table_index"
+
+    table_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("doc_table.id", ondelete="CASCADE"), primary_key=True)
+    )
+    field: str = Field(sa_column=Column(String(900), primary_key=True))
+    index_name: str = Field(sa_column=Column(String(63), nullable=False, unique=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

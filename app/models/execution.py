@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String
 from sqlmodel import Field, SQLModel
 
 from app.models.base import JSONType, UTCDateTime, new_id, utcnow
@@ -14,14 +14,24 @@ from app.models.base import JSONType, UTCDateTime, new_id, utcnow
 class Execution(SQLModel, table=True):
     """One run of a workflow or data provider, whatever triggered it."""
 
+    # History lists read newest first, ``(created_at, id)`` being the order and the keyset cursor:
+    # each list's filter has an index that also yields that order, so a page costs ~50 rows read
+    # whatever the history holds (a scan + sort of 1M rows took 1.4 s on SQLite). ``id`` makes the
+    # order total. Admins across organizations use the first; users (org + executed_by), the status
+    # and workflow filters, with and without an organization, the others.
     __table_args__ = (
-        Index("ix_execution_org_created", "organization_id", "created_at"),
-        Index("ix_execution_status", "status"),
+        Index("ix_execution_created", "created_at", "id"),
+        Index("ix_execution_org_created", "organization_id", "created_at", "id"),
+        Index("ix_execution_org_user_created", "organization_id", "executed_by", "created_at", "id"),
+        Index("ix_execution_status_created", "status", "created_at", "id"),
+        Index("ix_execution_org_status_created", "organization_id", "status", "created_at", "id"),
+        Index("ix_execution_workflow_created", "workflow_name", "created_at", "id"),
+        Index("ix_execution_org_workflow_created", "organization_id", "workflow_name", "created_at", "id"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     workflow_id: str = Field(index=True, max_length=36)
-    workflow_name: str = Field(index=True, max_length=200)
+    workflow_name: str = Field(max_length=200)
     kind: str = Field(default="workflow", max_length=20)
     organization_id: str | None = Field(default=None, max_length=36)
     executed_by: str = Field(max_length=36)
@@ -61,3 +71,18 @@ class ExecutionLog(SQLModel, table=True):
     level: str = Field(max_length=20)
     logger: str = Field(default="", max_length=200)
     message: str
+
+
+class ExecutionRetention(SQLModel, table=True):
+    """An organization's own retention of executions and their logs (overrides the platform's setting).
+
+    ``retention_days`` 0 keeps that organization's history forever.
+    """
+
+    __tablename__ = "execution_retention"
+
+    organization_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("organization.id", ondelete="CASCADE"), primary_key=True)
+    )
+    retention_days: float
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))

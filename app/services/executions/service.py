@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -18,6 +18,10 @@ from app.services.errors import InvalidInputError, NotFoundError, PermissionDeni
 from app.services.executions import log_limits, log_store
 from app.services.executions.approval_rows import DEFAULT_APPROVAL_EXPIRY_SECONDS, close_approval, new_approval
 from app.services.executions.dispatch import Dispatcher, DispatchRequest
+from app.services.executions.history import MAX_LIST_LIMIT as MAX_LIST_LIMIT
+from app.services.executions.history import MAX_OFFSET as MAX_OFFSET
+from app.services.executions.history import encode_cursor, list_statement, recent_statements
+from app.services.executions.history import parse_status as parse_status
 from app.services.executions.views import ExecutionView
 from app.services.identity import actor_cache
 from app.services.identity.organizations import OrganizationService
@@ -33,8 +37,6 @@ TERMINAL = {ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value, Execu
 GENERIC_FAILURE = (
     "The workflow failed with an unexpected error. An administrator can see the details of this execution."
 )
-MAX_LIST_LIMIT = 1000
-MAX_OFFSET = 1_000_000_000  # beyond any real history, and inside a 64-bit SQL integer
 
 _model_cache: dict[tuple[str, datetime], type[BaseModel]] = {}
 
@@ -112,34 +114,6 @@ def params_model(workflow: Workflow) -> type[BaseModel]:
         model = model_from_json_schema(workflow.params_schema, name=f"{workflow.name}_parameters")
         _model_cache[key] = model
     return model
-
-
-def parse_status(value: str | None) -> str | None:
-    """Accept ``Failed``, ``FAILED``, ``failed`` (and enum members) for a status filter."""
-    if value is None or value == "":
-        return None
-    raw = getattr(value, "value", value)
-    for status in ExecutionStatus:
-        if str(raw).lower() in (status.value.lower(), status.name.lower()):
-            return status.value
-    raise InvalidInputError.field(
-        "status", f"unknown status {value!r}; use one of {', '.join(s.name for s in ExecutionStatus)}"
-    )
-
-
-def _parse_when(value: str | datetime | date | None, field: str, end: bool) -> datetime | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value) if "T" in value or " " in value else date.fromisoformat(value)
-        except ValueError:
-            raise InvalidInputError.field(field, f"not an ISO date or date-time: {value!r}") from None
-    if not isinstance(value, datetime):
-        # A bare end date includes that whole day.
-        moment = datetime.combine(value, time.min)
-        return moment + timedelta(days=1) - timedelta(microseconds=1) if end else moment
-    return value
 
 
 def execution_view(execution: Execution, actor: Actor) -> ExecutionView:
@@ -345,11 +319,6 @@ class ExecutionService:
         }
 
     # ----- reading ------------------------------------------------------------------------------
-    def _visible(self, actor: Actor) -> Any:
-        if actor.is_superuser:
-            return col(Execution.organization_id) == actor.acting_org_id if actor.acting_org_id else True
-        return (col(Execution.organization_id) == actor.acting_org_id) & (col(Execution.executed_by) == actor.user_id)
-
     async def get(self, actor: Actor, execution_id: str) -> Execution:
         """Return an execution the actor may see (admins: all; others: their own in their organization)."""
         execution = await self.session.get(Execution, execution_id)
@@ -372,57 +341,102 @@ class ExecutionService:
         limit: int = 50,
         offset: int = 0,
         executed_by: str | None = None,
+        *,
+        kind: str | None = None,
+        cursor: str | None = None,
     ) -> builtins.list[Execution]:
-        """List executions newest first, with the spec's filters."""
-        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
-            raise InvalidInputError.field("limit", f"must be between 1 and {MAX_LIST_LIMIT}")
-        if not isinstance(offset, int) or not 0 <= offset <= MAX_OFFSET:
-            raise InvalidInputError.field("offset", f"must be between 0 and {MAX_OFFSET}")
-        stmt = select(Execution).where(self._visible(actor))
-        if workflow_name:
-            stmt = stmt.where(col(Execution.workflow_name) == workflow_name)
-        status_value = parse_status(status)
-        if status_value:
-            stmt = stmt.where(col(Execution.status) == status_value)
-        start = _parse_when(start_date, "start_date", end=False)
-        end = _parse_when(end_date, "end_date", end=True)
-        if start:
-            stmt = stmt.where(col(Execution.created_at) >= start)
-        if end:
-            stmt = stmt.where(col(Execution.created_at) <= end)
-        if executed_by:
-            stmt = stmt.where(col(Execution.executed_by) == executed_by)
-        stmt = stmt.order_by(col(Execution.created_at).desc()).limit(limit).offset(offset)
-        return list((await self.session.execute(stmt)).scalars())
+        """List executions newest first, with the spec's filters (see :mod:`app.services.executions.history`).
+
+        Args:
+            actor: Who reads (admins: every organization, or the one they act in; users: their own runs).
+            workflow_name: Only this workflow's runs.
+            status: Only this status (any case).
+            start_date: Created at or after (ISO date or date-time).
+            end_date: Created at or before (a bare date includes that day).
+            limit: Page size (1-1000).
+            offset: Rows to skip (reads them all; prefer ``cursor``).
+            executed_by: Only runs of this user id.
+            kind: ``workflow`` or ``data_provider``.
+            cursor: Continue after the row this cursor names (:func:`history.encode_cursor`).
+
+        Raises:
+            InvalidInputError: Naming the bad parameter.
+        """
+        rows, _ = await self.list_page(
+            actor,
+            workflow_name,
+            status,
+            start_date,
+            end_date,
+            limit,
+            offset,
+            executed_by,
+            kind=kind,
+            cursor=cursor,
+            probe=False,
+        )
+        return rows
+
+    async def list_page(
+        self,
+        actor: Actor,
+        workflow_name: str | None = None,
+        status: str | None = None,
+        start_date: str | datetime | date | None = None,
+        end_date: str | datetime | date | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        executed_by: str | None = None,
+        *,
+        kind: str | None = None,
+        cursor: str | None = None,
+        before: str | None = None,
+        probe: bool = True,
+    ) -> tuple[builtins.list[Execution], str | None]:
+        """One page of :meth:`list` (newest first) and the cursor that continues it.
+
+        With ``probe`` one row more than the page is read to tell whether another page follows (else
+        the returned cursor is None). That cursor continues toward older rows, or, with ``before``,
+        toward newer ones (pass it as ``before`` again); None: no more rows that way.
+        """
+        stmt = list_statement(
+            actor,
+            workflow_name=workflow_name,
+            status=status,
+            start_date=start_date,
+            end_date=end_date,
+            executed_by=executed_by,
+            kind=kind,
+            cursor=cursor,
+            before=before,
+            limit=limit,
+            offset=offset,
+        )
+        if probe:
+            stmt = stmt.limit(limit + 1)
+        rows = list((await self.session.execute(stmt)).scalars())
+        following = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+        rows = rows[:limit]
+        if before:
+            rows.reverse()  # read oldest first, from the cursor toward the newest
+        return rows, following
 
     async def recent_by_workflow(
         self, actor: Actor, workflow_names: builtins.list[str], per_workflow: int
     ) -> dict[str, builtins.list[Execution]]:
-        """The newest ``per_workflow`` visible executions of each named workflow, in one query.
+        """The newest ``per_workflow`` visible executions of each named workflow, newest first.
 
         The catalogue shows a few last runs per workflow; one ``list`` per workflow was a query each.
         """
-        if not workflow_names:
-            return {}
-        rank = (
-            func.row_number()
-            .over(partition_by=col(Execution.workflow_name), order_by=col(Execution.created_at).desc())
-            .label("rank")
-        )
-        ranked = (
-            select(Execution.id, rank)  # type: ignore[call-overload]
-            .where(self._visible(actor), col(Execution.workflow_name).in_(workflow_names))
-            .subquery()
-        )
-        stmt = (
-            select(Execution)
-            .join(ranked, col(Execution.id) == ranked.c.id)
-            .where(ranked.c.rank <= per_workflow)
-            .order_by(col(Execution.workflow_name), col(Execution.created_at).desc())
-        )
         found: dict[str, builtins.list[Execution]] = {name: [] for name in workflow_names}
-        for execution in (await self.session.execute(stmt)).scalars():
-            found[execution.workflow_name].append(execution)
+        if not workflow_names:
+            return found
+        for union in recent_statements(actor, workflow_names, per_workflow):
+            stmt = select(Execution).from_statement(union)
+            for execution in (await self.session.execute(stmt)).scalars():
+                found[execution.workflow_name].append(execution)
+        for runs in found.values():
+            runs.sort(key=lambda e: (e.created_at, e.id), reverse=True)
         return found
 
     async def logs(

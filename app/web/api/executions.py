@@ -6,11 +6,13 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any, cast
+from urllib.parse import urlencode
 
 from litestar import Controller, Request, get, post
 from litestar.params import Parameter
 from litestar.response import Response, ServerSentEvent, ServerSentEventMessage
 
+from app.db import read_transaction
 from app.services.actor import Actor
 from app.services.executions.service import TERMINAL, ExecutionService, execution_view
 from app.services.executions.views import ExecutionView
@@ -86,14 +88,27 @@ class ExecutionController(Controller):
         start_date: str | None = None,
         end_date: str | None = None,
         limit: int = Parameter(default=50),
-        offset: int = Parameter(default=0),
-    ) -> list[ExecutionView]:
-        """List executions, newest first (filters as ``bifrost.executions.list``)."""
-        async with db(request) as session:
-            rows = await ExecutionService(session).list(
-                actor, workflow_name, status, start_date, end_date, limit=limit, offset=offset
+        offset: int = Parameter(default=0, description="Rows to skip (reads them all: prefer cursor)"),
+        cursor: str | None = Parameter(
+            default=None, description="Continue after the previous page (its X-Next-Cursor header)"
+        ),
+    ) -> Response[list[ExecutionView]]:
+        """List executions, newest first (filters as ``bifrost.executions.list``).
+
+        While more rows follow, the ``X-Next-Cursor`` header (and ``Link: <...>; rel="next"``) gives the
+        ``cursor`` of the next page: it costs one page however deep, where an ``offset`` reads every
+        row it skips. Without the header this page is the last.
+        """
+        async with read_transaction(get_platform(request.app.state).sessions) as session:
+            rows, following = await ExecutionService(session).list_page(
+                actor, workflow_name, status, start_date, end_date, limit=limit, offset=offset, cursor=cursor
             )
-            return [execution_view(e, actor) for e in rows]
+        headers: dict[str, str] = {}
+        if following is not None:
+            params = {k: v for k, v in request.query_params.items() if k not in ("cursor", "offset")}
+            headers["X-Next-Cursor"] = following
+            headers["Link"] = f'<{request.url.path}?{urlencode({**params, "cursor": following})}>; rel="next"'
+        return Response([execution_view(e, actor) for e in rows], headers=headers)
 
     @get("/{execution_id:str}")
     async def get_execution(self, request: Request[Any, Any, Any], actor: Actor, execution_id: str) -> ExecutionView:

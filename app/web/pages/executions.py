@@ -11,9 +11,11 @@ from litestar import Request, get, post
 from litestar.params import Parameter
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 
+from app.db import read_transaction
 from app.models import Execution
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError
+from app.services.executions.history import encode_cursor
 from app.services.executions.log_limits import message_bytes
 from app.services.executions.service import MAX_OFFSET, TERMINAL, ExecutionService, execution_view
 from app.services.identity.organizations import OrganizationService
@@ -74,8 +76,14 @@ class ExecutionPages(PageController):
         start_date: str = "",
         end_date: str = "",
         page: int = Parameter(default=1, ge=1, le=100_000),
+        cursor: str = "",
+        before: str = "",
     ) -> Template:
-        """Executions newest first, filtered by workflow, status, user (admins) and dates."""
+        """Executions newest first, filtered by workflow, status, user (admins) and dates.
+
+        "Older" and "Newer" carry a cursor (the last or first row shown), so every page costs one
+        page of index reads however far back it is; ``page`` (an offset) still works for old links.
+        """
         filters = {
             "workflow": workflow.strip(),
             "status": status,
@@ -84,32 +92,44 @@ class ExecutionPages(PageController):
             "end_date": end_date,
         }
         error = None
-        async with db(request) as session:
+        rows: list[Execution] = []
+        following = None
+        platform = get_platform(request.app.state)
+        # A long read must not hold the connection runs use (SQLite): the history is read on its own.
+        async with read_transaction(platform.sessions) as session:
             try:
-                rows = await ExecutionService(session).list(
+                rows, following = await ExecutionService(session).list_page(
                     actor,
                     workflow_name=filters["workflow"] or None,
                     status=status or None,
                     start_date=start_date or None,
                     end_date=end_date or None,
-                    # one more than a page tells whether there is a next one
-                    limit=PAGE_SIZE + 1,
-                    offset=(page - 1) * PAGE_SIZE,
+                    limit=PAGE_SIZE,
+                    offset=0 if cursor or before else (page - 1) * PAGE_SIZE,
                     executed_by=(user or None) if actor.is_superuser else None,
+                    cursor=cursor or None,
+                    before=before or None,
                 )
             except InvalidInputError as exc:
-                rows, error = [], str(exc)
+                error = str(exc)
+        async with db(request) as session:
             names = sorted({w.name for w in await WorkflowService(session).list(actor)})
             users = await UserService(session).list(actor, actor.acting_org_id) if actor.is_superuser else []
             layout = await layout_context(request, session, actor)
         query = urlencode({k: v for k, v in filters.items() if v})
+        # Older: continue after the last row shown; Newer: go back before the first one.
+        if before:
+            has_next, has_prev = bool(rows), following is not None
+            older, newer = (encode_cursor(rows[-1]) if rows else None), following
+        else:
+            has_next, has_prev = following is not None, bool(cursor) or page > 1
+            older, newer = following, (encode_cursor(rows[0]) if rows and has_prev else None)
         return Template(
             "pages/executions.html",
             context={
                 **layout,
                 "executions": [
-                    {**execution_view(e, actor), "kind": e.kind, "duration": duration_text(e.duration_ms)}
-                    for e in rows[:PAGE_SIZE]
+                    {**execution_view(e, actor), "kind": e.kind, "duration": duration_text(e.duration_ms)} for e in rows
                 ],
                 "filters": filters,
                 "error": error,
@@ -117,7 +137,10 @@ class ExecutionPages(PageController):
                 "users": users,
                 "statuses": [s.value for s in ExecutionStatus],
                 "page": page,
-                "has_next": len(rows) > PAGE_SIZE,
+                "has_next": has_next and older is not None,
+                "has_prev": has_prev and newer is not None,
+                "older_query": urlencode({"cursor": older}) if older else "",
+                "newer_query": urlencode({"before": newer}) if newer else "",
                 "query": query,
             },
         )

@@ -10,6 +10,7 @@ from litestar.params import Body
 from litestar.response import Redirect, Template
 from pydantic import BaseModel
 
+from app.db import read_transaction
 from app.services.actor import Actor
 from app.services.errors import AuthenticationError
 from app.services.executions.service import ExecutionService, execution_view
@@ -17,7 +18,7 @@ from app.services.forms.service import FormService
 from app.services.identity.organizations import OrganizationService
 from app.services.workflows.catalogue import WorkflowService, workflow_detail
 from app.web.audit_support import audited_login
-from app.web.deps import db, end_session, start_session
+from app.web.deps import db, end_session, get_platform, start_session
 from app.web.pages.common import PageController, flash, form_text, layout_context, safe_next
 
 
@@ -67,11 +68,13 @@ class HomePages(PageController):
     @get("/")
     async def home(self, request: Request[Any, Any, Any], actor: Actor) -> Template:
         """Workflows the user can run, by category, and their recent executions."""
+        # Data provider runs (forms filling their selects) are history, not what the user ran. Read
+        # on its own (read) connection: the history may be long, and runs must not wait for it.
+        async with read_transaction(get_platform(request.app.state).sessions) as session:
+            recent = await ExecutionService(session).list(actor, limit=10, kind="workflow")
+        executions = [execution_view(e, actor) for e in recent]
         async with db(request) as session:
             workflows = [workflow_detail(w) for w in await WorkflowService(session).list(actor)]
-            recent = await ExecutionService(session).list(actor, limit=40)
-            # Data provider runs (forms filling their selects) are history, not what the user ran.
-            executions = [execution_view(e, actor) for e in recent if e.kind == "workflow"][:10]
             errors = await WorkflowService(session).errors(actor) if actor.is_superuser else []
             forms = [f for f in await FormService(session).list(actor) if f.is_active]
             layout = await layout_context(request, session, actor)

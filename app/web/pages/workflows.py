@@ -10,6 +10,7 @@ from litestar import MediaType, Request, get, post
 from litestar.params import Parameter
 from litestar.response import Redirect, Template
 
+from app.db import read_transaction
 from app.models import Workflow
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError, NotFoundError
@@ -107,10 +108,12 @@ class WorkflowPages(PageController):
         """Every workflow the user can run, with parameters, triggers and last runs."""
         async with db(request) as session:
             workflows = await WorkflowService(session).list(actor)
-            recent = await ExecutionService(session).recent_by_workflow(actor, [w.name for w in workflows], _LAST_RUNS)
-            last_runs = {name: [execution_view(e, actor) for e in runs] for name, runs in recent.items()}
             errors = await WorkflowService(session).errors(actor) if actor.is_superuser else []
             layout = await layout_context(request, session, actor)
+        # The history is read on its own connection (SQLite): runs never wait for this page.
+        async with read_transaction(get_platform(request.app.state).sessions) as session:
+            recent = await ExecutionService(session).recent_by_workflow(actor, [w.name for w in workflows], _LAST_RUNS)
+        last_runs = {name: [execution_view(e, actor) for e in runs] for name, runs in recent.items()}
         return Template(
             "pages/workflows.html",
             context={
