@@ -1,7 +1,9 @@
 """Attacks on per-workflow access and approvals, over HTTP against a live server (issue 16).
 
 Each test names its attacker and counts its attempts; every attempt must be refused (404 for what
-the caller may not run, 403 for a decision they may not take) and nothing may run.
+the caller may not run, 403 for a decision they may not take) and nothing may run. The module runs on a
+SQLite file, then on Postgres when ``BIFROST_TEST_POSTGRES_URL`` is set (policy overrides and approval
+rows are written with row locks there).
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import PLATFORM_WORKSPACE, LiveServer, make_settings
+from tests.conftest import (
+    PLATFORM_WORKSPACE,
+    POSTGRES_URL,
+    LiveServer,
+    create_postgres_database,
+    drop_postgres_database,
+    make_settings,
+)
 from tests.platform.conftest import World, browser_session, seed
 
 CASES = '''
@@ -64,19 +73,26 @@ async def ac_call_needs_ok() -> dict:
 '''
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    tmp = tmp_path_factory.mktemp("access")
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A seeded live server with the cases above, per database (Postgres skipped without its URL)."""
+    url = None
+    if request.param == "postgres":
+        if not POSTGRES_URL:
+            pytest.skip("Postgres tests need BIFROST_TEST_POSTGRES_URL (set by .ci/run)")
+        url = create_postgres_database()
+    tmp = tmp_path_factory.mktemp(f"access-{request.param}")
     workspace = tmp / "workspace"
     shutil.copytree(PLATFORM_WORKSPACE, workspace)
     (workspace / "access_cases.py").write_text(CASES)
-    server = LiveServer(make_settings(tmp, workspace=workspace)).start()
-    data = server.call(lambda: seed(server.platform))
-    w = World(server=server, **data)
+    server = LiveServer(make_settings(tmp, url, workspace=workspace)).start()
     try:
-        yield w
+        data = server.call(lambda: seed(server.platform))
+        yield World(server=server, **data)
     finally:
         server.stop()
+        if url:
+            drop_postgres_database(url)
 
 
 def _runs(client: httpx.Client, name: str) -> list[dict[str, Any]]:
@@ -319,3 +335,41 @@ def test_expired_approvals_end_cancelled(world: World) -> None:
     assert admin.get(f"/api/approvals/{run_id}").json()["status"] == "expired"
     assert admin.post(f"/api/approvals/{run_id}/approve", json={}).status_code == 409
     admin.close()
+
+
+def _audit_events(admin: httpx.Client, action: str, target: str) -> list[dict[str, Any]]:
+    events = admin.get("/api/audit", params={"action": action, "limit": 500}).json()["events"]
+    return [e for e in events if e["target_id"] == target]
+
+
+def test_a_policy_change_and_each_decision_write_one_audit_event(world: World) -> None:
+    admin = world.server.client(world.admin_key)
+    alice = world.server.client(world.alice_key)
+    before = len(_audit_events(admin, "workflow.access_policy_changed", "ac_escalation_only"))
+    changed = admin.put("/api/workflows/ac_escalation_only/access", json={"approver_role": "Escalation"})
+    assert changed.status_code == 200, changed.text
+    refused = admin.put("/api/workflows/ac_escalation_only/access", json={"access": "nobody"})
+    assert refused.status_code == 422  # nothing written, nothing recorded
+    events = _audit_events(admin, "workflow.access_policy_changed", "ac_escalation_only")
+    assert len(events) == before + 1
+    assert events[0]["actor_email"] == "admin@test.io" and events[0]["target_type"] == "workflow"
+    assert events[0]["details"]["changed"] == {"approver_role": "Escalation"}
+    admin.put("/api/workflows/ac_escalation_only/access", json={"approver_role": None})
+    # one approval, one rejection: one event each, with the decision and the reason
+    approved_id = alice.post("/api/workflows/ac_needs_ok/execute", json={"params": {}}).json()["execution_id"]
+    rejected_id = alice.post("/api/workflows/ac_needs_ok/execute", json={"params": {}}).json()["execution_id"]
+    assert alice.post(f"/api/approvals/{approved_id}/approve", json={}).status_code == 403  # refused: no event
+    assert admin.post(f"/api/approvals/{approved_id}/approve", json={"reason": "ok"}).status_code == 200
+    assert admin.post(f"/api/approvals/{rejected_id}/reject", json={"reason": "no ticket"}).status_code == 200
+    [approved] = _audit_events(admin, "execution.approval_decided", approved_id)
+    [rejected] = _audit_events(admin, "execution.approval_decided", rejected_id)
+    assert approved["details"]["decision"] == "approved" and approved["organization_id"] == world.org_a
+    assert rejected["details"] == {
+        "workflow": "ac_needs_ok",
+        "decision": "rejected",
+        "reason": "no ticket",
+        "requested_by": "alice@a.example",
+    }
+    _wait(alice, approved_id, ("Completed", "Failed"))
+    admin.close()
+    alice.close()

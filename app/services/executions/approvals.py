@@ -23,6 +23,7 @@ from app.models import Execution
 from app.models.access import ExecutionApproval
 from app.models.base import utcnow
 from app.services.actor import Actor
+from app.services.audit import events as audit
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from app.services.executions.approval_rows import WAITING, close_approval
 from app.services.executions.dispatch import Dispatcher
@@ -184,7 +185,15 @@ class ApprovalService:
                 error_type="ApprovalRejected",
                 user_error=True,
             )
-        # audit: approval decision (approve/reject) of execution_id by actor, with the reason
+        details = {
+            "workflow": approval.workflow_name,
+            "decision": "approved" if approve else "rejected",
+            "reason": text,
+            "requested_by": approval.requested_by_name,
+        }
+        await audit.record(
+            self.session, actor, audit.APPROVAL_DECIDED, "execution", execution_id, approval.organization_id, details
+        )
         await self.session.commit()
         execution = await self.session.get(Execution, execution_id, populate_existing=True)
         assert execution is not None

@@ -12,6 +12,7 @@ from app.models import Organization
 from app.models.access import WorkflowAccess
 from app.models.base import utcnow
 from app.services.actor import Actor
+from app.services.audit import events as audit
 from app.services.errors import InvalidInputError, reject_unknown_fields, require_bool
 from app.services.workflows.access import ACCESS_LEVELS, effective_policy, forget_roles, policy_view
 from app.services.workflows.catalogue import WorkflowService
@@ -127,7 +128,8 @@ class PolicyService:
             raise InvalidInputError.field("roles", "name at least one role when access is 'roles'")
         override.updated_by, override.updated_at = actor.user_id, utcnow()
         await self.session.flush()
-        # audit: access-policy change of workflow row.name by actor (clean holds what changed)
+        details = {"workflow": row.name, "changed": clean}
+        await audit.record(self.session, actor, audit.ACCESS_POLICY_CHANGED, "workflow", row.name, None, details)
         WorkflowService.forget_cached_now_and_after_commit(self.session)
         forget_roles()
         return policy_view(row, policy)
