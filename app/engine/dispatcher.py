@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import transaction
 from app.engine.events import EventHub
+from app.engine.group_commit import GroupCommitter
 from app.engine.pool import WorkerPool
 from app.engine.protocol import NOT_STARTED, Job, JobResult, LogRecord, utcnow
 from app.services import redaction
@@ -123,6 +124,8 @@ class LocalDispatcher:
         self.approval_check_seconds = approval_check_seconds
         self._approvals: asyncio.Task[None] | None = None
         self.sessions = sessions
+        # The result of a run and the hand-over of its worker to the next queued run share a commit.
+        self.writes = GroupCommitter(sessions)
         self.hub = hub
         self.sdk_url = sdk_url
         self.log_flush_seconds = log_flush_seconds
@@ -345,10 +348,12 @@ class LocalDispatcher:
         task.add_done_callback(self._bookkeeping.discard)
 
     async def _mark(self, batch: list[tuple[DispatchRequest, str]]) -> None:
+        async def mark(session: AsyncSession) -> list[bool]:
+            service = ExecutionService(session)
+            return [await service.mark_running(r.execution_id, hash_token(t)) for r, t in batch]
+
         try:
-            async with transaction(self.sessions) as session:
-                service = ExecutionService(session)
-                started = [await service.mark_running(r.execution_id, hash_token(t)) for r, t in batch]
+            started = await self.writes.run(mark)
         except Exception:
             log.exception("could not mark %d queued execution(s) running; retrying", len(batch))
             for request, token in batch:
@@ -404,9 +409,13 @@ class LocalDispatcher:
             batches = _batches(buffer)
             for batch in batches[:-1]:
                 await self._write_logs(batch)
-            async with transaction(self.sessions) as session:
-                await ExecutionService(session).add_logs(list(buffer))
+            rows = list(buffer)
+
+            async def store(session: AsyncSession) -> None:
+                await ExecutionService(session).add_logs(rows)
                 await self._finish(session, result)
+
+            await self.writes.run(store)
         except Exception:
             # Never lose the outcome because of its logs: store it alone.
             log.exception(
