@@ -177,9 +177,13 @@ def test_workflow_catalogue_has_parameters_and_data_providers(world: World) -> N
         params = {p["name"]: p for p in add["parameters"]}
         assert params["a"]["required"] is True and params["a"]["description"] == "First."
         assert params["b"]["default"] == 2
+        # A member sees the data providers of the workflows and forms they may use (docs/access.md);
+        # ``colours`` feeds none of them, so only platform admins (who build forms) list it.
         providers = {p["name"] for p in client.get("/api/data-providers").json()}
-        assert "colours" in providers
+        assert "colours" not in providers
         assert client.get("/api/workspace/errors").status_code == 403
+    with world.server.client(world.admin_key) as admin:
+        assert "colours" in {p["name"] for p in admin.get("/api/data-providers").json()}
 
 
 def test_password_guessing_is_rate_limited(tmp_path) -> None:  # type: ignore[no-untyped-def]
