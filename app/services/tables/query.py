@@ -29,9 +29,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
+    Numeric,
     Text,
     and_,
     case,
@@ -39,6 +41,7 @@ from sqlalchemy import (
     false,
     func,
     literal,
+    literal_column,
     or_,
     true,
 )
@@ -46,6 +49,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 
 from app.services.errors import InvalidInputError
+from app.services.tables import indexes
 
 OPERATORS = ("eq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "is_null")
 COMPARISONS = ("gt", "gte", "lt", "lte")
@@ -295,10 +299,14 @@ class _SQLite:
 
     NUMBER = ("integer", "real")
 
-    def __init__(self, cols: Columns) -> None:
+    def __init__(self, cols: Columns, indexed: frozenset[tuple[str, ...]] = frozenset()) -> None:
         self.c = cols
+        self.indexed = indexed
 
     def value(self, path: Sequence[str]) -> Any:
+        if tuple(path) in self.indexed:
+            # The indexed expression itself, its JSON path inlined (a bound path matches no index).
+            return literal_column(indexes.sqlite_value(path))
         return func.json_extract(self.c.data, _sqlite_path(path))
 
     def type(self, path: Sequence[str]) -> Any:
@@ -320,6 +328,10 @@ class _SQLite:
             guard = func.json_type(self.c.dates, mirror) == "integer"
         elif cond.kind == "number":
             left, guard = self.value(cond.path), self.type(cond.path).in_(self.NUMBER)
+            if cond.op in ("gt", "gte") and tuple(cond.path) in self.indexed:
+                # SQLite sorts every text after every number: without this bound, the index range
+                # would run on through all the field's strings only for the type guard to drop them.
+                guard = and_(left < literal_column("''"), guard)
         else:
             left, guard = self.value(cond.path), self.type(cond.path) == "text"
         return and_(_apply(cond.op, left, cond.value), guard)
@@ -373,10 +385,15 @@ class _SQLite:
 
 
 class _Postgres:
-    """``jsonb``: ``->`` walks the path, ``jsonb_typeof`` gives the type, ``@>`` uses the GIN index."""
+    """``jsonb``: ``->`` walks the path, ``jsonb_typeof`` gives the type, ``@>`` uses the GIN index.
 
-    def __init__(self, cols: Columns) -> None:
+    A declared (indexed) field is compared through the expressions of its indexes instead
+    (:mod:`app.services.tables.indexes`): ``(data -> 'f') = value`` and the numeric CASE.
+    """
+
+    def __init__(self, cols: Columns, indexed: frozenset[tuple[str, ...]] = frozenset()) -> None:
         self.c = cols
+        self.indexed = indexed
 
     def _walk(self, root: Any, path: Sequence[str]) -> Any:
         node = root
@@ -395,6 +412,9 @@ class _Postgres:
         return func.jsonb_typeof(self.node(path))
 
     def eq(self, path: Sequence[str], value: Any) -> ColumnElement[bool]:
+        if tuple(path) in self.indexed:
+            # jsonb equality is type-exact and compares numbers by value, like containment.
+            return literal_column(indexes.postgres_node(path), JSONB) == literal(value, JSONB)  # type: ignore[no-any-return]
         # Containment of a scalar at a path is type-exact (numbers by value) and served by GIN.
         document: Any = value
         for key in reversed(path):
@@ -405,6 +425,12 @@ class _Postgres:
         if cond.kind == "date":
             node = self._walk(self.c.dates, cond.path)
             return and_(func.jsonb_typeof(node) == "number", _apply(cond.op, node, literal(cond.value, JSONB)))
+        if cond.kind == "number" and tuple(cond.path) in self.indexed:
+            # NULL unless a JSON number: no type guard needed, and the numeric index serves the range.
+            # The operand as numeric too: a float8 parameter would turn the expression into a float
+            # comparison that matches no index.
+            operand = literal(Decimal(repr(cond.value)), Numeric(asdecimal=True))
+            return _apply(cond.op, literal_column(indexes.postgres_number(cond.path), Numeric), operand)
         if cond.kind == "number":
             # jsonb orders numbers by value; the type guard keeps other types out.
             node = self.node(cond.path)
@@ -422,8 +448,9 @@ class _Postgres:
     def is_in(self, path: Sequence[str], values: Sequence[Any]) -> ColumnElement[bool]:
         if not values:
             return false()
+        node = literal_column(indexes.postgres_node(path), JSONB) if tuple(path) in self.indexed else self.node(path)
         # jsonb equality is type-exact and compares numbers by value, like eq.
-        return self.node(path).in_([literal(v, JSONB) for v in values])  # type: ignore[no-any-return]
+        return node.in_([literal(v, JSONB) for v in values])  # type: ignore[no-any-return]
 
     def is_null(self, path: Sequence[str]) -> ColumnElement[bool]:
         # ->> gives SQL NULL both for a missing key and for JSON null.
@@ -476,17 +503,25 @@ def like_to_glob(pattern: str) -> str:
     return "".join(out)
 
 
-def _dialect(name: str, cols: Columns) -> _SQLite | _Postgres:
+def _dialect(name: str, cols: Columns, indexed: frozenset[tuple[str, ...]] = frozenset()) -> _SQLite | _Postgres:
     if name == "sqlite":
-        return _SQLite(cols)
+        return _SQLite(cols, indexed)
     if name == "postgresql":
-        return _Postgres(cols)
+        return _Postgres(cols, indexed)
     raise NotImplementedError(f"document tables support SQLite and Postgres, not {name}")
 
 
-def compile_where(conditions: Sequence[Condition], dialect: str, cols: Columns) -> ColumnElement[bool]:
-    """AND of every condition as a SQL expression for ``dialect`` (``sqlite`` or ``postgresql``)."""
-    sql = _dialect(dialect, cols)
+def compile_where(
+    conditions: Sequence[Condition],
+    dialect: str,
+    cols: Columns,
+    indexed: frozenset[tuple[str, ...]] = frozenset(),
+) -> ColumnElement[bool]:
+    """AND of every condition as a SQL expression for ``dialect`` (``sqlite`` or ``postgresql``).
+
+    Conditions on ``indexed`` paths (the table's declared fields) use the expressions of their indexes.
+    """
+    sql = _dialect(dialect, cols, indexed)
     parts: list[ColumnElement[bool]] = []
     for cond in conditions:
         if cond.op == "eq":

@@ -19,7 +19,7 @@ import math
 import re
 from typing import Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import Select, delete, func, literal_column, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,12 +36,14 @@ from app.services.errors import (
     PermissionDeniedError,
     optional_text,
 )
+from app.services.tables import indexes
 from app.services.tables.query import (
     Columns,
     Condition,
     compile_order,
     compile_where,
     date_mirror,
+    parse_field,
     parse_order,
     parse_where,
 )
@@ -152,6 +154,23 @@ def check_data(data: Any, field: str = "data") -> dict[str, Any]:
     if len(json.dumps(data, separators=(",", ":"))) > MAX_DOCUMENT_BYTES:
         raise InvalidInputError.field(field, f"documents are limited to {MAX_DOCUMENT_BYTES} bytes of JSON")
     return data
+
+
+def check_indexed_fields(fields: Any, field: str = "table_schema.indexes") -> list[str]:
+    """Validate the document fields a table declares as indexed (dotted names, as in ``where``).
+
+    Raises:
+        InvalidInputError: Not a list of field names, or more than
+            :data:`app.services.tables.indexes.MAX_INDEXES_PER_TABLE`.
+    """
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise InvalidInputError.field(field, 'must be a list of field names, e.g. ["status", "address.city"]')
+    names = list(dict.fromkeys(fields))
+    if len(names) > indexes.MAX_INDEXES_PER_TABLE:
+        raise InvalidInputError.field(field, f"at most {indexes.MAX_INDEXES_PER_TABLE} indexed fields per table")
+    for name in names:
+        parse_field(name, field)
+    return names
 
 
 def check_page(limit: Any, offset: Any) -> tuple[int, int]:
@@ -268,7 +287,9 @@ class TableService:
         """Create a table explicitly.
 
         ``table_schema`` is stored with the table for documentation and tools; documents
-        are not validated against it.
+        are not validated against it. Its ``indexes`` (a list of field names) are the fields
+        the table declares as indexed: filters on them read an index
+        (:mod:`app.services.tables.indexes`).
 
         Raises:
             ConflictError: A table of this name exists in the scope and app.
@@ -280,12 +301,46 @@ class TableService:
             raise InvalidInputError.field("table_schema", "must be a JSON object or null")
         if table_schema is not None:
             check_data(table_schema, "table_schema")
+        declared = check_indexed_fields(table_schema["indexes"]) if table_schema and "indexes" in table_schema else []
         org_id = await self.resolve_scope(actor, scope, write=True)
         existing = await self._find(org_id, app_name, name)
         created = None if existing else await self._create_table(org_id, app_name, name, desc, table_schema)
         if created is None:
             raise ConflictError(f"A table named {name!r} already exists in this scope.")
+        if declared:
+            await indexes.set_indexes(self.session, created, declared)
         return created
+
+    async def indexed_fields(self, actor: Actor, table: Any, scope: Any = None, app: Any = None) -> builtins.list[str]:
+        """The fields a table declares as indexed, sorted.
+
+        Raises:
+            NotFoundError: No such table in the scope.
+        """
+        *_, target = await self._locate(actor, table, scope, app, write=False)
+        if target is None:
+            raise NotFoundError(f"Table {table!r} not found.")
+        return sorted(".".join(path) for path in await indexes.declared(self.session, target.id))
+
+    async def set_indexed_fields(
+        self, actor: Actor, table: Any, fields: Any, scope: Any = None, app: Any = None
+    ) -> builtins.list[str]:
+        """Declare exactly ``fields`` as the table's indexed fields (builds and drops indexes).
+
+        The table's ``table_schema["indexes"]`` is kept equal to the declaration.
+
+        Raises:
+            NotFoundError: No such table in the scope.
+            InvalidInputError: Bad field names, or too many.
+        """
+        names = check_indexed_fields(fields, "indexes")
+        *_, target = await self._locate(actor, table, scope, app, write=True)
+        if target is None:
+            raise NotFoundError(f"Table {table!r} not found.")
+        result = await indexes.set_indexes(self.session, target, names)
+        target.table_schema = {**(target.table_schema or {}), "indexes": result}
+        await self.session.flush()
+        return result
 
     async def list(self, actor: Actor, scope: Any = None, app: Any = None) -> builtins.list[DocTable]:
         """Tables of the scope and app, by name."""
@@ -303,6 +358,7 @@ class TableService:
         *_, table = await self._locate(actor, name, scope, app, write=True)
         if table is None:
             return False
+        await indexes.drop_all(self.session, table.id)
         await self.session.execute(delete(Document).where(col(Document.table_id) == table.id))
         await self.session.delete(table)
         await self.session.flush()
@@ -434,16 +490,17 @@ class TableService:
         *_, target = await self._locate(actor, table, scope, app, write=False)
         if target is None:
             return DocumentList(documents=[], total=0, limit=limit, offset=offset)
-        match = await self._match(target, conditions)
         documents: builtins.list[DocumentData] = []
         if limit:
-            stmt = (
-                select(col(Document.id), col(Document.data), col(Document.created_at), col(Document.updated_at))
-                .where(match)
-                .order_by(*compile_order(order, self._dialect, _COLUMNS))
-                .limit(limit)
-                .offset(offset)
+            matching = await self._select(
+                target,
+                conditions,
+                col(Document.id),
+                col(Document.data),
+                col(Document.created_at),
+                col(Document.updated_at),
             )
+            stmt = matching.order_by(*compile_order(order, self._dialect, _COLUMNS)).limit(limit).offset(offset)
             documents = [
                 DocumentData(id=row[0], table_id=target.id, data=row[1], created_at=row[2], updated_at=row[3])
                 for row in await self.session.execute(stmt)
@@ -452,7 +509,7 @@ class TableService:
             # A short page is the last one: the total follows without a second scan.
             total = offset + len(documents)
         else:
-            total = (await self.session.execute(select(func.count()).select_from(Document).where(match))).scalar_one()
+            total = (await self.session.execute(await self._select(target, conditions, func.count()))).scalar_one()
         return DocumentList(documents=documents, total=total, limit=limit, offset=offset)
 
     async def count(self, actor: Actor, table: Any, where: Any = None, scope: Any = None, app: Any = None) -> int:
@@ -461,11 +518,11 @@ class TableService:
         *_, target = await self._locate(actor, table, scope, app, write=False)
         if target is None:
             return 0
-        stmt = select(func.count()).select_from(Document).where(await self._match(target, conditions))
+        stmt = await self._select(target, conditions, func.count())
         return int((await self.session.execute(stmt)).scalar_one())
 
-    async def _match(self, target: DocTable, conditions: builtins.list[Condition]) -> Any:
-        """The WHERE clause of a query or count over ``target``'s documents."""
+    async def _select(self, target: DocTable, conditions: builtins.list[Condition], *columns: Any) -> Select[Any]:
+        """SELECT ``columns`` of ``target``'s documents matching ``conditions`` (a query or a count)."""
         if self._dialect == "postgresql" and not self._custom_plans:
             # Every operand is a bound parameter, and asyncpg prepares statements: after a few runs
             # Postgres may switch to a generic plan built without the values (no JSON key, no
@@ -473,4 +530,17 @@ class TableService:
             # SET LOCAL ends with this transaction.
             await self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
             self._custom_plans = True
-        return (col(Document.table_id) == target.id) & compile_where(conditions, self._dialect, _COLUMNS)
+        paths = {cond.path for cond in conditions}
+        indexed = frozenset(paths & await indexes.declared(self.session, target.id)) if paths else frozenset()
+        stmt = select(*columns).select_from(Document)
+        if not indexed:
+            return stmt.where(col(Document.table_id) == target.id, compile_where(conditions, self._dialect, _COLUMNS))
+        # The table id inlined: a partial index (WHERE table_id = '<id>') serves only that literal.
+        in_table = col(Document.table_id) == literal_column(indexes.table_literal(target.id))
+        stmt = stmt.where(in_table, compile_where(conditions, self._dialect, _COLUMNS, indexed))
+        chosen = indexes.best_index(target.id, conditions, indexed)
+        if chosen is not None and self._dialect == "sqlite":
+            # Without statistics SQLite rates "table_id = ?" on (table_id, created_at) as selective as
+            # the field's index, and takes it for the order it gives: the whole table is then read.
+            stmt = stmt.execution_options(sqlite_indexed_by=("document", chosen))
+        return stmt
