@@ -302,6 +302,7 @@ class _SQLite:
     def __init__(self, cols: Columns, indexed: frozenset[tuple[str, ...]] = frozenset()) -> None:
         self.c = cols
         self.indexed = indexed
+        self.upper_bounded: set[tuple[str, ...]] = set()
 
     def value(self, path: Sequence[str]) -> Any:
         if tuple(path) in self.indexed:
@@ -328,9 +329,10 @@ class _SQLite:
             guard = func.json_type(self.c.dates, mirror) == "integer"
         elif cond.kind == "number":
             left, guard = self.value(cond.path), self.type(cond.path).in_(self.NUMBER)
-            if cond.op in ("gt", "gte") and tuple(cond.path) in self.indexed:
-                # SQLite sorts every text after every number: without this bound, the index range
+            if cond.op in ("gt", "gte") and cond.path in self.indexed and cond.path not in self.upper_bounded:
+                # SQLite sorts every text after every number: without an upper bound, the index range
                 # would run on through all the field's strings only for the type guard to drop them.
+                # (Not with a numeric upper bound too: SQLite would pick this one and ignore that.)
                 guard = and_(left < literal_column("''"), guard)
         else:
             left, guard = self.value(cond.path), self.type(cond.path) == "text"
@@ -522,6 +524,8 @@ def compile_where(
     Conditions on ``indexed`` paths (the table's declared fields) use the expressions of their indexes.
     """
     sql = _dialect(dialect, cols, indexed)
+    if isinstance(sql, _SQLite):
+        sql.upper_bounded = {c.path for c in conditions if c.op in ("lt", "lte") and c.kind == "number"}
     parts: list[ColumnElement[bool]] = []
     for cond in conditions:
         if cond.op == "eq":
