@@ -5,6 +5,7 @@ from litestar.types import ControllerRouterHandler
 from app.web.pages.admin import OrganizationPages, RolePages, UserPages
 from app.web.pages.ai_admin import AI_ADMIN_PAGE_HANDLERS
 from app.web.pages.api_keys import ApiKeyPages
+from app.web.pages.approvals import APPROVAL_PAGE_HANDLERS
 from app.web.pages.audit import AUDIT_PAGE_HANDLERS
 from app.web.pages.chat import CHAT_PAGE_HANDLERS
 from app.web.pages.config_admin import CONFIG_PAGE_HANDLERS
@@ -16,6 +17,7 @@ from app.web.pages.integrations import INTEGRATION_PAGE_HANDLERS
 from app.web.pages.knowledge import KnowledgePages
 from app.web.pages.public_forms import PUBLIC_FORM_PAGE_HANDLERS
 from app.web.pages.schedules import SCHEDULE_PAGE_HANDLERS
+from app.web.pages.workflow_access import WORKFLOW_ACCESS_PAGE_HANDLERS
 from app.web.pages.workflows import WorkflowPages
 
 PAGE_HANDLERS: list[ControllerRouterHandler] = [
@@ -39,4 +41,6 @@ PAGE_HANDLERS: list[ControllerRouterHandler] = [
     *CHAT_PAGE_HANDLERS,
     *AI_ADMIN_PAGE_HANDLERS,
     *AUDIT_PAGE_HANDLERS,
+    *APPROVAL_PAGE_HANDLERS,
+    *WORKFLOW_ACCESS_PAGE_HANDLERS,
 ]

@@ -25,6 +25,7 @@ from app.services.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from app.services.executions.approvals import ApprovalService
 from app.services.identity.organizations import OrganizationService
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,10 @@ def render_string(request: Request[Any, Any, Any], template: str, **context: Any
 
 
 async def layout_context(request: Request[Any, Any, Any], session: AsyncSession, actor: Actor) -> dict[str, Any]:
-    """What ``base.html`` needs: the actor, a pending notice and, for platform admins, the organizations."""
+    """What ``base.html`` needs: the actor, a pending notice, whether they approve runs and, for platform admins,
+    the organizations."""
     context: dict[str, Any] = {"actor": actor, "notice": pop_flash(request)}
+    context["approver"] = await ApprovalService(session).is_approver(actor)
     if actor.is_superuser:
         context["orgs"] = await OrganizationService(session).list(actor)
     return context

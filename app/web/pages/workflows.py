@@ -27,6 +27,7 @@ from app.web.pages.form_fields import (
     values_from_form,
 )
 from app.web.pages.providers import FieldOptions, dependents, resolve_fields
+from app.web.pages.workflow_access import workflow_page_access
 from bifrost._schema import validate_parameters
 from bifrost.errors import ValidationError
 
@@ -143,7 +144,9 @@ class WorkflowPages(PageController):
         values = initial_values(loaded.fields, given)
         # Cached choices are shown at once; the others load right after the page (never blocking it).
         states = await resolve_fields(request, actor, loaded.fields, values, loaded.providers, run=False)
-        return Template("pages/workflow_form.html", context=form_context(loaded, values, states))
+        async with db(request) as session:
+            access = await workflow_page_access(session, actor, loaded.workflow.name)
+        return Template("pages/workflow_form.html", context={**form_context(loaded, values, states), **access})
 
     @get("/{name:str}/fields", media_type=MediaType.HTML)
     async def fields(
