@@ -1,12 +1,15 @@
 """The kernel's HTTP client for the platform's JSON API (``/api``), authenticated with the user's API key.
 
 SDK calls made by workflow code go through ``bifrost._client`` as usual; this client covers what only
-a notebook needs: who am I, start / log to / finish a notebook run, publish, the workflow catalogue.
+a notebook needs: who am I, start / log to / finish a notebook run, run a platform workflow and follow its
+logs, publish, the workflow catalogue.
 Errors become the SDK's typed exceptions (``bifrost.errors``), with the platform's message.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +88,41 @@ class PlatformClient:
             if not page:
                 return lines
             lines.extend(page)
+
+    async def execute(self, name: str, params: dict[str, Any], org: str | None = None) -> dict[str, Any]:
+        """Submit a workflow of the platform (the one submit path); answers its execution id and status."""
+        body = {"params": params, "org": org}
+        return await self.call("POST", f"/workflows/{segment(name)}/execute", json=body)  # type: ignore[no-any-return]
+
+    async def cancel(self, execution_id: str) -> None:
+        """Cancel a queued or running execution."""
+        await self.call("POST", f"/executions/{segment(execution_id)}/cancel")
+
+    async def stream(self, execution_id: str) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """The execution's server-sent events as ``(event, data)``: stored and live ``log`` lines, then
+        ``status`` events; ends after the one with ``done``."""
+        timeout = httpx.Timeout(60.0, connect=10, read=None)  # the server sends keep-alives while it runs
+        async with httpx.AsyncClient(base_url=self.url, headers=self.headers(), timeout=timeout) as client:
+            path = f"{API_PREFIX}/executions/{segment(execution_id)}/stream"
+            try:
+                async with client.stream("GET", path) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise_for_response(response)
+                    event, data = "message", ""
+                    async for line in response.aiter_lines():
+                        if line.startswith("event:"):
+                            event = line[len("event:") :].strip()
+                        elif line.startswith("data:"):
+                            data += line[len("data:") :].strip()
+                        elif not line and data:
+                            payload = json.loads(data)
+                            yield event, payload
+                            if event == "status" and payload.get("done"):
+                                return
+                            event, data = "message", ""
+            except httpx.TransportError as exc:
+                raise WorkflowError(f"cannot reach the platform at {self.url}: {exc}") from exc
 
     # ----- notebook runs -------------------------------------------------------------------------------
     async def start_run(

@@ -10,10 +10,11 @@ any other front end it shows the ``%bifrost run`` line to paste into a cell.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import uuid
 from html import escape
-from typing import Any
+from typing import Any, TextIO, cast
 
 from bifrost._schema import ParameterSpec
 from bifrost.decorators import WorkflowDefinition
@@ -54,6 +55,33 @@ def coerce_values(parameters: list[ParameterSpec], values: dict[str, Any]) -> di
     return params
 
 
+class _OutputStream(io.TextIOBase):
+    """A text stream into an ipywidgets ``Output``: the live log of a widget submission, under the form.
+
+    Each write re-sends the widget's whole output list, so past ``MAX_LINES`` lines the rest is left to
+    the execution's stored log (the platform has every line).
+    """
+
+    MAX_LINES = 500
+
+    def __init__(self, output: Any) -> None:
+        super().__init__()
+        self.output = output
+        self.lines = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not text or self.lines > self.MAX_LINES:
+            return len(text)
+        self.lines += text.count("\n")
+        if self.lines > self.MAX_LINES:
+            text += "… more lines in the execution's log on the platform\n"
+        self.output.append_stdout(text)
+        return len(text)
+
+
 class FormView:
     """A workflow's form in a notebook cell.
 
@@ -80,8 +108,11 @@ class FormView:
     # ----- submitting ----------------------------------------------------------------------------------
     async def submit(self, **values: Any) -> RunResult:
         """Run the workflow with form values (text as a form sends it, or typed values)."""
+        return await self._submit(values)
+
+    async def _submit(self, values: dict[str, Any], stream: TextIO | None = None) -> RunResult:
         params = coerce_values(self.definition.parameters, values)
-        run = await run_workflow(self.definition.func, params, org=self.org)
+        run = await run_workflow(self.definition.func, params, org=self.org, stream=stream)
         self.runs.append(run)
         return run
 
@@ -127,16 +158,18 @@ class FormView:
         self.last_run = asyncio.ensure_future(self._run_into_output(self.values()))
 
     async def _run_into_output(self, values: dict[str, Any]) -> RunResult:
-        from IPython.display import HTML, display
+        from IPython.display import HTML
 
+        # Written into the Output widget's own list of outputs, not captured with `with output:`: the run
+        # is a task that outlives the click's message, and capture routes by that message (in JupyterLab
+        # nothing would show).
         self.output.clear_output()
-        with self.output:
-            try:
-                run = await self.submit(**values)
-            except Exception as exc:  # a bad value: show it under the form, keep the form usable
-                display(HTML(f"<pre style='color:#b3261e'>{escape(str(exc))}</pre>"))
-                raise
-            display(run)
+        try:
+            run = await self._submit(values, cast(TextIO, _OutputStream(self.output)))
+        except Exception as exc:  # a bad value: show it under the form, keep the form usable
+            self.output.append_display_data(HTML(f"<pre style='color:#b3261e'>{escape(str(exc))}</pre>"))
+            raise
+        self.output.append_display_data(run)
         return run
 
     # ----- display -------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 ::
 
     %bifrost connect [URL] [--key KEY] [--org ORG]
-    %bifrost run <name> [key=value ...] [--org ORG]
+    %bifrost run <name> [key=value ...] [--org ORG]     (defined in the notebook, or on the platform)
     %bifrost form <name> [--org ORG] [--html]
     %bifrost publish <name> [--file path.py] [--force]
     %bifrost workflows
@@ -18,13 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from bifrost.errors import ConfigurationError, NotFoundError, PermissionDeniedError, ValidationError
-from notebooks import session
+from notebooks import platform_runs, session
 from notebooks.embedded import EmbeddedPlatformError
+from notebooks.formatting import format_module
 from notebooks.forms import FormView
-from notebooks.runner import RunResult, resolve, run_sync, run_workflow
+from notebooks.runner import RunResult, resolve, run_sync
 from notebooks.source import PublishSourceError, build_module
 
 USAGE = __doc__ or ""
@@ -86,18 +89,45 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 
 class _Published:
-    """Displays what ``%bifrost publish`` did."""
+    """Displays what ``%bifrost publish`` did: where the file went and how to run the workflow now."""
 
-    def __init__(self, body: dict[str, Any], url: str) -> None:
+    def __init__(self, body: dict[str, Any], url: str, findings: list[str] | None = None) -> None:
         self.body = body
         self.url = url
+        self.findings = findings or []
+
+    def _lines(self) -> tuple[str, list[str]]:
+        name, kind = self.body["name"], self.body["kind"]
+        verb = "Replaced" if self.body.get("replaced") else "Published"
+        head = f"{verb} {kind.replace('_', ' ')} {name!r} as {self.body['file']} in the workspace of {self.url}"
+        if self.body.get("removed"):
+            head += f" (no longer defined there: {', '.join(self.body['removed'])})"
+        quoted = quote(name)
+        how = [
+            f"its form: {self.url}/workflows/{quoted}",
+            f"from a notebook: %bifrost run {name} key=value ...",
+            f"from a shell: bifrost run {name} --url {self.url} -p key=value",
+            f"over HTTP: POST {self.url}/api/workflows/{quoted}/execute",
+        ]
+        if kind != "workflow":
+            how = [f"forms use it for their choices; see {self.url}/workflows"]
+        how += [f"ruff: {finding}" for finding in self.findings]
+        return head, how
 
     def __repr__(self) -> str:
-        verb = "Replaced" if self.body.get("replaced") else "Published"
-        line = f"{verb} {self.body['kind']} {self.body['name']!r} as {self.body['file']} on {self.url}"
-        if self.body.get("removed"):
-            line += f" (no longer defined there: {', '.join(self.body['removed'])})"
-        return line + ": it is runnable now (API, forms, endpoints, tools)."
+        head, how = self._lines()
+        return head + ". Run it now:\n" + "\n".join(f"  {line}" for line in how)
+
+    def _repr_html_(self) -> str:
+        head, how = self._lines()
+        items = []
+        for line in how:
+            label, _, rest = line.partition(": ")
+            value = escape(rest)
+            if rest.startswith(("http://", "https://")):
+                value = f'<a href="{value}" target="_blank" rel="noopener">{value}</a>'
+            items.append(f"<li>{escape(label)}: <code>{value}</code></li>")
+        return f"<div class='bifrost-published'><b>{escape(head)}</b>. Run it now:<ul>{''.join(items)}</ul></div>"
 
 
 class BifrostMagics:
@@ -130,7 +160,7 @@ class BifrostMagics:
 
     def do_run(self, args: argparse.Namespace) -> RunResult:
         params = parse_params(args.params)
-        return run_sync(lambda: run_workflow(args.name, params, org=args.org))  # type: ignore[no-any-return]
+        return run_sync(lambda: platform_runs.run(args.name, params, org=args.org))  # type: ignore[no-any-return]
 
     def do_form(self, args: argparse.Namespace) -> FormView:
         session.current()  # a form that cannot submit is no use: say so now
@@ -139,7 +169,9 @@ class BifrostMagics:
     def do_publish(self, args: argparse.Namespace) -> _Published:
         connection = session.current()
         definition = resolve(args.name)
-        source = build_module(definition.func, self.shell.user_ns)
+        # Formatted with the project's ruff settings, imports sorted: the workspace file reads like the rest.
+        formatted = format_module(build_module(definition.func, self.shell.user_ns))
+        source = formatted.source
         try:
             body = run_sync(
                 lambda: connection.client.publish(
@@ -150,7 +182,7 @@ class BifrostMagics:
             if "force" in str(exc):  # the platform's 409 names the API field; the magic has a flag
                 raise ValidationError(f"{exc} (add --force to %bifrost publish)") from None
             raise
-        return _Published(body, connection.client.url)
+        return _Published(body, connection.client.url, formatted.findings)
 
     def do_workflows(self, _args: argparse.Namespace) -> Any:
         from IPython.display import HTML
@@ -170,15 +202,18 @@ class BifrostMagics:
 
 
 async def bifrost_run(workflow: Any, /, *, org: str | None = None, echo: bool = True, **params: Any) -> RunResult:
-    """``await bifrost_run("name", key=value)``: run a notebook workflow on the connected platform.
+    """``await bifrost_run("name", key=value)``: run a workflow on the connected platform.
+
+    A workflow defined in the notebook runs in the kernel as an execution of the platform; any other
+    name runs the platform's workflow of that name (its workers), with its log followed live.
 
     Args:
         workflow: Name or decorated function.
         org: Organization to run in (platform admins).
-        echo: Print log lines as they arrive.
+        echo: Show log lines and printed output as they arrive (False: only the returned result).
         **params: Parameter values.
     """
-    return await run_workflow(workflow, params, org=org, echo=echo)
+    return await platform_runs.run(workflow, params, org=org, echo=echo)
 
 
 def load(ipython: Any) -> None:

@@ -157,9 +157,9 @@ class _LogCollector(logging.Handler):
 class _Tee(io.TextIOBase):
     """Replaces ``sys.stdout`` / ``sys.stderr`` during a run: writes through and records each line."""
 
-    def __init__(self, target: TextIO, collector: _LogCollector, logger: str, level: str) -> None:
+    def __init__(self, target: TextIO | None, collector: _LogCollector, logger: str, level: str) -> None:
         super().__init__()
-        self.target = target
+        self.target = target  # None: record only (``echo=False`` hides printed output too)
         self.collector = collector
         self.logger = logger
         self.level = level
@@ -169,14 +169,16 @@ class _Tee(io.TextIOBase):
         return True
 
     def write(self, text: str) -> int:
-        self.target.write(text)
+        if self.target is not None:
+            self.target.write(text)
         *lines, self.partial = (self.partial + text).split("\n")
         for line in lines:
             self.collector.add(self.level, self.logger, line.removesuffix("\r"))
         return len(text)
 
     def flush(self) -> None:
-        self.target.flush()
+        if self.target is not None:
+            self.target.flush()
 
     def close_partial(self) -> None:
         if self.partial:
@@ -185,7 +187,7 @@ class _Tee(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def _capture(collector: _LogCollector) -> Iterator[None]:
+def _capture(collector: _LogCollector, echo: bool = True, stream: TextIO | None = None) -> Iterator[None]:
     root = logging.getLogger()
     previous_level = root.level
     noisy = {name: logging.getLogger(name).level for name in NOISY_LOGGERS}
@@ -195,7 +197,8 @@ def _capture(collector: _LogCollector) -> Iterator[None]:
         if logging.getLogger(name).level < logging.WARNING:
             logging.getLogger(name).setLevel(logging.WARNING)
     out, err = sys.stdout, sys.stderr
-    tee_out, tee_err = _Tee(out, collector, "stdout", "INFO"), _Tee(err, collector, "stderr", "ERROR")
+    tee_out = _Tee((stream or out) if echo else None, collector, "stdout", "INFO")
+    tee_err = _Tee((stream or err) if echo else None, collector, "stderr", "ERROR")
     sys.stdout, sys.stderr = tee_out, tee_err  # type: ignore[assignment]
     try:
         yield
@@ -296,6 +299,7 @@ async def run_workflow(
     org: str | None = None,
     kind: str | None = None,
     echo: bool = True,
+    stream: TextIO | None = None,
 ) -> RunResult:
     """Run a workflow defined in the notebook as an execution of the connected platform.
 
@@ -304,7 +308,9 @@ async def run_workflow(
         params: Parameter values (strings are coerced like a form's: ``"5"`` → 5).
         org: Organization to run in (platform admins only; default where the kernel acts).
         kind: ``workflow`` or ``data_provider`` when a name is ambiguous.
-        echo: Print log lines in the cell as they arrive.
+        echo: Show log lines and printed output in the cell as they arrive (False: only the result;
+            the platform stores the lines either way).
+        stream: Where to show them (default the cell's stdout; the widget form passes its output area).
 
     Returns:
         The outcome; the execution is in the platform's history with its logs.
@@ -329,11 +335,11 @@ async def run_workflow(
     # The kernel reaches the SDK API where it reached the JSON API (the platform's own idea of its
     # public URL may not be reachable from here).
     sdk = PlatformConnection(connection.client.url, started["sdk_token"])
-    collector = _LogCollector(sys.stdout if echo else None)
+    collector = _LogCollector((stream or sys.stdout) if echo else None)
     stop = asyncio.Event()
     shipper = asyncio.ensure_future(_ship(collector, execution_id, stop))
     try:
-        with _capture(collector), bind_context(ctx, sdk, process_wide=True):
+        with _capture(collector, echo, stream), bind_context(ctx, sdk, process_wide=True):
             # Iterating the model keeps nested models and enum members as the function expects them.
             outcome = await _call(definition, dict(validated), float(definition.timeout_seconds))
     finally:

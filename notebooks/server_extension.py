@@ -36,7 +36,7 @@ from bifrost.errors import (
     WorkflowError,
 )
 from notebooks.client import PlatformClient
-from notebooks.templates import new_notebook, workflow_name
+from notebooks.templates import KERNEL_NAME, new_notebook, workflow_name
 
 # What the SDK client raises for an answer of the platform (or no answer).
 SDK_ERRORS = (WorkflowError, ValidationError, ConfigurationError, UserError, IntegrationError)
@@ -176,7 +176,7 @@ class NewNotebookHandler(_BifrostHandler):
     async def post(self) -> None:
         data = self.body()
         path = await self.create(data.get("name"), data.get("path"), data.get("dir"))
-        self.send({"path": path, "url": self.open_url(path)}, 201)
+        self.send({"path": path, "url": self.open_url(path), "kernel": KERNEL_NAME}, 201)
 
     @web.authenticated
     async def get(self) -> None:

@@ -90,6 +90,15 @@ def _public_path(obj: Any, name: str) -> str | None:
     return None
 
 
+def _type_label(value: Any) -> str:
+    """The type of ``value`` as its users write it: ``httpx.AsyncClient``, ``pandas.DataFrame``, ``set``."""
+    kind = type(value)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    module = _public_path(kind, kind.__name__) or kind.__module__
+    return f"{module}.{kind.__qualname__}"
+
+
 def _import_line(name: str, obj: Any) -> str | None:
     if isinstance(obj, types.ModuleType):
         full = obj.__name__
@@ -181,8 +190,9 @@ class _ModuleBuilder:
             self.assignments.append(f"{name} = {value!r}")
             return
         self.problems.append(
-            f"{name!r} is a {type(value).__name__} made in the notebook; create it inside the function, "
-            "or move it into a module of the workspace"
+            f"{name!r} holds an object of type {_type_label(value)} that was made in the notebook, and a module "
+            f"cannot recreate it: create it inside the function (e.g. `{name} = {type(value).__name__}(...)` "
+            "in its body), or make it in a module of the workspace and import it from there"
         )
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import nbformat
 
+KERNEL_NAME = "python3"  # ipykernel's own kernelspec, which every install has
+
 EXAMPLE = '''import logging
 
 from bifrost import context, workflow
@@ -55,5 +57,5 @@ def new_notebook(name: str | None = None) -> Any:
         nbformat.v4.new_code_cell(f"# %bifrost publish {wf}"),
     ]
     notebook = nbformat.v4.new_notebook(cells=cells)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "Python 3", "language": "python"}
     return notebook

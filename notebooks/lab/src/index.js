@@ -63,7 +63,12 @@ const plugin = {
         }
         try {
           const created = await createNotebook(answer.value || 'my_workflow', args.cwd || '');
-          return await app.commands.execute('docmanager:open', { path: created.path });
+          // The template's kernel, started as the notebook opens (running a cell before a kernel
+          // exists would ask the author to pick one).
+          return await app.commands.execute('docmanager:open', {
+            path: created.path,
+            kernel: { name: created.kernel || 'python3' }
+          });
         } catch (error) {
           await showErrorMessage('New Bifrost workflow', error);
           return null;
