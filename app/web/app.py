@@ -32,6 +32,7 @@ from app.web.api import knowledge as knowledge_api
 from app.web.api import notebook_runs as notebook_runs_api
 from app.web.api import publish as publish_api
 from app.web.api import schedules as schedules_api
+from app.web.api import sign_in as sign_in_api
 from app.web.api import tables as tables_api
 from app.web.api.admin import ApiKeyController, OrganizationController, RoleController, UserController
 from app.web.api.auth import AuthController, SdkContextController
@@ -46,6 +47,9 @@ from app.web.errors import EXCEPTION_HANDLERS
 from app.web.guards import guard_middleware, security_headers
 from app.web.markdown import register_filters
 from app.web.pages import PAGE_HANDLERS
+from app.web.pages.sign_in import SIGN_IN_PAGE_HANDLERS
+from app.web.pages.sign_in_admin import SIGN_IN_ADMIN_PAGE_HANDLERS
+from app.web.sign_in_flow import THROTTLED_GETS, THROTTLED_POSTS
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = ROOT / "templates"
@@ -79,16 +83,17 @@ API_ONLY_CONTROLLERS = [
     *publish_api.CONTROLLERS,
     *audit_api.CONTROLLERS,
     *approvals_api.CONTROLLERS,
+    *sign_in_api.CONTROLLERS,
 ]
 
 
-LOGIN_PATHS = frozenset({"/login", "/api/auth/login"})
+LOGIN_PATHS = frozenset({"/login", "/api/auth/login", *THROTTLED_POSTS})  # password, and the code step
 
 
 async def _is_login_attempt(request: Request[Any, Any, Any]) -> bool:
     # Only password checks are throttled: they are the public endpoints a guesser would hammer.
     # Async on purpose: Litestar runs a sync check in a thread pool, a thread hop on every request.
-    return request.method == "POST" and request.url.path in LOGIN_PATHS
+    return (request.method == "POST" and request.url.path in LOGIN_PATHS) or request.url.path in THROTTLED_GETS
 
 
 def session_secret(home: Path) -> bytes:
@@ -153,6 +158,8 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
             sdk,
             healthz,
             *PAGE_HANDLERS,
+            *SIGN_IN_PAGE_HANDLERS,  # single sign-on, the code step, /account/security (docs/sign-in.md)
+            *SIGN_IN_ADMIN_PAGE_HANDLERS,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         dependencies={"actor": Provide(provide_actor)},

@@ -44,6 +44,13 @@ AGENT_ROLES_ASSIGNED = "chat_agent.roles_assigned"
 # For the access-policy and approval work: workflows and executions record these through record().
 ACCESS_POLICY_CHANGED = "workflow.access_policy_changed"
 APPROVAL_DECIDED = "execution.approval_decided"
+# Sign-in (docs/sign-in.md): SSO and second-factor sign-ins use LOGIN_SUCCEEDED / LOGIN_FAILED with a "method".
+SSO_PROVIDER_CREATED = "sso_provider.created"
+SSO_PROVIDER_UPDATED = "sso_provider.updated"
+SSO_PROVIDER_DELETED = "sso_provider.deleted"
+SIGN_IN_POLICY_CHANGED = "sign_in.policy_changed"
+TOTP_ENABLED = "user.totp_enabled"
+TOTP_RESET = "user.totp_reset"
 
 # Detail keys never stored, whatever the caller passes (compared lower-cased, also as a suffix: "client_secret").
 _FORBIDDEN_KEYS = ("value", "values", "password", "secret", "token", "api_key", "key_text", "access_token")

@@ -14,7 +14,13 @@ from app.models import ApiKey, Execution, Organization, User
 from app.models.base import utcnow
 from app.services.actor import Actor
 from app.services.audit import events as audit
-from app.services.errors import AuthenticationError, InvalidInputError, NotFoundError, PermissionDeniedError
+from app.services.errors import (
+    AuthenticationError,
+    DomainError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from app.services.identity import actor_cache
 from app.services.identity.organizations import OrganizationService
 from app.services.identity.security import (
@@ -24,6 +30,7 @@ from app.services.identity.security import (
     new_api_key,
     verify_password,
 )
+from app.services.identity.totp import second_step_needed
 from app.services.identity.users import UserService
 from app.services.workflows.catalogue import WorkflowService
 
@@ -36,6 +43,22 @@ async def _check_org_active(session: AsyncSession, user: User) -> None:
         org = await session.get(Organization, user.organization_id)
         if org is None or not org.is_active:
             raise AuthenticationError("Your organization is deactivated; ask a platform admin.")
+
+
+class SecondFactorRequired(DomainError):
+    """The password was right, and the sign-in needs a second step before any session starts.
+
+    Attributes:
+        user_id: Who is signing in.
+        session_version: Their session version now (the pending step is void once it changes).
+        step: ``totp`` (enter a code) or ``enrol`` (the policy requires a factor the user has not set up).
+    """
+
+    def __init__(self, user: User, step: str) -> None:
+        super().__init__("Enter the code of your authenticator app to finish signing in.")
+        self.user_id = user.id
+        self.session_version = user.session_version
+        self.step = step
 
 
 def _actor(user: User, acting_org_id: str | None, **extra: Any) -> Actor:
@@ -66,17 +89,47 @@ class AuthService:
         """Check an email and password; the same error for unknown user and wrong password.
 
         A success is audited in this transaction; a failure is audited by :func:`record_failed_login` in
-        the caller's next one (this transaction is rolled back with the error).
+        the caller's next one (this transaction is rolled back with the error). Users of an SSO-only
+        organization are refused (platform admins keep their password: the break-glass way in).
 
         Args:
             email: The email typed.
             password: The password typed.
             ip: The client address (the TCP peer, or the forwarded one behind a trusted proxy).
+
+        Raises:
+            AuthenticationError: Wrong email or password, inactive user or organization, SSO only.
+            SecondFactorRequired: Right password; a TOTP code (or enrolment) must follow. Nothing is
+                audited yet: the sign-in is recorded when the second step succeeds.
         """
         user = await UserService(self.session).by_email(email or "")
         if user is None or not user.is_active or not verify_password(user.password_hash, password or ""):
             raise AuthenticationError("Invalid email or password.")
+        await self.check_org_active(user)
+        if user.organization_id and not user.is_superuser:
+            org = await self.session.get(Organization, user.organization_id)
+            if org is not None and org.sso_only:
+                raise AuthenticationError(
+                    "Your organization signs in with single sign-on only: use its button on the login page."
+                )
+        step = await second_step_needed(self.session, user)
+        if step is not None:
+            raise SecondFactorRequired(user, step)
+        await self.record_login(user, ip)
+        return user
+
+    async def check_org_active(self, user: User) -> None:
+        """Refuse users of a deactivated organization (AuthenticationError)."""
         await _check_org_active(self.session, user)
+
+    async def record_login(self, user: User, ip: str | None, details: dict[str, Any] | None = None) -> None:
+        """A sign-in succeeded (password, password and code, or SSO): stamp it and audit it.
+
+        Args:
+            user: Who signed in.
+            ip: The client address.
+            details: How, e.g. ``{"method": "sso", "provider": "entra"}``; none for a plain password.
+        """
         user.last_login_at = utcnow()
         await self.session.flush()
         await audit.record(
@@ -86,9 +139,9 @@ class AuthService:
             "user",
             user.id,
             user.organization_id,
+            details,
             ip=ip,
         )
-        return user
 
     async def resolve_org(self, user: User, requested: str | None) -> str | None:
         """The organization a user acts in: their own, or (admins) the requested id or name."""

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from litestar import Controller, Request, get, post
 from pydantic import BaseModel
 
 from app.services.actor import Actor
+from app.services.identity.auth import SecondFactorRequired
 from app.web.api.schemas import ActorView, LoggedOut, LoginResult
-from app.web.audit_support import audited_login
-from app.web.deps import end_session, start_session
+from app.web.deps import end_session
+from app.web.sign_in_flow import password_sign_in
 
 
 class LoginRequest(BaseModel):
@@ -18,6 +19,13 @@ class LoginRequest(BaseModel):
 
     email: str
     password: str
+
+
+class SecondFactorPending(TypedDict):
+    """The password was right; a second step must follow before the session starts."""
+
+    second_factor: str
+    detail: str
 
 
 def actor_view(actor: Actor) -> ActorView:
@@ -41,11 +49,21 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/login", status_code=200, exclude_from_auth=True)
-    async def login(self, request: Request[Any, Any, Any], data: LoginRequest) -> LoginResult:
-        """Log in with email and password; sets the session cookie."""
-        user = await audited_login(request, data.email, data.password)
-        start_session(request, user)
-        return {"user_id": user.id, "email": user.email, "name": user.name}
+    async def login(self, request: Request[Any, Any, Any], data: LoginRequest) -> LoginResult | SecondFactorPending:
+        """Log in with email and password; sets the session cookie.
+
+        With two-factor sign-in on, no session starts yet: the answer is ``{"second_factor": "totp"}`` and
+        ``POST /api/auth/totp`` with the code finishes the sign-in (``"enrol"``: finish on the login page).
+        """
+        outcome = await password_sign_in(request, data.email, data.password, "/")
+        if isinstance(outcome, SecondFactorRequired):
+            detail = (
+                "Send the code of your authenticator app to POST /api/auth/totp."
+                if outcome.step == "totp"
+                else "Your account must set up two-factor sign-in first: sign in on the web page."
+            )
+            return {"second_factor": outcome.step, "detail": detail}
+        return {"user_id": outcome.id, "email": outcome.email, "name": outcome.name}
 
     @post("/logout", status_code=200)
     async def logout(self, request: Request[Any, Any, Any]) -> LoggedOut:

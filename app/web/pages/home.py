@@ -15,11 +15,13 @@ from app.services.actor import Actor
 from app.services.errors import AuthenticationError
 from app.services.executions.service import ExecutionService, execution_view
 from app.services.forms.service import FormService
+from app.services.identity.auth import SecondFactorRequired
 from app.services.identity.organizations import OrganizationService
 from app.services.workflows.catalogue import WorkflowService, workflow_detail
-from app.web.audit_support import audited_login
-from app.web.deps import db, end_session, get_platform, start_session
+from app.web.deps import db, end_session, get_platform
 from app.web.pages.common import PageController, flash, form_text, layout_context, safe_next
+from app.web.pages.sign_in import login_page
+from app.web.sign_in_flow import password_sign_in
 
 
 class LoginForm(BaseModel):
@@ -32,8 +34,8 @@ class LoginForm(BaseModel):
 
 @get("/login", include_in_schema=False)
 async def login_form(request: Request[Any, Any, Any], next: str = "/") -> Template:
-    """The login page."""
-    return Template("pages/login.html", context={"next": safe_next(next), "error": None, "email": ""})
+    """The login page (password form and single sign-on buttons)."""
+    return await login_page(request, next_url=next)
 
 
 @post("/login", include_in_schema=False, status_code=200)
@@ -41,15 +43,15 @@ async def login_submit(
     request: Request[Any, Any, Any],
     data: LoginForm = Body(media_type=RequestEncodingType.URL_ENCODED),
 ) -> Template | Redirect:
-    """Check credentials; on success set the session and go to ``next``."""
+    """Check credentials; on success set the session and go to ``next`` (or to the second step first)."""
     try:
-        user = await audited_login(request, data.email, data.password)
+        outcome = await password_sign_in(request, data.email, data.password, data.next)
     except AuthenticationError as exc:
-        context = {"next": safe_next(data.next), "error": str(exc), "email": data.email}
         # 200, not 401: the page itself loaded fine and shows the problem next to the form
         # (a 4xx document also logs a console error in browsers).
-        return Template("pages/login.html", context=context, status_code=200)
-    start_session(request, user)
+        return await login_page(request, next_url=data.next, error=str(exc), email=data.email)
+    if isinstance(outcome, SecondFactorRequired):
+        return Redirect("/login/totp" if outcome.step == "totp" else "/login/totp/enrol", status_code=303)
     return Redirect(safe_next(data.next), status_code=303)
 
 
