@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 _TOOL_NAME = re.compile(r"[^A-Za-z0-9_-]")
 MAX_TOOL_NAME = 64  # OpenAI's limit; Anthropic's is the same
+PROVIDER_KEYWORD = "data_provider"  # json_schema_extra of a parameter a data provider fills
+MAX_ENUM_CHOICES = 200  # beyond this an enum costs the model more tokens than it helps
 
 
 @dataclass(frozen=True)
@@ -43,22 +46,66 @@ def safe_tool_name(name: str, taken: set[str]) -> str:
 
 
 def _strip_titles(node: Any) -> Any:
-    # Titles repeat the property names: noise (and tokens) for the model.
+    # Titles repeat the property names: noise (and tokens) for the model. ``data_provider`` is our own
+    # keyword (forms read it): no JSON Schema consumer knows it, so it becomes an ``enum`` or goes.
     if isinstance(node, dict):
-        return {k: _strip_titles(v) for k, v in node.items() if k != "title" or not isinstance(v, str)}
+        return {
+            k: _strip_titles(v)
+            for k, v in node.items()
+            if not (k in ("title", PROVIDER_KEYWORD) and isinstance(v, str))
+        }
     if isinstance(node, list):
         return [_strip_titles(v) for v in node]
     return node
 
 
-def arguments_schema(params_schema: dict[str, Any] | None) -> dict[str, Any]:
-    """The tool's argument schema from a workflow's stored parameter schema (always an object)."""
+def provider_parameters(params_schema: dict[str, Any] | None) -> dict[str, str]:
+    """``{parameter: data provider name}`` of the top-level parameters a data provider fills."""
+    properties = (params_schema or {}).get("properties") or {}
+    return {
+        name: prop[PROVIDER_KEYWORD]
+        for name, prop in properties.items()
+        if isinstance(prop, dict) and isinstance(prop.get(PROVIDER_KEYWORD), str)
+    }
+
+
+def _with_choices(prop: dict[str, Any], choices: Sequence[Mapping[str, Any]]) -> None:
+    """Put a provider's current choices on a property: an ``enum``, and labels that say more than values."""
+    if not choices:
+        return
+    if len(choices) > MAX_ENUM_CHOICES:
+        note = f"One of {len(choices)} values from a list too long to show here."
+        prop["description"] = f"{prop.get('description', '')} {note}".strip()
+        return
+    values: list[Any] = [c["value"] for c in choices]
+    if "default" in prop and prop["default"] not in values:
+        values.append(prop["default"])  # leaving the parameter out (its default) stays valid
+    prop["enum"] = values
+    labelled = [f"{c['value']} ({c['label']})" for c in choices if str(c.get("label", c["value"])) != str(c["value"])]
+    if labelled:
+        prop["description"] = f"{prop.get('description', '')} Choices: {', '.join(labelled)}.".strip()
+
+
+def arguments_schema(
+    params_schema: dict[str, Any] | None, choices: Mapping[str, Sequence[Mapping[str, Any]]] | None = None
+) -> dict[str, Any]:
+    """The tool's argument schema from a workflow's stored parameter schema (always an object).
+
+    Args:
+        params_schema: The workflow's parameter schema (``params_schema`` of its metadata).
+        choices: ``{parameter: [{"value", "label"}]}``: the current choices of parameters a data
+            provider fills, put on them as an ``enum`` (parameters without an entry get none).
+    """
     schema = _strip_titles(copy.deepcopy(params_schema or {}))
     if not isinstance(schema, dict):
         schema = {}
     schema["type"] = "object"
     schema.setdefault("properties", {})
     schema.setdefault("additionalProperties", False)
+    for name, options in (choices or {}).items():
+        prop = schema["properties"].get(name)
+        if isinstance(prop, dict):
+            _with_choices(prop, options)
     return schema
 
 
@@ -69,7 +116,8 @@ def tool_description(description: str | None, tool_description: str | None, work
 
 
 def make_tools(workflows: list[dict[str, Any]]) -> list[WorkflowTool]:
-    """Build tools from ``{"name", "description", "tool_description", "params_schema", "needs_approval"}`` dicts."""
+    """Build tools from ``{"name", "description", "tool_description", "params_schema", "needs_approval"}`` dicts
+    (with ``"choices"``: the current choices of data-provider parameters, see :func:`arguments_schema`)."""
     taken: set[str] = set()
     tools = []
     for meta in workflows:
@@ -78,7 +126,7 @@ def make_tools(workflows: list[dict[str, Any]]) -> list[WorkflowTool]:
                 workflow=meta["name"],
                 tool_name=safe_tool_name(meta["name"], taken),
                 description=tool_description(meta.get("description"), meta.get("tool_description"), meta["name"]),
-                parameters_schema=arguments_schema(meta.get("params_schema")),
+                parameters_schema=arguments_schema(meta.get("params_schema"), meta.get("choices")),
                 needs_approval=bool(meta.get("needs_approval")),
             )
         )

@@ -46,6 +46,7 @@ from app.web.deps import provide_actor
 from app.web.errors import EXCEPTION_HANDLERS
 from app.web.guards import guard_middleware, security_headers
 from app.web.markdown import register_filters
+from app.web.mcp import mcp_app, mcp_lifespan
 from app.web.pages import PAGE_HANDLERS
 from app.web.pages.sign_in import SIGN_IN_PAGE_HANDLERS
 from app.web.pages.sign_in_admin import SIGN_IN_ADMIN_PAGE_HANDLERS
@@ -157,6 +158,7 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
             api,
             sdk,
             healthz,
+            mcp_app,  # /mcp: the MCP server (docs/mcp.md)
             *PAGE_HANDLERS,
             *SIGN_IN_PAGE_HANDLERS,  # single sign-on, the code step, /account/security (docs/sign-in.md)
             *SIGN_IN_ADMIN_PAGE_HANDLERS,
@@ -175,7 +177,7 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
         ],
         csrf_config=CSRFConfig(
             secret=session_secret(settings.home).hex(),
-            exclude=["/api/"],
+            exclude=["/api/", "/mcp"],  # API keys only there, never cookies
             cookie_httponly=False,
             cookie_secure=settings.resolved_cookie_secure,
         ),
@@ -185,6 +187,7 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
         ),
         openapi_config=openapi_config(),
         on_startup=[on_startup],
+        lifespan=[mcp_lifespan],
         on_shutdown=[on_shutdown],
         state=State({"platform": platform, "settings": settings}),
         debug=False,

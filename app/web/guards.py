@@ -96,7 +96,7 @@ class BodyLimits:
         if _FORM_RUN.match(path) and content_type.startswith("multipart/form-data"):
             # A signed-in user's form with file fields: uploads are spooled to disk while parsed.
             return self.upload + FORM_OVERHEAD_BYTES, "BIFROST_MAX_FILE_BYTES"
-        if path.startswith("/api/"):
+        if path.startswith("/api/") or path == "/mcp":  # /mcp: JSON-RPC messages (docs/mcp.md)
             return self.api, "BIFROST_MAX_BODY_BYTES"
         return self.form, "BIFROST_FORM_MAX_BODY_BYTES"
 

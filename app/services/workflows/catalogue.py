@@ -253,7 +253,11 @@ class WorkflowService:
     async def _provider_used_by_visible(self, actor: Actor, name: str) -> bool:
         workflows = {row.id: (row, policy) for row, policy in await self.list_with_policies(actor)}
         for row, _ in workflows.values():
-            if any(p.get("data_provider") == name for p in row.parameters):
+            # The scan keeps a parameter's json_schema_extra (its ``data_provider``) in its json_schema.
+            if any(
+                name in (p.get("data_provider"), (p.get("json_schema") or {}).get("data_provider"))
+                for p in row.parameters
+            ):
                 return True
         # Forms in the actor's scope that use it, whose workflow the actor may run and whose access
         # level lets the actor in (the forms domain sits above this one: its rule is restated here).

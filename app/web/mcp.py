@@ -1,0 +1,128 @@
+"""``/mcp``: the platform's MCP server over streamable HTTP, authenticated by API key.
+
+The official ``mcp`` SDK's :class:`StreamableHTTPSessionManager` (an ASGI app) is mounted with a
+Litestar ``asgi`` route handler. Before the SDK sees a request, :func:`mcp_app` resolves
+``Authorization: Bearer <API key>`` to the caller's :class:`Actor` (``X-Bifrost-Org`` picks a platform
+admin's organization, as on the API) on **every** request, so a revoked key or a deactivated user is
+refused at once, mid-session too. The session the SDK opens is bound to the key and organization that
+opened it: another key presenting its id gets 404. No cookie is accepted here, so the route needs no
+CSRF token; the app's guards still apply (body limit before anything reads the body, cross-site
+``Origin`` refused for requests without a key).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, asgi
+from litestar.types import Receive, Scope, Send
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+
+from app.db import transaction
+from app.engine.platform import Platform
+from app.services.errors import AuthenticationError, DomainError
+from app.services.identity.auth import AuthService
+from app.services.identity.security import API_KEY_PREFIX
+from app.services.mcp.server import ACTOR_SCOPE_KEY, PlatformMcp
+from app.settings import Settings
+
+MCP_PATH = "/mcp"
+_STATE_KEY = "mcp"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _refuse(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"status_code": status, "detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="bifrost", error="invalid_token"'))
+    start: Any = {"type": "http.response.start", "status": status, "headers": headers}
+    end: Any = {"type": "http.response.body", "body": body}
+    await send(start)
+    await send(end)
+
+
+class McpEndpoint:
+    """The SDK's session manager around :class:`PlatformMcp`, with API-key authentication."""
+
+    def __init__(self, platform: Platform, settings: Settings) -> None:
+        from bifrost import __version__
+
+        self.platform = platform
+        # Links in answers: the configured public URL, else the address this server really listens on.
+        public_url = settings.public_url or platform.sdk_url
+        self.mcp = PlatformMcp(platform.sessions, platform.dispatcher, public_url, __version__)
+        self.manager = StreamableHTTPSessionManager(
+            self.mcp.server,
+            # Host and Origin are checked by the app (docs/security.md), and every request needs an API key:
+            # the SDK's DNS-rebinding allow-list (loopback names only) would refuse a real deployment's host.
+            security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+            max_request_body_size=settings.max_body_bytes,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        header = _header(scope, b"authorization") or ""
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        if not token:
+            await _refuse(send, 401, "Authentication required: send an API key as 'Authorization: Bearer <key>'.")
+            return
+        if not token.startswith(API_KEY_PREFIX):
+            await _refuse(send, 401, "The MCP endpoint accepts only API keys (bfk_...).")
+            return
+        requested_org = _header(scope, b"x-bifrost-org") or None
+        try:
+            async with transaction(self.platform.sessions) as session:
+                actor = await AuthService(session).actor_for_token(token, requested_org)
+        except AuthenticationError as exc:
+            await _refuse(send, 401, str(exc))
+            return
+        except DomainError as exc:  # e.g. a key limited to another organization than X-Bifrost-Org names
+            await _refuse(send, 403, str(exc))
+            return
+        scope[ACTOR_SCOPE_KEY] = actor  # type: ignore[literal-required]
+        # The SDK binds each session to the principal that opened it (another key gets 404 for its id).
+        principal = AccessToken(
+            token="", client_id=f"{actor.api_key_id}:{actor.acting_org_id or ''}", scopes=[], subject=actor.user_id
+        )
+        scope["user"] = AuthenticatedUser(principal)
+        await self.manager.handle_request(scope, receive, send)  # type: ignore[arg-type]
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The session manager's task group and the tool-list watcher, for the app's lifespan."""
+        async with self.manager.run(), self.mcp.watching():
+            yield
+
+
+def mcp_endpoint(app: Litestar) -> McpEndpoint:
+    """The app's MCP endpoint (created on first use from the app state's platform and settings)."""
+    endpoint = app.state.get(_STATE_KEY)
+    if endpoint is None:
+        endpoint = McpEndpoint(app.state.platform, app.state.settings)
+        app.state[_STATE_KEY] = endpoint
+    return endpoint  # type: ignore[no-any-return]
+
+
+@asgi(MCP_PATH, is_mount=True, copy_scope=True, include_in_schema=False)
+async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The MCP endpoint (streamable HTTP: POST messages, GET the server's stream, DELETE the session)."""
+    await mcp_endpoint(scope["app"])(scope, receive, send)
+
+
+@contextlib.asynccontextmanager
+async def mcp_lifespan(app: Litestar) -> AsyncIterator[None]:
+    """Run the MCP session manager while the app serves."""
+    async with mcp_endpoint(app).running():
+        yield

@@ -1,0 +1,127 @@
+"""A live server whose workspace has MCP test workflows, and an official ``mcp`` client for it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from tests.conftest import PLATFORM_WORKSPACE, LiveServer, make_settings
+from tests.platform.conftest import World, seed
+
+MCP_FLOWS = '''
+import logging
+from typing import Annotated
+
+from pydantic import Field
+
+from bifrost import UserError, context, data_provider, workflow
+
+log = logging.getLogger(__name__)
+
+
+@data_provider(name="mcp_sites", description="Sites of the caller's organization", cache_ttl_seconds=60)
+async def mcp_sites() -> list[dict]:
+    """Each organization has its own sites."""
+    prefix = (context.org_name or "global").replace(" ", "-").lower()
+    return [{"label": f"{prefix} head office", "value": f"{prefix}-hq"}, {"label": "Lab", "value": f"{prefix}-lab"}]
+
+
+@workflow(category="MCP tests", is_tool=True)
+async def mcp_echo(
+    site: Annotated[str, Field(json_schema_extra={"data_provider": "mcp_sites"})],
+    note: str = "",
+) -> dict:
+    """Echo who runs it, where, and the arguments.
+
+    Args:
+        site: The site to act on.
+        note: Free text.
+    """
+    log.info("echo for %s at %s", context.email, site)
+    return {"site": site, "note": note, "user": context.email, "org": context.org_id}
+
+
+@workflow(category="MCP tests", is_tool=True)
+async def mcp_refuse(reason: str) -> dict:
+    """Always refuses, with the reason it is given.
+
+    Args:
+        reason: Why it refuses.
+    """
+    raise UserError(f"refused: {reason}")
+
+
+@workflow(category="MCP tests", is_tool=True, access=["Escalation"])
+async def mcp_escalate(ticket: int) -> str:
+    """Escalate a ticket (the Escalation role only).
+
+    Args:
+        ticket: The ticket number.
+    """
+    return f"escalated {ticket}"
+
+
+@workflow(category="MCP tests", is_tool=True, needs_approval=True)
+async def mcp_wipe(device: str) -> str:
+    """Wipe a device (every run waits for an approver).
+
+    Args:
+        device: The device name.
+    """
+    return f"wiped {device}"
+'''
+
+
+def start_mcp_world(tmp: Path, database_url: str | None = None) -> World:
+    """A seeded live server with :data:`MCP_FLOWS` in its workspace."""
+    workspace = tmp / "workspace"
+    shutil.copytree(PLATFORM_WORKSPACE, workspace)
+    (workspace / "mcp_flows.py").write_text(MCP_FLOWS)
+    server = LiveServer(make_settings(tmp, database_url, workspace=workspace)).start()
+    data = server.call(lambda: seed(server.platform))
+    return World(server=server, **data)
+
+
+def grant_role(world: World, organization_id: str, user_id: str, role: str) -> None:
+    """Give ``user_id`` a role named ``role`` in the organization (created when missing)."""
+
+    async def grant() -> None:
+        from sqlalchemy import select
+
+        from app.db import transaction
+        from app.models import Role, UserRole
+        from app.services.workflows.access import forget_roles
+
+        async with transaction(world.server.platform.sessions) as session:
+            stmt = select(Role).where(Role.name == role, Role.organization_id == organization_id)  # type: ignore[arg-type]
+            found = (await session.execute(stmt)).scalars().first()
+            if found is None:
+                found = Role(name=role, organization_id=organization_id)
+                session.add(found)
+                await session.flush()
+            session.add(UserRole(role_id=found.id, user_id=user_id))
+        forget_roles()
+
+    world.server.call(grant)
+
+
+@asynccontextmanager
+async def mcp_client(
+    url: str, key: str, *, headers: dict[str, str] | None = None, **options: Any
+) -> AsyncIterator[Client]:
+    """The official MCP client on ``<url>/mcp`` with ``Authorization: Bearer <key>`` (over real HTTP)."""
+    http = create_mcp_http_client(headers={"Authorization": f"Bearer {key}", **(headers or {})})
+    async with http, Client(streamable_http_client(f"{url}/mcp", http_client=http), **options) as client:
+        yield client
+
+
+def tool_named(tools: list[Any], name: str) -> Any:
+    """The tool called ``name`` of a listing."""
+    return next(t for t in tools if t.name == name)
