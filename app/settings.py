@@ -97,6 +97,10 @@ class Settings(BaseSettings):
         audit_retention_days: Audit events older than this many days are deleted in small batches in the
             background by the serving process (0 keeps them forever).
         audit_prune_interval_seconds: How often the audit retention runs.
+        execution_retention_days: Finished executions (and their logs) older than this many days are
+            deleted in small batches in the background by the serving process; 0 keeps them forever.
+            An organization may have its own (the admin page ``/admin/data``).
+        execution_prune_interval_seconds: How often the execution retention runs.
     """
 
     model_config = SettingsConfigDict(env_prefix="BIFROST_", extra="ignore")
@@ -157,6 +161,8 @@ class Settings(BaseSettings):
     approval_check_seconds: float = Field(default=60.0, gt=0)
     audit_retention_days: float = Field(default=365.0, ge=0)
     audit_prune_interval_seconds: float = Field(default=3600.0, gt=0)
+    execution_retention_days: float = Field(default=0.0, ge=0, le=36_500)
+    execution_prune_interval_seconds: float = Field(default=3600.0, gt=0)
 
     @field_validator("home", "workspace")
     @classmethod

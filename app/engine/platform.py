@@ -19,6 +19,7 @@ from app.engine.pool import WorkerPool
 from app.engine.scheduler import Scheduler
 from app.services.audit.retention import AuditPruner
 from app.services.executions.log_limits import LogLimits
+from app.services.executions.retention import ExecutionPruner
 from app.services.executions.schedules import ScheduleService
 from app.services.executions.service import ExecutionService
 from app.services.files.service import FileService
@@ -131,6 +132,7 @@ class Platform:
             await self.recover()
             self.token_refresher.start()
             self.audit_pruner.start()
+            self.execution_pruner = ExecutionPruner.attach(self)  # retention, batched, in the background
         if schedules if schedules is not None else (recover and self.settings.scheduler_enabled):
             await self.scheduler.start()
         if watch if watch is not None else self.settings.watch_workspace:

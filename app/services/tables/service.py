@@ -27,7 +27,7 @@ from sqlmodel import col
 
 from app.models import Organization
 from app.models.base import new_id, utcnow
-from app.models.document_table import DocTable, Document
+from app.models.document_table import DocTable, DocTableIndex, Document
 from app.services.actor import Actor
 from app.services.errors import (
     ConflictError,
@@ -310,6 +310,30 @@ class TableService:
         if declared:
             await indexes.set_indexes(self.session, created, declared)
         return created
+
+    async def all_tables(self, actor: Actor) -> builtins.list[tuple[DocTable, builtins.list[str]]]:
+        """Every table of every organization with its indexed fields (platform admins; the admin page)."""
+        actor.require_admin("list every organization's tables")
+        tables = list((await self.session.execute(select(DocTable))).scalars())
+        declared = (await self.session.execute(select(col(DocTableIndex.table_id), col(DocTableIndex.field)))).all()
+        fields: dict[str, builtins.list[str]] = {}
+        for table_id, field in declared:
+            fields.setdefault(table_id, []).append(field)
+        tables.sort(key=lambda t: (t.organization_id or "", t.app, t.name))
+        return [(t, sorted(fields.get(t.id, []))) for t in tables]
+
+    async def set_indexed_fields_by_id(self, actor: Actor, table_id: str, fields: Any) -> builtins.list[str]:
+        """:meth:`set_indexed_fields` of any table, by id (platform admins; the admin page).
+
+        Raises:
+            NotFoundError: No such table.
+        """
+        actor.require_admin("declare indexes on any table")
+        table = await self.session.get(DocTable, table_id)
+        if table is None:
+            raise NotFoundError(f"Table {table_id!r} not found.")
+        scope = table.organization_id or GLOBAL_SCOPE
+        return await self.set_indexed_fields(actor, table.name, fields, scope=scope, app=table.app or None)
 
     async def indexed_fields(self, actor: Actor, table: Any, scope: Any = None, app: Any = None) -> builtins.list[str]:
         """The fields a table declares as indexed, sorted.

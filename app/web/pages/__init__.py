@@ -9,6 +9,7 @@ from app.web.pages.approvals import APPROVAL_PAGE_HANDLERS
 from app.web.pages.audit import AUDIT_PAGE_HANDLERS
 from app.web.pages.chat import CHAT_PAGE_HANDLERS
 from app.web.pages.config_admin import CONFIG_PAGE_HANDLERS
+from app.web.pages.data_admin import DATA_PAGE_HANDLERS
 from app.web.pages.executions import ExecutionPages
 from app.web.pages.form_builder import FORM_BUILDER_PAGE_HANDLERS
 from app.web.pages.forms import FORM_PAGE_HANDLERS
@@ -41,6 +42,7 @@ PAGE_HANDLERS: list[ControllerRouterHandler] = [
     *CHAT_PAGE_HANDLERS,
     *AI_ADMIN_PAGE_HANDLERS,
     *AUDIT_PAGE_HANDLERS,
+    *DATA_PAGE_HANDLERS,
     *APPROVAL_PAGE_HANDLERS,
     *WORKFLOW_ACCESS_PAGE_HANDLERS,
 ]
