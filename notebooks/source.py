@@ -191,7 +191,7 @@ class _ModuleBuilder:
             return
         self.problems.append(
             f"{name!r} holds an object of type {_type_label(value)} that was made in the notebook, and a module "
-            f"cannot recreate it: create it inside the function (e.g. `{name} = {type(value).__name__}(...)` "
+            f"cannot recreate it: create it inside the function (e.g. `{name} = {_type_label(value)}(...)` "
             "in its body), or make it in a module of the workspace and import it from there"
         )
 

@@ -75,7 +75,10 @@ def test_a_trial_run_is_a_real_execution_of_the_user_and_non_admins_cannot_publi
     assert "'label': 'x'" in text_of(cells[5]) and text_of(cells[5]).count("'i'") == 3  # the widget form ran it
     assert "UsageError: PermissionDeniedError: Only platform admins may publish" in text_of(cells[6])
     assert "UsageError: ValidationError: Invalid parameters: n:" in text_of(cells[7])
-    assert "'shared' is a AsyncClient made in the notebook" in text_of(cells[9])
+    assert (
+        "'shared' holds an object of type httpx.AsyncClient that was made in the notebook, and a module cannot "
+        "recreate it: create it inside the function (e.g. `shared = httpx.AsyncClient(...)` in its body)"
+    ) in text_of(cells[9])
     assert "kernel_probe: Completed" in text_of(cells[10]) and "'label': 'x'" in text_of(cells[10])  # blank: default
 
     # The platform's history: Alice's notebook runs, with the logs her kernel shipped.
@@ -122,10 +125,10 @@ def test_publish_writes_the_imports_and_helpers_the_function_needs(world: World,
     source = (world.server.settings.workspace / "loyalty" / "points.py").read_text()
     for expected in (
         "import datetime as dt",
-        "from bifrost import context, workflow as wf",
-        "from pydantic import BaseModel",
+        # sorted and formatted as the project's ruff settings say (bifrost is first party: last)
+        "from pydantic import BaseModel\n\nfrom bifrost import context\nfrom bifrost import workflow as wf\n",
         "log = logging.getLogger(__name__)",
-        "RATES = {'gold': 3, 'std': 1}",
+        'RATES = {"gold": 3, "std": 1}',
         "class Tier(str, Enum):",
         "def points(tier: Tier, qty: int) -> int:",
     ):
