@@ -8,12 +8,14 @@ the page shows the reply token by token, the tool call with its execution, and a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.fakes.openai_server import FakeOpenAI, Reply, last_message, reply_text, reply_tool_call
+from tests.platform.access_support import grant_role
 from tests.platform.ai_support import clear_ai, set_ai
 from tests.platform.conftest import World
 
@@ -50,6 +52,7 @@ def fake_llm(world: World) -> Iterator[FakeOpenAI]:
         yield fake
         clear_ai(world)
         admin.put("/api/chat/tools/reset_password", json={"needs_approval": False})
+        admin.put("/api/workflows/reset_password/access", json={"allow_self_approval": False, "approver_role": None})
 
 
 def login(page: Any, world: World, email: str, password: str) -> None:
@@ -113,15 +116,27 @@ def test_chat_streams_runs_a_tool_and_keeps_the_conversation(world: World, page:
 
 
 def test_approval_buttons_gate_the_call(world: World, page: Any, fake_llm: FakeOpenAI) -> None:
+    # Needs approval is the workflow's (its run waits for an approver): here Alice holds its approver role
+    # and may approve her own runs.
+    grant_role(world, world.org_a, world.alice_id, "Resetters")
     with world.server.client(world.admin_key) as admin:
         assert admin.put("/api/chat/tools/reset_password", json={"needs_approval": True}).status_code == 200
+        allowed = admin.put(
+            "/api/workflows/reset_password/access", json={"allow_self_approval": True, "approver_role": "Resetters"}
+        )
+        assert allowed.status_code == 200
     login(page, world, "alice@a.example", "alice-password")
     page.goto(f"{world.server.url}/chat")
     page.click("#new-conversation")
     ask(page, "Please reset erin's password")
     waiting = page.locator(".tool-call[data-status=awaiting_approval]")
     waiting.wait_for()
-    assert "erin@a.example" in waiting.inner_text() and waiting.locator("a", has_text="execution").count() == 0
+    assert "erin@a.example" in waiting.inner_text()
+    # the waiting run links to its approval; nothing of it ran yet
+    approval = waiting.locator("a.badge-approval").get_attribute("href") or ""
+    assert re.fullmatch(r"/approvals/[0-9a-f-]+", approval)
+    with world.server.client(world.alice_key) as alice:
+        assert alice.get(f"/api/executions/{approval.rsplit('/', 1)[1]}").json()["status"] == "AwaitingApproval"
     waiting.locator("button", has_text="Approve").click()
     done = page.locator(".tool-call[data-status=completed]")
     done.wait_for()

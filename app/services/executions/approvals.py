@@ -12,7 +12,6 @@ dispatcher and at start-up).
 from __future__ import annotations
 
 import builtins
-import time
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.models import Execution
-from app.models.access import ExecutionApproval, WorkflowAccess
+from app.models.access import ExecutionApproval
 from app.models.base import utcnow
 from app.services.actor import Actor
 from app.services.audit import events as audit
@@ -31,21 +30,12 @@ from app.services.executions.dispatch import Dispatcher
 from app.services.executions.service import ExecutionService
 from app.services.executions.views import ApprovalView
 from app.services.workflows.access import may_approve, role_names
+from app.services.workflows.policies import approver_role_names
 from bifrost.enums import ExecutionStatus
 
 EXPIRED = "approval expired"
 MAX_REASON = 2000
 STATUSES = ("waiting", "approved", "rejected", "expired", "cancelled")
-
-# Role names that approve something (workflow settings and waiting approvals): every page's navigation
-# asks whether its viewer is an approver, so the answer is kept a few seconds.
-_APPROVER_ROLES_TTL_SECONDS = 5.0
-_approver_roles: builtins.list[tuple[float, frozenset[str]]] = []
-
-
-def forget_approver_roles() -> None:
-    """Drop the cached approver role names (after a policy change in this process)."""
-    _approver_roles.clear()
 
 
 def approval_view(approval: ExecutionApproval, execution_status: str | None, can_decide: bool) -> ApprovalView:
@@ -90,17 +80,6 @@ class ApprovalService:
         self.session = session
         self.dispatcher = dispatcher
 
-    async def _approver_role_names(self) -> frozenset[str]:
-        if _approver_roles and _approver_roles[0][0] > time.monotonic():
-            return _approver_roles[0][1]
-        configured = select(col(WorkflowAccess.approver_role)).where(col(WorkflowAccess.approver_role).is_not(None))
-        waiting = select(col(ExecutionApproval.approver_role)).where(
-            col(ExecutionApproval.status) == WAITING, col(ExecutionApproval.approver_role).is_not(None)
-        )
-        names = frozenset(name for name in (await self.session.execute(configured.union(waiting))).scalars() if name)
-        _approver_roles[:] = [(time.monotonic() + _APPROVER_ROLES_TTL_SECONDS, names)]
-        return names
-
     async def is_approver(self, actor: Actor) -> bool:
         """True for platform admins and holders (in their organization) of a role that approves some workflow.
 
@@ -111,7 +90,7 @@ class ApprovalService:
         if actor.acting_org_id is None:
             return False
         held = await role_names(self.session, actor.user_id, actor.acting_org_id)
-        return bool(held) and bool(held & await self._approver_role_names())
+        return bool(held) and bool(held & await approver_role_names(self.session))
 
     async def _may_decide(self, actor: Actor, approval: ExecutionApproval) -> bool:
         if approval.requested_by == actor.user_id and not approval.allow_self_approval:

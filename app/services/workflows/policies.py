@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import select
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.models import Organization
-from app.models.access import WorkflowAccess
+from app.models.access import ExecutionApproval, WorkflowAccess
 from app.models.base import utcnow
 from app.services.actor import Actor
 from app.services.audit import events as audit
@@ -30,6 +31,30 @@ POLICY_FIELDS = frozenset(
     }
 )
 MAX_NAMES = 200
+
+# Role names that approve something (admins' settings, and waiting approvals, which keep the role of the
+# moment they were asked): every page's navigation asks whether its viewer approves, so this is kept a few
+# seconds (cleared at once by a policy change in this process).
+_APPROVER_ROLES_TTL_SECONDS = 5.0
+_approver_roles: list[tuple[float, frozenset[str]]] = []
+
+
+def forget_approver_roles() -> None:
+    """Drop the cached approver role names."""
+    _approver_roles.clear()
+
+
+async def approver_role_names(session: AsyncSession) -> frozenset[str]:
+    """Names of the roles that approve some workflow's runs (besides platform admins, who approve all)."""
+    if _approver_roles and _approver_roles[0][0] > time.monotonic():
+        return _approver_roles[0][1]
+    configured = select(col(WorkflowAccess.approver_role)).where(col(WorkflowAccess.approver_role).is_not(None))
+    waiting = select(col(ExecutionApproval.approver_role)).where(
+        col(ExecutionApproval.status) == "waiting", col(ExecutionApproval.approver_role).is_not(None)
+    )
+    names = frozenset(name for name in (await session.execute(configured.union(waiting))).scalars() if name)
+    _approver_roles[:] = [(time.monotonic() + _APPROVER_ROLES_TTL_SECONDS, names)]
+    return names
 
 
 def _names(value: Any, field: str) -> list[str] | None:
@@ -132,4 +157,5 @@ class PolicyService:
         await audit.record(self.session, actor, audit.ACCESS_POLICY_CHANGED, "workflow", row.name, None, details)
         WorkflowService.forget_cached_now_and_after_commit(self.session)
         forget_roles()
+        forget_approver_roles()
         return policy_view(row, policy)

@@ -25,7 +25,7 @@ from app.services.chat.agents import ChatAgentService, agent_view
 from app.services.chat.ai_settings import AIConfigurationError
 from app.services.chat.conversations import ConversationService, conversation_view, require_chat_user
 from app.services.chat.turns import Turn
-from app.services.errors import ConflictError, InvalidInputError, NotFoundError
+from app.services.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
 from app.web.api.ai import settings_service
 from app.web.api.chat import chat_runtime
 from app.web.deps import db
@@ -182,7 +182,7 @@ class ChatPages(PageController):
             raise InvalidInputError.field("decision", "must be approve or reject")
         try:
             turn, call = await chat_runtime(request).decide(actor, call_id, decision == "approve")
-        except ConflictError as exc:
+        except (ConflictError, PermissionDeniedError) as exc:  # e.g. the requester may not approve their own run
             return Response(f'<p class="alert" role="alert">{escape(str(exc))}</p>', media_type=MediaType.HTML)
         html = render_string(request, "partials/_chat_tool_call.html", c=call, oob=False)
         if turn is not None:

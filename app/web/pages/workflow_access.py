@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError
-from app.services.executions.approvals import forget_approver_roles
 from app.services.identity.organizations import OrganizationService
 from app.services.workflows.access import ACCESS_LEVELS
 from app.services.workflows.policies import PolicyService
@@ -151,7 +150,6 @@ class WorkflowAccessPages(PageController):
                     policy = await service.update(actor, name, changes)
         except InvalidInputError as exc:
             return await self._page(request, actor, name, values, _problem(exc))
-        forget_approver_roles()  # the navigation's answer to "who approves" may have changed
         if not changes:
             flash(request, "Nothing changed.")
         elif values is None:
