@@ -115,7 +115,7 @@ def mcp_endpoint(app: Litestar) -> McpEndpoint:
     return endpoint  # type: ignore[no-any-return]
 
 
-@asgi(MCP_PATH, is_mount=True, copy_scope=True, include_in_schema=False)
+@asgi(MCP_PATH, copy_scope=True, include_in_schema=False)
 async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
     """The MCP endpoint (streamable HTTP: POST messages, GET the server's stream, DELETE the session)."""
     await mcp_endpoint(scope["app"])(scope, receive, send)

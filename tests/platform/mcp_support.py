@@ -13,7 +13,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.conftest import PLATFORM_WORKSPACE, LiveServer, make_settings
-from tests.platform.conftest import World, seed
+from tests.platform.conftest import World, browser_session, seed
 
 MCP_FLOWS = '''
 import logging
@@ -125,3 +125,11 @@ async def mcp_client(
 def tool_named(tools: list[Any], name: str) -> Any:
     """The tool called ``name`` of a listing."""
     return next(t for t in tools if t.name == name)
+
+
+def create_key(world: World, email: str, password: str, **limits: str) -> dict[str, Any]:
+    """A new API key of a user (keys are created by signed-in users), with optional limits."""
+    with browser_session(world, email, password) as http:
+        response = http.post("/api/api-keys", json={"name": "mcp test key", **limits})
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]

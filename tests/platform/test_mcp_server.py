@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import anyio
+import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
 from tests.platform.conftest import World
-from tests.platform.mcp_support import grant_role, mcp_client, start_mcp_world, tool_named
+from tests.platform.mcp_support import create_key, grant_role, mcp_client, start_mcp_world, tool_named
 
 EXECUTION_META = "bifrost/execution_id"
 
@@ -133,3 +136,66 @@ async def test_a_workflow_that_needs_approval_waits_and_says_where(world: World)
             time.sleep(0.1)
     assert execution["status"] == "Completed" and execution["result"] == "wiped laptop-7"
     assert execution["trigger"] == "mcp"
+
+
+async def test_a_revoked_key_is_refused_at_once_even_mid_session(world: World) -> None:
+    created = create_key(world, "alice@a.example", "alice-password")
+    async with mcp_client(world.server.url, created["key"], mode="legacy") as client:
+        assert "mcp_echo" in {t.name for t in (await client.list_tools()).tools}
+        with world.server.client(world.alice_key) as http:
+            assert http.delete(f"/api/api-keys/{created['id']}").status_code == 200
+        with pytest.raises(Exception):  # noqa: B017 - the transport's error for a 401 answer
+            await client.list_tools()
+    with pytest.raises(Exception):  # noqa: B017
+        async with mcp_client(world.server.url, created["key"]) as client:
+            await client.list_tools()
+
+
+async def _wait_for(event: anyio.Event, seconds: float = 20) -> None:
+    with anyio.fail_after(seconds):
+        await event.wait()
+
+
+async def test_tool_list_changes_are_announced_to_connected_clients(world: World) -> None:
+    legacy_told = anyio.Event()
+
+    async def on_message(message: object) -> None:
+        root = getattr(message, "root", message)
+        if isinstance(root, types.ToolListChangedNotification):
+            legacy_told.set()
+
+    async with (
+        mcp_client(world.server.url, world.bob_key, mode="legacy", message_handler=on_message) as legacy,
+        mcp_client(world.server.url, world.alice_key) as modern,
+    ):
+        assert legacy.server_capabilities.tools.list_changed is True
+        assert "mcp_later" not in {t.name for t in (await legacy.list_tools()).tools}
+        async with modern.listen(tools_list_changed=True) as subscription:
+            await anyio.sleep(world_poll_seconds() + 0.5)  # the watcher has read the catalogue once
+            workspace = Path(world.server.settings.workspace)
+            (workspace / "mcp_later.py").write_text(LATER_FLOW)
+            world.server.call(lambda: world.server.platform.sync_workspace(reload=True))
+            with anyio.fail_after(20):
+                async for event in subscription:
+                    assert type(event).__name__ == "ToolsListChanged"
+                    break
+        await _wait_for(legacy_told)
+        assert "mcp_later" in {t.name for t in (await legacy.list_tools()).tools}
+        assert "mcp_later" in {t.name for t in (await modern.list_tools(cache_mode="refresh")).tools}
+
+
+LATER_FLOW = '''
+from bifrost import workflow
+
+
+@workflow(is_tool=True)
+async def mcp_later() -> str:
+    """Added while clients are connected."""
+    return "later"
+'''
+
+
+def world_poll_seconds() -> float:
+    from app.services.mcp.server import POLL_SECONDS
+
+    return POLL_SECONDS

@@ -24,10 +24,10 @@ from typing import Any
 
 import mcp_types as types
 from mcp.server.caching import CacheHint
+from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
-from mcp.server.session import ServerSession
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -101,7 +101,8 @@ class PlatformMcp:
         self.dispatcher = dispatcher
         self.calls = ToolCalls(sessions, dispatcher, public_url)
         self.bus = InMemorySubscriptionBus()
-        self._legacy_sessions: weakref.WeakSet[ServerSession] = weakref.WeakSet()
+        # Open handshake-era connections (weak: each lives as long as its client's session).
+        self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
         self.server = _Server(
             SERVER_NAME,
             version=version,
@@ -126,7 +127,11 @@ class PlatformMcp:
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         actor = _actor(ctx)
-        self._legacy_sessions.add(ctx.session)  # who to tell when the list changes (handshake era)
+        # Who to tell when the list changes (handshake era). ctx.session is made per request; the SDK
+        # hands the connection itself only to its (not yet used) Context, hence the private attribute.
+        connection = getattr(ctx.session, "_connection", None)
+        if isinstance(connection, Connection):
+            self._connections.add(connection)
         return types.ListToolsResult(
             tools=[
                 types.Tool(
@@ -164,12 +169,9 @@ class PlatformMcp:
         """Tell connected clients that their tool list may have changed; returns how many sessions were told."""
         await self.bus.publish(ToolsListChanged())
         told = 0
-        for session in list(self._legacy_sessions):
-            try:
-                await session.send_tool_list_changed()
-                told += 1
-            except Exception:  # a closed session: it goes with its connection
-                self._legacy_sessions.discard(session)
+        for connection in list(self._connections):
+            await connection.send_tool_list_changed()  # best effort: never raises
+            told += 1
         return told
 
     @contextlib.asynccontextmanager
