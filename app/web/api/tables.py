@@ -13,6 +13,7 @@ from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.params import Parameter
 from litestar.types import ControllerRouterHandler
 
+from app.db import read_transaction
 from app.services.actor import Actor
 from app.services.errors import reject_unknown_fields
 from app.services.tables.service import TableService, document_data, table_info
@@ -25,7 +26,7 @@ from app.web.api.schemas import (
     TableQueryBody,
     documented_body,
 )
-from app.web.deps import db
+from app.web.deps import db, get_platform
 from bifrost.types import DocumentData, DocumentList, TableInfo
 
 # "scope" is Litestar's reserved name for the ASGI scope: the query parameter gets an alias.
@@ -178,7 +179,9 @@ class TableController(Controller):
     ) -> DocumentList:
         """Query documents: ``{"where", "order_by", "order_dir", "limit", "offset"}``."""
         reject_unknown_fields(data, _QUERY_FIELDS)
-        async with db(request) as session:
+        # A filter on an undeclared field reads the whole table: on SQLite it runs on a read
+        # connection in a thread, never holding the connection (and event loop) runs use.
+        async with read_transaction(get_platform(request.app.state).sessions) as session:
             result = await TableService(session).query(
                 actor,
                 table,
@@ -204,7 +207,7 @@ class TableController(Controller):
     ) -> TableCount:
         """Count matching documents: ``{"where"}`` → ``{"count": n}``."""
         reject_unknown_fields(data, _COUNT_FIELDS)
-        async with db(request) as session:
+        async with read_transaction(get_platform(request.app.state).sessions) as session:
             return {"count": await TableService(session).count(actor, table, data.get("where"), scope_, app)}
 
 
