@@ -43,8 +43,9 @@ def new_notebook(name: str | None = None) -> Any:
     cells = [
         nbformat.v4.new_markdown_cell(
             f"# {wf}\n\nWrite a workflow, trial it on the platform, then publish it. "
-            "`%bifrost connect` uses `BIFROST_URL` / `BIFROST_API_KEY` (set by `bifrost notebook`); "
-            "without them it starts an embedded platform."
+            "The first cell connects (the Launcher's *Bifrost workflow* card runs it for you): `%bifrost connect` "
+            "uses `BIFROST_URL` / `BIFROST_API_KEY`, which `bifrost notebook` sets; without them it starts an "
+            "embedded platform."
         ),
         nbformat.v4.new_code_cell("%load_ext bifrost\n%bifrost connect"),
         nbformat.v4.new_code_cell(EXAMPLE.format(name=wf)),

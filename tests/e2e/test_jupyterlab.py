@@ -201,10 +201,8 @@ def test_idea_to_published_workflow_in_jupyterlab(lab: Lab, browser: Any, tmp_pa
     page.locator(".jp-Dialog .jp-mod-accept").click()
     page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-Cell").nth(6).wait_for(timeout=30_000)
     assert (lab.notebooks / "ticket_digest.ipynb").exists()
-    page.wait_for_selector(".jp-NotebookPanel:visible .jp-Notebook-ExecutionIndicator[data-status='idle']")
 
-    # Cell 1 connects as the author; cell 2 is where the author types the new workflow.
-    _run(page, 1)
+    # The card ran cell 1 as the notebook opened: connected as the author. Cell 2 is where the author types.
     connected = _wait_done(page, 1)
     assert f"Connected to {lab.server.url} as {ADMIN}" in connected, connected
     _type_into(page, 2, WORKFLOW)

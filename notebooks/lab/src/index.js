@@ -2,7 +2,7 @@
  * Bifrost Workbench in JupyterLab: the "New Bifrost workflow" command, on the launcher and in the palette.
  *
  * The command asks for a workflow name, has the server extension write a notebook from the template
- * (POST /bifrost/notebooks, notebooks/server_extension.py), and opens it. The template itself lives in
+ * (POST /bifrost/notebooks, notebooks/server_extension.py), opens it and runs its connect cell. The template lives in
  * Python (notebooks/templates.py), so this file stays a thin button and never needs rebuilding for it.
  *
  * Build (development only; the output under ../labextensions/ is committed, so installs need no node):
@@ -41,6 +41,24 @@ async function createNotebook(name, dir) {
   return body;
 }
 
+/**
+ * Run the template's first code cell (`%load_ext bifrost` and `%bifrost connect`), so that the notebook
+ * the author just asked for opens connected to the platform as them.
+ */
+async function connect(app, panel) {
+  if (!panel || !panel.context || !panel.sessionContext || !panel.content) {
+    return;
+  }
+  await panel.context.ready;
+  await panel.sessionContext.ready;
+  const index = panel.content.widgets.findIndex(cell => cell.model.type === 'code');
+  if (index < 0 || app.shell.currentWidget !== panel) {
+    return; // the author moved on to another tab: run nothing behind their back
+  }
+  panel.content.activeCellIndex = index;
+  await app.commands.execute('notebook:run-cell');
+}
+
 const plugin = {
   id: 'bifrost-jupyterlab:new-workflow',
   description: 'A "New Bifrost workflow" launcher card and command that open the workflow template.',
@@ -65,10 +83,12 @@ const plugin = {
           const created = await createNotebook(answer.value || 'my_workflow', args.cwd || '');
           // The template's kernel, started as the notebook opens (running a cell before a kernel
           // exists would ask the author to pick one).
-          return await app.commands.execute('docmanager:open', {
+          const panel = await app.commands.execute('docmanager:open', {
             path: created.path,
             kernel: { name: created.kernel || 'python3' }
           });
+          await connect(app, panel);
+          return panel;
         } catch (error) {
           await showErrorMessage('New Bifrost workflow', error);
           return null;
