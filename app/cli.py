@@ -681,6 +681,24 @@ def _notebook(args: argparse.Namespace) -> int:
     return 0  # not reached: the process is now Jupyter
 
 
+def _mcp(args: argparse.Namespace) -> int:
+    """``bifrost mcp``: the stdio MCP bridge for desktop clients (docs/mcp.md); stdout carries only MCP."""
+    import asyncio
+
+    from app.services.mcp.bridge import BridgeError, run_bridge
+
+    url = args.url or os.environ.get("BIFROST_URL")
+    key = args.key or os.environ.get("BIFROST_API_KEY")
+    try:
+        asyncio.run(run_bridge(url, key, args.org or os.environ.get("BIFROST_ORG")))
+    except BridgeError as exc:
+        print(f"bifrost mcp: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``bifrost`` command."""
     parser = argparse.ArgumentParser(
@@ -735,6 +753,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_nb.add_argument("--dir", help="folder of the notebooks (default: the current one)")
     p_nb.add_argument("--no-browser", action="store_true")
 
+    p_mcp = sub.add_parser("mcp", help="stdio MCP server for desktop clients, relaying to a server's /mcp")
+    p_mcp.add_argument("--url", help="the Bifrost server (default: BIFROST_URL)")
+    p_mcp.add_argument("--key", help="API key (default: BIFROST_API_KEY)")
+    p_mcp.add_argument("--org", help="organization a platform admin's key acts in (default: BIFROST_ORG)")
+
     p_secrets = sub.add_parser("secrets", help="secret encryption keys: generate a key, rotate")
     secrets_sub = p_secrets.add_subparsers(dest="secrets_command", required=True)
     secrets_sub.add_parser("generate-key", help="print a new Fernet key (for BIFROST_SECRET_KEY or the key file)")
@@ -752,6 +775,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.command == "notebook":
         return _notebook(args)
+    if args.command == "mcp":
+        return _mcp(args)
     import asyncio  # deferred: `bifrost --help` should not pay for it
 
     handlers = {

@@ -43,8 +43,13 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+AUTH_ERROR_CODE = -32001  # JSON-RPC's server-defined range: not authenticated / not allowed
+
+
 async def _refuse(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"status_code": status, "detail": detail}).encode()
+    # A JSON-RPC error body: MCP clients show its message (the SDK's client does) instead of a bare status.
+    error = {"code": AUTH_ERROR_CODE, "message": detail}
+    body = json.dumps({"jsonrpc": "2.0", "id": None, "error": error}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="bifrost", error="invalid_token"'))

@@ -43,6 +43,7 @@ def test_no_key_or_a_wrong_token_is_refused_before_the_protocol(world: World) ->
         response = _post(world, INITIALIZE, token)
         assert response.status_code == 401, (token, response.text)
         assert response.headers["www-authenticate"].startswith("Bearer")
+        assert response.json()["error"]["message"]  # a JSON-RPC error MCP clients show
         assert "mcp-session-id" not in response.headers
     # A GET of the server stream needs a key too.
     with httpx.Client(base_url=world.server.url, timeout=30) as http:
@@ -51,7 +52,7 @@ def test_no_key_or_a_wrong_token_is_refused_before_the_protocol(world: World) ->
 
 def test_a_key_cannot_act_in_another_organization(world: World) -> None:
     response = _post(world, INITIALIZE, world.alice_key, **{"X-Bifrost-Org": world.org_b})
-    assert response.status_code == 403 and "organization" in response.json()["detail"]
+    assert response.status_code == 403 and "organization" in response.json()["error"]["message"]
 
 
 async def test_an_organization_limited_admin_key_sees_that_organization_only(world: World) -> None:

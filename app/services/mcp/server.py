@@ -70,7 +70,7 @@ def _result(outcome: CallOutcome) -> types.CallToolResult:
     )
 
 
-class _Server(Server[Any]):
+class ListChangedServer(Server[Any]):
     """The SDK server, announcing ``tools.listChanged`` to handshake-era clients too."""
 
     def create_initialization_options(
@@ -103,7 +103,7 @@ class PlatformMcp:
         self.bus = InMemorySubscriptionBus()
         # Open handshake-era connections (weak: each lives as long as its client's session).
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
-        self.server = _Server(
+        self.server = ListChangedServer(
             SERVER_NAME,
             version=version,
             title="Bifrost Workbench",
