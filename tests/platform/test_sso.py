@@ -13,20 +13,27 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import POSTGRES_URL, LiveServer, create_postgres_database, drop_postgres_database, make_settings
 from tests.fakes.oidc_provider import FakeOidcProvider, Person
 from tests.platform.conftest import World, seed
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """A seeded server whose sign-in rate limit leaves room for every sign-in of this module."""
-    settings = make_settings(tmp_path_factory.mktemp("sso"), workers=1, login_rate_limit_per_minute=10_000)
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """A seeded server (SQLite, then Postgres when available) with room for every sign-in of this module."""
+    url = None
+    if request.param == "postgres":
+        if not POSTGRES_URL:
+            pytest.skip("Postgres tests need BIFROST_TEST_POSTGRES_URL (set by .ci/run)")
+        url = create_postgres_database()
+    settings = make_settings(tmp_path_factory.mktemp("sso"), url, workers=1, login_rate_limit_per_minute=10_000)
     server = LiveServer(settings).start()
     try:
         yield World(server=server, **server.call(lambda: seed(server.platform)))
     finally:
         server.stop()
+        if url:
+            drop_postgres_database(url)
 
 
 @pytest.fixture
