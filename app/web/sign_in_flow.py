@@ -237,7 +237,7 @@ async def sso_callback(
             raise OidcError("The identity provider sent no state: start the sign-in again.")
         async with db(request) as session:  # committed at once: the state is spent whatever follows
             pending = await sso.consume_state(session, state)
-        provider_ref = pending.provider_id
+        provider_ref = pending.provider_slug
         if bound != sso.state_hash(state):
             raise OidcError("This sign-in was started in another browser: start it again here.")
         if error:

@@ -131,7 +131,7 @@ def test_wrong_audience_expired_token_and_bad_signature_are_refused(world: World
         assert me(client).status_code == 401
         fake.audience, fake.expires_in, fake.issued_at_offset, fake.sign_with_wrong_key = None, 300, 0, False
     failed = last_events(world, "auth.login_failed", limit=4)
-    assert all(e["details"]["method"] == "sso" for e in failed)
+    assert all(e["details"]["method"] == "sso" and e["details"]["provider"] == slug for e in failed)
     # Clocks a minute apart are tolerated (a token "issued" 60 s ahead of ours).
     fake.issued_at_offset = 60
     client, response = sso(world, fake, slug, bob)
@@ -277,3 +277,44 @@ def _fresh_discovery() -> None:
     from app.services.identity import oidc
 
     oidc.forget_cache()
+
+
+def test_the_admin_page_adds_a_provider_with_a_domain_map(world: World, fake: FakeOidcProvider) -> None:
+    client = httpx.Client(base_url=world.server.url, timeout=30)
+    client.get("/login")
+    token = client.cookies["csrftoken"]
+    form = {"_csrf_token": token, "email": "admin@test.io", "password": "admin-password"}
+    assert client.post("/login", data=form).status_code == 303
+    page = client.get("/admin/sign-in")
+    assert page.status_code == 200 and world.server.url + "/login/sso/callback" in page.text
+    slug = "page-" + uuid.uuid4().hex[:6]
+    fields = {
+        "_csrf_token": token,
+        "kind": "oidc",
+        "slug": slug,
+        "display_name": "Page IdP",
+        "issuer": fake.url,
+        "client_id": fake.client_id,
+        "client_secret": fake.client_secret,
+        "scopes": "openid email profile",
+        "is_active": "true",
+        "create_users": "true",
+        "domain_map": "contoso.org = Org A\n\nfabrikam.org = Org B",
+    }
+    bad = client.post("/admin/sign-in/providers", data={**fields, "domain_map": "contoso.org Org A"})
+    assert bad.status_code == 422 and "line 1 must read" in bad.text
+    added = client.post("/admin/sign-in/providers", data=fields)
+    assert added.status_code == 303
+    with world.server.client(world.admin_key) as admin:
+        view = admin.get(f"/api/sign-in/providers/{slug}").json()
+    assert view["domain_map"] == {"contoso.org": world.org_a, "fabrikam.org": world.org_b}
+    assert view["has_client_secret"] and view["create_users"]
+    # Saving without a secret keeps the stored one; the page never shows it.
+    edit = {**fields, "client_secret": "", "display_name": "Renamed IdP"}
+    assert client.post(f"/admin/sign-in/providers/{view['id']}", data=edit).status_code == 303
+    listing = client.get("/admin/sign-in").text
+    assert "Renamed IdP" in listing and fake.client_secret not in listing
+    _, response = sso(world, fake, slug, fake.person(f"erin-{uuid.uuid4().hex[:6]}@fabrikam.org"))
+    assert response.status_code == 303  # the kept secret still authenticates at the token endpoint
+    with world.server.client(world.alice_key) as alice:
+        assert alice.get("/admin/sign-in").status_code == 403

@@ -51,6 +51,7 @@ class PendingSignIn:
     """A consumed pending sign-in."""
 
     provider_id: str
+    provider_slug: str
     nonce: str
     code_verifier: str
     redirect_uri: str
@@ -105,7 +106,9 @@ async def consume_state(session: AsyncSession, state: str) -> PendingSignIn:
     await session.flush()
     if row.expires_at < utcnow():
         raise OidcError("This sign-in took more than ten minutes: start it again.")
-    return PendingSignIn(row.provider_id, row.nonce, row.code_verifier, row.redirect_uri, row.next_url)
+    provider = await session.get(SsoProvider, row.provider_id)
+    slug = provider.slug if provider else row.provider_id
+    return PendingSignIn(row.provider_id, slug, row.nonce, row.code_verifier, row.redirect_uri, row.next_url)
 
 
 def verified_email(provider: SsoProvider, claims: dict[str, Any]) -> str | None:
