@@ -163,13 +163,13 @@ def test_a_failing_tool_error_reaches_the_model(world: World, chat: Callable[[Pl
 def test_a_turn_that_fails_during_a_call_ends_the_call(
     world: World, chat: Callable[[Plan], Script], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.services.chat.turns import ChatRuntime
+    from app.services.chat.tool_runs import ToolRunner
 
     async def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise RuntimeError("the database went away")
 
     chat(lookup_then_answer)
-    monkeypatch.setattr(ChatRuntime, "_execute", broken)  # a platform fault while the call runs
+    monkeypatch.setattr(ToolRunner, "_execute", broken)  # a platform fault while the call runs
     with world.server.client(world.alice_key) as alice:
         conversation = new_conversation(alice)
         turn = send(alice, conversation, "Who is dana@a.example?")

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic_ai.messages import ModelMessage
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, FunctionModel
 
+from tests.platform.access_support import grant_role
 from tests.platform.ai_support import echo_model, registered, set_ai, stream_function, tool_returns
 from tests.platform.conftest import start_world
 
@@ -30,6 +31,12 @@ def test_chat_and_ai_on_each_database(tmp_path: Path, database_url: str) -> None
                 world.server.client(world.admin_key) as admin, world.server.client(world.alice_key) as alice:  # fmt: skip
             set_ai(world, model="custom:db-chat")
             assert admin.put("/api/chat/tools/reset_password", json={"needs_approval": True}).status_code == 200
+            # Approval is the workflow's: Alice holds its approver role and may approve her own runs.
+            grant_role(world, world.org_a, world.alice_id, "Resetters")
+            allowed = admin.put(
+                "/api/workflows/reset_password/access", json={"approver_role": "Resetters", "allow_self_approval": True}
+            )
+            assert allowed.status_code == 200, allowed.text
             conversation = alice.post("/api/chat/conversations", json={"title": "Passwords"}).json()["id"]
             turn = alice.post(
                 f"/api/chat/conversations/{conversation}/messages",
