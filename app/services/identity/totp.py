@@ -214,9 +214,14 @@ class TotpService:
             row.last_failed_at = now
             await self.session.flush()
             return "Wrong or already used code."
-        row.last_step, row.failed_attempts = step, 0
-        await self.session.flush()
-        return None
+        # Conditional: of two requests racing with the same code, only one moves last_step forward.
+        result = await self.session.execute(
+            update(UserTotp)
+            .where(col(UserTotp.user_id) == user.id, col(UserTotp.last_step) < step)
+            .values(last_step=step, failed_attempts=0)
+            .execution_options(synchronize_session="fetch")
+        )
+        return None if getattr(result, "rowcount", 0) == 1 else "Wrong or already used code."
 
     async def use_recovery_code(self, user: User, code: Any) -> str | None:
         """Use a recovery code; None when accepted (it is spent), else why it was refused."""
