@@ -8,6 +8,7 @@ from app.models import (  # noqa: F401  (register their tables)
     document_table,
     integration,
     knowledge,
+    mcp,
     schedule,
     sign_in,
     stored_file,

@@ -29,6 +29,7 @@ from app.web.api import files as files_api
 from app.web.api import forms as forms_api
 from app.web.api import integrations as integrations_api
 from app.web.api import knowledge as knowledge_api
+from app.web.api import mcp as mcp_api
 from app.web.api import notebook_runs as notebook_runs_api
 from app.web.api import publish as publish_api
 from app.web.api import schedules as schedules_api
@@ -84,6 +85,7 @@ API_ONLY_CONTROLLERS = [
     *publish_api.CONTROLLERS,
     *audit_api.CONTROLLERS,
     *approvals_api.CONTROLLERS,
+    *mcp_api.CONTROLLERS,
     *sign_in_api.CONTROLLERS,
 ]
 

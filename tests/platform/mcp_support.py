@@ -133,3 +133,83 @@ def create_key(world: World, email: str, password: str, **limits: str) -> dict[s
         response = http.post("/api/api-keys", json={"name": "mcp test key", **limits})
         assert response.status_code == 201, response.text
         return response.json()  # type: ignore[no-any-return]
+
+
+class ToyMcpServer:
+    """A small MCP server (the SDK's MCPServer) on loopback, in its own thread, that wants a bearer token.
+
+    Tools: ``forecast(city)`` (structured result) and ``broken()`` (a tool error). ``calls`` records
+    every call it served, with the Authorization header it came with.
+    """
+
+    TOKEN = "toy-secret-token"
+
+    def __init__(self) -> None:
+        import threading
+
+        self.calls: list[dict[str, Any]] = []
+        self.url = ""
+        self._thread = threading.Thread(target=self._main, name="toy-mcp", daemon=True)
+        self._ready = threading.Event()
+        self._server: Any = None
+
+    def _app(self) -> Any:
+        from mcp.server.mcpserver import MCPServer
+        from starlette.responses import JSONResponse
+
+        toy = MCPServer("toy")
+        seen = self.calls
+
+        @toy.tool()
+        async def forecast(city: str) -> dict[str, Any]:
+            """Tomorrow's weather in a city."""
+            seen.append({"tool": "forecast", "city": city})
+            return {"city": city, "sky": "sunny", "high_c": 21}
+
+        @toy.tool()
+        async def broken() -> str:
+            """Always fails."""
+            raise ValueError("the toy is broken")
+
+        app = toy.streamable_http_app(host="127.0.0.1")
+        token = self.TOKEN
+
+        async def guarded(scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] == "http":
+                headers = dict(scope["headers"])
+                if headers.get(b"authorization", b"").decode() != f"Bearer {token}":
+                    await JSONResponse({"error": "no token"}, status_code=401)(scope, receive, send)
+                    return
+            await app(scope, receive, send)
+
+        return guarded
+
+    def _main(self) -> None:
+        import asyncio
+        import socket
+
+        import uvicorn
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+        self._server = uvicorn.Server(uvicorn.Config(self._app(), log_level="warning", lifespan="on"))
+
+        async def serve() -> None:
+            task = asyncio.create_task(self._server.serve(sockets=[sock]))
+            while not self._server.started:
+                await asyncio.sleep(0.01)
+            self._ready.set()
+            await task
+
+        asyncio.run(serve())
+
+    def start(self) -> ToyMcpServer:
+        self._thread.start()
+        assert self._ready.wait(30), "the toy MCP server did not start"
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        self._thread.join(30)

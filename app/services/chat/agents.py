@@ -44,6 +44,7 @@ from app.services.errors import (
     require_bool,
 )
 from app.services.knowledge.service import check_namespace
+from app.services.mcp.catalog import tool_rows
 from app.services.workflows.catalogue import WorkflowService
 from app.services.workflows.policies import PolicyService
 
@@ -338,10 +339,8 @@ class ChatToolService:
 
     async def tools_for(self, actor: Actor, agent: ChatAgent | None = None) -> builtins.list[ToolWorkflow]:
         """The tool workflows ``actor`` may run here (access policy; narrowed by the agent's list), as metadata dicts."""
-        # Only tool workflows are read (not the whole catalogue): this runs on every chat turn.
-        rows = await WorkflowService(self.session).list_with_policies(actor, tools_only=True)
-        if actor.api_key_workflow_id:
-            rows = [(w, p) for w, p in rows if actor.api_key_workflow_id in (w.id, w.name)]
+        # The same list MCP clients get (app/services/mcp/catalog.py).
+        rows = await tool_rows(self.session, actor)
         if agent is not None and agent.tools is not None:
             wanted = set(agent.tools)
             rows = [(w, p) for w, p in rows if w.name in wanted or w.id in wanted]
