@@ -177,14 +177,21 @@ async def code_sign_in(request: Request[Any, Any, Any], code: str | None, recove
     return pending
 
 
-async def pending_enrolment(request: Request[Any, Any, Any]) -> dict[str, str]:
-    """Start (or restart) the enrolment the policy requires of a pending sign-in: secret, URI, QR code."""
+async def pending_enrolment(request: Request[Any, Any, Any], *, restart: bool = True) -> dict[str, str]:
+    """The enrolment the policy requires of a pending sign-in: secret, URI, QR code.
+
+    Args:
+        request: The request.
+        restart: A new secret (the page is loaded); False shows the one started (a wrong first code).
+    """
     pending = get_pending(request, "enrol")
     if pending is None:
         raise AuthenticationError(NO_PENDING)
     async with db(request) as session:
         user = await _pending_user(session, pending)
-        return await TotpService(session, box_of(request)).begin_enrolment(user)
+        service = TotpService(session, box_of(request))
+        current = None if restart else await service.pending_enrolment(user)
+        return current or await service.begin_enrolment(user)
 
 
 async def finish_pending_enrolment(request: Request[Any, Any, Any], code: str) -> tuple[Pending, list[str]]:

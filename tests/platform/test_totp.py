@@ -211,3 +211,29 @@ def test_the_code_step_is_rate_limited_like_the_password(tmp_path_factory: pytes
         assert statuses[:4] == [401] * 4 and statuses[4:] == [429, 429]
     finally:
         server.stop()
+
+
+def test_the_account_page_enrols_and_turns_it_off(world: World) -> None:
+    user = new_user(world)
+    client = httpx.Client(base_url=world.server.url, timeout=30)
+    client.get("/login")
+    token = {"_csrf_token": client.cookies["csrftoken"]}
+    assert (
+        client.post("/login", data={**token, "email": user["email"], "password": user["password"]}).status_code == 303
+    )
+    assert "is <strong>off</strong>" in client.get("/account/security").text
+    started = client.post("/account/security/totp", data=token)
+    assert started.status_code == 200 and 'src="data:image/svg+xml' in started.text
+    secret = started.text.split('id="totp-secret">', 1)[1].split("<", 1)[0]
+    wrong = client.post("/account/security/totp/confirm", data={**token, "code": "000000"})
+    assert wrong.status_code == 200 and "is not the current code" in wrong.text
+    assert f'id="totp-secret">{secret}<' in wrong.text  # the same secret, scanned once
+    done = client.post("/account/security/totp/confirm", data={**token, "code": pyotp.TOTP(secret).now()})
+    assert done.status_code == 200 and done.text.count("<li><code>") == 10
+    assert "is <strong>on</strong>" in client.get("/account/security").text
+    refused = client.post("/account/security/totp/disable", data={**token, "code": "000000"})
+    assert refused.status_code == 200 and "Wrong or already used code" in refused.text
+    off = client.post("/account/security/totp/disable", data={**token, "code": next_code(secret)})
+    assert off.status_code == 303
+    assert "is <strong>off</strong>" in client.get("/account/security").text
+    assert login(browser(world), user).json()["user_id"] == user["id"]

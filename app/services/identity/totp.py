@@ -141,6 +141,15 @@ class TotpService:
         uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
         return {"secret": secret, "otpauth_uri": uri, "qr_svg": qr_data_uri(uri)}
 
+    async def pending_enrolment(self, user: User) -> dict[str, str] | None:
+        """The enrolment started and not confirmed yet (to show its QR code again), or None."""
+        row = await self.session.get(UserTotp, user.id)
+        if row is None or row.confirmed_at is not None:
+            return None
+        secret = self.box().decrypt(row.secret, "a two-factor secret")
+        uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
+        return {"secret": secret, "otpauth_uri": uri, "qr_svg": qr_data_uri(uri)}
+
     async def confirm_enrolment(self, user: User, code: Any) -> list[str]:
         """Turn the factor on with a first code from the app; returns the recovery codes (shown once).
 

@@ -18,7 +18,7 @@ from litestar.types import ControllerRouterHandler
 
 from app.models import User
 from app.services.actor import Actor
-from app.services.errors import AuthenticationError, DomainError
+from app.services.errors import AuthenticationError, DomainError, InvalidInputError
 from app.services.identity.oidc import OidcError
 from app.services.identity.sso_providers import SsoProviderService
 from app.services.identity.totp import TotpService
@@ -122,7 +122,7 @@ async def enrol_submit(request: Request[Any, Any, Any]) -> Template | Redirect:
     except AuthenticationError as exc:
         return await login_page(request, error=str(exc))
     except DomainError as exc:
-        enrolment = await pending_enrolment(request)
+        enrolment = await pending_enrolment(request, restart=False)
         context = {"enrolment": enrolment, "action": "/login/totp/enrol", "error": str(exc)}
         return Template("pages/sign_in/enrol.html", context=context)
     return Template("pages/sign_in/recovery_codes.html", context={"codes": codes, "next": safe_next(pending.next_url)})
@@ -157,10 +157,18 @@ class AccountSecurityPages(PageController):
     async def confirm(self, request: Request[Any, Any, Any], actor: Actor) -> Template:
         """Turn two-factor sign-in on with a first code; the recovery codes are shown once."""
         form = await request.form()
-        async with db(request) as session:
-            user = await session.get(User, actor.user_id)
-            assert user is not None
-            codes = await TotpService(session, box_of(request)).confirm_enrolment(user, form_text(form, "code"))
+        try:
+            async with db(request) as session:
+                user = await session.get(User, actor.user_id)
+                assert user is not None
+                codes = await TotpService(session, box_of(request)).confirm_enrolment(user, form_text(form, "code"))
+        except InvalidInputError as exc:  # a wrong first code: the same QR code again, with the reason
+            async with db(request) as session:
+                user = await session.get(User, actor.user_id)
+                assert user is not None
+                enrolment = await TotpService(session, box_of(request)).pending_enrolment(user)
+            action = "/account/security/totp/confirm"
+            return await self._page(request, actor, enrolment=enrolment, action=action, error=str(exc))
         return Template("pages/sign_in/recovery_codes.html", context={"codes": codes, "next": "/account/security"})
 
     @post("/recovery-codes", status_code=200)
