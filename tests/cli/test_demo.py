@@ -198,14 +198,15 @@ def test_scheduled_health_check_reads_config_and_writes_a_report(server: LiveSer
     assert "PSA token configured" in logs and "demo-not-a-real-token" not in logs
     assert report.status_code == 200 and report.text.startswith("target,status,ms")
 
-    # A real firing acts as the Scheduler account (global, not an admin): it must work too.
+    # A real firing of a schedule declared in code acts as the Platform scheduler account (global scope,
+    # platform powers: docs/triggers.md): it must work too.
     with server.client(admin_key) as client:
         schedule = client.get("/api/schedules").json()[0]
     fired = server.call(lambda: server.platform.scheduler.fire(schedule["id"]))
     assert fired is not None and fired.outcome == "submitted", fired
     execution = wait_done(server, admin_key, fired.execution_id)
     assert execution["status"] == "Completed", execution
-    assert execution["trigger"] == "schedule" and execution["result"]["run_by"] == "scheduler@bifrost.invalid"
+    assert execution["trigger"] == "schedule" and execution["result"]["run_by"] == "platform-scheduler@bifrost.invalid"
 
 
 def test_simple_demo_workflows_complete_and_the_psa_one_explains_its_setup(server: LiveServer, admin_key: str) -> None:
