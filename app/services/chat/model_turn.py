@@ -32,6 +32,7 @@ from app.services.chat.turn_stream import Turn, TurnWriter, store_notice
 from app.services.chat.views import ToolCallView
 from app.services.executions.dispatch import Dispatcher
 from app.services.knowledge.service import KnowledgeRuntime, KnowledgeService
+from app.services.mcp.choices import add_choices
 from app.services.secrets import SecretBox
 from app.settings import Settings
 
@@ -93,6 +94,7 @@ class ModelTurn:
                 "resolved": resolved,
                 "problem": problem,
                 "namespaces": list(namespaces),
+                "agent_id": agent.id,
             }
 
     async def run(
@@ -112,7 +114,11 @@ class ModelTurn:
         except ModelConfigurationError as exc:
             await store_notice(self.sessions, turn, actor, f"The AI model cannot be used: {exc}. {NO_MODEL_HINT}")
             return
-        tools = make_tools(context["tools"])
+        # Data-provider parameters carry their current choices (enum); tools of MCP servers come after workflows.
+        metas = await add_choices(self.sessions, self.dispatcher, actor, list(context["tools"]), trigger="chat")
+        if self.tools.external is not None:
+            metas += await self.tools.external.for_agent(context["agent_id"])
+        tools = make_tools(metas)
         workflow_of = {t.tool_name: t.workflow for t in tools}
 
         async def run_tool(workflow: str, arguments: dict[str, Any], model_call_id: str) -> Any:

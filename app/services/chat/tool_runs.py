@@ -20,6 +20,7 @@ from app.models.base import utcnow
 from app.services.actor import Actor
 from app.services.chat.agents import ChatToolService
 from app.services.chat.conversations import AWAITING, ConversationService, tool_call_view
+from app.services.chat.mcp_tools import ExternalTools, is_external
 from app.services.chat.turn_stream import Turn
 from app.services.errors import DomainError, InvalidInputError
 from app.services.executions.dispatch import Dispatcher
@@ -37,11 +38,18 @@ class ToolRunner:
     Args:
         sessions: Session factory (short transactions).
         dispatcher: The submit path's dispatcher.
+        external: Runs tools of external MCP servers.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], dispatcher: Dispatcher) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        dispatcher: Dispatcher,
+        external: ExternalTools | None = None,
+    ) -> None:
         self.sessions = sessions
         self.dispatcher = dispatcher
+        self.external = external  # tools of MCP servers given to agents (docs/mcp.md)
 
     async def call(
         self,
@@ -112,6 +120,10 @@ class ToolRunner:
         submitted: str | None = None,
     ) -> dict[str, Any]:
         """Submit through the one submit path (unless ``submitted`` already), wait for the end, and say how it went."""
+        if self.external is not None and is_external(workflow):  # an MCP server's tool: runs over there
+            async with transaction(self.sessions) as session:
+                agent_id = await agent_of(session, actor, turn)
+            return await self.external.call(actor, agent_id, workflow, arguments)
         if submitted is not None:
             async with transaction(self.sessions) as session:
                 execution = await ExecutionService(session).get(actor, submitted)

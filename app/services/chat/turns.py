@@ -39,6 +39,7 @@ from app.services.chat.conversations import (
     title_from,
     tool_call_view,
 )
+from app.services.chat.mcp_tools import ExternalTools
 from app.services.chat.model_turn import ModelTurn
 from app.services.chat.tool_runs import ToolRunner
 from app.services.chat.turn_recovery import recover_interrupted_turns
@@ -84,7 +85,7 @@ class ChatRuntime:
         self.settings = settings
         self.secret_box = secret_box
         self.knowledge = knowledge
-        self.tools = ToolRunner(sessions, dispatcher)
+        self.tools = ToolRunner(sessions, dispatcher, ExternalTools(sessions, secret_box))
         self.model_turn = ModelTurn(sessions, dispatcher, settings, secret_box, knowledge, self.tools)
         self.turns: dict[str, Turn] = {}
         self.active: dict[str, str] = {}  # conversation id -> running turn id
