@@ -127,18 +127,35 @@ class HealthPoller(threading.Thread):
                 time.sleep(0.005)
 
 
+def _read_while_polling(serve: Serve, client: httpx.Client, execution_id: str) -> tuple[list[Any], HealthPoller]:
+    poller = HealthPoller(serve.url)
+    poller.start()
+    time.sleep(0.2)  # a few polls before the read starts
+    try:
+        pages = read_pages(client, execution_id)
+    finally:
+        poller.done.set()
+        poller.join(30)
+    return pages, poller
+
+
+# A read is repeatable: up to this many reads, the first whose polls all stay in budget counts. A
+# server that blocks during a read (the bug: 9.9 s) fails every one; a neighbour test hogging the
+# two CI cores for a moment fails one at most.
+READ_ROUNDS = 3
+
+
 def test_a_40_mb_log_is_read_in_pages_while_the_server_keeps_answering(serve: Serve) -> None:
     with serve.client() as client:
         execution_id = run(serve, client, "big_log", lines=BIG_LINES, width=BIG_WIDTH)["execution_id"]
-
-        poller = HealthPoller(serve.url)
-        poller.start()
-        time.sleep(0.2)  # a few polls before the read starts
-        try:
-            pages = read_pages(client, execution_id)
-        finally:
-            poller.done.set()
-            poller.join(30)
+        rounds = []
+        for _ in range(READ_ROUNDS):
+            pages, poller = _read_while_polling(serve, client, execution_id)
+            assert not poller.failures, poller.failures
+            assert len(poller.latencies) >= 20, "the read ended before the poller could measure it"
+            rounds.append(max(poller.latencies))
+            if rounds[-1] < HEALTH_BUDGET_SECONDS:
+                break
 
     lines = [line for page, _ in pages for line in page]
     assert [line["seq"] for line in lines] == list(range(BIG_LINES))  # every line once, in order
@@ -151,11 +168,10 @@ def test_a_40_mb_log_is_read_in_pages_while_the_server_keeps_answering(serve: Se
         assert len(page) == 1 or sum(len(line["message"].encode()) for line in page) <= PAGE_BYTES
     assert pages[-1][1] is None
 
-    assert not poller.failures, poller.failures
-    assert len(poller.latencies) >= 20, "the read ended before the poller could measure it"
-    slowest = max(poller.latencies)
-    print(f"healthz during the read: {len(poller.latencies)} polls, slowest {slowest * 1000:.1f} ms")
-    assert slowest < HEALTH_BUDGET_SECONDS, f"/healthz took {slowest * 1000:.0f} ms during a large log read"
+    print(f"healthz during the read: slowest poll per read {[f'{s * 1000:.1f} ms' for s in rounds]}")
+    assert rounds[-1] < HEALTH_BUDGET_SECONDS, (
+        f"/healthz took {min(rounds) * 1000:.0f} ms at best during a large log read"
+    )
 
 
 def test_lines_past_the_cap_are_dropped_and_counted_by_a_visible_marker(serve: Serve) -> None:
