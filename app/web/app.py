@@ -49,6 +49,7 @@ from app.web.guards import guard_middleware, security_headers
 from app.web.markdown import register_filters
 from app.web.mcp import mcp_app, mcp_lifespan
 from app.web.pages import PAGE_HANDLERS
+from app.web.pages.mcp_admin import MCP_ADMIN_PAGE_HANDLERS
 from app.web.pages.sign_in import SIGN_IN_PAGE_HANDLERS
 from app.web.pages.sign_in_admin import SIGN_IN_ADMIN_PAGE_HANDLERS
 from app.web.sign_in_flow import THROTTLED_GETS, THROTTLED_POSTS
@@ -161,6 +162,7 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
             sdk,
             healthz,
             mcp_app,  # /mcp: the MCP server (docs/mcp.md)
+            *MCP_ADMIN_PAGE_HANDLERS,  # /admin/mcp: external MCP servers for chat agents
             *PAGE_HANDLERS,
             *SIGN_IN_PAGE_HANDLERS,  # single sign-on, the code step, /account/security (docs/sign-in.md)
             *SIGN_IN_ADMIN_PAGE_HANDLERS,

@@ -21,7 +21,7 @@ def unreachable(_request: Request[Any, Any, Any], exc: client.McpClientError) ->
     return Response({"status_code": 502, "detail": str(exc)}, status_code=502, media_type=MediaType.JSON)
 
 
-def _box(request: Request[Any, Any, Any]) -> Callable[[], SecretBox]:
+def secret_box_of(request: Request[Any, Any, Any]) -> Callable[[], SecretBox]:
     settings = get_platform(request.app.state).settings
     return lambda: secret_box(settings.secret_key, settings.home)
 
@@ -37,7 +37,7 @@ class McpServerController(Controller):
     async def list_servers(self, request: Request[Any, Any, Any], actor: Actor) -> list[McpServerView]:
         """Every registered server (header values never: the config secrets holding them)."""
         async with db(request) as session:
-            return [server_view(s) for s in await McpServerService(session, _box(request)).list(actor)]
+            return [server_view(s) for s in await McpServerService(session, secret_box_of(request)).list(actor)]
 
     @post("/", status_code=201)
     async def create(
@@ -48,13 +48,13 @@ class McpServerController(Controller):
     ) -> McpServerView:
         """Register a server; header values are stored as global config secrets (audited)."""
         async with db(request) as session:
-            return server_view(await McpServerService(session, _box(request)).create(actor, data))
+            return server_view(await McpServerService(session, secret_box_of(request)).create(actor, data))
 
     @get("/{server_id:str}")
     async def get_server(self, request: Request[Any, Any, Any], actor: Actor, server_id: str) -> McpServerView:
         """One server."""
         async with db(request) as session:
-            return server_view(await McpServerService(session, _box(request)).get(actor, server_id))
+            return server_view(await McpServerService(session, secret_box_of(request)).get(actor, server_id))
 
     @patch("/{server_id:str}")
     async def update(
@@ -66,20 +66,20 @@ class McpServerController(Controller):
     ) -> McpServerView:
         """Change a server (``headers`` given replaces them all; audited)."""
         async with db(request) as session:
-            return server_view(await McpServerService(session, _box(request)).update(actor, server_id, data))
+            return server_view(await McpServerService(session, secret_box_of(request)).update(actor, server_id, data))
 
     @delete("/{server_id:str}", status_code=200)
     async def remove(self, request: Request[Any, Any, Any], actor: Actor, server_id: str) -> Deleted:
         """Remove a server (audited; its config secrets stay)."""
         async with db(request) as session:
-            await McpServerService(session, _box(request)).delete(actor, server_id)
+            await McpServerService(session, secret_box_of(request)).delete(actor, server_id)
         return {"deleted": True}
 
     @get("/{server_id:str}/tools")
     async def tools(self, request: Request[Any, Any, Any], actor: Actor, server_id: str) -> list[ExternalToolView]:
         """The tools the server lists now (a check that the URL and headers work); 502 when unreachable."""
         async with db(request) as session:
-            service = McpServerService(session, _box(request))
+            service = McpServerService(session, secret_box_of(request))
             server = await service.get(actor, server_id)
             headers = await service.headers_of(server)
             url, version = server.url, server.updated_at.isoformat()
