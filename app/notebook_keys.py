@@ -103,12 +103,14 @@ async def obtain(settings: Settings, email: str | None = None, org: str | None =
                 row = (
                     await session.execute(select(ApiKey).where(col(ApiKey.key_hash) == hash_token(stored)))
                 ).scalar_one_or_none()
-                usable = row is not None and row.revoked_at is None and row.user_id == user.id
+                usable = (
+                    row is not None and row.revoked_at is None and row.user_id == user.id and row.scope == "notebook"
+                )
                 if usable and row is not None and (org_id is None or row.organization_id == org_id):
                     return NotebookKey(stored, row.prefix, user.email, path, created=False)
             try:
                 actor = await auth.actor_for_user(user.id)
-                row, key = await ApiKeyService(session).create(actor, KEY_NAME, org_id)
+                row, key = await ApiKeyService(session).create(actor, KEY_NAME, org_id, scope="notebook")
             except DomainError as exc:
                 raise NotebookKeyError(str(exc)) from None
             prefix = row.prefix

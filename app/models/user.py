@@ -76,6 +76,8 @@ class ApiKey(SQLModel, table=True):
     user_id: str = Field(foreign_key="user.id", index=True, max_length=36)
     organization_id: str | None = Field(default=None, foreign_key="organization.id", index=True, max_length=36)
     workflow_id: str | None = Field(default=None, max_length=36)
+    # None: everything its user may do; "notebook": only what a notebook needs (app/web/key_scopes.py).
+    scope: str | None = Field(default=None, max_length=20)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     last_used_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))

@@ -21,6 +21,7 @@ class Actor:
             act in their own; platform admins choose one explicitly (None = global).
         api_key_id: Set when authenticated with an API key.
         api_key_workflow_id: The only workflow the API key may run, if limited.
+        api_key_scope: The API key's scope (``"notebook"``), limiting the routes it reaches; None: all.
         execution_id: Set when authenticated with a per-execution SDK token.
         external_run: The token's execution runs its code outside the platform (a notebook kernel):
             the code is the user's own, not a workflow of the workspace (see :attr:`may_read_secrets`).
@@ -34,6 +35,7 @@ class Actor:
     acting_org_id: str | None
     api_key_id: str | None = None
     api_key_workflow_id: str | None = None
+    api_key_scope: str | None = None
     execution_id: str | None = None
     external_run: bool = False
 

@@ -19,6 +19,7 @@ from app.services.errors import AuthenticationError, PermissionDeniedError
 from app.services.identity.auth import AuthService, cached_actor_for_token
 from app.services.identity.security import EXECUTION_TOKEN_PREFIX
 from app.services.identity.users import end_sessions
+from app.web.key_scopes import check_key_scope
 
 UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CSRF_COOKIE = "csrftoken"
@@ -61,11 +62,13 @@ async def resolve_actor(request: Request[Any, Any, Any]) -> Actor:
             # Execution tokens are for the SDK API only: a workflow cannot reach key or admin routes.
             raise AuthenticationError("Execution tokens are only accepted by the SDK API (/api/sdk/v1).")
         # Hot path of every API and SDK call: a cached token needs no database session at all.
-        cached = cached_actor_for_token(token, requested_org)
-        if cached is not None:
-            return cached
-        async with db(request) as session:
-            return await AuthService(session).actor_for_token(token, requested_org)
+        actor = cached_actor_for_token(token, requested_org)
+        if actor is None:
+            async with db(request) as session:
+                actor = await AuthService(session).actor_for_token(token, requested_org)
+        if actor.api_key_scope is not None:
+            check_key_scope(actor, request.method, request.url.path)
+        return actor
     user_id = request.session.get("user_id") if "session" in request.scope else None
     if not user_id:
         raise AuthenticationError(

@@ -61,6 +61,10 @@ class SecondFactorRequired(DomainError):
         self.step = step
 
 
+# Scopes an API key may have (None: no scope, everything its user may do).
+API_KEY_SCOPES: tuple[str | None, ...] = (None, "notebook")
+
+
 def _actor(user: User, acting_org_id: str | None, **extra: Any) -> Actor:
     """The actor of ``user`` acting in ``acting_org_id``; ``extra`` sets key/token fields or narrows powers."""
     fields: dict[str, Any] = {
@@ -225,6 +229,7 @@ class AuthService:
             is_superuser=user.is_superuser and key.organization_id is None,
             api_key_id=key.id,
             api_key_workflow_id=key.workflow_id,
+            api_key_scope=key.scope,
         )
 
     async def _actor_for_execution_token(self, token_hash: str) -> Actor:
@@ -293,11 +298,22 @@ class ApiKeyService:
         name: str,
         organization_id: str | None = None,
         workflow_id: str | None = None,
+        *,
+        scope: str | None = None,
     ) -> tuple[ApiKey, str]:
         """Create a key acting as ``actor``; returns the row and the full key (shown once).
 
         Regular users' keys are always limited to their organization.
+
+        Args:
+            actor: Who creates it (the key acts as this user).
+            name: A label.
+            organization_id: Limit the key to this organization.
+            workflow_id: Limit the key to running this one workflow.
+            scope: ``"notebook"`` limits the key to what a notebook needs (docs/jupyter.md); None: no limit.
         """
+        if scope not in API_KEY_SCOPES:
+            raise InvalidInputError.field("scope", f"must be one of: {', '.join(repr(s) for s in API_KEY_SCOPES)}")
         if actor.api_key_id or actor.execution_id:
             # A key or a running workflow must never mint a (broader, longer-lived) key.
             raise PermissionDeniedError("API keys can only be created by a logged-in user (web session or CLI).")
@@ -324,10 +340,11 @@ class ApiKeyService:
             user_id=actor.user_id,
             organization_id=organization_id,
             workflow_id=workflow_id,
+            scope=scope,
         )
         self.session.add(key)
         await self.session.flush()
-        details = {"name": key.name, "prefix": key.prefix, "workflow_id": key.workflow_id}
+        details = {"name": key.name, "prefix": key.prefix, "workflow_id": key.workflow_id, "scope": key.scope}
         await audit.record(self.session, actor, audit.API_KEY_CREATED, "api_key", key.id, organization_id, details)
         return key, key_text
 

@@ -229,6 +229,7 @@ class ApiKeyView(TypedDict):
     prefix: str
     organization_id: str | None
     workflow_id: str | None
+    scope: str | None
     created_at: str
     last_used_at: str | None
     revoked: bool
@@ -248,6 +249,7 @@ def api_key_view(key: Any) -> ApiKeyView:
         "prefix": key.prefix,
         "organization_id": key.organization_id,
         "workflow_id": key.workflow_id,
+        "scope": key.scope,
         "created_at": key.created_at.isoformat(),
         "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
         "revoked": key.revoked_at is not None,
