@@ -36,8 +36,14 @@ ADMIN_PAGES = [
     "/admin/ai",
     "/admin/config",
     "/admin/forms/new",
+    "/admin/audit",
+    "/admin/sign-in",
+    "/admin/mcp",
+    "/admin/data",
+    "/approvals",
+    "/account/security",
 ]
-TECHNICIAN_PAGES = ["/", "/workflows", "/executions", "/forms", "/chat", "/api-keys"]
+TECHNICIAN_PAGES = ["/", "/workflows", "/executions", "/forms", "/chat", "/api-keys", "/account/security"]
 
 
 @pytest.fixture(scope="module")
