@@ -14,12 +14,18 @@ from app.db import create_engine
 target_metadata = SQLModel.metadata
 
 
+def _include(_obj: object, name: str | None, type_: str, reflected: bool, _compare_to: object) -> bool:
+    # Indexes of declared document fields are made at run time (app/services/tables/indexes.py).
+    return not (type_ == "index" and reflected and (name or "").startswith("ixdoc_"))
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=_include,
     )
     with context.begin_transaction():
         context.run_migrations()
