@@ -17,12 +17,13 @@ class Execution(SQLModel, table=True):
     # History lists read newest first, ``(created_at, id)`` being the order and the keyset cursor:
     # each list's filter has an index that also yields that order, so a page costs ~50 rows read
     # whatever the history holds (a scan + sort of 1M rows took 1.4 s on SQLite). ``id`` makes the
-    # order total. Admins across organizations use the first; users (org + executed_by), the status
-    # and workflow filters, with and without an organization, the others.
+    # order total. Admins across organizations use the first; users (org + executed_by), one user's runs
+    # across organizations, the status and workflow filters, with and without an organization, the others.
     __table_args__ = (
         Index("ix_execution_created", "created_at", "id"),
         Index("ix_execution_org_created", "organization_id", "created_at", "id"),
         Index("ix_execution_org_user_created", "organization_id", "executed_by", "created_at", "id"),
+        Index("ix_execution_user_created", "executed_by", "created_at", "id"),
         Index("ix_execution_status_created", "status", "created_at", "id"),
         Index("ix_execution_org_status_created", "organization_id", "status", "created_at", "id"),
         Index("ix_execution_workflow_created", "workflow_name", "created_at", "id"),
