@@ -118,5 +118,8 @@ def test_demo_technician_runs_in_their_organization(home: dict[str, str]) -> Non
     result = run(home, "run", "hello_world", "--as", "tech@contoso.example")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["org"] == "Contoso"
+    # team_directory is for platform admins only (access="admins", issue 16): a technician is told it does
+    # not exist (exit 2, a usage error), as everywhere else, instead of running it to fail inside.
     refused = run(home, "run", "team_directory", "--as", "tech@contoso.example")
-    assert refused.returncode == 1
+    assert refused.returncode == 2 and "not found" in refused.stderr, refused.stderr[-300:]
+    assert run(home, "run", "team_directory").returncode == 0  # the admin runs it
