@@ -16,11 +16,8 @@ import asyncio
 import collections
 import contextlib
 import logging
-import os
 import shutil
 import signal
-import sys
-import tempfile
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,21 +39,26 @@ from app.engine.protocol import (
     encode_message,
     utcnow,
 )
+from app.engine.scan import Quarantine, scan_workspace
+from app.engine.spawn import (
+    LINE_LIMIT,
+    LOCAL_FILES_ENV,
+    STDERR_TAIL_LINES,
+    build_worker_env,
+    check_local_files_root,
+    check_worker_user,
+    describe_exit,
+    format_seconds,
+    kill_group,
+    process_identity,
+    scratch_folder,
+    worker_command,
+)
 
 log = logging.getLogger(__name__)
 
-WORKER_MODULE = "app.engine.worker"
-# Folder that contains the ``app`` package, so workers can import it from any cwd.
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# Results may be large JSON lines; the worker caps them at 32 MiB.
-_LINE_LIMIT = 64 * 1024 * 1024
-_STDERR_TAIL_LINES = 40
 _RETIRE_GRACE_SECONDS = 5.0
 _MAX_RESPAWN_DELAY = 10.0
-# Inherited variables a worker must not see (it holds no database credentials
-# or keys); pass what it needs explicitly with ``env``.
-_PRIVATE_ENV_PREFIXES = ("BIFROST_",)
-_PRIVATE_ENV_NAMES = frozenset({"DATABASE_URL", "PGPASSWORD"})
 
 # Why the pool killed a worker; None means it died on its own.
 _TIMEOUT, _CANCELLED, _STOPPED, _RETIRED, _MEMORY = "timeout", "cancelled", "stopped", "retired", "memory"
@@ -86,149 +88,13 @@ class _Worker:
     current: _Pending | None = None
     kill_reason: str | None = None
     timer: asyncio.TimerHandle | None = None
-    stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=_STDERR_TAIL_LINES))
+    stderr_tail: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=STDERR_TAIL_LINES))
     base_rss: int = 0  # resident memory once ready: a run's memory is what it adds
     tasks: list[asyncio.Task[None]] = field(default_factory=list)  # [stderr reader, stdout reader]
 
     @property
     def pid(self) -> int:
         return self.proc.pid
-
-
-def check_worker_user(user: str | None) -> str | None:
-    """Validate the OS user workers should run as (None: the server's own user).
-
-    Raises:
-        ValueError: If the user does not exist or the server cannot switch to it (not root).
-    """
-    if not user:
-        return None
-    import pwd
-
-    try:
-        pwd.getpwnam(user)
-    except KeyError:
-        raise ValueError(f"worker user {user!r} does not exist on this machine") from None
-    if os.geteuid() != 0:
-        raise ValueError(f"running workers as {user!r} needs the server to start as root")
-    return user
-
-
-# Environment variable telling ``bifrost.files`` where local mode keeps files (bifrost._local_files.ROOT_ENV).
-LOCAL_FILES_ENV = "BIFROST_LOCAL_FILES_ROOT"
-
-
-def _process_identity(cwd: Path, user: str | None) -> dict[str, Any]:
-    """Where and as whom a worker runs: in ``cwd``, a scratch folder of the pool (never the workspace,
-    where a relative write would plant code, nor the server's working directory, where the default
-    home with the database and keys lives), and as ``user`` if set."""
-    identity: dict[str, Any] = {"cwd": str(cwd)}
-    if user:
-        import pwd
-
-        entry = pwd.getpwnam(user)
-        identity.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
-    return identity
-
-
-def _give_to(folder: Path, user: str) -> None:
-    """Make ``user`` (the workers' OS user) own ``folder``."""
-    import pwd
-
-    entry = pwd.getpwnam(user)
-    os.chown(folder, entry.pw_uid, entry.pw_gid)
-
-
-def _scratch_folder(user: str | None) -> Path:
-    """A fresh empty folder for workers' current directory, owned by ``user`` when set."""
-    folder = Path(tempfile.mkdtemp(prefix="bifrost-worker-"))
-    if user:
-        _give_to(folder, user)
-    return folder
-
-
-def check_local_files_root(root: Path, workspace: Path, user: str | None) -> Path:
-    """Create the local-files root and check that it is apart from the workspace.
-
-    Raises:
-        ValueError: If the root is inside the workspace or the workspace inside the root.
-    """
-    root, workspace = root.resolve(), workspace.resolve()
-    if root == workspace or workspace in root.parents or root in workspace.parents:
-        raise ValueError(f"the local files folder {root} must not overlap the workspace {workspace}")
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if user:
-        _give_to(root, user)
-    return root
-
-
-def _worker_command(workspace: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", WORKER_MODULE, "--workspace", str(workspace), *extra]
-
-
-def build_worker_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """Build a worker's environment: ours minus private variables, then ``env``.
-
-    Args:
-        env: Variables to set in the worker (win over inherited ones).
-
-    Returns:
-        The environment, with the project root on ``PYTHONPATH`` so that
-        ``python -m app.engine.worker`` works from any working directory.
-    """
-    merged = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(_PRIVATE_ENV_PREFIXES) and key not in _PRIVATE_ENV_NAMES
-    }
-    merged.update(env or {})
-    paths = [p for p in merged.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if str(_PROJECT_ROOT) not in paths:
-        merged["PYTHONPATH"] = os.pathsep.join([*paths, str(_PROJECT_ROOT)])
-    return merged
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    # The worker is the subreaper of every process its run started (setsid and double forks
-    # included): freeze it, kill everything below it, then it (with its process group).
-    if proc.returncode is not None:
-        return
-    procs.kill_tree(proc.pid)
-
-
-def _describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "ended unexpectedly"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = "unknown signal"
-        return f"was killed by signal {name} ({-returncode})"
-    return f"exited with code {returncode}"
-
-
-def _format_seconds(seconds: float) -> str:
-    return f"{seconds:g} second{'' if seconds == 1 else 's'}"
-
-
-async def scan_workspace(
-    workspace: Path | str, *, env: dict[str, str] | None = None, timeout: float = 300.0, user: str | None = None
-) -> ScanResult:
-    """Import the workspace in one-shot worker processes and return what it found (:mod:`app.engine.scan`)."""
-    from app.engine.scan import scan_workspace as scan  # the scan module builds on this one's helpers
-
-    return await scan(workspace, env=env, timeout=timeout, user=user)
-
-
-# What app.engine.scan shares with the pool.
-LINE_LIMIT = _LINE_LIMIT
-STDERR_TAIL_LINES = _STDERR_TAIL_LINES
-describe_exit = _describe_exit
-format_seconds = _format_seconds
-give_to = _give_to
-process_identity = _process_identity
-worker_command = _worker_command
 
 
 class WorkerPool:
@@ -285,7 +151,7 @@ class WorkerPool:
         self._memory_task: asyncio.Task[None] | None = None
         self._oom_kills: int | None = None
         # Workers run in an empty folder of their own, and local-mode files live apart from the workspace.
-        self.scratch = _scratch_folder(self.user)
+        self.scratch = scratch_folder(self.user)
         weakref.finalize(self, shutil.rmtree, self.scratch, ignore_errors=True)
         self.local_files_root = check_local_files_root(
             Path(local_files_root) if local_files_root else self.scratch / "local-files", self.workspace, self.user
@@ -347,7 +213,7 @@ class WorkerPool:
         workers = list(self._workers)
         for worker in workers:
             worker.kill_reason = worker.kill_reason or _STOPPED
-            _kill_group(worker.proc)
+            kill_group(worker.proc)
         await asyncio.gather(*(t for w in workers for t in w.tasks), return_exceptions=True)
         self._idle.clear()
 
@@ -420,14 +286,13 @@ class WorkerPool:
             return True
         worker = pending.worker
         worker.kill_reason = worker.kill_reason or _CANCELLED
-        _kill_group(worker.proc)
+        kill_group(worker.proc)
         await asyncio.wait([pending.future])
         return True
 
     async def scan(self) -> ScanResult:
         """Import the workspace in a one-shot process and return what it defines (see :func:`scan_workspace`)."""
-        from app.engine.scan import Quarantine
-        from app.engine.scan import scan_workspace as scan
+        scan = scan_workspace
 
         if self._quarantine is None:
             self._quarantine = Quarantine()
@@ -507,12 +372,12 @@ class WorkerPool:
                 self._queue.remove(pending)
         elif pending.worker.current is pending:
             pending.worker.kill_reason = pending.worker.kill_reason or _CANCELLED
-            _kill_group(pending.worker.proc)
+            kill_group(pending.worker.proc)
 
     def _on_timeout(self, worker: _Worker, pending: _Pending) -> None:
         if worker.current is pending and not pending.future.done():
             worker.kill_reason = worker.kill_reason or _TIMEOUT
-            _kill_group(worker.proc)
+            kill_group(worker.proc)
 
     @staticmethod
     def _resolve(pending: _Pending, result: JobResult) -> None:
@@ -549,14 +414,14 @@ class WorkerPool:
             args += ["--skip", relpath]
         with procs.spawning():
             proc = await asyncio.create_subprocess_exec(
-                *_worker_command(self.workspace, *args),
+                *worker_command(self.workspace, *args),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env=self._env,
                 start_new_session=True,
-                limit=_LINE_LIMIT,
-                **_process_identity(self.scratch, self.user),
+                limit=LINE_LIMIT,
+                **process_identity(self.scratch, self.user),
             )
             procs.spawned.add(proc.pid)
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -576,12 +441,12 @@ class WorkerPool:
         worker.kill_reason = worker.kill_reason or _RETIRED
         if worker.proc.stdin is not None:
             worker.proc.stdin.close()
-        asyncio.get_running_loop().call_later(_RETIRE_GRACE_SECONDS, _kill_group, worker.proc)
+        asyncio.get_running_loop().call_later(_RETIRE_GRACE_SECONDS, kill_group, worker.proc)
 
     def _on_start_timeout(self, worker: _Worker) -> None:
         if not worker.ready.done() and worker.proc.returncode is None:
-            worker.stderr_tail.append(f"(not ready within {_format_seconds(self.start_timeout)}; killed)")
-            _kill_group(worker.proc)  # its exit is logged and it is replaced, with back-off
+            worker.stderr_tail.append(f"(not ready within {format_seconds(self.start_timeout)}; killed)")
+            kill_group(worker.proc)  # its exit is logged and it is replaced, with back-off
 
     def _respawn_soon(self, delay: float) -> None:
         task = asyncio.create_task(self._respawn(delay), name="bifrost-worker-respawn")
@@ -611,7 +476,7 @@ class WorkerPool:
                 # Every process of the run counts: RLIMIT_AS binds each process alone.
                 if procs.tree_rss_bytes(worker.pid) - worker.base_rss > limit:
                     worker.kill_reason = _MEMORY
-                    _kill_group(worker.proc)
+                    kill_group(worker.proc)
             await asyncio.sleep(_MEMORY_POLL_SECONDS)
 
     async def _read_stderr(self, worker: _Worker) -> None:
@@ -641,7 +506,7 @@ class WorkerPool:
                 self._handle(worker, decode_message(line))
         except Exception:
             log.exception("worker %s: protocol error; killing it", worker.pid)
-            _kill_group(worker.proc)
+            kill_group(worker.proc)
         await self._on_exit(worker)
 
     def _handle(self, worker: _Worker, message: dict[str, Any]) -> None:
@@ -705,7 +570,7 @@ class WorkerPool:
         tail = "\n".join(worker.stderr_tail) or None
         delay = 0.0
         if not worker.ready.done():
-            detail = f"worker {worker.pid} {_describe_exit(returncode)} before it was ready" + (
+            detail = f"worker {worker.pid} {describe_exit(returncode)} before it was ready" + (
                 f":\n{tail}" if tail else ""
             )
             worker.ready.set_exception(WorkerStartError(detail))
@@ -724,7 +589,7 @@ class WorkerPool:
     def _finish_lost(self, pending: _Pending, worker: _Worker, returncode: int | None, tail: str | None) -> None:
         reason = worker.kill_reason
         if reason == _TIMEOUT:
-            message = f"Timed out after {_format_seconds(pending.job.timeout_seconds)}"
+            message = f"Timed out after {format_seconds(pending.job.timeout_seconds)}"
             self._resolve(pending, self._failure(pending, "TimeoutError", message))
         elif reason == _CANCELLED:
             self._resolve(pending, self._cancelled(pending))
@@ -746,5 +611,5 @@ class WorkerPool:
                 pending, self._failure(pending, "WorkerLost", "The worker pool stopped while the job was running")
             )
         else:
-            message = f"Worker process {_describe_exit(returncode)} while running the job"
+            message = f"Worker process {describe_exit(returncode)} while running the job"
             self._resolve(pending, self._failure(pending, "WorkerLost", message, tail))

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from app.engine import procs
-from app.engine.pool import (
+from app.engine.protocol import ScanResult, decode_message
+from app.engine.spawn import (
     LINE_LIMIT,
     STDERR_TAIL_LINES,
     build_worker_env,
@@ -32,7 +33,6 @@ from app.engine.pool import (
     process_identity,
     worker_command,
 )
-from app.engine.protocol import ScanResult, decode_message
 
 # Seconds the parent waits past the in-process import timeout before it kills a scan (a hang in C
 # code, where the in-process alarm cannot interrupt).

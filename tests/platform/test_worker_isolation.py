@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.pool import _process_identity, check_worker_user
+from app.engine.spawn import check_worker_user
+from app.engine.spawn import process_identity as _process_identity
 from tests.platform.conftest import World
 
 
