@@ -13,6 +13,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from tests.conftest import PLATFORM_WORKSPACE, LiveServer, make_settings
+from tests.platform.access_support import grant_role  # noqa: F401  (re-exported for the MCP tests)
 from tests.platform.conftest import World, browser_session, seed
 
 MCP_FLOWS = '''
@@ -87,29 +88,6 @@ def start_mcp_world(tmp: Path, database_url: str | None = None) -> World:
     server = LiveServer(make_settings(tmp, database_url, workspace=workspace)).start()
     data = server.call(lambda: seed(server.platform))
     return World(server=server, **data)
-
-
-def grant_role(world: World, organization_id: str, user_id: str, role: str) -> None:
-    """Give ``user_id`` a role named ``role`` in the organization (created when missing)."""
-
-    async def grant() -> None:
-        from sqlalchemy import select
-
-        from app.db import transaction
-        from app.models import Role, UserRole
-        from app.services.workflows.access import forget_roles
-
-        async with transaction(world.server.platform.sessions) as session:
-            stmt = select(Role).where(Role.name == role, Role.organization_id == organization_id)  # type: ignore[arg-type]
-            found = (await session.execute(stmt)).scalars().first()
-            if found is None:
-                found = Role(name=role, organization_id=organization_id)
-                session.add(found)
-                await session.flush()
-            session.add(UserRole(role_id=found.id, user_id=user_id))
-        forget_roles()
-
-    world.server.call(grant)
 
 
 @asynccontextmanager
