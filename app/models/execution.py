@@ -50,6 +50,8 @@ class Execution(SQLModel, table=True):
     timeout_seconds: int = 1800
     duration_ms: int | None = None
     sdk_token_hash: str | None = Field(default=None, index=True, max_length=64)
+    # The ``bifrost worker`` node that ran it (queue mode, docs/deploy.md); None for the embedded pool.
+    node: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
