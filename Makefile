@@ -18,12 +18,11 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Run the product on the embedded default (SQLite + warm workers) with the demo workspace.
+# `bifrost serve` prints its URL once it listens (BIFROST_HOST / BIFROST_PORT choose it).
 run: install
 	$(BIN)/bifrost init --demo
 	@echo ""
-	@echo "  Bifrost Workbench: http://127.0.0.1:8000"
-	@echo "  Log in as admin@example.com / bifrost-admin   (API docs: http://127.0.0.1:8000/schema)"
-	@echo ""
+	@echo "  Log in as admin@example.com / bifrost-admin (unless BIFROST_ADMIN_PASSWORD was set at the first start)"
 	$(BIN)/bifrost serve
 
 ## The whole test suite, in parallel (Postgres tests run when BIFROST_TEST_POSTGRES_URL is set).

@@ -128,9 +128,10 @@ def _install_demo_workspace(workspace: Path) -> None:
 
 
 # What the demo workflows read (health.py). Set only when missing: an admin's edit survives `init`.
-DEMO_CONFIG = (
+DEMO_CONFIG: tuple[tuple[str, Any, bool, str], ...] = (
     # key, value, is_secret, description
-    ("health_check_targets", ["127.0.0.1:8000"], False, "host:port services the hourly health check probes"),
+    # The health check always probes the platform itself at its real address; these are extra services.
+    ("health_check_targets", [], False, "host:port services the hourly health check probes besides the platform"),
     ("psa_api_token", "demo-not-a-real-token", True, "PSA API token (demo value: fake)"),
 )
 
@@ -284,6 +285,30 @@ async def _install_demo_data(settings: Any) -> None:
 
 
 # ----- serve -----------------------------------------------------------------------------------------
+def listening_banner(servers: Any, public_url: str) -> str:
+    """The lines ``bifrost serve`` prints once it listens: the URL of the port it really got.
+
+    Args:
+        servers: uvicorn's listening ``asyncio`` servers.
+        public_url: ``BIFROST_PUBLIC_URL`` (or the configured host and port), named when it differs.
+
+    Returns:
+        The banner text (``make run`` prints nothing else about the address).
+    """
+    host, port = "127.0.0.1", 0
+    for server in servers:
+        for sock in server.sockets:
+            host, port = sock.getsockname()[:2]
+            break
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # a browser cannot open the wildcard address
+    shown = f"[{shown}]" if ":" in shown else shown
+    url = f"http://{shown}:{port}"
+    lines = ["", f"  Bifrost Workbench is listening on {url}", f"  API reference: {url}/schema"]
+    if public_url.rstrip("/") != url:
+        lines.append(f"  Public URL (BIFROST_PUBLIC_URL): {public_url}")
+    return "\n".join([*lines, ""])
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -300,9 +325,8 @@ def _serve(args: argparse.Namespace) -> int:
     get_settings.cache_clear()
     settings = get_settings()
     app = create_app(settings)
-    print(
-        f"Bifrost Workbench on {settings.resolved_public_url}  (workspace {settings.workspace}, {settings.workers} workers)"
-    )
+    # The URL is printed once the port is open (Server.startup): before that it would only be a wish.
+    print(f"Starting Bifrost Workbench (workspace {settings.workspace}, {settings.workers} workers)", flush=True)
     platform = app.state.platform
     # Orphans of a run (a worker died, their parent with it) are re-parented to this process instead
     # of init, so the pool can end them with their run.
@@ -312,6 +336,11 @@ def _serve(args: argparse.Namespace) -> int:
         platform.pool.sweep_orphans = True
 
     class Server(uvicorn.Server):
+        async def startup(self, sockets: list[Any] | None = None) -> None:
+            await super().startup(sockets)
+            if not self.should_exit:  # listening now: name the address it actually got
+                print(listening_banner(self.servers, settings.resolved_public_url), flush=True)
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             # SIGTERM / Ctrl+C: start no more executions at once (queued ones stay PENDING for the next
             # start) while uvicorn closes connections; running ones get the grace period to finish.
@@ -340,6 +369,18 @@ def _print_log(event: dict[str, Any], as_json: bool) -> None:
     print(f"{stamp} {event.get('level', ''):<7} {event.get('message', '')}", file=sys.stderr, flush=True)
 
 
+def _print_refusal(message: str, errors: list[dict[str, Any]]) -> None:
+    """Print why a run was refused: the message, then each field error it does not already say.
+
+    A single bad field's message is ``"field: problem"`` itself; printing it again below read as two errors.
+    """
+    print(f"bifrost: {message}", file=sys.stderr)
+    for error in errors:
+        line = f"{error['field']}: {error['message']}"
+        if line not in message:
+            print(f"  {line}", file=sys.stderr)
+
+
 def _print_outcome(execution: Mapping[str, Any], as_json: bool) -> int:
     if as_json:
         print(json.dumps(execution, indent=2, default=str))
@@ -363,9 +404,7 @@ async def _run_remote(args: argparse.Namespace, params: dict[str, Any], url: str
         )
         if response.status_code >= 400:
             body = response.json()
-            print(f"bifrost: {body.get('detail')}", file=sys.stderr)
-            for error in (body.get("extra") or {}).get("errors", []):
-                print(f"  {error['field']}: {error['message']}", file=sys.stderr)
+            _print_refusal(str(body.get("detail")), (body.get("extra") or {}).get("errors", []))
             return 2
         execution_id = response.json()["execution_id"]
         async with client.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
@@ -410,10 +449,7 @@ async def _run_embedded(args: argparse.Namespace, params: dict[str, Any]) -> int
                     args.workflow, params, actor, args.org, trigger="cli"
                 )
         except DomainError as exc:
-            print(f"bifrost: {exc}", file=sys.stderr)
-            if isinstance(exc, InvalidInputError):
-                for error in exc.errors:
-                    print(f"  {error['field']}: {error['message']}", file=sys.stderr)
+            _print_refusal(str(exc), exc.errors if isinstance(exc, InvalidInputError) else [])
             return 2
         queue = platform.hub.subscribe(execution.id)
         for row in platform.dispatcher.buffered_logs(execution.id):

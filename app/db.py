@@ -170,10 +170,11 @@ def upgrade_database(url: str) -> None:
     """Apply every Alembic migration to the database at ``url`` (blocking)."""
     import logging
 
+    # Alembic narrates every step at INFO, and logs its plugin set-up while ``alembic.command`` is
+    # imported: quiet it before that import, so a server start shows nothing unless something is wrong.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from alembic import command
 
-    # Alembic narrates every step at INFO; a server start should stay quiet unless something is wrong.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)

@@ -13,19 +13,30 @@ import asyncio
 import csv
 import io
 import logging
+import os
 import time
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from bifrost import config, context, files, workflow
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TARGETS = ["127.0.0.1:8000"]  # the platform itself under `make run`
+
+def platform_target() -> str | None:
+    """``host:port`` of the platform running this workflow (workers get its URL as BIFROST_URL), if known."""
+    url = urlsplit(os.environ.get("BIFROST_URL", ""))
+    if not url.hostname:
+        return None
+    port = url.port or (443 if url.scheme == "https" else 80)
+    host = f"[{url.hostname}]" if ":" in url.hostname else url.hostname
+    return f"{host}:{port}"
 
 
 async def _probe(target: str, timeout: float) -> tuple[str, float | None]:
     """Open a TCP connection to ``host:port``; returns ("up", milliseconds) or ("down", None)."""
     host, _, port = target.rpartition(":")
+    host = host.strip("[]")  # an IPv6 address is written [::1]:8000
     started = time.perf_counter()
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
@@ -48,8 +59,13 @@ async def service_health_check(timeout: float = 2.0) -> dict:
     Args:
         timeout: Seconds to wait for each service.
     """
-    # A plain value, with a default for workspaces where nobody set it.
-    targets = await config.get("health_check_targets", default=DEFAULT_TARGETS)
+    # A plain value: extra services to probe, with a default for workspaces where nobody set it. The
+    # platform itself is always probed at the address this run reached it by (whatever port it serves on).
+    extra = await config.get("health_check_targets", default=[])
+    if isinstance(extra, str):  # typed as "a:1, b:2" on the config page
+        extra = [t.strip() for t in extra.split(",") if t.strip()]
+    own = platform_target()
+    targets = ([own] if own else []) + [t for t in extra if t != own]
     # A secret comes back in clear inside a run. Log THAT it is set, never its value: the
     # platform would redact it from logs and results anyway, but code reviewers should not
     # have to rely on that.
