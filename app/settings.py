@@ -27,7 +27,14 @@ class Settings(BaseSettings):
         port: Port to listen on.
         public_url: URL workers and clients use to reach this server; derived
             from host and port when unset.
-        secret_key: Fernet key for secrets; a key file in ``home`` when unset.
+        secret_key: Fernet key for secrets; a key file in ``home`` when unset. Several servers share it
+            (it also signs session cookies then, so a session works on any of them).
+        events: Where live events and cache invalidations travel: ``local`` (this process), ``postgres``
+            (LISTEN/NOTIFY on the database), ``redis`` (pub/sub at ``redis_url``); ``auto`` picks redis
+            when ``redis_url`` is set, postgres on a Postgres database with ``queue=postgres``, else local.
+        redis_url: Redis for live events and shared rate limits across servers (``redis://host:6379/0``).
+        rate_limits: Where rate-limit counts live: ``local`` (this process), ``database`` or ``redis``;
+            ``auto`` follows ``events`` (redis, the database when events go through Postgres, else local).
         session_max_age: Seconds a web login lasts.
         cookie_secure: Send session and CSRF cookies with ``Secure``; default: when ``public_url`` is https.
         trusted_proxies: Comma-separated addresses (or ``*``) of reverse proxies whose ``X-Forwarded-For`` /
@@ -113,6 +120,9 @@ class Settings(BaseSettings):
     port: int = 8000
     public_url: str | None = None
     secret_key: str | None = None
+    events: Literal["auto", "local", "postgres", "redis"] = "auto"
+    redis_url: str | None = None
+    rate_limits: Literal["auto", "local", "database", "redis"] = "auto"
     session_max_age: int = 8 * 3600
     cookie_secure: bool | None = None
     trusted_proxies: str = ""

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import create_engine, session_factory, transaction, upgrade_database_async
 from app.engine.dispatcher import LocalDispatcher
-from app.engine.events import EventHub
+from app.engine.event_backends import build_hub, unwire_cache_invalidation, wire_cache_invalidation
 from app.engine.pool import WorkerPool
 from app.engine.scheduler import Scheduler
 from app.services.audit.retention import AuditPruner
@@ -46,7 +46,7 @@ class Platform:
         self.sdk_url = (sdk_url or settings.resolved_public_url).rstrip("/")
         self.engine: AsyncEngine = create_engine(settings.resolved_database_url)
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
-        self.hub = EventHub()
+        self.hub = build_hub(settings)  # in-process, or Postgres/Redis across servers (BIFROST_EVENTS)
         settings.workspace.mkdir(parents=True, exist_ok=True)
         settings.home.mkdir(parents=True, exist_ok=True)
         # The home holds the SQLite file and keys: only the server's user may enter it.
@@ -122,6 +122,8 @@ class Platform:
         """
         if migrate:
             await upgrade_database_async(self.settings.resolved_database_url)
+        await self.hub.start()  # listening before anything publishes or anyone subscribes
+        wire_cache_invalidation(self.hub)
         # The scan first: it finds the files that end or hang an import, which workers then skip.
         await self.sync_workspace()
         await self.pool.start()
@@ -168,6 +170,8 @@ class Platform:
         grace = max(0.0, self._shutdown_deadline - time.monotonic()) if self._shutdown_deadline else 0.0
         await self.pool.stop(timeout=grace)
         await self.dispatcher.stop()  # records what the pool reported for the runs it ended
+        unwire_cache_invalidation(self.hub)
+        await self.hub.stop()  # after the last status events went out
         await self.engine.dispose()
         self.started = False
 

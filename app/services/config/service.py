@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import bindparam, event, or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.models.base import utcnow
 from app.models.config_entry import ConfigEntry
-from app.services import redaction
+from app.services import cluster, redaction
 from app.services.actor import Actor
 from app.services.audit import events as audit
 from app.services.config.views import ConfigEntryRow, ConfigEntryView
@@ -88,8 +88,11 @@ def _forget_cached(session: AsyncSession | None = None) -> None:
     global _generation
     _generation += 1
     _cache.clear()
-    if session is not None:
-        event.listen(session.sync_session, "after_commit", lambda _session: _forget_cached(), once=True)
+    if session is not None:  # again on every server when the write commits
+        cluster.invalidate_after_commit(session, "config")
+
+
+cluster.register("config", _forget_cached)
 
 
 def validate_key(key: Any) -> str:

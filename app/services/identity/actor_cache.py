@@ -4,8 +4,9 @@ Every API call and every SDK call from a worker authenticates with a bearer
 token; resolving one costs two or three queries. The cache keeps the resolved
 :class:`Actor` for a few seconds. Anything that changes what a token may do in
 this process (revoking a key, changing or deactivating a user or organization,
-the end of an execution) clears the affected entries at once; another server
-process sharing the database sees such a change within :data:`TTL_SECONDS`.
+the end of an execution) clears the affected entries at once, and, through
+:mod:`app.services.cluster`, on every other server once the change commits
+(an execution's end still waits for :data:`TTL_SECONDS` elsewhere).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections import defaultdict
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.services import cluster
 from app.services.actor import Actor
 
 TTL_SECONDS = 5.0
@@ -59,14 +61,16 @@ def clear() -> None:
     _by_execution.clear()
 
 
+cluster.register("actors", clear)
+
+
 def clear_now_and_after_commit(session: AsyncSession) -> None:
     """Clear at once and again when ``session`` commits.
 
     The second clear matters: a request that resolves a token between the change and its commit
     reads the old state and would otherwise cache it for :data:`TTL_SECONDS`.
     """
-    clear()
-    event.listen(session.sync_session, "after_commit", lambda _session: clear(), once=True)
+    cluster.invalidate_after_commit(session, "actors")  # every server: a revoked key stops everywhere at once
 
 
 def forget_execution_now_and_after_commit(session: AsyncSession, execution_id: str) -> None:

@@ -6,11 +6,12 @@ import builtins
 import time
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.models import Organization
+from app.services import cluster
 from app.services.actor import Actor
 from app.services.audit import events as audit
 from app.services.errors import (
@@ -45,9 +46,11 @@ _CACHE_TTL_SECONDS = 5.0
 _cache: dict[str, tuple[float, Organization]] = {}
 
 
+cluster.register("organizations", _cache.clear)  # other servers drop theirs after a write here
+
+
 def _forget_cached(session: AsyncSession) -> None:
-    _cache.clear()
-    event.listen(session.sync_session, "after_commit", lambda _session: _cache.clear(), once=True)
+    cluster.invalidate_after_commit(session, "organizations")
     actor_cache.clear_now_and_after_commit(session)
 
 

@@ -25,6 +25,7 @@ from sqlmodel import col
 
 from app.models import Role, UserRole, Workflow
 from app.models.access import WorkflowAccess
+from app.services import cluster
 from app.services.actor import Actor
 from app.services.workflows.views import PolicyView
 
@@ -96,6 +97,9 @@ def effective_policy(row: Workflow, override: WorkflowAccess | None) -> AccessPo
 def forget_roles() -> None:
     """Drop cached role names (after role changes in this process)."""
     _roles_cache.clear()
+
+
+cluster.register("workflows", forget_roles)  # a policy change on any server drops them here
 
 
 async def role_names(session: AsyncSession, user_id: str, organization_id: str | None) -> frozenset[str]:

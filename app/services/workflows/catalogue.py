@@ -6,13 +6,14 @@ import builtins
 import time
 from typing import Any, cast
 
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.models import Form, Role, RoleForm, UserRole, Workflow, WorkspaceError, stable_workflow_id
 from app.models.access import WorkflowAccess
 from app.models.base import utcnow
+from app.services import cluster
 from app.services.actor import Actor
 from app.services.errors import NotFoundError
 from app.services.workflows.access import AccessPolicy, effective_policy, may_run
@@ -106,8 +107,7 @@ class WorkflowService:
     @classmethod
     def forget_cached_now_and_after_commit(cls, session: AsyncSession) -> None:
         """Drop cached rows at once and when ``session`` commits (a read in between would cache the old policy)."""
-        cls.forget_cached()
-        event.listen(session.sync_session, "after_commit", lambda _session: cls.forget_cached(), once=True)
+        cluster.invalidate_after_commit(session, "workflows")  # with roles and approvers, on every server
 
     async def sync(
         self, definitions: builtins.list[dict[str, Any]], errors: builtins.list[dict[str, Any]]
@@ -121,7 +121,7 @@ class WorkflowService:
         Returns:
             Counts of ``added``, ``updated``, ``removed`` and ``errors``.
         """
-        self.forget_cached()
+        cluster.invalidate_after_commit(self.session, "workflows")
         rows = {(w.kind, w.name): w for w in (await self.session.execute(select(Workflow))).scalars()}
         seen: set[tuple[str, str]] = set()
         added = updated = 0
@@ -293,3 +293,6 @@ class WorkflowService:
         actor.require_admin("see workspace errors")
         stmt = select(WorkspaceError).order_by(col(WorkspaceError.file))
         return list((await self.session.execute(stmt)).scalars())
+
+
+cluster.register("workflows", WorkflowService.forget_cached)  # a sync or a policy change on any server

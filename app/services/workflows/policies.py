@@ -12,10 +12,11 @@ from sqlmodel import col
 from app.models import Organization
 from app.models.access import ExecutionApproval, WorkflowAccess
 from app.models.base import utcnow
+from app.services import cluster
 from app.services.actor import Actor
 from app.services.audit import events as audit
 from app.services.errors import InvalidInputError, reject_unknown_fields, require_bool
-from app.services.workflows.access import ACCESS_LEVELS, effective_policy, forget_roles, policy_view
+from app.services.workflows.access import ACCESS_LEVELS, effective_policy, policy_view
 from app.services.workflows.catalogue import WorkflowService
 from app.services.workflows.views import PolicyView
 
@@ -42,6 +43,9 @@ _approver_roles: list[tuple[float, frozenset[str]]] = []
 def forget_approver_roles() -> None:
     """Drop the cached approver role names."""
     _approver_roles.clear()
+
+
+cluster.register("workflows", forget_approver_roles)  # a policy change on any server drops them here
 
 
 async def approver_role_names(session: AsyncSession) -> frozenset[str]:
@@ -155,7 +159,5 @@ class PolicyService:
         await self.session.flush()
         details = {"workflow": row.name, "changed": clean}
         await audit.record(self.session, actor, audit.ACCESS_POLICY_CHANGED, "workflow", row.name, None, details)
-        WorkflowService.forget_cached_now_and_after_commit(self.session)
-        forget_roles()
-        forget_approver_roles()
+        WorkflowService.forget_cached_now_and_after_commit(self.session)  # roles and approvers too (cluster)
         return policy_view(row, policy)

@@ -1,0 +1,156 @@
+"""The event hub on its own: in-process, and two hubs (two servers) on Postgres LISTEN/NOTIFY and on Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from app.engine.event_backends import POSTGRES_MAX_PAYLOAD, events_mode, libpq_dsn, redis_backend
+from app.engine.events import EventHub
+from tests.conftest import POSTGRES_URL, make_settings
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def _next(queue: asyncio.Queue[dict[str, Any]]) -> dict[str, Any]:
+    return await asyncio.wait_for(queue.get(), 10)
+
+
+async def test_local_hub_delivers_to_each_subscriber_and_not_after_unsubscribe() -> None:
+    hub = EventHub()
+    first, second = hub.subscribe("run-1"), hub.subscribe("run-1")
+    other = hub.subscribe("run-2")
+    hub.publish("run-1", {"type": "status", "status": "Running"})
+    assert first.get_nowait() == second.get_nowait() == {"type": "status", "status": "Running"}
+    assert other.empty()
+    hub.unsubscribe("run-1", first)
+    hub.publish("run-1", {"type": "status", "status": "Success", "done": True})
+    assert first.empty() and second.get_nowait()["done"] is True
+    assert not hub.distributed
+
+
+def test_events_mode_default_is_local_and_follows_the_settings(tmp_path: Any) -> None:
+    settings = make_settings(tmp_path)
+    assert events_mode(settings) == "local"  # SQLite, one server: the in-process hub
+    assert events_mode(settings.model_copy(update={"redis_url": REDIS_URL})) == "redis"
+    pg = settings.model_copy(update={"database_url": "postgresql+asyncpg://u:p@db:5432/x", "queue": "postgres"})
+    assert events_mode(pg) == "postgres"
+    assert events_mode(pg.model_copy(update={"events": "local"})) == "local"
+    assert libpq_dsn("postgresql+asyncpg://u:p@db:5432/x") == "postgresql://u:p@db:5432/x"
+
+
+def test_a_server_decodes_only_the_events_it_has_subscribers_for() -> None:
+    hub = EventHub()
+    queue = hub.subscribe("watched")
+    payload = "othernode 1\nwatched\t" + '{"type": "log", "seq": 0}' + "\nunwatched\t{not json: never decoded}"
+    assert hub.receive(payload.encode()) == 1
+    assert queue.get_nowait() == {"type": "log", "seq": 0}
+    # Its own messages coming back from the bus are skipped (they were delivered here at publish).
+    assert hub.receive(f"{hub.node} 2\nwatched\t{{}}") == 0
+
+
+def test_a_log_line_too_large_for_notify_is_cut_with_a_marker_and_other_events_still_fit() -> None:
+    hub = EventHub(backend=object(), max_payload=POSTGRES_MAX_PAYLOAD)  # type: ignore[arg-type]
+    hub.publish("run", {"type": "log", "seq": 3, "message": "é" * 50_000})
+    hub.publish("run", {"type": "status", "status": "Success", "done": True})
+    first = hub._take_payload()
+    assert first is not None and len(first) <= POSTGRES_MAX_PAYLOAD
+    receiver = EventHub()
+    queue = receiver.subscribe("run")
+    receiver.receive(first)
+    line = queue.get_nowait()
+    assert line["seq"] == 3 and line["truncated"] is True
+    assert "50000 characters in all" in line["message"] and line["message"].startswith("é" * 1000)
+    second = hub._take_payload()
+    assert second is not None
+    receiver.receive(second)
+    assert queue.get_nowait()["done"] is True
+
+
+@pytest.fixture
+async def postgres_hubs() -> AsyncIterator[tuple[EventHub, EventHub]]:
+    if not POSTGRES_URL:
+        pytest.skip("the Postgres bus needs BIFROST_TEST_POSTGRES_URL (set by .ci/run)")
+    from app.engine.pg_channels import PostgresBackend
+
+    dsn = libpq_dsn(POSTGRES_URL)
+    hubs = (
+        EventHub(PostgresBackend(dsn), max_payload=POSTGRES_MAX_PAYLOAD, channel="bifrost_test_hub"),
+        EventHub(PostgresBackend(dsn), max_payload=POSTGRES_MAX_PAYLOAD, channel="bifrost_test_hub"),
+    )
+    for hub in hubs:
+        await hub.start()
+    yield hubs
+    for hub in hubs:
+        await hub.stop()
+
+
+@pytest.fixture
+async def redis_hubs() -> AsyncIterator[tuple[EventHub, EventHub]]:
+    if not _redis_up():
+        pytest.skip("the Redis bus needs a Redis server at 127.0.0.1:6379")
+    hubs = (
+        EventHub(redis_backend(REDIS_URL), max_payload=64 * 1024, channel="bifrost_test_hub"),
+        EventHub(redis_backend(REDIS_URL), max_payload=64 * 1024, channel="bifrost_test_hub"),
+    )
+    for hub in hubs:
+        await hub.start()
+    yield hubs
+    for hub in hubs:
+        await hub.stop()
+
+
+async def _cross_server(server_a: EventHub, server_b: EventHub) -> None:
+    watcher = server_b.subscribe("run-x")
+    dropped: list[dict[str, Any]] = []
+    server_b.on_remote("#cache", dropped.append)
+    local = server_a.subscribe("run-x")
+    for seq in range(500):  # a burst: many events per bus message, in order
+        server_a.publish("run-x", {"type": "log", "seq": seq, "message": f"line {seq}"})
+    server_a.publish("run-x", {"type": "status", "status": "Success", "done": True})
+    server_a.publish("#cache", {"cache": "config"})
+    got = [await _next(watcher) for _ in range(501)]
+    assert [e["seq"] for e in got[:500]] == list(range(500))
+    assert got[-1]["done"] is True
+    assert local.qsize() == 501  # delivered on A itself at once, once (its own bus messages are skipped)
+    for _ in range(100):
+        if dropped:
+            break
+        await asyncio.sleep(0.05)
+    assert dropped == [{"cache": "config"}]
+    # B publishes, A's subscriber gets it: the bus works both ways.
+    server_b.publish("run-x", {"type": "status", "status": "Cancelled", "done": True})
+    while (event := await _next(local))["type"] == "log" or event.get("status") != "Cancelled":
+        pass
+
+
+async def test_postgres_bus_carries_events_between_two_servers(postgres_hubs: tuple[EventHub, EventHub]) -> None:
+    await _cross_server(*postgres_hubs)
+
+
+async def test_postgres_bus_carries_a_long_log_line_cut_to_the_notify_limit(
+    postgres_hubs: tuple[EventHub, EventHub],
+) -> None:
+    server_a, server_b = postgres_hubs
+    watcher = server_b.subscribe("run-long")
+    server_a.publish("run-long", {"type": "log", "seq": 0, "message": "x" * 100_000})
+    server_a.publish("run-long", {"type": "log", "seq": 1, "message": "short"})
+    first, second = await _next(watcher), await _next(watcher)
+    assert first["truncated"] is True and "100000 characters in all" in first["message"]
+    assert second == {"type": "log", "seq": 1, "message": "short"}
+
+
+async def test_redis_bus_carries_events_between_two_servers(redis_hubs: tuple[EventHub, EventHub]) -> None:
+    await _cross_server(*redis_hubs)
