@@ -177,7 +177,8 @@ def test_cancel_a_running_execution(world: World, page: Any) -> None:
 
 def test_admin_creates_a_user_and_an_api_key_shown_once(world: World, page: Any) -> None:
     login(page, world, "admin@test.io", "admin-password")
-    page.click("nav.mainnav >> text=Users")
+    page.click("#admin-menu summary")  # admin pages are in the top bar's Admin menu
+    page.click("#admin-menu >> text=Users")
     page.fill("#user-email", "tess@a.example")
     page.fill("#user-name", "Tess")
     page.fill("#user-password", "tess-password-1")
@@ -187,7 +188,8 @@ def test_admin_creates_a_user_and_an_api_key_shown_once(world: World, page: Any)
     assert "User tess@a.example created" in page.inner_text("#notice")
     assert "tess@a.example" in page.inner_text("#users-table")
 
-    page.click("nav.mainnav >> text=API keys")
+    page.click("#account-menu summary")  # API keys sit in the account menu
+    page.click("#account-menu >> text=API keys")
     page.fill("#key-name", "ci pipeline")
     page.select_option("#key-workflow", "ff_count")
     page.click("#new-key-form button[type=submit]")

@@ -22,6 +22,7 @@ from app.services.executions.views import ScheduleRunView, ScheduleView
 from app.services.identity.organizations import OrganizationService
 from app.services.workflows.catalogue import WorkflowService
 from app.web.deps import db, get_platform, resolve_actor
+from app.web.pages.common import layout_context
 
 
 class CronForm(BaseModel):
@@ -72,15 +73,17 @@ async def _page(
     firings: dict[str, list[ScheduleRunView]] = {}
     workflows: list[Any] = []
     organizations: list[Any] = []
-    if actor.is_superuser:
-        async with db(request) as session:
+    async with db(request) as session:
+        # The layout's context (organization switch, approvals link) like every other page.
+        layout = await layout_context(request, session, actor)
+        if actor.is_superuser:
             service = ScheduleService(session)
             schedules = await service.views(actor, await service.list(actor))
             firings = await service.recent_runs(actor, [s["id"] for s in schedules])
             workflows = await WorkflowService(session).list(actor)
             organizations = await OrganizationService(session).list(actor)
     context = {
-        "actor": actor,
+        **layout,
         "schedules": schedules,
         "firings": firings,
         "errors": errors or {},
