@@ -9,6 +9,7 @@ from app.models import (  # noqa: F401  (register their tables)
     integration,
     knowledge,
     mcp,
+    rate_limit,
     schedule,
     sign_in,
     stored_file,

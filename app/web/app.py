@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -52,6 +54,7 @@ from app.web.pages import PAGE_HANDLERS
 from app.web.pages.mcp_admin import MCP_ADMIN_PAGE_HANDLERS
 from app.web.pages.sign_in import SIGN_IN_PAGE_HANDLERS
 from app.web.pages.sign_in_admin import SIGN_IN_ADMIN_PAGE_HANDLERS
+from app.web.rate_limits import rate_limits_mode, shared_login_limit
 from app.web.sign_in_flow import THROTTLED_GETS, THROTTLED_POSTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,8 +103,15 @@ async def _is_login_attempt(request: Request[Any, Any, Any]) -> bool:
     return (request.method == "POST" and request.url.path in LOGIN_PATHS) or request.url.path in THROTTLED_GETS
 
 
-def session_secret(home: Path) -> bytes:
-    """The cookie-session key: ``<home>/session.key`` (created once with mode 0600)."""
+def session_secret(home: Path, secret_key: str | None = None) -> bytes:
+    """The cookie-session key: derived from ``BIFROST_SECRET_KEY`` when set, else ``<home>/session.key``.
+
+    Derived, so that every server sharing the secret key (several behind a load balancer) accepts the
+    cookies of the others; a key file is one server's own (created once with mode 0600).
+    """
+    if secret_key and secret_key.replace(",", " ").split():
+        first = secret_key.replace(",", " ").split()[0]  # the current key (rotation prepends one)
+        return hmac.new(first.encode(), b"bifrost session cookie v1", hashlib.sha256).digest()
     path = home / "session.key"
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
@@ -149,7 +159,7 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
         include_in_schema=False,
     )
     session_config = CookieBackendConfig(
-        secret=session_secret(settings.home),
+        secret=session_secret(settings.home, settings.secret_key),
         httponly=True,
         samesite="lax",
         max_age=settings.session_max_age,
@@ -174,13 +184,16 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
             # First: nothing below (rate limits, sessions, CSRF) may read a body before its limit is checked.
             *guard_middleware(settings),
             ClientAddressMiddleware,  # the address audit events record
-            RateLimitConfig(
+            # Password attempts: counted in this process, or on every server when limits are shared.
+            shared_login_limit(settings.login_rate_limit_per_minute, _is_login_attempt)
+            if rate_limits_mode(settings) != "local"
+            else RateLimitConfig(
                 rate_limit=("minute", settings.login_rate_limit_per_minute), check_throttle_handler=_is_login_attempt
             ).middleware,
             session_config.middleware,
         ],
         csrf_config=CSRFConfig(
-            secret=session_secret(settings.home).hex(),
+            secret=session_secret(settings.home, settings.secret_key).hex(),
             exclude=["/api/", "/mcp"],  # API keys only there, never cookies
             cookie_httponly=False,
             cookie_secure=settings.resolved_cookie_secure,

@@ -32,6 +32,7 @@ from app.services.actor import Actor
 from app.services.errors import InvalidInputError, NotFoundError
 from app.services.identity.system_users import PUBLIC_ENDPOINT, service_actor
 from app.services.workflows.catalogue import WorkflowService
+from app.web import rate_limits
 from app.web.api.workflows import ExecuteRequest, run_and_respond
 from app.web.deps import db, get_platform, resolve_actor
 
@@ -49,7 +50,7 @@ _PLATFORM_FAILURES = {
 
 # ----- rate limit of public endpoints ------------------------------------------------------------------
 class RateLimiter:
-    """Calls per client address in fixed one-minute windows (per server process).
+    """Calls per client address in fixed one-minute windows (per server process; shared: app/web/rate_limits.py).
 
     Args:
         per_minute: Calls allowed per address per window.
@@ -76,18 +77,10 @@ class RateLimiter:
         return None
 
 
-def _limiter(request: Request[Any, Any, Any]) -> RateLimiter:
-    state = request.app.state
-    limiter = state.get("public_endpoint_limiter")
-    if limiter is None:
-        limiter = RateLimiter(get_platform(state).settings.public_endpoint_rate_limit_per_minute)
-        state["public_endpoint_limiter"] = limiter
-    return limiter  # type: ignore[no-any-return]
-
-
-def _check_rate(request: Request[Any, Any, Any]) -> None:
+async def _check_rate(request: Request[Any, Any, Any]) -> None:
     address = request.client.host if request.client else "unknown"
-    wait = _limiter(request).retry_after(address)
+    per_minute = get_platform(request.app.state).settings.public_endpoint_rate_limit_per_minute
+    wait = await rate_limits.retry_after(request.app.state, "public_endpoint", per_minute, address)  # every server
     if wait is not None:
         seconds = max(1, math.ceil(wait))
         raise HTTPException(
@@ -233,7 +226,7 @@ def _finished(view: dict[str, Any]) -> Response[Any]:
 async def _caller(request: Request[Any, Any, Any], workflow: Workflow | None, name: str) -> tuple[Actor, Workflow]:
     """Who runs the call, and the workflow (401 without credentials, 404 when not an endpoint for them)."""
     if workflow is not None and workflow.endpoint_enabled and workflow.public_endpoint:
-        _check_rate(request)
+        await _check_rate(request)
         async with db(request) as session:
             return await service_actor(session, PUBLIC_ENDPOINT, workflow.organization_id), workflow
     # Credentials first: without them, nothing tells whether a (non-public) endpoint exists.

@@ -21,7 +21,7 @@ from app.services.executions.external_runs import ExternalRunService
 from app.services.executions.log_limits import LogLimits
 from app.services.executions.service import execution_view
 from app.services.executions.views import ExecutionContextView, ExecutionView
-from app.web.api.endpoints import RateLimiter
+from app.web import rate_limits
 from app.web.api.schemas import NotebookLogsStored, NotebookRunStarted
 from app.web.deps import db, get_platform, resolve_actor
 
@@ -62,11 +62,8 @@ async def limit_log_posts(connection: ASGIConnection[Any, Any, Any, Any], _: Bas
     request = cast("Request[Any, Any, Any]", connection)
     actor = await resolve_actor(request)
     state = connection.app.state
-    limiter = state.get("notebook_log_limiter")
-    if limiter is None:
-        limiter = RateLimiter(get_platform(state).settings.notebook_log_rate_limit_per_minute)
-        state["notebook_log_limiter"] = limiter
-    wait = limiter.retry_after(actor.user_id)
+    per_minute = get_platform(state).settings.notebook_log_rate_limit_per_minute
+    wait = await rate_limits.retry_after(state, "notebook_log", per_minute, actor.user_id)  # every server
     if wait is not None:
         seconds = max(1, math.ceil(wait))
         raise HTTPException(

@@ -29,7 +29,7 @@ from app.services.errors import NotFoundError
 from app.services.executions.service import ExecutionService
 from app.services.forms.service import FormService
 from app.services.identity.system_users import ServiceAccount, service_actor
-from app.web.api.endpoints import RateLimiter
+from app.web import rate_limits
 from app.web.deps import db, get_platform
 from app.web.pages.common import PAGE_EXCEPTION_HANDLERS, PageController, page_error_handler, render_string
 from app.web.pages.executions import detail_context
@@ -54,15 +54,12 @@ _SESSION_KEY = "public_runs"
 _MAX_REMEMBERED = 20  # runs a browser can look at again (the session cookie stays small)
 
 
-def _check_rate(request: Request[Any, Any, Any]) -> None:
-    """Count one request of this client address; 429 with ``Retry-After`` above the budget."""
+async def _check_rate(request: Request[Any, Any, Any]) -> None:
+    """Count one request of this client address (on every server); 429 with ``Retry-After`` above the budget."""
     state = request.app.state
-    limiter = state.get("public_form_limiter")
-    if limiter is None:
-        limiter = RateLimiter(get_platform(state).settings.public_form_rate_limit_per_minute)
-        state["public_form_limiter"] = limiter
     address = request.client.host if request.client else "unknown"
-    wait = limiter.retry_after(address)
+    per_minute = get_platform(state).settings.public_form_rate_limit_per_minute
+    wait = await rate_limits.retry_after(state, "public_form", per_minute, address)
     if wait is not None:
         seconds = max(1, math.ceil(wait))
         raise HTTPException(
@@ -76,7 +73,7 @@ async def _load(
     request: Request[Any, Any, Any], form_id: str, *, counted: bool = True
 ) -> tuple[Actor, LoadedCustomForm]:
     if counted:
-        _check_rate(request)
+        await _check_rate(request)
     async with db(request) as session:
         form = await FormService(session).get_public(form_id)
         actor = await service_actor(session, PUBLIC_FORM, form.organization_id)
