@@ -37,7 +37,7 @@ _NON_JSON_API = re.compile(r"^/api/(sdk/v1/)?(files/content|knowledge/uploads)$|
 _FILE_CONTENT = re.compile(r"^/api/(sdk/v1/)?files/content$")
 _KNOWLEDGE_UPLOAD = re.compile(r"^(/api/(sdk/v1/)?knowledge/uploads|/knowledge/upload)$")
 _PUBLIC_FORM_RUN = re.compile(r"^/public/forms/[^/]+/run$")
-_FORM_RUN = re.compile(r"^/forms/[^/]+/run$")
+_FORM_RUN = re.compile(r"^(/forms/[^/]+/run|/files/upload)$")  # forms with file fields, the Files page upload
 
 
 class BodyTooLarge(HTTPException):

@@ -11,6 +11,7 @@ from app.web.pages.chat import CHAT_PAGE_HANDLERS
 from app.web.pages.config_admin import CONFIG_PAGE_HANDLERS
 from app.web.pages.data_admin import DATA_PAGE_HANDLERS
 from app.web.pages.executions import ExecutionPages
+from app.web.pages.files import FilePages
 from app.web.pages.form_builder import FORM_BUILDER_PAGE_HANDLERS
 from app.web.pages.forms import FORM_PAGE_HANDLERS
 from app.web.pages.home import HomePages, login_form, login_submit, logout
@@ -45,4 +46,5 @@ PAGE_HANDLERS: list[ControllerRouterHandler] = [
     *DATA_PAGE_HANDLERS,
     *APPROVAL_PAGE_HANDLERS,
     *WORKFLOW_ACCESS_PAGE_HANDLERS,
+    FilePages,  # /files (docs/files.md)
 ]
