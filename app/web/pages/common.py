@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from litestar import Controller, MediaType, Request, Response
 from litestar.exceptions import HTTPException
-from litestar.response import Redirect, Template
+from litestar.response import Redirect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.services.actor import Actor
@@ -27,17 +27,10 @@ from app.services.errors import (
 )
 from app.services.executions.approvals import ApprovalService
 from app.services.identity.organizations import OrganizationService
+from app.web.errors import html_error
 
 log = logging.getLogger(__name__)
 
-_TITLES = {
-    400: "Bad request",
-    403: "Not allowed",
-    404: "Not found",
-    409: "Conflict",
-    422: "Invalid input",
-    500: "Something went wrong",
-}
 _STATUS = {PermissionDeniedError: 403, NotFoundError: 404, ConflictError: 409, InvalidInputError: 422}
 
 
@@ -75,14 +68,11 @@ def login_redirect(request: Request[Any, Any, Any]) -> Response[Any]:
 
 def error_page(request: Request[Any, Any, Any], status: int, message: str) -> Response[Any]:
     """An HTML page (or fragment, for htmx) explaining what went wrong."""
-    title = _TITLES.get(status, "Error")
     if is_htmx(request):
         return Response(
             f'<p class="alert" role="alert">{_escape(message)}</p>', status_code=status, media_type=MediaType.HTML
         )
-    return Template(
-        "pages/error.html", context={"status": status, "title": title, "message": message}, status_code=status
-    )
+    return html_error(request, status, message)
 
 
 def _escape(text: str) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
-from litestar import Request, get, post
+from litestar import Request, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Template
@@ -22,7 +22,7 @@ from app.services.executions.views import ScheduleRunView, ScheduleView
 from app.services.identity.organizations import OrganizationService
 from app.services.workflows.catalogue import WorkflowService
 from app.web.deps import db, get_platform, resolve_actor
-from app.web.pages.common import layout_context
+from app.web.pages.common import error_page, layout_context
 
 
 class CronForm(BaseModel):
@@ -68,7 +68,10 @@ async def _page(
     errors: dict[str, str] | None = None,
     status_code: int = 200,
     new: NewScheduleForm | None = None,
-) -> Template:
+) -> Template | Response[Any]:
+    if not actor.is_superuser:
+        # The one error page every other page shows for a 403 (issue 19), not a page of its own.
+        return error_page(request, 403, "Only platform admins may manage schedules.")
     schedules: list[ScheduleView] = []
     firings: dict[str, list[ScheduleRunView]] = {}
     workflows: list[Any] = []
@@ -87,7 +90,6 @@ async def _page(
         "schedules": schedules,
         "firings": firings,
         "errors": errors or {},
-        "forbidden": not actor.is_superuser,
         "scheduler": get_platform(request.app.state).scheduler.status(),
         "workflows": workflows,
         "organizations": organizations,
@@ -98,7 +100,7 @@ async def _page(
 
 
 @get("/schedules", include_in_schema=False)
-async def schedules_page(request: Request[Any, Any, Any]) -> Template | Redirect:
+async def schedules_page(request: Request[Any, Any, Any]) -> Template | Response[Any] | Redirect:
     """Every schedule with its cron expression, time zone, next and last run and status."""
     actor = await _admin(request)
     if isinstance(actor, Redirect):
@@ -111,7 +113,7 @@ async def _apply(
     error_key: str,
     work: Callable[[ScheduleService, Actor], Awaitable[Any]],
     new: NewScheduleForm | None = None,
-) -> Template | Redirect:
+) -> Template | Response[Any] | Redirect:
     """Run one admin change, then back to the page; a refusal is shown under ``error_key`` with its reason."""
     actor = await _admin(request)
     if isinstance(actor, Redirect):
@@ -137,7 +139,9 @@ def _reason(exc: DomainError) -> str:
     return str(exc)
 
 
-async def _change(request: Request[Any, Any, Any], schedule_id: str, **changes: Any) -> Template | Redirect:
+async def _change(
+    request: Request[Any, Any, Any], schedule_id: str, **changes: Any
+) -> Template | Response[Any] | Redirect:
     return await _apply(request, schedule_id, lambda service, actor: service.update(actor, schedule_id, **changes))
 
 
@@ -146,7 +150,7 @@ async def edit_cron(
     request: Request[Any, Any, Any],
     schedule_id: str,
     data: CronForm = Body(media_type=RequestEncodingType.URL_ENCODED),
-) -> Template | Redirect:
+) -> Template | Response[Any] | Redirect:
     """Change a schedule's cron expression and time zone; an invalid one is refused with the reason."""
     return await _change(request, schedule_id, cron=data.cron, timezone=data.timezone)
 
@@ -156,7 +160,7 @@ async def set_enabled(
     request: Request[Any, Any, Any],
     schedule_id: str,
     data: EnabledForm = Body(media_type=RequestEncodingType.URL_ENCODED),
-) -> Template | Redirect:
+) -> Template | Response[Any] | Redirect:
     """Enable (``enabled=true``) or disable a schedule."""
     return await _change(request, schedule_id, enabled=data.enabled == "true")
 
@@ -165,7 +169,7 @@ async def set_enabled(
 async def add_schedule(
     request: Request[Any, Any, Any],
     data: NewScheduleForm = Body(media_type=RequestEncodingType.URL_ENCODED),
-) -> Template | Redirect:
+) -> Template | Response[Any] | Redirect:
     """Add a schedule: a workflow in one organization (or global) with its own parameters."""
     params: Any = None
     error: InvalidInputError | None = None
@@ -193,7 +197,7 @@ async def add_schedule(
 
 
 @post("/schedules/{schedule_id:str}/run", include_in_schema=False, status_code=200)
-async def run_now(request: Request[Any, Any, Any], schedule_id: str) -> Template | Redirect:
+async def run_now(request: Request[Any, Any, Any], schedule_id: str) -> Template | Response[Any] | Redirect:
     """Fire a schedule at once, as its firings run (same account, scope and parameters); listed among its firings."""
     actor = await _admin(request)
     if isinstance(actor, Redirect):
@@ -209,7 +213,7 @@ async def run_now(request: Request[Any, Any, Any], schedule_id: str) -> Template
 
 
 @post("/schedules/{schedule_id:str}/delete", include_in_schema=False, status_code=200)
-async def delete_schedule(request: Request[Any, Any, Any], schedule_id: str) -> Template | Redirect:
+async def delete_schedule(request: Request[Any, Any, Any], schedule_id: str) -> Template | Response[Any] | Redirect:
     """Delete a schedule an admin added (one declared in code is disabled instead: it would come back)."""
     return await _apply(request, schedule_id, lambda service, actor: service.delete(actor, schedule_id))
 
