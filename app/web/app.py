@@ -94,7 +94,7 @@ API_ONLY_CONTROLLERS = [
 ]
 
 
-LOGIN_PATHS = frozenset({"/login", "/api/auth/login", *THROTTLED_POSTS})  # password, and the code step
+LOGIN_PATHS = frozenset({"/login", "/api/auth/login", "/account/password", *THROTTLED_POSTS})  # passwords, code step
 
 
 async def _is_login_attempt(request: Request[Any, Any, Any]) -> bool:

@@ -2,6 +2,7 @@
 
 from litestar.types import ControllerRouterHandler
 
+from app.web.pages.account import AccountPages, UserPasswordPages
 from app.web.pages.admin import OrganizationPages, RolePages, UserPages
 from app.web.pages.ai_admin import AI_ADMIN_PAGE_HANDLERS
 from app.web.pages.api_keys import ApiKeyPages
@@ -47,4 +48,6 @@ PAGE_HANDLERS: list[ControllerRouterHandler] = [
     *APPROVAL_PAGE_HANDLERS,
     *WORKFLOW_ACCESS_PAGE_HANDLERS,
     FilePages,  # /files (docs/files.md)
+    AccountPages,  # /account: profile and password
+    UserPasswordPages,  # /admin/users/{id}/password
 ]
