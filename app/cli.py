@@ -361,6 +361,53 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----- worker ----------------------------------------------------------------------------------------
+def _worker(args: argparse.Namespace) -> int:
+    """``bifrost worker``: a worker node taking runs from the Postgres queue (docs/deploy.md)."""
+    import asyncio
+    import signal
+
+    from app.engine import procs
+    from app.engine.node import WorkerNode
+    from app.settings import get_settings
+
+    if args.workers:
+        os.environ["BIFROST_WORKERS"] = str(args.workers)
+    if args.name:
+        os.environ["BIFROST_NODE_NAME"] = args.name
+    get_settings.cache_clear()
+    settings = get_settings()
+    if settings.queue != "postgres":
+        print("bifrost worker needs BIFROST_QUEUE=postgres and a Postgres BIFROST_DATABASE_URL", file=sys.stderr)
+        return 2
+    try:
+        node = WorkerNode(settings)
+    except ValueError as exc:  # not a Postgres URL
+        print(f"bifrost worker: {exc}", file=sys.stderr)
+        return 2
+
+    async def serve_jobs() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if procs.become_subreaper():  # orphans of a run end with it, as under `bifrost serve`
+            node.pool.sweep_orphans = True
+        await node.start()
+        print(
+            f"Bifrost worker node {node.name}: {node.concurrency} concurrent runs, workspace "
+            f"{settings.workspace}, workflows reach {node.sdk_url}",
+            flush=True,
+        )
+        stopped = asyncio.ensure_future(node.wait_stopped())
+        await asyncio.wait([stopped, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        # SIGTERM: take no more runs, let running ones finish for BIFROST_SHUTDOWN_GRACE_SECONDS.
+        await node.stop()
+
+    asyncio.run(serve_jobs())
+    return 0
+
+
 # ----- run -------------------------------------------------------------------------------------------
 def _print_log(event: dict[str, Any], as_json: bool) -> None:
     if as_json:
@@ -752,6 +799,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--port", type=int)
     p_serve.add_argument("--workers", type=int, help="warm worker processes (default: CPU count)")
 
+    p_worker = sub.add_parser("worker", help="a worker node: run queued executions (BIFROST_QUEUE=postgres)")
+    p_worker.add_argument("--workers", type=int, help="concurrent runs (default: 8 per core, capped by free memory)")
+    p_worker.add_argument("--name", help="node name stored on its runs (default: BIFROST_NODE_NAME, else host-pid)")
+
     p_run = sub.add_parser("run", help="run a workflow and print its logs and result")
     p_run.add_argument("workflow")
     p_run.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="a parameter (repeatable)")
@@ -813,6 +864,8 @@ def main(argv: list[str] | None = None) -> int:
         return _notebook(args)
     if args.command == "mcp":
         return _mcp(args)
+    if args.command == "worker":
+        return _worker(args)
     import asyncio  # deferred: `bifrost --help` should not pay for it
 
     handlers = {

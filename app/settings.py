@@ -108,6 +108,16 @@ class Settings(BaseSettings):
             deleted in small batches in the background by the serving process; 0 keeps them forever.
             An organization may have its own (the admin page ``/admin/data``).
         execution_prune_interval_seconds: How often the execution retention runs.
+        queue: ``local`` (default): runs go to the warm pool inside ``bifrost serve``. ``postgres``
+            (needs a Postgres ``database_url``): runs are procrastinate jobs in that database, taken by
+            ``bifrost worker`` nodes on any machine (docs/deploy.md).
+        node_name: Name of a ``bifrost worker`` node, stored on the runs it takes and named when it is
+            lost; default ``<hostname>-<pid>``.
+        serve_runs_jobs: With ``queue=postgres``, ``bifrost serve`` also runs a worker node in its own
+            process (off by default: servers serve, nodes run).
+        node_heartbeat_seconds: How often a worker node tells the database it is alive.
+        node_lost_seconds: A node silent for this long is lost: its running runs end ``Failed``
+            (``WorkerLost``, naming it) and the runs it had taken but not started go to other nodes.
     """
 
     model_config = SettingsConfigDict(env_prefix="BIFROST_", extra="ignore")
@@ -173,6 +183,11 @@ class Settings(BaseSettings):
     audit_prune_interval_seconds: float = Field(default=3600.0, gt=0)
     execution_retention_days: float = Field(default=0.0, ge=0, le=36_500)
     execution_prune_interval_seconds: float = Field(default=3600.0, gt=0)
+    queue: Literal["local", "postgres"] = "local"
+    node_name: str | None = Field(default=None, max_length=200)
+    serve_runs_jobs: bool = False
+    node_heartbeat_seconds: float = Field(default=10.0, gt=0)
+    node_lost_seconds: float = Field(default=30.0, gt=0)
 
     @field_validator("home", "workspace")
     @classmethod

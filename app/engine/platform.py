@@ -15,7 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.db import create_engine, session_factory, transaction, upgrade_database_async
 from app.engine.dispatcher import LocalDispatcher
 from app.engine.event_backends import build_hub, unwire_cache_invalidation, wire_cache_invalidation
+from app.engine.lost_nodes import LostNodeSweeper, sweep_lost_nodes
+from app.engine.node import WorkerNode
 from app.engine.pool import WorkerPool
+from app.engine.queue_dispatcher import QueueDispatcher
+from app.engine.queue_schema import conninfo, ensure_queue_schema
 from app.engine.scheduler import Scheduler
 from app.services.audit.retention import AuditPruner
 from app.services.executions.log_limits import LogLimits
@@ -66,18 +70,38 @@ class Platform:
             import_timeout=settings.import_timeout_seconds,
             memory_mb=settings.run_memory_mb,
         )
-        self.dispatcher = LocalDispatcher(
-            self.pool,
-            self.sessions,
-            self.hub,
-            self.sdk_url,
-            settings.log_flush_seconds,
-            log_limits=LogLimits(settings.log_max_lines, settings.log_max_bytes),
-            approval_expiry_seconds=settings.approval_expiry_hours * 3600,
-            approval_check_seconds=settings.approval_check_seconds,
-        )
-        self.pool.on_log = self.dispatcher.on_log
-        self.pool.on_idle = self.dispatcher.pump
+        # BIFROST_QUEUE=postgres: runs are jobs in the database, run by `bifrost worker` nodes
+        # (docs/deploy.md); this server's own pool then only scans the workspace.
+        self.queue_mode = settings.queue == "postgres"
+        self.dispatcher: LocalDispatcher | QueueDispatcher
+        self.node: WorkerNode | None = None
+        self.lost_nodes: LostNodeSweeper | None = None
+        if self.queue_mode:
+            self.dispatcher = QueueDispatcher(
+                self.sessions,
+                self.hub,
+                conninfo(settings.resolved_database_url),
+                approval_expiry_seconds=settings.approval_expiry_hours * 3600,
+                approval_check_seconds=settings.approval_check_seconds,
+            )
+            if settings.serve_runs_jobs:
+                self.node = WorkerNode(settings, sessions=self.sessions, hub=self.hub)
+            self.lost_nodes = LostNodeSweeper(
+                self.sessions, self.hub, settings.node_lost_seconds, settings.node_heartbeat_seconds
+            )
+        else:
+            self.dispatcher = LocalDispatcher(
+                self.pool,
+                self.sessions,
+                self.hub,
+                self.sdk_url,
+                settings.log_flush_seconds,
+                log_limits=LogLimits(settings.log_max_lines, settings.log_max_bytes),
+                approval_expiry_seconds=settings.approval_expiry_hours * 3600,
+                approval_check_seconds=settings.approval_check_seconds,
+            )
+            self.pool.on_log = self.dispatcher.on_log
+            self.pool.on_idle = self.dispatcher.pump
         # Set by begin_shutdown(): until then stop() kills running executions at once.
         self._shutdown_deadline: float | None = None
         self.scheduler = Scheduler(
@@ -122,16 +146,23 @@ class Platform:
         """
         if migrate:
             await upgrade_database_async(self.settings.resolved_database_url)
+        if self.queue_mode:
+            await ensure_queue_schema(self.settings.resolved_database_url)
         await self.hub.start()  # listening before anything publishes or anyone subscribes
         wire_cache_invalidation(self.hub)
         # The scan first: it finds the files that end or hang an import, which workers then skip.
         await self.sync_workspace()
-        await self.pool.start()
+        if not self.queue_mode:
+            await self.pool.start()
         await self.dispatcher.start()
+        if self.node is not None:
+            await self.node.start(migrate=False)
         self.files.start_cleanup()
         await self.knowledge_jobs.start(recover=recover)
         if recover:
             await self.recover()
+            if self.lost_nodes is not None:
+                self.lost_nodes.start()
             self.token_refresher.start()
             self.audit_pruner.start()
             self.execution_pruner = ExecutionPruner.attach(self)  # retention, batched, in the background
@@ -168,6 +199,10 @@ class Platform:
         await self.knowledge_jobs.stop()
         self.knowledge.close()
         grace = max(0.0, self._shutdown_deadline - time.monotonic()) if self._shutdown_deadline else 0.0
+        if self.node is not None:
+            await self.node.stop()
+        if self.lost_nodes is not None:
+            await self.lost_nodes.stop()
         await self.pool.stop(timeout=grace)
         await self.dispatcher.stop()  # records what the pool reported for the runs it ended
         unwire_cache_invalidation(self.hub)
@@ -201,7 +236,14 @@ class Platform:
         return counts
 
     async def recover(self) -> int:
-        """Handle executions left behind by a previous server; returns how many were re-dispatched."""
+        """Handle executions left behind by a previous server; returns how many were re-dispatched.
+
+        In queue mode runs outlive servers: queued ones keep their jobs (start-up gave a job to any
+        ``Pending`` row without one) and running ones end only when their node is lost.
+        """
+        if self.queue_mode:
+            await sweep_lost_nodes(self.sessions, self.hub, self.settings.node_lost_seconds)
+            return 0
         async with transaction(self.sessions) as session:
             pending = await ExecutionService(session).recover()
         for request in pending:

@@ -1,0 +1,172 @@
+"""Queue dispatcher: the ``Dispatcher`` of a server when runs go to ``bifrost worker`` nodes.
+
+With ``BIFROST_QUEUE=postgres`` a server runs nothing itself (unless ``BIFROST_SERVE_RUNS_JOBS``):
+the submit writes the run ``Pending`` exactly as with the embedded pool, and the row's trigger
+(:mod:`app.engine.queue_schema`) defers its procrastinate job in that same transaction, so
+:meth:`QueueDispatcher.dispatch` has nothing left to send. Ends are learnt from a NOTIFY the node
+sends in the transaction that stores the outcome, with a poll of the row as the fallback; cancels
+go out as a NOTIFY that the node running the run acts on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from app.db import transaction
+from app.engine.events import EventHub
+from app.engine.pg_listen import PgListener
+from app.engine.queue_schema import CANCEL_CHANNEL, DONE_CHANNEL
+from app.models import Execution
+from app.services.executions.approval_rows import DEFAULT_APPROVAL_EXPIRY_SECONDS
+from app.services.executions.approvals import ApprovalService
+from app.services.executions.dispatch import DispatchRequest
+from bifrost.enums import ExecutionStatus
+
+log = logging.getLogger(__name__)
+
+_ENDED = {ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value, ExecutionStatus.CANCELLED.value}
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+
+
+class QueueDispatcher:
+    """Dispatcher of a server whose runs are procrastinate jobs taken by worker nodes.
+
+    Args:
+        sessions: The platform's sessions (Postgres).
+        hub: Live events (part of the cluster-wide hub when configured).
+        conninfo: libpq string of the same database, for the LISTEN connection.
+        approval_expiry_seconds: How long a run ``AwaitingApproval`` waits.
+        approval_check_seconds: How often expired approvals are ended.
+        poll_seconds: A waiter reads the row at least this often (a NOTIFY lost with a dropped
+            connection then costs at most this long).
+    """
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        hub: EventHub,
+        conninfo: str,
+        approval_expiry_seconds: float = DEFAULT_APPROVAL_EXPIRY_SECONDS,
+        approval_check_seconds: float = 60.0,
+        poll_seconds: float = 2.0,
+    ) -> None:
+        self.sessions = sessions
+        self.hub = hub
+        self.approval_expiry_seconds = approval_expiry_seconds
+        self.approval_check_seconds = approval_check_seconds
+        self.poll_seconds = poll_seconds
+        self.listener = PgListener(conninfo, {DONE_CHANNEL: self._on_done})
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._approvals: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Listen for ended runs and start ending expired approvals."""
+        await self.listener.start()
+        self._approvals = asyncio.create_task(self._expire_approvals_periodically(), name="bifrost-approval-expiry")
+
+    def stop_accepting(self) -> None:
+        """Nothing to stop: runs queue in the database whatever this server does."""
+
+    @property
+    def queued(self) -> int:
+        """Runs waiting here: none (they wait in the database)."""
+        return 0
+
+    async def stop(self) -> None:
+        """Stop listening and the approval expiry."""
+        if self._approvals is not None:
+            self._approvals.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._approvals
+        await self.listener.stop()
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
+
+    # ----- Dispatcher protocol -----------------------------------------------------------------
+    def claim(self) -> str | None:
+        """Never: a run is written ``Pending`` so that its trigger queues its job."""
+        return None
+
+    def release(self, token: str) -> None:
+        """Nothing was claimed."""
+
+    async def dispatch(self, request: DispatchRequest) -> None:
+        """Nothing to do: the ``Pending`` row's trigger deferred the job in the submit's transaction."""
+
+    async def cancel(self, execution_id: str) -> bool:
+        """Tell every node to stop the run; True when it is running (its node records the cancel).
+
+        A queued run (False) is written ``Cancelled`` by the caller; a node that takes its job later
+        finds it no longer ``Pending`` and drops it. The NOTIFY goes out in both cases: a node may
+        be starting it at this very moment.
+        """
+        async with transaction(self.sessions) as session:
+            status = await session.scalar(select(col(Execution.status)).where(col(Execution.id) == execution_id))
+            await session.execute(_NOTIFY, {"channel": CANCEL_CHANNEL, "payload": execution_id})
+        return status == ExecutionStatus.RUNNING.value
+
+    async def wait(self, execution_id: str, timeout: float | None = None) -> bool:
+        """Wait until the run has ended on whichever node; False on timeout (True for an unknown id)."""
+        event = asyncio.Event()
+        self._waiters.setdefault(execution_id, set()).add(event)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            while True:
+                # Listening before reading: an end notified in between is not missed.
+                if await self._has_ended(execution_id):
+                    return True
+                remaining = self.poll_seconds if deadline is None else min(self.poll_seconds, deadline - loop.time())
+                if remaining <= 0:
+                    return False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), remaining)
+                    return True
+        finally:
+            waiters = self._waiters.get(execution_id)
+            if waiters is not None:
+                waiters.discard(event)
+                if not waiters:
+                    del self._waiters[execution_id]
+
+    def outcome(self, execution_id: str) -> dict[str, Any] | None:
+        """None: the outcome was stored by a node; callers read the row."""
+        return None
+
+    def buffered_logs(self, execution_id: str) -> list[dict[str, Any]]:
+        """None here: nodes write log lines to the database every ``BIFROST_LOG_FLUSH_SECONDS``."""
+        return []
+
+    # ----- internals ---------------------------------------------------------------------------------
+    def _on_done(self, execution_id: str) -> None:
+        for event in self._waiters.get(execution_id, ()):
+            event.set()
+
+    async def _has_ended(self, execution_id: str) -> bool:
+        async with self.sessions() as session:
+            status = await session.scalar(select(col(Execution.status)).where(col(Execution.id) == execution_id))
+        return status is None or status in _ENDED
+
+    async def expire_approvals(self) -> list[str]:
+        """End approvals past their expiry now (their runs end Cancelled); returns their execution ids."""
+        async with transaction(self.sessions) as session:
+            expired = await ApprovalService(session).expire_due()
+        for execution_id in expired:
+            self.hub.publish(execution_id, {"type": "status", "status": "Cancelled", "done": True})
+        return expired
+
+    async def _expire_approvals_periodically(self) -> None:
+        while True:
+            try:
+                await self.expire_approvals()
+            except Exception:
+                log.exception("could not end expired approvals; trying again later")
+            await asyncio.sleep(self.approval_check_seconds)

@@ -1,0 +1,213 @@
+"""A cluster on loopback: ``bifrost serve`` twice and ``bifrost worker`` twice as real processes on one Postgres.
+
+Every process shares the workspace folder, the secret key and a fresh database (the layout of
+docs/deploy.md, on one machine). Nodes beat their heartbeat every half second and count as lost
+after three, so a test sees a dead node within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.platform.faults_support import BIFROST, START_TIMEOUT, Serve, database, wait_until
+
+# `record` appends the run's id to a file of its worker process: across all files each id must
+# appear exactly once, whatever the database says. `linger` runs until cancelled or its time is up;
+# `chatty` logs a line at a time.
+CLUSTER_WORKFLOWS = textwrap.dedent(
+    """
+    import asyncio
+    import logging
+    import os
+
+    from bifrost import context, workflow
+
+    log = logging.getLogger(__name__)
+
+
+    @workflow
+    async def record(folder: str) -> int:
+        with open(os.path.join(folder, f"{os.getpid()}.runs"), "a") as runs:
+            runs.write(context.execution_id + "\\n")
+        return os.getpid()
+
+
+    @workflow(timeout_seconds=120)
+    async def linger(seconds: float = 60.0) -> float:
+        print("lingering", flush=True)
+        await asyncio.sleep(seconds)
+        return seconds
+
+
+    @workflow(timeout_seconds=120)
+    async def chatty(lines: int = 400, every: float = 0.05) -> int:
+        for n in range(lines):
+            log.info("line %d", n)
+            await asyncio.sleep(every)
+        return lines
+    """
+)
+
+SECRET_KEY = "t6VdQ3X3mJ8mW6ZL0yqfY3QkZp8wJbq2m0m5hF4e9tA="  # one Fernet key for every process
+CLUSTER_SETTINGS = {
+    "queue": "postgres",
+    "secret_key": SECRET_KEY,
+    "node_heartbeat_seconds": "0.5",
+    "node_lost_seconds": "3",
+    "shutdown_grace_seconds": "2",
+    "watch_workspace": "false",
+}
+
+
+class Node:
+    """``bifrost worker`` in a child process, sharing the servers' workspace and database."""
+
+    def __init__(self, root: Path, name: str, env: dict[str, str], workers: int) -> None:
+        self.name = name
+        self.root = root / name
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.env = {**env, "BIFROST_HOME": str(self.root / "home"), "BIFROST_NODE_NAME": name}
+        self.env["BIFROST_WORKERS"] = str(workers)
+        self.log_path = self.root / "node.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Node:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [*BIFROST, "worker"], env=self.env, cwd=self.root, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
+        return self
+
+    def wait_ready(self) -> Node:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                pytest.fail(f"bifrost worker {self.name} exited:\n{self.log_tail()}")
+            if self.log_path.exists() and f"worker node {self.name}:" in self.log_path.read_text(errors="replace"):
+                return self
+            time.sleep(0.1)
+        pytest.fail(f"bifrost worker {self.name} did not start:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+class Cluster:
+    """Two servers and two nodes on one fresh Postgres database."""
+
+    def __init__(self, root: Path, database_url: str, node_workers: int = 3) -> None:
+        self.root = root
+        self.database_url = database_url
+        self.workspace = root / "workspace"
+        self.workspace.mkdir(parents=True)
+        (self.workspace / "cluster.py").write_text(CLUSTER_WORKFLOWS)
+        self.runs_folder = root / "runs"
+        self.runs_folder.mkdir()
+        settings = {**CLUSTER_SETTINGS, "workspace": str(self.workspace)}
+        self.a = Serve(root / "server-a", database_url, workers=1, **settings)
+        self.b = Serve(root / "server-b", database_url, workers=1, **settings)
+        # Workflows reach the servers through BIFROST_URL = the public URL (a proxy in production).
+        node_env = {**self.a.env, "BIFROST_PUBLIC_URL": self.a.url}
+        self.node_a = Node(root, "node-a", node_env, node_workers)
+        self.node_b = Node(root, "node-b", {**node_env, "BIFROST_PUBLIC_URL": self.b.url}, node_workers)
+
+    def start(self, *, nodes: bool = True) -> Cluster:
+        self.a.init()  # migrates and makes the API key (stored in the shared database)
+        self.b.key = self.a.key
+        self.start_servers()
+        if nodes:
+            self.node_a.start()
+            self.node_b.start()
+            self.node_a.wait_ready()
+            self.node_b.wait_ready()
+        return self
+
+    def start_servers(self) -> None:
+        self.a.start()
+        self.b.start()
+
+    def stop(self) -> None:
+        for process in (self.node_a, self.node_b, self.a, self.b):
+            with contextlib.suppress(Exception):
+                process.stop()
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """``{execution id: {status, node, error_type, error_message}}`` straight from the database."""
+        from sqlalchemy import text
+
+        from app.db import create_engine
+
+        async def read() -> dict[str, dict[str, Any]]:
+            engine = create_engine(self.database_url)
+            try:
+                async with engine.connect() as connection:
+                    result = await connection.execute(
+                        text("SELECT id, status, node, error_type, error_message FROM execution")
+                    )
+                    return {row[0]: dict(row._mapping) for row in result}
+            finally:
+                await engine.dispose()
+
+        return asyncio.run(read())
+
+    def recorded_runs(self) -> list[str]:
+        """Every execution id the ``record`` workflow wrote, once per time it ran."""
+        runs: list[str] = []
+        for path in self.runs_folder.glob("*.runs"):
+            runs.extend(path.read_text().split())
+        return runs
+
+    def wait_status(self, execution_id: str, statuses: set[str], timeout: float = 60.0) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+
+        def reached() -> bool:
+            found.clear()
+            found.update(self.rows().get(execution_id, {}))
+            return found.get("status") in statuses
+
+        wait_until(reached, timeout, f"execution {execution_id} to reach {statuses}")
+        return found
+
+
+@contextlib.contextmanager
+def cluster(tmp_path: Path, *, nodes: bool = True, node_workers: int = 3) -> Iterator[Cluster]:
+    """A started cluster on a fresh database (dropped afterwards); skipped without Postgres."""
+    with database("postgres", tmp_path) as url:
+        running = Cluster(tmp_path, url, node_workers=node_workers)
+        try:
+            yield running.start(nodes=nodes)
+        finally:
+            running.stop()
+
+
+def client(server: Serve) -> httpx.Client:
+    """An API client of ``server`` (the admin's key)."""
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.key}"}, timeout=60)
