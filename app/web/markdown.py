@@ -12,6 +12,8 @@ from typing import Any
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from app.web.file_links import file_link
+
 _RENDERER = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 # Chat replies: the same safety, plus the tables and strikethrough models write. Images are off: a
 # model steered by a prompt injection could otherwise leak data in an image URL the browser fetches.
@@ -36,3 +38,4 @@ def register_filters(engine: Any) -> None:
     """Template engine callback: adds the ``markdown`` and ``chat_markdown`` filters to Jinja."""
     engine.engine.filters["markdown"] = render_markdown
     engine.engine.filters["chat_markdown"] = render_chat_markdown
+    engine.engine.filters["file_link"] = file_link  # results naming a stored file link to /files (file_links.py)

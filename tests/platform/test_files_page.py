@@ -281,3 +281,39 @@ def test_upload_and_delete_without_the_csrf_token_are_refused(world: World) -> N
         forged = admin.post("/files/delete", {"location": "workspace", "path": "page.html"}, csrf=False)
         assert forged.status_code == 403
         assert "page.html" in names(admin.get("/files"))
+
+
+# ----- links from results -----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "href"),
+    [
+        (
+            "reports/health-20261206T180000Z.csv",
+            "/files/view?location=workspace&path=reports%2Fhealth-20261206T180000Z.csv",
+        ),
+        ("uploads/f1/0a/scan.pdf", "/files/view?location=uploads&path=f1%2F0a%2Fscan.pdf"),
+        ("summary.txt", "/files/view?location=workspace&path=summary.txt"),
+        ("../../etc/passwd.txt", None),
+        ("/etc/hosts.txt", None),
+        ("https://example.com/a.csv", None),
+        ("v1.2", None),
+        ("example.com", None),
+        ("all good", None),
+        (42, None),
+    ],
+)
+def test_file_link_links_only_values_that_name_a_stored_file(value: object, href: str | None) -> None:
+    from app.web.file_links import file_link
+
+    html = str(file_link(value))
+    if href is None:
+        assert "<a " not in html and "<img" not in html
+    else:
+        assert html == f'<a href="{href.replace("&", "&amp;")}" class="file-link">{value}</a>'
+
+
+def test_file_link_escapes_what_it_links() -> None:
+    from app.web.file_links import file_link
+
+    html = str(file_link("<img src=x onerror=alert(1)>.csv"))
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;.csv</a>" in html
