@@ -1,0 +1,250 @@
+"""Two real ``bifrost serve`` processes on one Postgres, as behind a load balancer (issue 18, part 2).
+
+Live events published on server A reach an SSE viewer on server B (Postgres LISTEN/NOTIFY, and Redis), a
+config write on A is seen by B's cached reads, a sign-in guesser alternating A and B meets one budget, a
+session cookie of A works on B, and a schedule fires once with two schedulers. Each server runs its own
+warm pool (the distributed queue is part 1's); only events, caches, limits and the leader lock are shared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import POSTGRES_URL, create_postgres_database, drop_postgres_database
+from tests.platform.faults_support import FAULT_WORKFLOWS, Serve, wait_until
+
+# `narrate` waits for the viewer (gate file), logs lines (one longer than a NOTIFY payload), then waits
+# again until the test has seen those lines live, so lines that arrived only with the end would hang it.
+EVENT_WORKFLOWS = textwrap.dedent(
+    """
+    import asyncio
+    import logging
+    import os
+
+    from bifrost import workflow
+
+    log = logging.getLogger(__name__)
+
+
+    async def _wait_for(path: str) -> None:
+        while not os.path.exists(path):
+            await asyncio.sleep(0.02)
+
+
+    @workflow(timeout_seconds=60)
+    async def narrate(first_gate: str, second_gate: str) -> int:
+        await _wait_for(first_gate)
+        for n in range(10):
+            log.info("line %d", n)
+        log.info("long %s", "x" * 20_000)
+        await _wait_for(second_gate)
+        return 11
+
+
+    @workflow
+    async def tick() -> str:
+        return "tick"
+    """
+)
+SECRET_KEY = "t6VdQ3X3mJ8mW6ZL0yqfY3QkZp8wJbq2m0m5hF4e9tA="  # shared: sessions work on either server
+ADMIN = {"email": "admin@example.com", "password": "fault-injection"}
+LOGIN_LIMIT = 4
+
+
+def _redis_up() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Pair:
+    """Server A and server B sharing one database, one workspace and one secret key."""
+
+    def __init__(self, root: Path, database_url: str, **settings: str) -> None:
+        workspace = root / "workspace"
+        workspace.mkdir(parents=True)
+        (workspace / "faults.py").write_text(FAULT_WORKFLOWS)
+        (workspace / "cluster_events.py").write_text(EVENT_WORKFLOWS)
+        shared = {
+            "workspace": str(workspace),
+            "secret_key": SECRET_KEY,
+            "watch_workspace": "false",
+            "login_rate_limit_per_minute": str(LOGIN_LIMIT),
+            "scheduler_poll_seconds": "0.5",
+            **settings,
+        }
+        self.a = Serve(root / "server-a", database_url, workers=1, **shared)
+        self.b = Serve(root / "server-b", database_url, workers=1, **shared)
+        self.gates = root / "gates"
+        self.gates.mkdir()
+
+    def start(self) -> Pair:
+        self.a.init()
+        self.b.key = self.a.key  # the key lives in the shared database
+        self.a.start()
+        self.b.start()
+        return self
+
+    def stop(self) -> None:
+        for server in (self.a, self.b):
+            if server.process is not None and server.process.poll() is None:
+                server.terminate()
+                with contextlib.suppress(Exception):
+                    server.wait_exit(60)
+
+
+@contextlib.contextmanager
+def _pair(tmp_path: Path, **settings: str) -> Iterator[Pair]:
+    if not POSTGRES_URL:
+        pytest.skip("several servers share a Postgres database: set BIFROST_TEST_POSTGRES_URL")
+    url = create_postgres_database()
+    pair = Pair(tmp_path, url, **settings)
+    try:
+        yield pair.start()
+    finally:
+        pair.stop()
+        drop_postgres_database(url)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    # Each server has its own pool (queue=local), so events must travel on the bus: ask for it.
+    with _pair(tmp_path_factory.mktemp("cluster-events"), events="postgres", scheduler_enabled="true") as pair:
+        yield pair
+
+
+def _sse(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+    kind, data = "", ""
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data = line[5:].strip()
+        elif not line and kind:
+            yield kind, json.loads(data)
+            kind, data = "", ""
+
+
+def _watch_run_of_a_on_b(pair: Pair, name: str, *, cut: bool) -> None:
+    first, second = pair.gates / f"{name}-1", pair.gates / f"{name}-2"
+    with pair.a.client() as a:
+        started = a.post(
+            "/api/workflows/narrate/execute", json={"params": {"first_gate": str(first), "second_gate": str(second)}}
+        )
+        assert started.status_code == 202, started.text
+        execution_id = started.json()["execution_id"]
+    headers = {"Authorization": f"Bearer {pair.b.key}"}
+    seen: list[dict[str, Any]] = []
+    with httpx.stream("GET", f"{pair.b.url}/api/executions/{execution_id}/stream", headers=headers, timeout=60) as sse:
+        assert sse.status_code == 200
+        events = _sse(sse)
+        kind, event = next(events)
+        assert kind == "status" and not event.get("done")
+        first.touch()  # B is subscribed: the run on A may log now
+        for kind, event in events:
+            assert kind == "log", (kind, event)
+            seen.append(event)
+            if len(seen) == 11:
+                break
+        second.touch()  # the lines came live through the bus: let the run end
+        kind, event = next(events)
+        assert (kind, event["status"], event["done"]) == ("status", "Completed", True)
+    assert [e["message"] for e in seen[:10]] == [f"line {n}" for n in range(10)]
+    assert [e["seq"] for e in seen] == list(range(11))
+    long_line = seen[10]
+    if cut:  # over NOTIFY's 8,000 bytes: cut live, with a marker
+        assert long_line["truncated"] is True and "20005 characters in all" in long_line["message"]
+    else:  # Redis carries it whole
+        assert len(long_line["message"]) == 20_005 and "truncated" not in long_line
+    with pair.b.client() as b:  # the stored line is whole, read on either server
+        stored = b.get(f"/api/executions/{execution_id}/logs").json()
+    assert len(stored[10]["message"]) == 20_005
+
+
+def test_a_run_on_server_a_streams_live_to_a_viewer_on_server_b_over_postgres(pair: Pair) -> None:
+    _watch_run_of_a_on_b(pair, "postgres", cut=True)
+
+
+def test_a_config_write_on_a_is_seen_by_cached_reads_on_b(pair: Pair) -> None:
+    with pair.a.client() as a, pair.b.client() as b:
+        assert a.put("/api/config/cluster_key", json={"value": "first"}).status_code in (200, 201)
+        assert b.get("/api/config/cluster_key").json()["value"] == "first"
+        assert b.get("/api/config/cluster_key").json()["value"] == "first"  # now from B's cache (5 s)
+        assert a.put("/api/config/cluster_key", json={"value": "second"}).status_code in (200, 201)
+        # The invalidation travels by NOTIFY at A's commit; B may read before its listener saw it only by
+        # microseconds, so allow a few quick reads, far below the 5 s the cache would otherwise serve.
+        values = []
+        for _ in range(25):
+            values.append(b.get("/api/config/cluster_key").json()["value"])
+            if values[-1] == "second":
+                break
+            time.sleep(0.02)
+        assert values[-1] == "second", values
+
+
+def _from(address: str) -> httpx.HTTPTransport:
+    """Connections from another loopback address: a client address of its own for the limits."""
+    return httpx.HTTPTransport(local_address=address)
+
+
+def test_a_password_guesser_alternating_servers_meets_one_budget(pair: Pair) -> None:
+    if time.time() % 60 > 50:  # the count is per wall-clock minute: start in a fresh one
+        time.sleep(61 - time.time() % 60)
+    statuses = []
+    with httpx.Client(transport=_from("127.0.0.3"), timeout=30) as guesser:
+        for attempt in range(LOGIN_LIMIT + 2):
+            server = pair.a if attempt % 2 == 0 else pair.b
+            response = guesser.post(f"{server.url}/api/auth/login", json={**ADMIN, "password": "wrong"})
+            statuses.append(response.status_code)
+    assert statuses == [401] * LOGIN_LIMIT + [429, 429], statuses
+    assert int(response.headers["Retry-After"]) >= 1
+
+
+def test_a_session_cookie_of_server_a_works_on_server_b(pair: Pair) -> None:
+    with httpx.Client(base_url=pair.a.url, transport=_from("127.0.0.4"), timeout=30) as a:
+        login = a.post("/api/auth/login", json=ADMIN)
+        assert login.status_code == 200, login.text
+        cookies = dict(a.cookies)
+    me = httpx.get(f"{pair.b.url}/api/auth/me", cookies=cookies, timeout=30)
+    assert me.status_code == 200 and me.json()["email"] == ADMIN["email"]
+
+
+def test_a_schedule_fires_once_with_two_servers(pair: Pair) -> None:
+    with pair.a.client() as a, pair.b.client() as b:
+        leaders = [c.get("/api/schedules/status").json()["leader"] for c in (a, b)]
+        assert sorted(leaders) == [False, True], leaders  # one lock holder on the shared database
+        created = b.post("/api/schedules", json={"workflow": "tick", "cron": "*/2 * * * * *"})  # every 2 s
+        assert created.status_code == 201, created.text
+        schedule_id = created.json()["id"]
+
+        def fired() -> list[dict[str, Any]]:
+            return [r for r in a.get(f"/api/schedules/{schedule_id}/runs").json() if r["execution_id"]]
+
+        wait_until(lambda: len(fired()) >= 3, 30, "three firings")
+        assert b.patch(f"/api/schedules/{schedule_id}", json={"enabled": False}).status_code == 200
+        time.sleep(3)  # the leader drops the job within its poll; a firing under way is recorded
+        runs = fired()
+        ticks = a.get("/api/executions", params={"workflow_name": "tick", "limit": 500}).json()
+    slots = [r["scheduled_for"] for r in runs]
+    assert len(slots) == len(set(slots)) >= 3  # one record per slot
+    assert sorted(e["execution_id"] for e in ticks) == sorted(r["execution_id"] for r in runs), "a slot fired twice"
+    assert {e["trigger"] for e in ticks} == {"schedule"}
+
+
+def test_a_run_on_server_a_streams_live_to_server_b_over_redis(tmp_path: Path) -> None:
+    if not _redis_up():
+        pytest.skip("the Redis bus needs a Redis server at 127.0.0.1:6379")
+    with _pair(tmp_path, redis_url="redis://127.0.0.1:6379/0") as redis_pair:  # auto: redis when a URL is set
+        _watch_run_of_a_on_b(redis_pair, "redis", cut=False)
