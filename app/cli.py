@@ -535,11 +535,17 @@ async def _workflows(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    from app.web.markdown import docstring_text
+
+    def summary(item: dict[str, Any]) -> str:
+        # The docstring's first paragraph on one line, reST markup (``tickets``) removed.
+        return docstring_text(item.get("description")).split("\n\n")[0].replace("\n", " ")
+
     for wf in scan.workflows:
         params = ", ".join(p["name"] + ("" if p["required"] else "?") for p in wf["parameters"])
-        print(f"{wf['name']:<28} {wf['category']:<18} ({params})  {wf.get('description') or ''}".rstrip())
+        print(f"{wf['name']:<28} {wf['category']:<18} ({params})  {summary(wf)}".rstrip())
     for dp in scan.data_providers:
-        print(f"{dp['name']:<28} {'data provider':<18} {dp.get('description') or ''}".rstrip())
+        print(f"{dp['name']:<28} {'data provider':<18} {summary(dp)}".rstrip())
     for error in scan.errors:
         print(f"ERROR {error['file']}: {error['error']}", file=sys.stderr)
     return 1 if scan.errors else 0

@@ -99,18 +99,33 @@ def check_provider_choices(
             errors[field["name"]] = "Choose one of the listed options."
 
 
+def _matches(workflow: Workflow, q: str, category: str) -> bool:
+    """The page's filter: the category exactly, and every word of ``q`` in the name, description or tags."""
+    if category and workflow.category != category:
+        return False
+    haystack = " ".join([workflow.name, workflow.description or "", workflow.category, *(workflow.tags or [])]).lower()
+    return all(word in haystack for word in q.lower().split())
+
+
 class WorkflowPages(PageController):
     """``/workflows``: what can be run, and the form that runs it."""
 
     path = "/workflows"
 
     @get("/")
-    async def catalogue(self, request: Request[Any, Any, Any], actor: Actor) -> Template:
-        """Every workflow the user can run, with parameters, triggers and last runs."""
+    async def catalogue(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        q: str = Parameter(query="q", default="", max_length=200),
+        category: str = Parameter(query="category", default="", max_length=200),
+    ) -> Template:
+        """Every workflow the user can run (those matching ``q`` and ``category``), with parameters and last runs."""
         async with db(request) as session:
-            workflows = await WorkflowService(session).list(actor)
+            every = await WorkflowService(session).list(actor)
             errors = await WorkflowService(session).errors(actor) if actor.is_superuser else []
             layout = await layout_context(request, session, actor)
+        workflows = [w for w in every if _matches(w, q, category)]
         # The history is read on its own connection (SQLite): runs never wait for this page.
         async with read_transaction(get_platform(request.app.state).sessions) as session:
             recent = await ExecutionService(session).recent_by_workflow(actor, [w.name for w in workflows], _LAST_RUNS)
@@ -120,6 +135,10 @@ class WorkflowPages(PageController):
             context={
                 **layout,
                 "workflows": [workflow_detail(w) for w in workflows],
+                "total": len(every),
+                "categories": sorted({w.category for w in every}),
+                "q": q,
+                "category": category,
                 "last_runs": last_runs,
                 "workspace_errors": errors,
             },
