@@ -81,8 +81,10 @@ class Node:
         self.env["BIFROST_WORKERS"] = str(workers)
         self.log_path = self.root / "node.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
 
     def start(self) -> Node:
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [*BIFROST, "worker"], env=self.env, cwd=self.root, stdin=subprocess.DEVNULL, stdout=log, stderr=log
@@ -95,7 +97,8 @@ class Node:
             assert self.process is not None
             if self.process.poll() is not None:
                 pytest.fail(f"bifrost worker {self.name} exited:\n{self.log_tail()}")
-            if self.log_path.exists() and f"worker node {self.name}:" in self.log_path.read_text(errors="replace"):
+            started = self.log_path.read_bytes()[self._log_offset :].decode(errors="replace")
+            if f"worker node {self.name}:" in started:
                 return self
             time.sleep(0.1)
         pytest.fail(f"bifrost worker {self.name} did not start:\n{self.log_tail()}")

@@ -6,9 +6,13 @@ from the API and the database, and which process ran what from files the runs wr
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.platform.faults_support import wait_until
@@ -50,3 +54,103 @@ def test_a_thousand_runs_over_two_servers_run_once_each_on_both_nodes(tmp_path: 
         assert sorted(recorded) == sorted(ids)  # each ran, and ran exactly once
         nodes = {rows[i]["node"] for i in ids}
         assert nodes == {"node-a", "node-b"}
+
+
+def _sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(event, data)`` pairs of a server-sent event stream."""
+    event = "message"
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            event = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            yield event, json.loads(line.split(":", 1)[1])
+            event = "message"
+
+
+def test_live_logs_of_a_run_on_node_a_are_streamed_by_server_b(tmp_path: Path) -> None:
+    with cluster(tmp_path, nodes=False) as c:
+        # Node A alone, writing its log lines to the database only at the end of a run: a line server
+        # B shows while the run goes on can only have come live, across processes.
+        c.node_a.env["BIFROST_LOG_FLUSH_SECONDS"] = "600"
+        c.node_a.start().wait_ready()
+        with client(c.a) as api_a:
+            response = api_a.post("/api/workflows/chatty/execute", json={"params": {"lines": 60, "every": 0.1}})
+        execution_id = response.json()["execution_id"]
+        seen: list[int] = []
+        status_at_first_line = None
+        with client(c.b) as api_b, api_b.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
+            assert stream.status_code == 200
+            for event, data in _sse_events(stream):
+                if event == "log":
+                    if not seen:
+                        status_at_first_line = c.rows()[execution_id]["status"]
+                    seen.append(data["seq"])
+                elif event == "status" and data.get("done"):
+                    assert data["status"] == "Completed"
+                    break
+        assert status_at_first_line == "Running"
+        assert seen == list(range(60))
+        assert c.rows()[execution_id]["node"] == "node-a"
+
+
+def test_cancel_from_server_b_stops_a_run_on_node_a(tmp_path: Path) -> None:
+    with cluster(tmp_path, nodes=False) as c:
+        c.node_a.start().wait_ready()
+        with client(c.a) as api_a:
+            execution_id = api_a.post("/api/workflows/linger/execute", json={"params": {"seconds": 110}}).json()[
+                "execution_id"
+            ]
+        assert c.wait_status(execution_id, {"Running"})["node"] == "node-a"
+        with client(c.b) as api_b:
+            response = api_b.post(f"/api/executions/{execution_id}/cancel")
+            assert response.status_code == 200, response.text
+            row = c.wait_status(execution_id, {"Completed", "Failed", "Cancelled"})
+            assert row["status"] == "Cancelled"
+            assert api_b.get(f"/api/executions/{execution_id}").json()["status"] == "Cancelled"
+        # The node is free again: its next run completes.
+        with client(c.b) as api_b:
+            done = api_b.post(
+                "/api/workflows/record/execute?wait=true", json={"params": {"folder": str(c.runs_folder)}}
+            )
+        assert done.status_code == 200, done.text
+        assert done.json()["status"] == "Completed"
+
+
+def test_kill9_of_node_a_fails_its_running_run_and_node_b_runs_its_queue(tmp_path: Path) -> None:
+    with cluster(tmp_path, nodes=False, node_workers=1) as c:
+        c.node_a.start().wait_ready()
+        with client(c.a) as api_a:
+            lingering = api_a.post("/api/workflows/linger/execute", json={"params": {"seconds": 110}}).json()[
+                "execution_id"
+            ]
+        assert c.wait_status(lingering, {"Running"})["node"] == "node-a"
+        queued = _submit(c, 6, folder=str(c.runs_folder))  # node A runs one at a time: these wait
+        assert {c.rows()[i]["status"] for i in queued} == {"Pending"}
+        c.node_a.kill9()
+        c.node_b.start().wait_ready()
+        for execution_id in queued:
+            row = c.wait_status(execution_id, {"Completed", "Failed", "Cancelled"})
+            assert (row["status"], row["node"]) == ("Completed", "node-b")
+        lost = c.wait_status(lingering, {"Completed", "Failed", "Cancelled"})
+        assert lost["status"] == "Failed"
+        assert lost["error_type"] == "WorkerLost"
+        assert "node-a" in lost["error_message"]
+        assert sorted(c.recorded_runs()) == sorted(queued)
+
+
+def test_a_restart_of_every_process_loses_no_queued_run(tmp_path: Path) -> None:
+    with cluster(tmp_path) as c:
+        c.node_a.stop()
+        c.node_b.stop()
+        queued = _submit(c, 20, folder=str(c.runs_folder))
+        assert {c.rows()[i]["status"] for i in queued} == {"Pending"}
+        c.a.stop()
+        c.b.stop()
+        c.start_servers()
+        c.node_a.start()
+        c.node_b.start()
+        c.node_a.wait_ready()
+        c.node_b.wait_ready()
+        for execution_id in queued:
+            assert c.wait_status(execution_id, {"Completed", "Failed", "Cancelled"})["status"] == "Completed"
+        assert sorted(c.recorded_runs()) == sorted(queued)
