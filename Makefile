@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_WORKERS ?= auto
 
-.PHONY: install run serve test test-fast check lint format bench clean
+.PHONY: install run serve test test-fast check lint format bench screenshots clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s); set PYTHON=python3.11" % sys.version.split()[0])'
@@ -45,6 +45,10 @@ format: install
 BENCHES ?= $(if $(BENCH),$(BENCH),execution_overhead endpoints config_get tables pages chat knowledge growth)
 bench: install
 	@for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
+
+## Renew docs/screenshots/ from the demo (bifrost init --demo + serve, Debian's Chromium at 1280 px).
+screenshots: install
+	$(BIN)/python docs/screenshots/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
