@@ -154,3 +154,43 @@ async def test_postgres_bus_carries_a_long_log_line_cut_to_the_notify_limit(
 
 async def test_redis_bus_carries_events_between_two_servers(redis_hubs: tuple[EventHub, EventHub]) -> None:
     await _cross_server(*redis_hubs)
+
+
+async def _chat_turn_on_a_followed_on_b(server_a: EventHub, server_b: EventHub) -> None:
+    from app.services.chat.turn_relay import TurnRelay
+    from app.services.chat.turn_stream import Turn
+
+    turns_a: dict[str, Turn] = {}
+    relay_a, relay_b = TurnRelay(server_a, turns_a), TurnRelay(server_b, {})
+    turn = Turn("turn-1", "conversation-1", "user-1")
+    relay_a.share(turn)
+    turns_a[turn.id] = turn
+    turn.emit("segment", index=0)
+    turn.emit("token", index=0, content="Hello")  # before anyone on B looks: replayed when B asks
+    assert await relay_b.mirror("no-such-turn") is None  # nobody answers for it
+    mirror = await relay_b.mirror("turn-1")
+    assert mirror is not None and (mirror.user_id, mirror.conversation_id) == ("user-1", "conversation-1")
+    seen = []
+
+    async def follow() -> None:
+        async for event in mirror.follow():
+            seen.append(event)
+
+    following = asyncio.create_task(follow())
+    turn.emit("token", index=0, content=" world")  # live
+    turn.finish()
+    await asyncio.wait_for(following, 10)
+    assert [e["type"] for e in seen] == ["segment", "token", "token", "done"]
+    assert mirror.segment_texts() == {0: "Hello world"} and mirror.done
+
+
+async def test_a_chat_turn_on_one_server_is_followed_from_another_over_postgres(
+    postgres_hubs: tuple[EventHub, EventHub],
+) -> None:
+    await _chat_turn_on_a_followed_on_b(*postgres_hubs)
+
+
+async def test_a_chat_turn_on_one_server_is_followed_from_another_over_redis(
+    redis_hubs: tuple[EventHub, EventHub],
+) -> None:
+    await _chat_turn_on_a_followed_on_b(*redis_hubs)

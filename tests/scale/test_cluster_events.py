@@ -54,6 +54,13 @@ EVENT_WORKFLOWS = textwrap.dedent(
     @workflow
     async def tick() -> str:
         return "tick"
+
+
+    @workflow(is_tool=True)
+    async def wait_for_gate(path: str) -> str:
+        # a chat tool that returns once the file exists
+        await _wait_for(path)
+        return "opened"
     """
 )
 SECRET_KEY = "t6VdQ3X3mJ8mW6ZL0yqfY3QkZp8wJbq2m0m5hF4e9tA="  # shared: sessions work on either server
@@ -241,6 +248,35 @@ def test_a_schedule_fires_once_with_two_servers(pair: Pair) -> None:
     assert len(slots) == len(set(slots)) >= 3  # one record per slot
     assert sorted(e["execution_id"] for e in ticks) == sorted(r["execution_id"] for r in runs), "a slot fired twice"
     assert {e["trigger"] for e in ticks} == {"schedule"}
+
+
+def test_a_chat_turn_running_on_a_streams_to_a_viewer_reconnecting_to_b(pair: Pair) -> None:
+    gate = pair.gates / "chat"
+    with pair.a.client() as a:
+        assert a.put("/api/chat/tools/wait_for_gate", json={"needs_approval": False}).status_code == 200
+        conversation = a.post("/api/chat/conversations", json={})
+        assert conversation.status_code == 201, conversation.text
+        sent = a.post(
+            f"/api/chat/conversations/{conversation.json()['id']}/messages",
+            json={"content": f'/run wait_for_gate path="{gate}"'},
+        )
+        assert sent.status_code in (200, 201, 202), sent.text
+        turn_id = sent.json()["turn_id"]
+    events: list[dict[str, Any]] = []
+    url = f"{pair.b.url}/api/chat/turns/{turn_id}/events"
+    with httpx.stream("GET", url, headers={"Authorization": f"Bearer {pair.b.key}"}, timeout=60) as stream:
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        while not any(e["type"] == "tool" for e in events):  # the call is running on A, the tool waits
+            events.append(json.loads(next(lines)))
+        gate.touch()
+        for line in lines:
+            events.append(json.loads(line))
+            if events[-1]["type"] == "done":
+                break
+    assert [e["seq"] for e in events] == list(range(len(events)))  # every event once, in order
+    assert events[-1]["type"] == "done"
+    assert any(e["type"] == "tool_update" and "opened" in json.dumps(e) for e in events), events
 
 
 def test_a_run_on_server_a_streams_live_to_server_b_over_redis(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,14 +34,26 @@ class Turn:
         # its run could not be submitted): the conversation goes on right after it when none waits.
         self.decided_meanwhile = False
         self._followers: set[asyncio.Queue[dict[str, Any]]] = set()
+        # Several servers (turn_relay.py): a turn started here also goes to the bus; a mirror is another
+        # server's turn, fed from the bus.
+        self.publish: Callable[[dict[str, Any]], None] | None = None
+        self.mirror = False
 
     def emit(self, kind: str, **data: Any) -> dict[str, Any]:
-        """Add an event and hand it to every follower."""
+        """Add an event and hand it to every follower (and to other servers' viewers)."""
         event = {"seq": len(self.events), "type": kind, **data}
+        self.take(event)
+        if self.publish is not None:
+            self.publish(event)
+        return event
+
+    def take(self, event: dict[str, Any]) -> None:
+        """Append an event with the next sequence number and hand it to every follower (mirrors use it)."""
         self.events.append(event)
+        if event["type"] == "done" and not self.done:
+            self.done, self.finished_at = True, time.monotonic()
         for queue in self._followers:
             queue.put_nowait(event)
-        return event
 
     def segment_texts(self, before: int | None = None) -> dict[int, str]:
         """The assistant's text of each segment, from the events before sequence number ``before`` (all by default)."""

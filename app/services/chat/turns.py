@@ -43,6 +43,7 @@ from app.services.chat.mcp_tools import ExternalTools
 from app.services.chat.model_turn import ModelTurn
 from app.services.chat.tool_runs import ToolRunner
 from app.services.chat.turn_recovery import recover_interrupted_turns
+from app.services.chat.turn_relay import TurnBus, TurnRelay
 from app.services.chat.turn_stream import Turn, TurnWriter, store_notice
 from app.services.chat.views import MessageView, ToolCallView
 from app.services.errors import ConflictError, DomainError, NotFoundError, PermissionDeniedError
@@ -89,6 +90,11 @@ class ChatRuntime:
         self.model_turn = ModelTurn(sessions, dispatcher, settings, secret_box, knowledge, self.tools)
         self.turns: dict[str, Turn] = {}
         self.active: dict[str, str] = {}  # conversation id -> running turn id
+        self.relay: TurnRelay | None = None  # several servers: turns reach viewers on the others
+
+    def share_turns(self, bus: TurnBus) -> None:
+        """Publish this server's turns on ``bus`` and follow other servers' turns through it."""
+        self.relay = TurnRelay(bus, self.turns)
 
     # ----- starting turns -------------------------------------------------------------------------
     def turn(self, actor: Actor, turn_id: str) -> Turn:
@@ -97,6 +103,19 @@ class ChatRuntime:
         if turn is None or turn.user_id != actor.user_id:
             raise NotFoundError(f"Turn {turn_id!r} not found (it may have ended a while ago: reload the conversation).")
         return turn
+
+    async def find_turn(self, actor: Actor, turn_id: str) -> Turn:
+        """Like :meth:`turn`, and a turn running on another server is mirrored here (several servers).
+
+        Raises:
+            NotFoundError: No server has the turn, or it is not the actor's.
+        """
+        if turn_id not in self.turns and self.relay is not None:
+            mirror = await self.relay.mirror(turn_id)
+            if mirror is not None:
+                self._forget_finished()
+                self.turns.setdefault(turn_id, mirror)
+        return self.turn(actor, turn_id)
 
     def active_turn(self, conversation_id: str) -> str | None:
         """The running turn of a conversation, if any."""
@@ -213,6 +232,8 @@ class ChatRuntime:
     def _start_command_outcome(self, actor: Actor, conversation_id: str, call_id: str) -> Turn:
         self._forget_finished()
         turn = Turn(new_id(), conversation_id, actor.user_id)
+        if self.relay is not None:
+            self.relay.share(turn)
         self.turns[turn.id] = turn
         self.active[conversation_id] = turn.id
 
@@ -238,6 +259,8 @@ class ChatRuntime:
     ) -> Turn:
         self._forget_finished()
         turn = Turn(turn_id, conversation_id, actor.user_id)
+        if self.relay is not None:
+            self.relay.share(turn)
         self.turns[turn_id] = turn
         self.active[conversation_id] = turn_id
         turn.task = asyncio.create_task(self._run(turn, actor, prompt, decisions), name=f"chat-turn-{turn_id}")

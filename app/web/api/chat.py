@@ -67,6 +67,8 @@ def chat_runtime(request: Request[Any, Any, Any]) -> ChatRuntime:
             lambda: secret_box(settings.secret_key, settings.home),
             platform.knowledge,
         )
+        if platform.hub.distributed:  # several servers: a turn's viewers may be on another one
+            runtime.share_turns(platform.hub)
         state["chat_runtime"] = runtime
     return runtime
 
@@ -200,7 +202,7 @@ class ConversationController(Controller):
     ) -> Stream:
         """The events of a turn as NDJSON, from after ``after`` until ``done``."""
         require_chat_user(actor)
-        return _ndjson(chat_runtime(request).turn(actor, turn_id), after)
+        return _ndjson(await chat_runtime(request).find_turn(actor, turn_id), after)  # on any server
 
     @post("/tool-calls/{call_id:str}/approve", status_code=200)
     async def approve(

@@ -194,7 +194,7 @@ class ChatPages(PageController):
         """Server-sent events of one reply: ``chat`` (HTML fragments) until ``done``."""
         require_chat_user(actor)
         try:
-            turn = chat_runtime(request).turn(actor, turn_id)
+            turn = await chat_runtime(request).find_turn(actor, turn_id)  # running here or on another server
         except NotFoundError:
             # Ended long ago (or never ours): tell the browser to stop; a reload shows the stored reply.
             async def over() -> AsyncIterator[ServerSentEventMessage]:
