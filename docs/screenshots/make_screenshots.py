@@ -180,6 +180,7 @@ def capture(url: str, ids: dict[str, str], out: Path) -> list[str]:
         tech.page.wait_for_selector("#f-client option[value='Contoso']", state="attached")
         tech.page.select_option("#f-client", "Contoso")
         tech.page.wait_for_selector("#f-site option:nth-child(2)", state="attached")
+        tech.page.select_option("#f-site", index=1)
         tech.page.fill("#f-summary", "Core switch in Seattle HQ is down")
         tech.shoot("custom-form")
         tech.page.click("form button[type=submit].primary")
