@@ -30,6 +30,7 @@ _QUEUE_LIMIT = 10_000
 # database by their seq); the ends of runs and anything that is not a log line are always kept.
 _OUTBOX_LIMIT = 50_000
 CHANNEL = "bifrost_events"
+_WATCH_SECONDS = 2.0  # how often the listening connection is checked
 TRUNCATED = " … [cut in the live view of other servers: {n} characters in all; the stored line is whole]"
 
 
@@ -117,6 +118,7 @@ class EventHub:
         self._tasks = [
             asyncio.create_task(self._send_loop(), name="event-hub-send"),
             asyncio.create_task(self._receive_loop(), name="event-hub-receive"),
+            asyncio.create_task(self._watch_loop(), name="event-hub-watch"),
         ]
 
     async def stop(self, flush_seconds: float = 2.0) -> None:
@@ -205,6 +207,31 @@ class EventHub:
                 high = middle - 1
         result = line(low)
         return result if len(result.encode()) <= room else None
+
+    async def _watch_loop(self) -> None:
+        """Listen again when the listening connection broke (a database restart): LISTEN ends with it."""
+        assert self.backend is not None
+        healthy = getattr(self.backend, "healthy", None)
+        if healthy is None:
+            return  # redis-py's pub/sub reconnects and subscribes again by itself
+        while True:
+            await asyncio.sleep(_WATCH_SECONDS)
+            if healthy():
+                continue
+            log.warning("events: the bus connection was lost; connecting again")
+            try:
+                with contextlib.suppress(Exception):
+                    await self.backend.on_shutdown()
+                await self.backend.on_startup()
+                await self.backend.subscribe([self.channel])
+            except Exception:
+                log.exception("events: could not reconnect to the bus; trying again in %s s", _WATCH_SECONDS)
+                continue
+            receiver = self._tasks[1]
+            receiver.cancel()  # it waits on the old connection's queue
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await receiver
+            self._tasks[1] = asyncio.create_task(self._receive_loop(), name="event-hub-receive")
 
     async def _receive_loop(self) -> None:
         assert self.backend is not None

@@ -23,8 +23,14 @@ class PostgresBackend(AsyncPgChannelsBackend):
         self._publisher: Any = None
 
     async def on_startup(self) -> None:
-        """Open the listening connection (the publishing one opens on first use)."""
+        """Open the listening connection (the publishing one opens on first use); also to reconnect."""
+        self._subscribed_channels.clear()  # a broken connection's LISTENs are gone with it
         await super().on_startup()
+
+    def healthy(self) -> bool:
+        """Whether the listening connection is open (LISTEN ends with it; the hub then connects again)."""
+        conn = getattr(self, "_listener_conn", None)
+        return conn is not None and not conn.is_closed()
 
     async def on_shutdown(self) -> None:
         """Close both connections."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -194,3 +195,27 @@ async def test_a_chat_turn_on_one_server_is_followed_from_another_over_redis(
     redis_hubs: tuple[EventHub, EventHub],
 ) -> None:
     await _chat_turn_on_a_followed_on_b(*redis_hubs)
+
+
+async def test_postgres_bus_listens_again_after_its_connection_is_killed(
+    postgres_hubs: tuple[EventHub, EventHub],
+) -> None:
+    import asyncpg
+
+    server_a, server_b = postgres_hubs
+    watcher = server_b.subscribe("run-after-restart")
+    pid = server_b.backend._listener_conn.get_server_pid()  # type: ignore[union-attr]
+    admin = await asyncpg.connect(libpq_dsn(POSTGRES_URL or ""))
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)  # as a database restart would
+    finally:
+        await admin.close()
+    for attempt in range(100):  # events sent while B was not listening are lost; later ones arrive
+        server_a.publish("run-after-restart", {"type": "status", "status": "Running", "n": attempt})
+        with contextlib.suppress(TimeoutError):
+            event = await asyncio.wait_for(watcher.get(), 0.2)
+            break
+    else:
+        pytest.fail("server B never listened again")
+    assert event["status"] == "Running"
+    assert server_b.backend._listener_conn.get_server_pid() != pid  # type: ignore[union-attr]
