@@ -81,7 +81,7 @@ def test_run_a_form_with_dependent_providers_and_watch_it_live(world: World, pag
     assert page.locator("#cancel-button").count() == 0
     # the facts table, rendered while the run was going, gets its end time without a reload
     page.wait_for_function("() => document.querySelector('#execution-completed').textContent.trim() !== ''")
-    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", page.inner_text("#execution-completed").strip())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", page.inner_text("#execution-completed").strip())
     logs = page.inner_text("#logs")
     assert all(f"step {i} of 5 for don" in logs for i in range(1, 6))
     rows = page.eval_on_selector_all("#result-table tbody tr", "rows => rows.map(r => r.innerText.split('\\t'))")

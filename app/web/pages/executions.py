@@ -211,6 +211,8 @@ class ExecutionPages(PageController):
             status = render_string(request, "partials/_execution_status.html", **context)
             status += render_string(request, "partials/_execution_started.html", oob=True, **context)
             status += render_string(request, "partials/_execution_completed.html", oob=True, **context)
+            # The page said "No log lines yet" while it ran; a finished run has none to wait for.
+            status += '<li class="empty" id="logs-empty" hx-swap-oob="true">No log lines.</li>'
             yield ServerSentEventMessage(event="status", data=status)
             yield ServerSentEventMessage(
                 event="result", data=render_string(request, "partials/_execution_result.html", **context)
@@ -218,11 +220,27 @@ class ExecutionPages(PageController):
             yield ServerSentEventMessage(event="done", data="done")
             await asyncio.sleep(_CLOSE_GRACE_SECONDS)
 
+        def status_event(status: str) -> ServerSentEventMessage:
+            context = {"e": {"status": status, "execution_id": execution_id}, "done": False}
+            return ServerSentEventMessage(
+                event="status", data=render_string(request, "partials/_execution_status.html", **context)
+            )
+
+        # A line is only ever written by a running execution, but the dispatcher may publish the first line
+        # before the Running status (a worker logs at once; the status goes through the database first). The
+        # viewer must never see "Pending" above a log line: before the first line, Running is sent if it was
+        # not yet (and the real status event, when it comes, is not repeated).
+        running_shown = execution.status != ExecutionStatus.PENDING.value
+
         async def events() -> AsyncIterator[ServerSentEventMessage]:
+            nonlocal running_shown
             last_seq = after
             try:
                 # What the page did not show yet, page by page (see catch_up).
                 async for row in catch_up(request, actor, execution_id, last_seq, buffered):
+                    if not running_shown and execution.status not in TERMINAL:
+                        running_shown = True
+                        yield status_event(ExecutionStatus.RUNNING.value)
                     last_seq = row["seq"]
                     yield log_event(row)
                 if execution.status in TERMINAL:
@@ -244,6 +262,9 @@ class ExecutionPages(PageController):
                                 yield log_event(row)
                         if event["seq"] <= last_seq:
                             continue
+                        if not running_shown:
+                            running_shown = True
+                            yield status_event(ExecutionStatus.RUNNING.value)
                         last_seq = event["seq"]
                         yield log_event(event)
                     elif event.get("done"):
@@ -255,9 +276,12 @@ class ExecutionPages(PageController):
                             yield message
                         return
                     else:
-                        context = {"e": {"status": event.get("status"), "execution_id": execution_id}, "done": False}
-                        html = render_string(request, "partials/_execution_status.html", **context)
-                        yield ServerSentEventMessage(event="status", data=html)
+                        status = str(event.get("status") or "")
+                        if status == ExecutionStatus.RUNNING.value:
+                            if running_shown and last_seq > after:
+                                continue  # already announced before the first line
+                            running_shown = True
+                        yield status_event(status)
             finally:
                 platform.hub.unsubscribe(execution_id, queue)
 
