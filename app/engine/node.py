@@ -21,7 +21,7 @@ import os
 import socket
 from typing import Any
 
-from sqlalchemy import bindparam, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
@@ -61,6 +61,7 @@ _MARK_TAKEN = (
         sdk_token_hash=bindparam("b_token_hash"),
         node=bindparam("b_node"),
     )
+    .returning(Execution)
 )
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
@@ -247,9 +248,9 @@ class WorkerNode:
         try:
             token = new_execution_token()
             async with transaction(self.sessions) as session:
-                connection = await session.connection()
-                marked = await connection.execute(
-                    _MARK_TAKEN,
+                # One round trip marks the run taken and reads it back (ORM-enabled UPDATE ... RETURNING).
+                marked = await session.execute(
+                    select(Execution).from_statement(_MARK_TAKEN),
                     {
                         "b_id": execution_id,
                         "b_started_at": utcnow(),
@@ -257,10 +258,9 @@ class WorkerNode:
                         "b_node": self.name,
                     },
                 )
-                if not marked.rowcount:  # type: ignore[attr-defined]
+                execution = marked.scalar_one_or_none()
+                if execution is None:
                     return  # cancelled while queued, or already taken: nothing to run
-                execution = await session.get(Execution, execution_id)
-                assert execution is not None
                 request = await ExecutionService(session).dispatch_request(execution, sdk_token=token)
             self.taken += 1
             await self.runner.dispatch(request)
