@@ -48,7 +48,16 @@ def invalidate_after_commit(session: AsyncSession, name: str) -> None:
     commit because a read on any server between the two may have cached them.
     """
     _drop_local(name)
-    event.listen(session.sync_session, "after_commit", lambda _session: invalidate(name), once=True)
+    pending: set[str] = session.info.setdefault("cluster_invalidations", set())
+    if name in pending:
+        return  # one message per cache and commit, however many rows the transaction writes
+    pending.add(name)
+
+    def committed(_session: object) -> None:
+        pending.discard(name)
+        invalidate(name)
+
+    event.listen(session.sync_session, "after_commit", committed, once=True)
 
 
 def drop_remote(name: str) -> None:
