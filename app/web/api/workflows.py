@@ -36,8 +36,9 @@ async def run_and_respond(
 ) -> Response[ExecuteAccepted | ExecutionView]:
     """Submit through the one submit path; wait for the result when asked."""
     platform = get_platform(request.app.state)
-    if wait and actor.execution_id and platform.pool.stats()["idle"] == 0:
+    if wait and actor.execution_id and not platform.queue_mode and platform.pool.stats()["idle"] == 0:
         # The calling workflow holds a worker while it waits: with none free, both would wait forever.
+        # (Queue mode: the run goes to any node's free slot; the wait ends at its timeout at worst.)
         raise ConflictError(
             "No free worker to run a nested workflow while this one waits for it: call "
             "workflows.execute(..., wait=False) and poll, or raise BIFROST_WORKERS."
