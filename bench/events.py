@@ -15,7 +15,9 @@ own scheduling is part of what is measured (as in a server).
 * ``burst`` — ``--burst`` log lines of 100 characters published at once on A (a chatty run): events/s
   until the last is in B's queue, and how many bus messages carried them (several events per NOTIFY).
 * ``unwatched_us_per_event`` — what B pays per event of a run nobody watches on B (it reads the key and
-  skips the JSON), from :meth:`EventHub.receive` on ready-made messages.
+  skips the JSON), from :meth:`EventHub.receive` on ready-made messages: the cost of one shared channel.
+* ``listen_unlisten_ms`` (Postgres) — one LISTEN and UNLISTEN round trip: what a channel per execution
+  would cost each viewer instead (and, between subscribing and the LISTEN, events could be missed).
 """
 
 from __future__ import annotations
@@ -104,6 +106,23 @@ def _unwatched_cost() -> float:
     return round((time.perf_counter() - started) / (rounds * 40) * 1e6, 3)
 
 
+async def _listen_cost(url: str, rounds: int = 200) -> dict[str, float]:
+    """What one LISTEN + UNLISTEN per viewer (a channel per execution, the road not taken) would cost."""
+    import asyncpg
+
+    conn = await asyncpg.connect(libpq_dsn(url))
+    samples = []
+    try:
+        for n in range(rounds):
+            started = time.perf_counter()
+            await conn.add_listener(f"bench_run_{n}", lambda *_: None)
+            await conn.remove_listener(f"bench_run_{n}", lambda *_: None)
+            samples.append((time.perf_counter() - started) * 1000)
+    finally:
+        await conn.close()
+    return _summary(samples)
+
+
 def _reachable(host_name: str, port: int) -> bool:
     try:
         with socket.create_connection((host_name, port), timeout=0.5):
@@ -169,6 +188,9 @@ async def main() -> None:
             "burst": burst,
             "loadavg": os.getloadavg(),
         }
+        if kind == "postgres":
+            url = os.environ.get("BIFROST_BENCH_POSTGRES_URL") or os.environ.get("BIFROST_TEST_POSTGRES_URL") or ""
+            result["backends"][kind]["listen_unlisten_ms"] = await _listen_cost(url)
     result["unwatched_us_per_event"] = _unwatched_cost()
     result["loadavg_after"] = os.getloadavg()
     print(json.dumps(result, indent=2))
