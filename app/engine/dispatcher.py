@@ -415,7 +415,8 @@ class LocalDispatcher:
                 await ExecutionService(session).add_logs(rows)
                 await self._finish(session, result)
 
-            await self.writes.run(store)
+            # An outcome may skip Postgres' WAL flush (group_commit.py: a database crash can lose it, never rerun it).
+            await self.writes.run(store, durable=False)
         except Exception:
             # Never lose the outcome because of its logs: store it alone.
             log.exception(
