@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -54,6 +57,15 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(connection: Any) -> None:
+            # Straight to sqlite3 when the write lock is free: through SQLAlchemy's statement path
+            # BEGIN cost ~0.1 ms of CPU, on every transaction (bench/peers.py, docs/performance.md).
+            raw = getattr(connection.connection.driver_connection, "_connection", None)
+            if isinstance(raw, sqlite3.Connection):
+                try:
+                    raw.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.Error:
+                    pass  # busy (another process writes): the inline connection retries asynchronously
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         event.listen(engine.sync_engine, "before_cursor_execute", _indexed_by, retval=True)
@@ -62,7 +74,36 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = str(parsed.set(drivername="postgresql+asyncpg"))
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **kwargs)
+    engine = create_async_engine(url, pool_size=10, max_overflow=10, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection unused for longer than this is pinged before use (see _ping_when_idle).
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Pre-ping only connections that sat idle in the pool, instead of every checkout (``pool_pre_ping``).
+
+    A ping is a round trip to the server on every transaction, two per run on the hot path
+    (docs/performance.md). A connection returned a moment ago is alive; one that waited (the database
+    may have restarted meanwhile) is pinged, and a dead one is replaced before anyone uses it.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in_at"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("checked_in_at", 0.0) <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool discards this connection and checks out another (SQLAlchemy's documented way).
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 
 
 def _indexed_by(

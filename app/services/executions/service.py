@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -44,6 +45,7 @@ _model_cache: dict[tuple[str, datetime], type[BaseModel]] = {}
 # parameters (building an UPDATE per call cost more than running it).
 _COLUMNS = tuple(Execution.__table__.columns)  # type: ignore[attr-defined]
 _INSERT = Execution.__table__.insert()  # type: ignore[attr-defined]
+_COLUMN_NAMES = tuple(column.name for column in _COLUMNS)
 _FIELD_DEFAULTS = tuple(
     (column.name, Execution.model_fields[column.name]) for column in _COLUMNS if column.name in Execution.model_fields
 )
@@ -71,6 +73,12 @@ def _new_execution(values: dict[str, Any]) -> Execution:
     execution: Execution = Execution._sa_class_manager.new_instance()  # type: ignore[attr-defined]
     execution.__dict__.update(data)
     return execution
+
+
+async def _insert_execution(session: AsyncSession, record: dict[str, Any]) -> None:
+    """Write a new execution row (its commit is the caller's)."""
+    connection = await session.connection()
+    await connection.execute(_INSERT, record)
 
 
 _MARK_RUNNING = (
@@ -232,11 +240,18 @@ class ExecutionService:
             values["started_at"] = utcnow()
             values["sdk_token_hash"] = hash_token(token)
         execution = _new_execution(values)
+        record = {name: execution.__dict__[name] for name in _COLUMN_NAMES}
         try:
-            # A Core INSERT: the ORM unit of work cost more than the insert itself on this hot path.
-            connection = await self.session.connection()
-            await connection.execute(_INSERT, {column.name: getattr(execution, column.name) for column in _COLUMNS})
-            await self.session.commit()
+            writes = getattr(self.dispatcher, "writes", None)  # the local dispatcher's group committer
+            if writes is not None and not self.session.in_transaction():
+                # Nothing of the caller's to commit with it: the INSERT shares the next group commit with
+                # other runs' inserts and ends (one commit for all under concurrency, docs/performance.md).
+                await writes.run(partial(_insert_execution, record=record))
+            else:
+                # A Core INSERT: the ORM unit of work cost more than the insert itself on this hot path.
+                connection = await self.session.connection()
+                await connection.execute(_INSERT, record)
+                await self.session.commit()
             request = await self.dispatch_request(execution, actor=actor, sdk_token=token)
         except BaseException:
             if token is not None:
@@ -252,7 +267,7 @@ class ExecutionService:
         values["status"] = ExecutionStatus.AWAITING_APPROVAL.value
         execution = _new_execution(values)
         connection = await self.session.connection()
-        await connection.execute(_INSERT, {column.name: getattr(execution, column.name) for column in _COLUMNS})
+        await connection.execute(_INSERT, {name: execution.__dict__[name] for name in _COLUMN_NAMES})
         expiry = getattr(self.dispatcher, "approval_expiry_seconds", DEFAULT_APPROVAL_EXPIRY_SECONDS)
         self.session.add(new_approval(execution, row, policy, actor, expiry))
         await self.session.commit()

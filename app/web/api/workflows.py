@@ -62,9 +62,9 @@ async def run_and_respond(
         return accepted  # still queued or running: the caller polls the status URL
     outcome = platform.dispatcher.outcome(execution.id)
     if outcome is not None:
-        # The dispatcher kept what it stored: answer without reading the row back.
-        for field, value in outcome.items():
-            setattr(execution, field, value)
+        # The dispatcher kept what it stored: answer without reading the row back. The instance was
+        # never in a session (submit builds it for its Core INSERT): plain values, no attribute events.
+        execution.__dict__.update(outcome)
         return Response(execution_view(execution, actor), status_code=200)
     async with db(request) as session:
         done = await ExecutionService(session).get(actor, execution.id)
