@@ -28,6 +28,8 @@ from app.services.files.service import (
 )
 from app.services.files.storage import ObjectTooLargeError
 
+MAX_ENTRIES = 1000  # a folder listing stats each file: a page shows this many, folders first
+
 # Audit action names of the Files page (details: location and path, never content).
 FILE_UPLOADED = "file.uploaded"
 FILE_DELETED = "file.deleted"
@@ -59,8 +61,13 @@ def split_folder(directory: str | None, location: str) -> builtins.list[str]:
     return parse_path(directory or "", check_location(location), allow_root=True)
 
 
-async def browse(files: FileService, actor: Actor, location: str, directory: str | None) -> builtins.list[Entry]:
+async def browse(
+    files: FileService, actor: Actor, location: str, directory: str | None
+) -> tuple[builtins.list[Entry], int]:
     """Folders first, then files, each sorted by name, with sizes and write times.
+
+    Returns:
+        At most :data:`MAX_ENTRIES` entries, and how many more the folder holds.
 
     Raises:
         InvalidInputError: Bad location or folder path (naming ``location`` or ``path``).
@@ -68,8 +75,10 @@ async def browse(files: FileService, actor: Actor, location: str, directory: str
     parts = split_folder(directory, location)
     folder = "/".join(parts)
     names = await files.list(actor, folder, location)
+    names.sort(key=lambda n: (not n.endswith("/"), n.lower()))
+    more = max(0, len(names) - MAX_ENTRIES)
     entries: builtins.list[Entry] = []
-    for name in names:
+    for name in names[:MAX_ENTRIES]:
         path = f"{folder}/{name}" if folder else name
         if name.endswith("/"):
             entries.append(Entry(name[:-1], path[:-1], True))
@@ -79,7 +88,7 @@ async def browse(files: FileService, actor: Actor, location: str, directory: str
             continue
         guessed = mimetypes.guess_type(name)[0]
         entries.append(Entry(name, path, False, info.size, info.modified, guessed))
-    return sorted(entries, key=lambda e: (not e.is_folder, e.name.lower()))
+    return entries, more
 
 
 async def upload(

@@ -109,7 +109,7 @@ class FilePages(PageController):
         """A folder: its sub-folders and files, newest write times shown, with the actions allowed."""
         location = check_location(location)
         parts = browse.split_folder(path, location)
-        entries = await browse.browse(_service(request), actor, location, path)
+        entries, more = await browse.browse(_service(request), actor, location, path)
         return await self._page(
             request,
             actor,
@@ -119,6 +119,7 @@ class FilePages(PageController):
             folder="/".join(parts),
             crumbs=_crumbs(location, parts),
             entries=entries,
+            more=more,
         )
 
     @get("/view")
