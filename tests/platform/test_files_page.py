@@ -322,8 +322,11 @@ def test_file_link_escapes_what_it_links() -> None:
 def test_a_folder_too_long_to_show_says_how_many_more_it_holds(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     from app.services.files import browse
 
-    for name in ("many/a.txt", "many/b.txt", "many/c.txt", "many/sub/d.txt"):
-        world.server.call(lambda name=name: _write_as(world, world.alice_id, name))
+    async def write_many() -> None:
+        for name in ("many/a.txt", "many/b.txt", "many/c.txt", "many/sub/d.txt"):
+            await _write_as(world, world.alice_id, name)
+
+    world.server.call(write_many)
     monkeypatch.setattr(browse, "MAX_ENTRIES", 3)  # the server runs in this process
     with logged_in(world, *ALICE) as alice:
         page = alice.get("/files", params={"path": "many"})
