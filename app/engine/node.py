@@ -167,6 +167,7 @@ class WorkerNode:
         self._worker: Any = None
         self._worker_task: asyncio.Task[None] | None = None
         self._app: Any = None
+        self._job_pool: Any = None
         # Runs between their job's fetch and their hand-over to the runner, and cancels asked meanwhile.
         self._starting: set[str] = set()
         self._cancel_asked: set[str] = set()
@@ -177,6 +178,7 @@ class WorkerNode:
         """Apply migrations and the queue schema, warm the pool, listen for cancels, take jobs."""
         from procrastinate import App, PsycopgConnector
         from procrastinate.worker import Worker
+        from psycopg_pool import AsyncConnectionPool
 
         if migrate:
             await upgrade_database_async(self.settings.resolved_database_url)
@@ -196,11 +198,16 @@ class WorkerNode:
 
             self.watcher = WorkspaceWatcher(self.settings.workspace, self._on_workspace_change)
             await self.watcher.start()
-        # A few connections suffice: fetching and finishing a job are one short statement each.
-        connector = PsycopgConnector(conninfo=self.conninfo, min_size=1, max_size=min(10, 2 + self.concurrency))
-        self._app = App(connector=connector)
+        # A few connections suffice: fetching and finishing a job are one short statement each. Our own
+        # pool, because procrastinate's checks each connection with a round trip before every statement
+        # (two more per run); a connection the database dropped fails one fetch, which is tried again.
+        self._job_pool = AsyncConnectionPool(
+            self.conninfo, min_size=1, max_size=min(10, 2 + self.concurrency), open=False, name="bifrost-jobs"
+        )
+        await self._job_pool.open(wait=True)
+        self._app = App(connector=PsycopgConnector())
         self._app.task(name=TASK, queue=QUEUE)(self._run_execution)
-        await self._app.open_async()
+        await self._app.open_async(self._job_pool)
         self._worker = Worker(
             self._app,
             queues=[QUEUE],
@@ -238,6 +245,8 @@ class WorkerNode:
             await self.hub.stop()  # after the last status events went out
         if self._app is not None:
             await self._app.close_async()
+        if self._job_pool is not None:
+            await self._job_pool.close()
         if self._engine is not None:
             await self._engine.dispose()
 
