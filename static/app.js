@@ -22,3 +22,28 @@ document.addEventListener("keydown", (event) => {
     menu.querySelector("summary")?.focus();
   }
 });
+
+// JSON object fields (textarea[data-json]): say while typing whether the text is a JSON object, in words.
+// The form is not held back: the server checks every field at once and shows each message beside its field.
+function checkJsonField(area) {
+  const status = area.parentElement.querySelector(".json-status");
+  let message = "";
+  if (area.value.trim() !== "") {
+    try {
+      const value = JSON.parse(area.value);
+      if (value === null || typeof value !== "object" || Array.isArray(value)) message = "This is JSON, but not an object in { }.";
+    } catch (error) {
+      message = "Not valid JSON yet: check the double quotes, commas and braces.";
+    }
+  }
+  if (status) {
+    status.textContent = message;
+    status.classList.toggle("error", message !== "");
+  }
+}
+document.addEventListener("input", (event) => {
+  if (event.target instanceof HTMLTextAreaElement && event.target.hasAttribute("data-json")) checkJsonField(event.target);
+});
+document.addEventListener("focusout", (event) => {
+  if (event.target instanceof HTMLTextAreaElement && event.target.hasAttribute("data-json")) checkJsonField(event.target);
+});

@@ -27,6 +27,7 @@ from app.services.secrets import secret_box
 from app.settings import Settings
 from app.web.deps import db
 from app.web.pages.common import PageController, flash, form_text, layout_context
+from app.web.pages.json_input import read_json
 
 TYPES = [
     ("string", "Text"),
@@ -63,10 +64,10 @@ def parse_value(kind: str, text: str) -> tuple[Any, bool]:
             raise InvalidInputError.field("value", "enter true or false")
         return lowered == "true", False
     if kind == "json":
-        try:
-            return json.loads(text), False
-        except ValueError as exc:
-            raise InvalidInputError.field("value", f"not valid JSON: {exc}") from None
+        value, problem = read_json(text, "any", '{"retries": 3}')
+        if problem:
+            raise InvalidInputError.field("value", problem)
+        return value, False
     raise InvalidInputError.field("type", f"choose one of {', '.join(k for k, _ in TYPES)}")
 
 

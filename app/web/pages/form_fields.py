@@ -18,6 +18,8 @@ import json
 from datetime import date, datetime
 from typing import Any
 
+from app.web.pages.json_input import example_object, read_json
+
 # Parameter type (bifrost._schema.ParameterSpec.type) -> field type.
 _TYPE_BY_PARAMETER = {
     "string": "text",
@@ -76,8 +78,11 @@ def _provider_inputs(raw: Any) -> dict[str, dict[str, Any]]:
     return inputs
 
 
-def field_from_parameter(parameter: dict[str, Any]) -> dict[str, Any]:
-    """One form field for one stored parameter (``bifrost._schema.ParameterSpec`` dict)."""
+def field_from_parameter(parameter: dict[str, Any], defs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One form field for one stored parameter (``bifrost._schema.ParameterSpec`` dict).
+
+    ``defs`` are the workflow schema's ``$defs``: a model parameter's schema only refers to them.
+    """
     kind = parameter.get("type", "string")
     schema = parameter.get("json_schema") or {}
     extras = _extras(schema)
@@ -116,9 +121,12 @@ def field_from_parameter(parameter: dict[str, Any]) -> dict[str, Any]:
         field["parse"] = "lines"
         field["placeholder"] = "One per line (or a JSON list)"
     elif kind == "object":
+        # A JSON editor: the example names the object's own keys; app.js checks the text as it is typed.
         field["type"] = "textarea"
         field["parse"] = "json"
-        field["placeholder"] = 'A JSON object, e.g. {"key": "value"}'
+        ref = str(inner.get("$ref", ""))
+        field["example"] = example_object((defs or {}).get(ref.rsplit("/", 1)[-1]) if ref else inner)
+        field["placeholder"] = field["example"]
     else:
         field["type"] = _TYPE_BY_PARAMETER.get(kind, "text")
     bounds = {
@@ -132,9 +140,11 @@ def field_from_parameter(parameter: dict[str, Any]) -> dict[str, Any]:
     return field
 
 
-def fields_from_parameters(parameters: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The automatic form of a workflow: one field per parameter, in signature order."""
-    return [field_from_parameter(p) for p in parameters]
+def fields_from_parameters(
+    parameters: list[dict[str, Any]], defs: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The automatic form of a workflow: one field per parameter, in signature order (``defs``: see above)."""
+    return [field_from_parameter(p, defs) for p in parameters]
 
 
 # ----- values -------------------------------------------------------------------------------------
@@ -199,11 +209,10 @@ def _choice(field: dict[str, Any], text: str) -> Any:
 
 
 def _parse_text(field: dict[str, Any], text: str) -> tuple[Any, str | None]:
-    if field["parse"] == "json" or (field["parse"] == "lines" and text.lstrip()[:1] == "["):
-        try:
-            return json.loads(text), None
-        except ValueError as exc:
-            return None, f"not valid JSON: {exc}"
+    if field["parse"] == "json":
+        return read_json(text, "object", field.get("example", ""))
+    if field["parse"] == "lines" and text.lstrip()[:1] == "[":
+        return read_json(text, "array", '["first", "second"]')
     if field["parse"] == "lines":
         return [line.strip() for line in text.splitlines() if line.strip()], None
     return text, None

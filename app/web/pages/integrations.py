@@ -34,6 +34,7 @@ from app.settings import Settings
 from app.web.api.integrations import box_of, callback_url, token_manager
 from app.web.deps import db, get_platform
 from app.web.pages.common import PageController, flash, form_text, layout_context
+from app.web.pages.json_input import read_json
 
 DEFINITION_FORM_FIELDS = (
     "name",
@@ -60,10 +61,11 @@ def _definition_body(form: FormMultiDict) -> dict[str, Any]:
     if form_text(form, "clear_client_secret") == "true":
         body["client_secret"] = None
     schema_text = form_text(form, "config_schema").strip()
-    try:
-        body["config_schema"] = json.loads(schema_text) if schema_text else []
-    except ValueError as exc:
-        raise InvalidInputError.field("config_schema", f"is not valid JSON: {exc}") from None
+    example = '[{"key": "tenant", "type": "string"}]'
+    schema, problem = read_json(schema_text, "array", example) if schema_text else ([], None)
+    if problem:
+        raise InvalidInputError.field("config_schema", f"is {problem}")
+    body["config_schema"] = schema
     return body
 
 
@@ -90,10 +92,9 @@ def _config_from_form(schema: list[dict[str, Any]], form: FormMultiDict) -> dict
         elif field["type"] == "bool":
             values[key] = text == "true"
         elif field["type"] == "json":
-            try:
-                values[key] = json.loads(text)
-            except ValueError as exc:
-                raise InvalidInputError.field(name, f"is not valid JSON: {exc}") from None
+            values[key], problem = read_json(text, "any")
+            if problem:
+                raise InvalidInputError.field(name, problem)
         else:
             values[key] = text
     return values

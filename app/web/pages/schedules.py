@@ -4,7 +4,6 @@ in one organization with its own parameters, delete one an admin added."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
@@ -23,6 +22,7 @@ from app.services.identity.organizations import OrganizationService
 from app.services.workflows.catalogue import WorkflowService
 from app.web.deps import db, get_platform, resolve_actor
 from app.web.pages.common import error_page, layout_context
+from app.web.pages.json_input import read_json
 
 
 class CronForm(BaseModel):
@@ -173,12 +173,9 @@ async def add_schedule(
     """Add a schedule: a workflow in one organization (or global) with its own parameters."""
     params: Any = None
     error: InvalidInputError | None = None
-    try:
-        params = json.loads(data.params) if data.params.strip() else {}
-    except ValueError as exc:  # json.JSONDecodeError
-        error = InvalidInputError.field("params", f"not valid JSON ({exc})")
-    if error is None and not isinstance(params, dict):
-        error = InvalidInputError.field("params", "must be a JSON object")
+    params, problem = read_json(data.params, "object", '{"name": "value"}') if data.params.strip() else ({}, None)
+    if problem:
+        error = InvalidInputError.field("params", problem)
 
     async def add(service: ScheduleService, actor: Actor) -> None:
         if error is not None:

@@ -50,7 +50,7 @@ async def load_form(
     """Read the workflow, build its fields and look up their data providers (one transaction)."""
     async with db(request) as session:
         workflow = await WorkflowService(session).get(actor, name)
-        fields = fields_from_parameters(workflow.parameters)
+        fields = fields_from_parameters(workflow.parameters, (workflow.params_schema or {}).get("$defs"))
         providers: dict[str, Workflow | None] = {}
         service = DataProviderService(session)
         for provider_name in {f["data_provider"] for f in fields if f.get("data_provider")}:
