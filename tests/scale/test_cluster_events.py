@@ -1,6 +1,7 @@
 """Two real ``bifrost serve`` processes on one Postgres, as behind a load balancer (issue 18, part 2).
 
-Live events published on server A reach an SSE viewer on server B (Postgres LISTEN/NOTIFY, and Redis), a
+Live events published on server A reach an SSE viewer on server B (the API stream and the run page, over
+Postgres LISTEN/NOTIFY, and the API stream over Redis), a chat turn on A is followed from B, a
 config write on A is seen by B's cached reads, a sign-in guesser alternating A and B meets one budget, a
 session cookie of A works on B, and a schedule fires once with two schedulers. Each server runs its own
 warm pool (the distributed queue is part 1's); only events, caches, limits and the leader lock are shared.
@@ -132,16 +133,21 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         yield pair
 
 
-def _sse(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
-    kind, data = "", ""
+def _sse_raw(response: httpx.Response) -> Iterator[tuple[str, str]]:
+    kind, data = "", []
     for line in response.iter_lines():
         if line.startswith("event:"):
             kind = line[6:].strip()
         elif line.startswith("data:"):
-            data = line[5:].strip()
+            data.append(line[5:].removeprefix(" "))
         elif not line and kind:
-            yield kind, json.loads(data)
-            kind, data = "", ""
+            yield kind, "\n".join(data)
+            kind, data = "", []
+
+
+def _sse(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+    for kind, data in _sse_raw(response):
+        yield kind, json.loads(data)
 
 
 def _watch_run_of_a_on_b(pair: Pair, name: str, *, cut: bool) -> None:
@@ -226,6 +232,33 @@ def test_a_session_cookie_of_server_a_works_on_server_b(pair: Pair) -> None:
         cookies = dict(a.cookies)
     me = httpx.get(f"{pair.b.url}/api/auth/me", cookies=cookies, timeout=30)
     assert me.status_code == 200 and me.json()["email"] == ADMIN["email"]
+
+
+def test_the_run_page_on_server_b_follows_a_run_on_server_a_live(pair: Pair) -> None:
+    first, second = pair.gates / "page-1", pair.gates / "page-2"
+    with httpx.Client(base_url=pair.a.url, transport=_from("127.0.0.5"), timeout=30) as browser:
+        assert browser.post("/api/auth/login", json=ADMIN).status_code == 200  # signed in on A
+        cookies = dict(browser.cookies)
+    with pair.a.client() as a:
+        started = a.post(
+            "/api/workflows/narrate/execute", json={"params": {"first_gate": str(first), "second_gate": str(second)}}
+        )
+        assert started.status_code == 202, started.text
+        execution_id = started.json()["execution_id"]
+    logs: list[str] = []
+    with httpx.stream("GET", f"{pair.b.url}/executions/{execution_id}/live", cookies=cookies, timeout=60) as page:
+        assert page.status_code == 200
+        first.touch()  # B subscribed before it answered: the run may log now
+        events = _sse_raw(page)
+        for kind, html in events:
+            if kind == "log":
+                logs.append(html)
+                if len(logs) == 11:
+                    break
+        second.touch()
+        kinds = [kind for kind, _ in events]
+    assert "line 0" in logs[0] and "line 9" in logs[9] and "cut in the live view" in logs[10]
+    assert kinds[-1] == "done" and "result" in kinds
 
 
 def test_a_schedule_fires_once_with_two_servers(pair: Pair) -> None:
