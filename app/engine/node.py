@@ -33,7 +33,15 @@ from app.engine.lost_nodes import LostNodeSweeper
 from app.engine.pg_listen import PgListener
 from app.engine.pool import WorkerPool
 from app.engine.protocol import JobResult, utcnow
-from app.engine.queue_schema import CANCEL_CHANNEL, DONE_CHANNEL, QUEUE, TASK, conninfo, ensure_queue_schema
+from app.engine.queue_schema import (
+    CANCEL_CHANNEL,
+    DONE_CHANNEL,
+    QUEUE,
+    TASK,
+    conninfo,
+    done_payload,
+    ensure_queue_schema,
+)
 from app.models import Execution
 from app.models.base import UTCDateTime
 from app.services.executions.log_limits import LogLimits
@@ -112,8 +120,9 @@ class NodeRunner(LocalDispatcher):
 
     async def _finish(self, session: AsyncSession, result: JobResult) -> None:
         await super()._finish(session, result)
-        # Delivered when this transaction commits: a server waiting for the run reads the stored row.
-        await session.execute(_NOTIFY, {"channel": DONE_CHANNEL, "payload": result.execution_id})
+        # Delivered when this transaction commits: a server waiting for the run answers from it.
+        payload = done_payload(result.execution_id, self._outcomes.get(result.execution_id))
+        await session.execute(_NOTIFY, {"channel": DONE_CHANNEL, "payload": payload})
 
 
 class WorkerNode:

@@ -22,7 +22,7 @@ from sqlmodel import col
 from app.db import transaction
 from app.engine.events import EventHub
 from app.engine.pg_listen import PgListener
-from app.engine.queue_schema import CANCEL_CHANNEL, DONE_CHANNEL
+from app.engine.queue_schema import CANCEL_CHANNEL, DONE_CHANNEL, parse_done
 from app.models import Execution
 from app.services.executions.approval_rows import DEFAULT_APPROVAL_EXPIRY_SECONDS
 from app.services.executions.approvals import ApprovalService
@@ -32,6 +32,8 @@ from bifrost.enums import ExecutionStatus
 log = logging.getLogger(__name__)
 
 _ENDED = {ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value, ExecutionStatus.CANCELLED.value}
+# How long an outcome a node announced is kept for the requests waiting for it.
+_OUTCOME_RETENTION_SECONDS = 120.0
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
@@ -64,6 +66,7 @@ class QueueDispatcher:
         self.poll_seconds = poll_seconds
         self.listener = PgListener(conninfo, {DONE_CHANNEL: self._on_done})
         self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._outcomes: dict[str, dict[str, Any]] = {}
         self._approvals: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -138,16 +141,23 @@ class QueueDispatcher:
                     del self._waiters[execution_id]
 
     def outcome(self, execution_id: str) -> dict[str, Any] | None:
-        """None: the outcome was stored by a node; callers read the row."""
-        return None
+        """The outcome a node stored, as its NOTIFY said while someone waited here (briefly kept), or None."""
+        return self._outcomes.get(execution_id)
 
     def buffered_logs(self, execution_id: str) -> list[dict[str, Any]]:
         """None here: nodes write log lines to the database every ``BIFROST_LOG_FLUSH_SECONDS``."""
         return []
 
     # ----- internals ---------------------------------------------------------------------------------
-    def _on_done(self, execution_id: str) -> None:
-        for event in self._waiters.get(execution_id, ()):
+    def _on_done(self, payload: str) -> None:
+        execution_id, outcome = parse_done(payload)
+        waiters = self._waiters.get(execution_id)
+        if not waiters:
+            return
+        if outcome is not None:  # kept briefly for the waiters, like the embedded dispatcher's
+            self._outcomes[execution_id] = outcome
+            asyncio.get_running_loop().call_later(_OUTCOME_RETENTION_SECONDS, self._outcomes.pop, execution_id, None)
+        for event in waiters:
             event.set()
 
     async def _has_ended(self, execution_id: str) -> bool:

@@ -9,6 +9,8 @@ under an advisory lock (never on SQLite; the embedded default has no queue).
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -55,6 +57,38 @@ SELECT '{QUEUE}', '{TASK}', e.id, jsonb_build_object('execution_id', e.id)
         WHERE j.queueing_lock = e.id AND j.status IN ('todo', 'doing'))
 ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING
 """
+
+
+# NOTIFY payloads must stay under 8,000 bytes: a larger outcome is read from the row instead.
+_MAX_DONE_PAYLOAD = 7_500
+_DATES = ("started_at", "completed_at")
+
+
+def done_payload(execution_id: str, outcome: dict[str, Any] | None) -> str:
+    """The ``DONE_CHANNEL`` message of an ended run: its id, and its stored outcome when small.
+
+    A waiting server answers from the outcome without reading the row back (as the embedded
+    dispatcher does); without it (too large, or a lost node's run) the server reads the row.
+    """
+    if outcome is not None:
+        fields = {k: (v.isoformat() if k in _DATES and v is not None else v) for k, v in outcome.items()}
+        payload = json.dumps({"id": execution_id, "outcome": fields}, ensure_ascii=False, allow_nan=False)
+        if len(payload.encode()) <= _MAX_DONE_PAYLOAD:
+            return payload
+    return execution_id
+
+
+def parse_done(payload: str) -> tuple[str, dict[str, Any] | None]:
+    """``(execution id, outcome or None)`` of a :func:`done_payload` message."""
+    if not payload.startswith("{"):
+        return payload, None
+    message = json.loads(payload)
+    outcome = message.get("outcome")
+    if outcome is not None:
+        for key in _DATES:
+            if outcome.get(key) is not None:
+                outcome[key] = datetime.fromisoformat(outcome[key])
+    return str(message["id"]), outcome
 
 
 def conninfo(database_url: str) -> str:
