@@ -4,6 +4,7 @@ docstrings, only what the user may run) and the `bifrost workflows` listing."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -104,3 +105,44 @@ def test_cli_workflows_lists_plain_text_summaries(demo: LiveServer) -> None:
     runbook = next(line for line in listed.stdout.splitlines() if line.startswith("add_runbook"))
     assert runbook.endswith("in your organization's runbooks namespace.")  # the summary paragraph, one line
     assert not [line for line in listed.stdout.splitlines() if line.startswith("Platform admins")]
+
+
+def _incident_form(client: httpx.Client) -> str:
+    return next(f["id"] for f in client.get("/api/forms").json() if f["name"] == "Report an incident")
+
+
+def test_history_hides_lookups_and_shows_organizations_to_admins(demo: LiveServer) -> None:
+    with _client(demo, *CONTOSO_TECH) as tech:
+        form = _incident_form(tech)
+        tech.get(f"/forms/{form}/fields", params={"field": "site", "client": "Contoso"})  # a data-provider lookup
+        default = tech.get("/executions").text
+        lookups = tech.get("/executions", params={"kind": "data_provider"}).text
+        both = tech.get("/executions", params={"kind": "all"}).text
+        bad = tech.get("/executions", params={"kind": "everything"})
+    assert "get_client_sites" not in default and "get_client_sites" in lookups and "get_client_sites" in both
+    assert 'id="flt-kind"' in default and "Organization</th>" not in default  # technicians see one organization
+    assert bad.status_code == 200 and "kind: choose one of workflow, data_provider, all" in bad.text
+    with _client(demo, *ADMIN) as admin:
+        page = admin.get("/executions", params={"kind": "all"}).text
+    assert '<th scope="col">Organization</th>' in page and '<td data-label="Organization">Contoso</td>' in page
+
+
+def test_edit_and_run_reopens_the_custom_form_with_its_values(demo: LiveServer) -> None:
+    values = {"client": "Contoso", "site": "Tacoma warehouse", "summary": "Scanner offline", "priority": "low"}
+    with _client(demo, *CONTOSO_TECH) as tech:
+        form = _incident_form(tech)
+        submitted = tech.post(f"/forms/{form}/run", data={**values, "_csrf_token": tech.cookies["csrftoken"]})
+        assert submitted.status_code == 303, submitted.text[:2000]
+        run = submitted.headers["location"].rsplit("/", 1)[1]
+        page = tech.get(f"/executions/{run}").text
+        link = re.search(r'<a class="button" id="edit-and-run" href="([^"]+)"', page)
+        assert link and link.group(1) == f"/forms/{form}?from={run}"
+        reopened = tech.get(link.group(1)).text
+        sites = tech.get(
+            f"/forms/{form}/fields", params={"field": "site", "client": "Contoso", "site": "Tacoma warehouse"}
+        )
+    assert 'value="Scanner offline"' in reopened
+    assert re.search(r'value="low"[^>]*checked', reopened)
+    # the data-provider selects keep their values: the form says which to choose, the choices load with it
+    assert re.search(r'name="client"', reopened) and "Contoso" in reopened
+    assert re.search(r'<option value="Tacoma warehouse"[^>]*selected', sites.text), sites.text[:1500]

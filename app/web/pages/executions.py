@@ -12,12 +12,13 @@ from litestar.params import Parameter
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 
 from app.db import read_transaction
-from app.models import Execution
+from app.models import Execution, Form
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError
 from app.services.executions.history import encode_cursor
 from app.services.executions.log_limits import message_bytes
 from app.services.executions.service import MAX_OFFSET, TERMINAL, ExecutionService, execution_view
+from app.services.forms.service import FormService
 from app.services.identity.organizations import OrganizationService
 from app.services.identity.users import UserService
 from app.services.workflows.catalogue import WorkflowService
@@ -60,6 +61,25 @@ def detail_context(execution: Execution, actor: Actor, org_name: str | None) -> 
     }
 
 
+async def _forms_of(session: Any, actor: Actor, execution: Execution) -> list[Form]:
+    """The custom forms that may have started ``execution``: active, visible to the actor, for its workflow.
+
+    A run stores its validated parameters and trigger "form" for both the automatic and the custom forms,
+    not which form; when its workflow has exactly one custom form, "Edit and run" reopens that one.
+    """
+    if execution.trigger != "form" or execution.kind != "workflow":
+        return []
+    return [
+        form
+        for form in await FormService(session).list(actor)
+        if form.workflow_id in (execution.workflow_id, execution.workflow_name) and form.is_active
+    ]
+
+
+# The history's "Show" filter: runs people started (default), data-provider lookups, or both.
+KINDS = ("workflow", "data_provider", "all")
+
+
 class ExecutionPages(PageController):
     """``/executions``: what ran, how it went, and doing it again."""
 
@@ -75,11 +95,15 @@ class ExecutionPages(PageController):
         user: str = "",
         start_date: str = "",
         end_date: str = "",
+        kind: str = Parameter(default="workflow", max_length=20),
         page: int = Parameter(default=1, ge=1, le=100_000),
         cursor: str = "",
         before: str = "",
     ) -> Template:
         """Executions newest first, filtered by workflow, status, user (admins) and dates.
+
+        Data-provider lookups (a form filling its choices) are left out unless ``kind`` asks for them
+        ("data_provider" or "all"): they would crowd out the runs people started.
 
         "Older" and "Newer" carry a cursor (the last or first row shown), so every page costs one
         page of index reads however far back it is; ``page`` (an offset) still works for old links.
@@ -90,14 +114,17 @@ class ExecutionPages(PageController):
             "user": user,
             "start_date": start_date,
             "end_date": end_date,
+            "kind": kind if kind != "workflow" else "",
         }
-        error = None
+        error = None if kind in KINDS else f"kind: choose one of {', '.join(KINDS)}"
         rows: list[Execution] = []
         following = None
         platform = get_platform(request.app.state)
         # A long read must not hold the connection runs use (SQLite): the history is read on its own.
         async with read_transaction(platform.sessions) as session:
             try:
+                if error:
+                    raise InvalidInputError(error)
                 rows, following = await ExecutionService(session).list_page(
                     actor,
                     workflow_name=filters["workflow"] or None,
@@ -109,6 +136,7 @@ class ExecutionPages(PageController):
                     executed_by=(user or None) if actor.is_superuser else None,
                     cursor=cursor or None,
                     before=before or None,
+                    kind=None if kind == "all" else kind,
                 )
             except InvalidInputError as exc:
                 error = str(exc)
@@ -132,6 +160,8 @@ class ExecutionPages(PageController):
                     {**execution_view(e, actor), "kind": e.kind, "duration": duration_text(e.duration_ms)} for e in rows
                 ],
                 "filters": filters,
+                "kind": kind,
+                "org_names": {o.id: o.name for o in layout.get("orgs", [])},
                 "error": error,
                 "workflow_names": names,
                 "users": users,
@@ -161,6 +191,7 @@ class ExecutionPages(PageController):
             ]
             org = await OrganizationService(session).cached(execution.organization_id)
             layout = await layout_context(request, session, actor)
+            forms = await _forms_of(session, actor, execution)
         if execution.status not in TERMINAL:
             last = logs[-1]["seq"] if logs else -1
             logs += [buffered_view(row) for row in buffered if row["seq"] > last]
@@ -171,6 +202,7 @@ class ExecutionPages(PageController):
                 **layout,
                 **detail_context(execution, actor, org.name if org else None),
                 "logs": logs,
+                "forms": forms,
                 # Lines are numbered from 0 without gaps: the first one shown says how many came before.
                 "hidden_lines": logs[0]["seq"] if logs else 0,
                 "last_seq": logs[-1]["seq"] if logs else -1,

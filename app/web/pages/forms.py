@@ -21,6 +21,7 @@ from typing import Any
 
 from litestar import MediaType, Request, get, post
 from litestar.datastructures import UploadFile
+from litestar.params import Parameter
 from litestar.response import Redirect, Template
 from litestar.types import ControllerRouterHandler
 
@@ -439,10 +440,22 @@ class FormPages(PageController):
             return await load_custom_form(session, actor, form, layout=context)
 
     @get("/{form_id:str}")
-    async def page(self, request: Request[Any, Any, Any], actor: Actor, form_id: str) -> Template:
-        """The form, filled with its defaults."""
+    async def page(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        form_id: str,
+        from_execution: str | None = Parameter(query="from", default=None, required=False, max_length=64),
+    ) -> Template:
+        """The form, filled with its defaults, or with the values of a run it started ("Edit and run")."""
         loaded = await self._load(request, actor, form_id, layout=True)
-        values = initial_values(loaded.fields)
+        given = None
+        if from_execution:
+            async with db(request) as session:
+                previous = await ExecutionService(session).get(actor, from_execution)
+            if previous.workflow_id == loaded.workflow.id:
+                given = previous.input_data
+        values = initial_values(loaded.fields, given)
         states = await resolve_fields(request, actor, loaded.fields, values, loaded.providers, run=False)
         context = page_context(loaded, values, states, base_url=f"/forms/{form_id}")
         return Template("pages/forms/form.html", context=context)
