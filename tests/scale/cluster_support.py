@@ -50,6 +50,11 @@ CLUSTER_WORKFLOWS = textwrap.dedent(
         return seconds
 
 
+    @workflow(timeout_seconds=1)
+    async def overrun() -> None:
+        await asyncio.sleep(60)
+
+
     @workflow(timeout_seconds=120)
     async def chatty(lines: int = 400, every: float = 0.05) -> int:
         for n in range(lines):

@@ -93,7 +93,7 @@ def test_live_logs_of_a_run_on_node_a_are_streamed_by_server_b(tmp_path: Path) -
         assert c.rows()[execution_id]["node"] == "node-a"
 
 
-def test_cancel_from_server_b_stops_a_run_on_node_a(tmp_path: Path) -> None:
+def test_cancel_from_server_b_stops_a_run_on_node_a_and_timeouts_hold(tmp_path: Path) -> None:
     with cluster(tmp_path, nodes=False) as c:
         c.node_a.start().wait_ready()
         with client(c.a) as api_a:
@@ -107,6 +107,11 @@ def test_cancel_from_server_b_stops_a_run_on_node_a(tmp_path: Path) -> None:
             row = c.wait_status(execution_id, {"Completed", "Failed", "Cancelled"})
             assert row["status"] == "Cancelled"
             assert api_b.get(f"/api/executions/{execution_id}").json()["status"] == "Cancelled"
+        # A timeout is enforced by the node running the run, whichever server took it.
+        with client(c.b) as api_b:
+            overrun = api_b.post("/api/workflows/overrun/execute", json={"params": {}}).json()["execution_id"]
+        row = c.wait_status(overrun, {"Completed", "Failed", "Cancelled"})
+        assert (row["status"], row["error_type"], row["node"]) == ("Failed", "TimeoutError", "node-a")
         # The node is free again: its next run completes.
         with client(c.b) as api_b:
             done = api_b.post(

@@ -190,6 +190,27 @@ def test_a_run_on_server_a_streams_live_to_a_viewer_on_server_b_over_postgres(pa
     _watch_run_of_a_on_b(pair, "postgres", cut=True)
 
 
+def test_a_notebook_run_reported_to_server_a_streams_to_a_viewer_on_server_b(pair: Pair) -> None:
+    schema = {"type": "object", "properties": {}}
+    with pair.a.client() as a:
+        run = a.post("/api/notebook-runs", json={"name": "trial", "params": {}, "params_schema": schema})
+        assert run.status_code == 201, run.text
+        execution_id = run.json()["execution_id"]
+        url = f"{pair.b.url}/api/executions/{execution_id}/stream"
+        with httpx.stream("GET", url, headers={"Authorization": f"Bearer {pair.b.key}"}, timeout=60) as sse:
+            assert sse.status_code == 200
+            events = _sse(sse)
+            assert next(events)[1]["status"] == "Running"
+            lines = [{"level": "INFO", "message": f"cell {n}"} for n in range(3)]
+            assert a.post(f"/api/notebook-runs/{execution_id}/logs", json={"lines": lines}).status_code == 200
+            seen = [next(events) for _ in range(3)]  # live, before the run ends
+            finished = a.post(f"/api/notebook-runs/{execution_id}/finish", json={"status": "Completed"})
+            assert finished.status_code == 200, finished.text
+            kind, end = next(events)
+    assert [(k, e["message"]) for k, e in seen] == [("log", f"cell {n}") for n in range(3)]
+    assert (kind, end["status"], end["done"]) == ("status", "Completed", True)
+
+
 def test_a_config_write_on_a_is_seen_by_cached_reads_on_b(pair: Pair) -> None:
     with pair.a.client() as a, pair.b.client() as b:
         assert a.put("/api/config/cluster_key", json={"value": "first"}).status_code in (200, 201)
