@@ -1,11 +1,11 @@
 """Two real ``bifrost serve`` processes on one Postgres, as behind a load balancer (issue 18, part 2).
 
-Live events published on server A reach an SSE viewer on server B (the API stream and the run page, over
-Postgres LISTEN/NOTIFY, and the API stream over Redis), so do a notebook run's lines reported to A, a chat turn on A
-is followed from B, a
-config write on A is seen by B's cached reads, a sign-in guesser alternating A and B meets one budget, a
-session cookie of A works on B, and a schedule fires once with two schedulers. Each server runs its own
-warm pool (the distributed queue is part 1's); only events, caches, limits and the leader lock are shared.
+Live events published on server A reach an SSE viewer on server B (the API stream and the run page over
+Postgres LISTEN/NOTIFY, the API stream over Redis), and so do a notebook run's lines reported to A; a chat
+turn running on A is followed from B; a config write on A is seen by B's cached reads; a sign-in guesser
+alternating A and B meets one budget; a session cookie of A works on B; a schedule fires once with two
+schedulers. Each server runs its own warm pool (the distributed queue is part 1's); only events, caches,
+limits and the leader lock are shared.
 """
 
 from __future__ import annotations
