@@ -24,10 +24,23 @@ CLIENT_SITES: dict[str, list[str]] = {
 }
 
 
-@data_provider(name="get_clients", description="Clients of the MSP", cache_ttl_seconds=600)
+def my_clients() -> list[str]:
+    """The clients the caller works for, as an MSP sees it: each client is an organization.
+
+    A technician acts in their organization (``context.org_id``), so Contoso's technician opens
+    tickets for Contoso only; a platform admin acting globally serves every client.
+    """
+    if context.org_id is None:
+        return list(CLIENT_SITES)
+    return [context.org_name] if context.org_name in CLIENT_SITES else []
+
+
+# The choices depend on the caller's organization: the platform caches a provider's answer per
+# organization and parameters, so one organization's list is never shown to another.
+@data_provider(name="get_clients", description="Clients you work for", cache_ttl_seconds=600)
 async def get_clients() -> list[dict]:
-    """The clients a ticket can be opened for."""
-    return [{"label": name, "value": name} for name in CLIENT_SITES]
+    """The clients a ticket can be opened for: the caller's own organization (all of them, globally)."""
+    return [{"label": name, "value": name} for name in my_clients()]
 
 
 @data_provider(name="get_client_sites", description="Sites of one client", cache_ttl_seconds=600)
@@ -37,8 +50,10 @@ async def get_client_sites(client: str = "") -> list[dict]:
     A form passes the parameter with ``"data_provider_inputs": {"client": {"field": "client"}}``.
 
     Args:
-        client: The client chosen in the form (empty until one is picked).
+        client: The client chosen in the form (empty until one is picked); not one of the caller's: no sites.
     """
+    if client not in my_clients():
+        return []
     return [{"label": site, "value": site} for site in CLIENT_SITES.get(client, [])]
 
 
@@ -71,6 +86,9 @@ async def create_ticket(
     if client not in CLIENT_SITES:
         # A UserError is shown to the caller as is (no traceback): say how to fix the input.
         raise UserError(f"Unknown client {client!r}: use one of {', '.join(CLIENT_SITES)}.")
+    if client not in my_clients():
+        # The form only offers the caller's own client; this stops a hand-made request for another one.
+        raise UserError(f"You do not work for {client}: open tickets for {', '.join(my_clients()) or 'no client'}.")
     if site and site not in CLIENT_SITES[client]:
         raise UserError(f"{client} has no site {site!r}: use one of {', '.join(CLIENT_SITES[client])}.")
     ticket = {

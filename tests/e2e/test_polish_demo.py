@@ -146,3 +146,25 @@ def test_edit_and_run_reopens_the_custom_form_with_its_values(demo: LiveServer) 
     # the data-provider selects keep their values: the form says which to choose, the choices load with it
     assert re.search(r'name="client"', reopened) and "Contoso" in reopened
     assert re.search(r'<option value="Tacoma warehouse"[^>]*selected', sites.text), sites.text[:1500]
+
+
+def test_contoso_technician_files_tickets_for_contoso_only(demo: LiveServer) -> None:
+    with _client(demo, *CONTOSO_TECH) as tech:
+        form = _incident_form(tech)
+        clients = tech.get(f"/forms/{form}/fields", params={"field": "client"}).text
+        fabrikam_sites = tech.get(f"/forms/{form}/fields", params={"field": "site", "client": "Fabrikam"}).text
+        values = {"client": "Fabrikam", "site": "Munich lab", "summary": "Printer jam", "priority": "low"}
+        refused = tech.post(f"/forms/{form}/run", data={**values, "_csrf_token": tech.cookies["csrftoken"]})
+        direct = tech.post(
+            "/api/workflows/create_ticket/execute?wait=true",
+            json={"params": {"client": "Fabrikam", "summary": "Printer jam"}},
+            headers={"X-CSRFToken": tech.cookies["csrftoken"]},
+        )
+    assert re.findall(r'<option value="([^"]+)"', clients) == ["Contoso"]
+    assert "Munich lab" not in fabrikam_sites and "Berlin office" not in fabrikam_sites
+    assert refused.status_code == 200 and "Choose one of the listed options." in refused.text  # the form refuses
+    assert direct.status_code == 200 and direct.json()["status"] == "Failed"
+    assert "You do not work for Fabrikam" in direct.json()["error_message"]
+    with _client(demo, *ADMIN) as admin:  # a platform admin acting globally serves every client
+        every = admin.get(f"/forms/{form}/fields", params={"field": "client"}).text
+    assert re.findall(r'<option value="([^"]+)"', every) == ["Contoso", "Fabrikam"]
