@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Workflow
+from app.services import cluster
 from app.services.actor import Actor
 from app.services.errors import DomainError, InvalidInputError
 from app.services.executions.service import params_model
@@ -128,8 +129,12 @@ _cache = _Cache()
 
 
 def forget_cached() -> None:
-    """Drop every cached option list (tests, and after a workspace sync if wanted)."""
+    """Drop every cached option list (tests; and after a workspace sync or policy change, on every server)."""
     _cache.clear()
+
+
+# A sync or policy change on any server: a provider's code or who may run it changed, so its cached options go.
+cluster.register("workflows", forget_cached)
 
 
 class DataProviderService:
