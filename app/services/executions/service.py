@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Boolean, Integer, bindparam, func, select, update
+from sqlalchemy import Boolean, Integer, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -23,6 +23,7 @@ from app.services.executions.history import MAX_LIST_LIMIT as MAX_LIST_LIMIT
 from app.services.executions.history import MAX_OFFSET as MAX_OFFSET
 from app.services.executions.history import encode_cursor, list_statement, recent_statements
 from app.services.executions.history import parse_status as parse_status
+from app.services.executions.prepared import Prepared
 from app.services.executions.views import ExecutionView
 from app.services.identity import actor_cache
 from app.services.identity.organizations import OrganizationService
@@ -46,6 +47,7 @@ _model_cache: dict[tuple[str, datetime], type[BaseModel]] = {}
 _COLUMNS = tuple(Execution.__table__.columns)  # type: ignore[attr-defined]
 _INSERT = Execution.__table__.insert()  # type: ignore[attr-defined]
 _COLUMN_NAMES = tuple(column.name for column in _COLUMNS)
+_PREPARED_INSERT = Prepared(_INSERT, column_keys=_COLUMN_NAMES)
 _FIELD_DEFAULTS = tuple(
     (column.name, Execution.model_fields[column.name]) for column in _COLUMNS if column.name in Execution.model_fields
 )
@@ -77,8 +79,7 @@ def _new_execution(values: dict[str, Any]) -> Execution:
 
 async def _insert_execution(session: AsyncSession, record: dict[str, Any]) -> None:
     """Write a new execution row (its commit is the caller's)."""
-    connection = await session.connection()
-    await connection.execute(_INSERT, record)
+    await _PREPARED_INSERT.execute(session, record)
 
 
 _MARK_RUNNING = (
@@ -94,8 +95,12 @@ _FINISH = (
     update(Execution)
     .where(
         col(Execution.id) == bindparam("b_id"),
-        col(Execution.status).in_(
-            [ExecutionStatus.PENDING.value, ExecutionStatus.RUNNING.value, ExecutionStatus.AWAITING_APPROVAL.value]
+        # OR, not IN: an IN list is rendered per execution, and this statement is compiled once (Prepared).
+        or_(
+            *(
+                col(Execution.status) == status.value
+                for status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.AWAITING_APPROVAL)
+            )
         ),
     )
     .values(
@@ -112,6 +117,9 @@ _FINISH = (
         duration_ms=bindparam("b_duration_ms", type_=Integer()),
     )
 )
+
+_PREPARED_MARK_RUNNING = Prepared(_MARK_RUNNING)
+_PREPARED_FINISH = Prepared(_FINISH)
 
 
 def params_model(workflow: Workflow) -> type[BaseModel]:
@@ -249,8 +257,7 @@ class ExecutionService:
                 await writes.run(partial(_insert_execution, record=record))
             else:
                 # A Core INSERT: the ORM unit of work cost more than the insert itself on this hot path.
-                connection = await self.session.connection()
-                await connection.execute(_INSERT, record)
+                await _insert_execution(self.session, record)
                 await self.session.commit()
             request = await self.dispatch_request(execution, actor=actor, sdk_token=token)
         except BaseException:
@@ -518,11 +525,8 @@ class ExecutionService:
     async def mark_running(self, execution_id: str, token_hash: str) -> bool:
         """PENDING → RUNNING with the SDK token hash; False if it was cancelled meanwhile."""
         # Core statements on the session's connection: the ORM's UPDATE path adds work we do not need.
-        connection = await self.session.connection()
-        result = await connection.execute(
-            _MARK_RUNNING, {"b_id": execution_id, "b_started_at": utcnow(), "b_token_hash": token_hash}
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        values = {"b_id": execution_id, "b_started_at": utcnow(), "b_token_hash": token_hash}
+        return bool(await _PREPARED_MARK_RUNNING.execute(self.session, values))
 
     async def finish(
         self,
@@ -540,9 +544,8 @@ class ExecutionService:
     ) -> bool:
         """Record the end of a non-terminal execution and expire its SDK token; False if it had ended already."""
         actor_cache.forget_execution_now_and_after_commit(self.session, execution_id)
-        connection = await self.session.connection()
-        outcome = await connection.execute(
-            _FINISH,
+        written = await _PREPARED_FINISH.execute(
+            self.session,
             {
                 "b_id": execution_id,
                 "b_status": status,
@@ -556,7 +559,7 @@ class ExecutionService:
                 "b_duration_ms": duration_ms,
             },
         )
-        return bool(outcome.rowcount)  # type: ignore[attr-defined]
+        return bool(written)
 
     async def add_logs(self, rows: builtins.list[dict[str, Any]]) -> None:
         """Insert captured log lines (``execution_id, seq, timestamp, level, logger, message``)."""
