@@ -219,3 +219,26 @@ async def test_postgres_bus_listens_again_after_its_connection_is_killed(
         pytest.fail("server B never listened again")
     assert event["status"] == "Running"
     assert server_b.backend._listener_conn.get_server_pid() != pid  # type: ignore[union-attr]
+
+
+async def test_redis_bus_listens_again_after_its_connection_is_killed(redis_hubs: tuple[EventHub, EventHub]) -> None:
+    from redis.asyncio import Redis
+
+    server_a, server_b = redis_hubs
+    watcher = server_b.subscribe("run-after-kill")
+    admin = Redis.from_url(REDIS_URL)
+    try:
+        # Only B's subscription (other pub/sub clients of this Redis are left alone), as a Redis restart would.
+        writer = server_b.backend._pub_sub.connection._writer  # type: ignore[union-attr]
+        host, port = writer.get_extra_info("sockname")[:2]
+        assert await admin.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+    finally:
+        await admin.aclose()
+    for attempt in range(100):  # events sent while B was not subscribed are lost; later ones arrive
+        server_a.publish("run-after-kill", {"type": "status", "status": "Running", "n": attempt})
+        with contextlib.suppress(TimeoutError):
+            event = await asyncio.wait_for(watcher.get(), 0.2)
+            break
+    else:
+        pytest.fail("server B never subscribed again")
+    assert event["status"] == "Running"
