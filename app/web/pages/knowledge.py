@@ -85,7 +85,18 @@ class KnowledgePages(PageController):
                     )
             except InvalidInputError as exc:
                 search["error"] = str(exc)
+            else:
+                # A passage pointing away from the question (cosine below 0) answers nothing: not listed.
+                found = search["results"]
+                search["results"] = [r for r in found if (r["score"] or 0) > 0]
+                search["hidden"] = len(found) - len(search["results"])
         jobs = await self._jobs(request, actor)
+        # Uploads go into the namespace being looked at, else one that exists here, else "default".
+        writable = [n["name"] for n in namespaces if n["organization_id"] == write_org] or [
+            n["name"] for n in namespaces
+        ]
+        selected_ns = context.get("selected_ns")
+        default_ns = selected_ns["name"] if selected_ns else (writable[0] if writable else "default")
         return Template(
             "pages/knowledge.html",
             context={
@@ -96,6 +107,7 @@ class KnowledgePages(PageController):
                 "jobs": jobs,
                 "jobs_active": any(j["status"] in ACTIVE for j in jobs),
                 "search": search,
+                "default_ns": default_ns,
                 "model_id": runtime.model_id,
                 "cache": runtime.cache.stats(),
             },
