@@ -42,7 +42,7 @@ format: install
 
 ## Benchmarks print JSON; see docs/performance.md.
 # Each benchmark prints one JSON document; BENCH=name runs one (e.g. make bench BENCH=tables).
-BENCHES ?= $(if $(BENCH),$(BENCH),execution_overhead endpoints config_get tables pages chat knowledge growth)
+BENCHES ?= $(if $(BENCH),$(BENCH),execution_overhead endpoints config_get tables pages chat knowledge growth events)
 bench: install
 	@for b in $(BENCHES); do $(BIN)/python bench/$$b.py || exit 1; done
 

@@ -111,6 +111,7 @@ class EventHub:
             return
         await self.backend.on_startup()
         await self.backend.subscribe([self.channel])
+        log.info("events: shared with other servers through %s", type(self.backend).__name__)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         if self._outbox:
