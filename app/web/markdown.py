@@ -95,4 +95,8 @@ def register_filters(engine: Any) -> None:
     engine.engine.filters["chat_markdown"] = render_chat_markdown
     engine.engine.filters["docstring"] = render_docstring
     engine.engine.filters["when"] = when
+    # Chat's tool results read like the run page's (imported here: the pages package imports this module).
+    from app.web.pages.results import result_view
+
+    engine.engine.filters["result_view"] = result_view
     engine.engine.filters["file_link"] = file_link  # results naming a stored file link to /files (file_links.py)

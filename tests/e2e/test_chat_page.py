@@ -152,7 +152,7 @@ def test_without_a_model_the_page_says_so_and_commands_run(world: World, page: A
     login(page, world, "bob@b.example", "bob-password")
     page.goto(f"{world.server.url}/chat")
     page.click("#new-conversation")
-    assert "No AI model is configured" in page.locator("#no-model").inner_text()
+    assert "ask your administrator" in page.locator("#no-model").inner_text()  # a technician: no how-to
     ask(page, "/run lookup_user email=zoe@b.example")
     page.locator(".tool-call[data-status=completed]").wait_for()
     page.wait_for_function(

@@ -47,6 +47,15 @@ NO_MODEL = (
 )
 
 
+# What a user who cannot configure anything is told (issue 19): the admin's how-to above is no use to them.
+USER_NOTICE = "The assistant is not configured yet: ask your administrator to set up an AI model."
+
+
+def notice_for(is_admin: bool, problem: str) -> str:
+    """The model problem as ``problem`` for a platform admin (who can fix it), a short notice for anyone else."""
+    return problem if is_admin else USER_NOTICE
+
+
 class AIConfigurationError(DomainError):
     """No usable model: the message says what to set (SDK: ``ConfigurationError``)."""
 

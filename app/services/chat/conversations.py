@@ -45,10 +45,28 @@ def check_message(text: Any) -> str:
     return text.strip()
 
 
+# Titles a command gives a conversation until its first real message (issue 19: not "/tools").
+_COMMAND_TITLES = {"/tools": "Tools", "/help": "Help", "/?": "Help"}
+
+
 def title_from(text: str) -> str:
-    """A conversation title from its first message."""
+    """A conversation title from its first message; a command gives a word for it ("Tools", "Run x")."""
     line = " ".join(text.split())
+    if line.startswith("/"):
+        head, _, rest = line.partition(" ")
+        if head.lower() == "/run" and rest:
+            return f"Run {rest.split(' ', 1)[0]}"[:60]
+        return _COMMAND_TITLES.get(head.lower(), "Commands")
     return line if len(line) <= 60 else line[:57].rstrip() + "..."
+
+
+def retitle(current: str, text: str) -> bool:
+    """Whether a message should (re)title its conversation: the first message does, and the first real
+    message after commands replaces the command's title."""
+    if current == DEFAULT_TITLE:
+        return True
+    provisional = current in _COMMAND_TITLES.values() or current == "Commands" or current.startswith("Run ")
+    return provisional and not text.lstrip().startswith("/")
 
 
 def conversation_view(conversation: ChatConversation) -> ConversationView:

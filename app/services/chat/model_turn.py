@@ -23,7 +23,7 @@ from app.services.actor import Actor
 from app.services.chat import approval_flow
 from app.services.chat.agents import ChatAgentService, ChatToolService
 from app.services.chat.ai import provider_error, usage_counts
-from app.services.chat.ai_settings import AIConfigurationError, AISettingsService
+from app.services.chat.ai_settings import AIConfigurationError, AISettingsService, notice_for
 from app.services.chat.ai_usage import AIUsageService
 from app.services.chat.approval_flow import Decisions
 from app.services.chat.conversations import AWAITING, ConversationService, tool_call_view
@@ -81,7 +81,7 @@ class ModelTurn:
                 resolved: Any = await ai_settings.resolve(actor, agent.model)
                 problem = None
             except AIConfigurationError as exc:
-                resolved, problem = None, str(exc)
+                resolved, problem = None, notice_for(actor.is_superuser, str(exc))
             namespaces = (
                 agent.knowledge_namespaces
                 if agent.knowledge_namespaces is not None
@@ -112,7 +112,8 @@ class ModelTurn:
         try:
             model = await build_model_async(context["resolved"].config)
         except ModelConfigurationError as exc:
-            await store_notice(self.sessions, turn, actor, f"The AI model cannot be used: {exc}. {NO_MODEL_HINT}")
+            notice = notice_for(actor.is_superuser, f"The AI model cannot be used: {exc}.")
+            await store_notice(self.sessions, turn, actor, f"{notice} {NO_MODEL_HINT}")
             return
         # Data-provider parameters carry their current choices (enum); tools of MCP servers come after workflows.
         metas = await add_choices(self.sessions, self.dispatcher, actor, list(context["tools"]), trigger="chat")

@@ -32,10 +32,10 @@ from app.services.chat.approval_flow import Decisions
 from app.services.chat.command_mode import command_outcome, run_command
 from app.services.chat.conversations import (
     AWAITING,
-    DEFAULT_TITLE,
     ConversationService,
     check_message,
     message_view,
+    retitle,
     title_from,
     tool_call_view,
 )
@@ -143,7 +143,7 @@ class ChatRuntime:
             turn_id = new_id()
             message = await service.add_message(conversation, "user", text, turn_id)
             view = message_view(message)
-            if conversation.title == DEFAULT_TITLE:
+            if retitle(conversation.title, text):
                 conversation.title = title_from(text)
                 view["conversation_title"] = conversation.title  # the page shows the new title at once
         return self._start(actor, conversation.id, turn_id, text, None), view

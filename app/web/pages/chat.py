@@ -22,7 +22,7 @@ from markupsafe import escape
 
 from app.services.actor import Actor
 from app.services.chat.agents import ChatAgentService, agent_view
-from app.services.chat.ai_settings import AIConfigurationError
+from app.services.chat.ai_settings import AIConfigurationError, notice_for
 from app.services.chat.conversations import ConversationService, conversation_view, require_chat_user
 from app.services.chat.turns import Turn
 from app.services.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
@@ -103,7 +103,7 @@ class ChatPages(PageController):
                 await settings_service(request, session).resolve(actor, agent.model)
                 model_ready, model_problem = True, ""
             except AIConfigurationError as exc:
-                model_ready, model_problem = False, str(exc)
+                model_ready, model_problem = False, notice_for(actor.is_superuser, str(exc))
             layout = await layout_context(request, session, actor)
         return Template(
             "pages/chat.html",

@@ -26,10 +26,16 @@ def result_view(result: Any) -> dict[str, Any]:
     Returns:
         ``{"kind": "table", "columns", "rows", "truncated"}`` for a non-empty list of objects,
         ``{"kind": "object", "items"}`` for an object (values as text, nested ones as JSON),
-        ``{"kind": "json", "text"}`` for anything else, ``{"kind": "none"}`` for None.
+        ``{"kind": "empty", "text"}`` for ``[]`` and ``{}``, ``{"kind": "json", "text"}`` for anything else,
+        ``{"kind": "none"}`` for None.
     """
     if result is None:
         return {"kind": "none"}
+    # An empty list or object says so in words (chat showed "{}" then "[]" for two empty answers).
+    if isinstance(result, list) and not result:
+        return {"kind": "empty", "text": "No rows."}
+    if isinstance(result, dict) and not result:
+        return {"kind": "empty", "text": "An empty result (no fields)."}
     if isinstance(result, list) and result and all(isinstance(row, dict) for row in result):
         columns: list[str] = []
         for row in result[:MAX_ROWS]:
