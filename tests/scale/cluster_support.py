@@ -14,6 +14,7 @@ import subprocess
 import textwrap
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +160,9 @@ class Cluster:
         return self
 
     def start_servers(self) -> None:
-        self.a.start()
-        self.b.start()
+        # Together: the database is migrated (init), and the queue schema is applied under a lock.
+        with ThreadPoolExecutor(max_workers=2) as threads:
+            list(threads.map(lambda server: server.start(), (self.a, self.b)))
 
     def stop(self) -> None:
         for process in (self.node_a, self.node_b, self.a, self.b):

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.platform.faults_support import wait_until
-from tests.scale.cluster_support import Cluster, client, cluster
+from tests.platform.faults_support import Serve, database, statuses, wait_until
+from tests.scale.cluster_support import CLUSTER_SETTINGS, CLUSTER_WORKFLOWS, Cluster, client, cluster
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 
@@ -159,3 +159,23 @@ def test_a_restart_of_every_process_loses_no_queued_run(tmp_path: Path) -> None:
         for execution_id in queued:
             assert c.wait_status(execution_id, {"Completed", "Failed", "Cancelled"})["status"] == "Completed"
         assert sorted(c.recorded_runs()) == sorted(queued)
+
+
+def test_a_server_with_serve_runs_jobs_runs_queued_runs_itself(tmp_path: Path) -> None:
+    with database("postgres", tmp_path) as url:
+        settings = {**CLUSTER_SETTINGS, "serve_runs_jobs": "true", "node_name": "in-server"}
+        server = Serve(tmp_path / "server", url, workers=2, **settings)
+        (server.workspace / "cluster.py").write_text(CLUSTER_WORKFLOWS)
+        try:
+            server.init().start()
+            with client(server) as api:
+                response = api.post(
+                    "/api/workflows/record/execute?wait=true", json={"params": {"folder": str(tmp_path)}}
+                )
+            assert response.status_code == 200, response.text
+            assert response.json()["status"] == "Completed"
+            execution_id = response.json()["execution_id"]
+            assert statuses(url)[execution_id] == "Completed"
+            assert (tmp_path / f"{response.json()['result']}.runs").read_text().split() == [execution_id]
+        finally:
+            server.stop()

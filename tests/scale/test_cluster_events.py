@@ -4,8 +4,8 @@ Live events published on server A reach an SSE viewer on server B (the API strea
 Postgres LISTEN/NOTIFY, the API stream over Redis), and so do a notebook run's lines reported to A; a chat
 turn running on A is followed from B; a config write on A is seen by B's cached reads; a sign-in guesser
 alternating A and B meets one budget; a session cookie of A works on B; a schedule fires once with two
-schedulers. Each server runs its own warm pool (the distributed queue is part 1's); only events, caches,
-limits and the leader lock are shared.
+schedulers; a restart of B leaves A's running chat turn alone. Runs go through the Postgres queue to one
+``bifrost worker`` node (part 1), so events, caches and limits use Postgres by default.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pytest
 
 from tests.conftest import POSTGRES_URL, create_postgres_database, drop_postgres_database
 from tests.platform.faults_support import FAULT_WORKFLOWS, Serve, wait_until
+from tests.scale.cluster_support import Node
 
 # `narrate` waits for the viewer (gate file), logs lines (one longer than a NOTIFY payload), then waits
 # again until the test has seen those lines live, so lines that arrived only with the end would hang it.
@@ -79,7 +80,11 @@ def _redis_up() -> bool:
 
 
 class Pair:
-    """Server A and server B sharing one database, one workspace and one secret key."""
+    """Server A and server B sharing one database, one workspace and one secret key (and a worker node).
+
+    With ``queue=postgres`` (the supported topology, docs/deploy.md) a ``bifrost worker`` node runs the runs;
+    otherwise each server runs its own (enough for the Redis variant, which restarts nothing).
+    """
 
     def __init__(self, root: Path, database_url: str, **settings: str) -> None:
         workspace = root / "workspace"
@@ -96,6 +101,8 @@ class Pair:
         }
         self.a = Serve(root / "server-a", database_url, workers=1, **shared)
         self.b = Serve(root / "server-b", database_url, workers=1, **shared)
+        self.node = Node(root, "node-1", {**self.a.env, "BIFROST_PUBLIC_URL": self.a.url}, workers=3)
+        self.queue = shared.get("queue") == "postgres"
         self.gates = root / "gates"
         self.gates.mkdir()
 
@@ -104,9 +111,13 @@ class Pair:
         self.b.key = self.a.key  # the key lives in the shared database
         self.a.start()
         self.b.start()
+        if self.queue:
+            self.node.start().wait_ready()
         return self
 
     def stop(self) -> None:
+        if self.queue:
+            self.node.stop()
         for server in (self.a, self.b):
             if server.process is not None and server.process.poll() is None:
                 server.terminate()
@@ -129,8 +140,9 @@ def _pair(tmp_path: Path, **settings: str) -> Iterator[Pair]:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    # Each server has its own pool (queue=local), so events must travel on the bus: ask for it.
-    with _pair(tmp_path_factory.mktemp("cluster-events"), events="postgres", scheduler_enabled="true") as pair:
+    # The topology of docs/deploy.md: the queue on Postgres, so events and limits go through Postgres by default.
+    settings = {"queue": "postgres", "node_heartbeat_seconds": "0.5", "node_lost_seconds": "3"}
+    with _pair(tmp_path_factory.mktemp("cluster-events"), scheduler_enabled="true", **settings) as pair:
         yield pair
 
 
@@ -311,12 +323,22 @@ def test_a_chat_turn_running_on_a_streams_to_a_viewer_reconnecting_to_b(pair: Pa
         assert a.put("/api/chat/tools/wait_for_gate", json={"needs_approval": False}).status_code == 200
         conversation = a.post("/api/chat/conversations", json={})
         assert conversation.status_code == 201, conversation.text
+        conversation_id = conversation.json()["id"]
         sent = a.post(
-            f"/api/chat/conversations/{conversation.json()['id']}/messages",
+            f"/api/chat/conversations/{conversation_id}/messages",
             json={"content": f'/run wait_for_gate path="{gate}"'},
         )
         assert sent.status_code in (200, 201, 202), sent.text
         turn_id = sent.json()["turn_id"]
+    with pair.b.client() as b:  # B knows the reply is being written on A: one at a time holds across servers
+        view = b.get(f"/api/chat/conversations/{conversation_id}").json()
+        assert view["active_turn"] == turn_id, view
+        second = b.post(f"/api/chat/conversations/{conversation_id}/messages", json={"content": "/run tick"})
+        assert second.status_code == 409, second.text
+    # A rolling restart of B while A writes the reply: B's start-up recovery must leave A's turn alone.
+    pair.b.terminate()
+    pair.b.wait_exit(60)
+    pair.b.start()
     events: list[dict[str, Any]] = []
     url = f"{pair.b.url}/api/chat/turns/{turn_id}/events"
     with httpx.stream("GET", url, headers={"Authorization": f"Bearer {pair.b.key}"}, timeout=60) as stream:
@@ -332,10 +354,14 @@ def test_a_chat_turn_running_on_a_streams_to_a_viewer_reconnecting_to_b(pair: Pa
     assert [e["seq"] for e in events] == list(range(len(events)))  # every event once, in order
     assert events[-1]["type"] == "done"
     assert any(e["type"] == "tool_update" and "opened" in json.dumps(e) for e in events), events
+    with pair.b.client() as b:
+        messages = b.get(f"/api/chat/conversations/{conversation_id}").json()["messages"]
+    assert not [m for m in messages if m["role"] == "notice"], messages  # nothing "interrupted" by B's restart
 
 
 def test_a_run_on_server_a_streams_live_to_server_b_over_redis(tmp_path: Path) -> None:
     if not _redis_up():
         pytest.skip("the Redis bus needs a Redis server at 127.0.0.1:6379")
-    with _pair(tmp_path, redis_url="redis://127.0.0.1:6379/0") as redis_pair:  # auto: redis when a URL is set
+    # Each server runs its own runs here (queue=local); auto picks Redis for events when a URL is set.
+    with _pair(tmp_path, redis_url="redis://127.0.0.1:6379/0") as redis_pair:
         _watch_run_of_a_on_b(redis_pair, "redis", cut=False)
