@@ -43,7 +43,9 @@ async def run_and_respond(
             "No free worker to run a nested workflow while this one waits for it: call "
             "workflows.execute(..., wait=False) and poll, or raise BIFROST_WORKERS."
         )
-    async with db(request) as session:
+    # A plain session, not db(): submit commits everything it writes itself (alone, or in the dispatcher's
+    # group commit when the session read nothing), so the empty closing commit of db() is saved.
+    async with platform.sessions() as session:
         execution = await ExecutionService(session, platform.dispatcher).submit(
             workflow, body.params, actor, body.org, trigger=trigger
         )
