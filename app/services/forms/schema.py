@@ -370,7 +370,15 @@ def _field_from_parameter(parameter: dict[str, Any]) -> dict[str, Any]:
     if parameter.get("description"):
         field["help_text"] = str(parameter["description"])[:2000]
     choices = parameter.get("choices")
-    if kind == "enum" and choices:
+    provider, provider_inputs = _provider_hints(json_schema)
+    if provider and kind in ("string", "integer", "number", "array", "enum"):
+        # The parameter names its data provider (``Field(json_schema_extra={"data_provider": ...})``): a form
+        # made from the workflow keeps it, as the automatic form does (issue 19: it became a text box).
+        field["type"] = "multi_select" if kind == "array" else "select"
+        field["data_provider"] = provider
+        if provider_inputs:
+            field["data_provider_inputs"] = provider_inputs
+    elif kind == "enum" and choices:
         field["type"] = "select"
         field["options"] = [{"label": str(c), "value": c} for c in choices]
     elif kind == "array" and choices:
@@ -390,6 +398,27 @@ def _field_from_parameter(parameter: dict[str, Any]) -> dict[str, Any]:
     elif field["type"] == "textarea" and parameter.get("default") not in (None, [], {}):
         field["default"] = json.dumps(parameter["default"])
     return field
+
+
+def _provider_hints(json_schema: dict[str, Any]) -> tuple[str | None, dict[str, dict[str, Any]]]:
+    """The data provider a parameter's schema names and its inputs (``{"arg": "field"}`` shorthand expanded).
+
+    An optional parameter's hints may sit on its ``anyOf`` branch rather than the top level.
+    """
+    found: dict[str, Any] = {}
+    for branch in json_schema.get("anyOf") or []:
+        if isinstance(branch, dict):
+            found.update({k: v for k, v in branch.items() if k in ("data_provider", "data_provider_inputs")})
+    found.update({k: v for k, v in json_schema.items() if k in ("data_provider", "data_provider_inputs")})
+    provider = found.get("data_provider")
+    raw = found.get("data_provider_inputs")
+    inputs: dict[str, dict[str, Any]] = {}
+    for arg, source in raw.items() if isinstance(raw, dict) else []:
+        if isinstance(source, str):
+            inputs[str(arg)] = {"field": source}
+        elif isinstance(source, dict) and ("field" in source or "value" in source):
+            inputs[str(arg)] = {k: source[k] for k in ("field", "value") if k in source}
+    return (provider if isinstance(provider, str) and provider else None), inputs
 
 
 def _inner_schema(json_schema: dict[str, Any]) -> dict[str, Any]:

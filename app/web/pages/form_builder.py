@@ -249,6 +249,8 @@ class FormBuilderPages(PageController):
             org = settings.get("organization_id") or actor.acting_org_id
             roles = await RoleService(session).list(replace(actor, acting_org_id=org)) if org else []
             layout = await layout_context(request, session, actor)
+        # Roles belong to one organization: after the organization changed, another one's are not kept.
+        settings["role_ids"] = [r for r in settings.get("role_ids", []) if r in {role.id for role in roles}]
         setting_errors, field_errors = split_errors(errors or [])
         return Template(
             "pages/forms/builder.html",
