@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -144,3 +145,22 @@ def test_adding_a_schedule_from_the_page_with_reasons_then_deleting_it(pw: World
         token = csrf(alice.get("/schedules").text)
         member = alice.post("/schedules/new", data={"_csrf_token": token, "workflow": "tick", "cron": "0 9 * * 1"})
         assert member.status_code == 403
+
+
+def test_run_now_lists_the_firing_with_its_execution_status_and_link(pw: World) -> None:
+    """Issue 19: "Run now" on the page, then the firing shows its run's status, linked to the run."""
+    schedule = create(pw, workflow="tick", cron="0 3 * * *", organization_id=pw.org_a, params={"label": "now"})
+    with browser_session(pw) as admin:
+        token = csrf(admin.get("/schedules").text)
+        fired = admin.post(f"/schedules/{schedule['id']}/run", data={"_csrf_token": token}, follow_redirects=False)
+        assert fired.status_code == 303 and fired.headers["location"] == "/schedules"
+        for _ in range(100):  # the run finishes in a worker; the page then shows its final status
+            page = admin.get("/schedules").text
+            firings = re.search(rf'id="firings-{schedule["id"]}">(.*?)</details>', page, re.S)
+            if firings and "Completed" in firings.group(1):
+                break
+            time.sleep(0.1)
+    assert firings, page[-2000:]
+    link = re.search(r'<a href="/executions/([^"]+)">Completed</a>', firings.group(1))
+    assert link, firings.group(1)
+    assert 'id="org-switch"' in page  # the top bar's organization switch is on this page too
