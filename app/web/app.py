@@ -39,6 +39,7 @@ from app.web.api import sign_in as sign_in_api
 from app.web.api import tables as tables_api
 from app.web.api.admin import ApiKeyController, OrganizationController, RoleController, UserController
 from app.web.api.auth import AuthController, SdkContextController
+from app.web.api.chat import chat_runtime_of
 from app.web.api.endpoint_openapi import install_openapi as install_endpoint_openapi
 from app.web.api.executions import ExecutionController
 from app.web.api.unavailable import UNAVAILABLE_HANDLERS
@@ -143,7 +144,11 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
     async def on_startup(app: Litestar) -> None:
         if start_platform and not platform.started:
             await platform.start()
-            await recover_interrupted_turns(platform.sessions)  # chat turns ran in the stopped process
+            running: set[str] = set()
+            if platform.hub.distributed:  # listening for other servers' turns from the start, and not ending them
+                relay = chat_runtime_of(app.state).relay
+                running = await relay.gather_active() if relay is not None else set()
+            await recover_interrupted_turns(platform.sessions, running)  # chat turns ran in the stopped process
 
     async def on_shutdown(app: Litestar) -> None:
         if start_platform and platform.started:

@@ -242,3 +242,28 @@ async def test_redis_bus_listens_again_after_its_connection_is_killed(redis_hubs
     else:
         pytest.fail("server B never subscribed again")
     assert event["status"] == "Running"
+
+
+async def test_a_reply_being_written_on_one_server_is_known_on_the_other(
+    postgres_hubs: tuple[EventHub, EventHub],
+) -> None:
+    from app.services.chat.turn_relay import ActiveTurns, TurnRelay
+
+    active_a, active_b = ActiveTurns(), ActiveTurns()
+    TurnRelay(postgres_hubs[0], {}, active_a)
+    TurnRelay(postgres_hubs[1], {}, active_b)
+    active_a["conversation-1"] = "turn-1"  # a turn starts on A
+
+    async def until(condition: Any) -> None:
+        for _ in range(200):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        pytest.fail("the announcement never arrived")
+
+    await until(lambda: "conversation-1" in active_b)
+    assert active_b.get("conversation-1") == "turn-1" and set(active_b) == {"conversation-1"}
+    assert dict(active_b) == {}  # none of B's own
+    active_a.pop("conversation-1", None)  # the reply is over
+    await until(lambda: "conversation-1" not in active_b)
+    assert active_b.get("conversation-1") is None

@@ -8,6 +8,7 @@ user's message, text stored before each tool call, calls ``running``). On the ne
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -32,15 +33,20 @@ INTERRUPTED_REPLY = (
 )
 
 
-async def recover_interrupted_turns(sessions: async_sessionmaker[AsyncSession]) -> int:
+async def recover_interrupted_turns(sessions: async_sessionmaker[AsyncSession], running: Collection[str] = ()) -> int:
     """On server start: end the chat turns a stopped server left unfinished; returns how many.
 
-    Turns run in the web process, so after a restart none is running. A conversation was left
+    Turns run in the web process, so after a restart none is running here (with several servers, those
+    another server runs now are passed in ``running`` and kept). A conversation was left
     mid-turn when a tool call is still ``running`` (or ``approved`` with its batch decided), or
     when its last message is one a turn always answers: the user's message, or a tool call
     whose result the stored history never got. Such calls end ``interrupted``; a notice follows
     the reply's stored part; calls the lost turn left unanswered in the history are closed so a
     new message can be sent. Only the serving process may call this (like execution recovery).
+
+    Args:
+        sessions: Session factory.
+        running: Conversations whose reply another server is writing now (several servers): left alone.
     """
     async with transaction(sessions) as session:
         last_message = (
@@ -59,6 +65,7 @@ async def recover_interrupted_turns(sessions: async_sessionmaker[AsyncSession]) 
         )
         candidates = set((await session.execute(last_message)).scalars())
         candidates |= set((await session.execute(open_calls)).scalars())
+        candidates -= set(running)
     recovered = 0
     for conversation_id in sorted(candidates):
         try:

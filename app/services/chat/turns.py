@@ -43,7 +43,7 @@ from app.services.chat.mcp_tools import ExternalTools
 from app.services.chat.model_turn import ModelTurn
 from app.services.chat.tool_runs import ToolRunner
 from app.services.chat.turn_recovery import recover_interrupted_turns
-from app.services.chat.turn_relay import TurnBus, TurnRelay
+from app.services.chat.turn_relay import ActiveTurns, TurnBus, TurnRelay
 from app.services.chat.turn_stream import Turn, TurnWriter, store_notice
 from app.services.chat.views import MessageView, ToolCallView
 from app.services.errors import ConflictError, DomainError, NotFoundError, PermissionDeniedError
@@ -89,12 +89,12 @@ class ChatRuntime:
         self.tools = ToolRunner(sessions, dispatcher, ExternalTools(sessions, secret_box))
         self.model_turn = ModelTurn(sessions, dispatcher, settings, secret_box, knowledge, self.tools)
         self.turns: dict[str, Turn] = {}
-        self.active: dict[str, str] = {}  # conversation id -> running turn id
+        self.active = ActiveTurns()  # conversation id -> running turn id (with several servers: any server's)
         self.relay: TurnRelay | None = None  # several servers: turns reach viewers on the others
 
     def share_turns(self, bus: TurnBus) -> None:
         """Publish this server's turns on ``bus`` and follow other servers' turns through it."""
-        self.relay = TurnRelay(bus, self.turns)
+        self.relay = TurnRelay(bus, self.turns, self.active)
 
     # ----- starting turns -------------------------------------------------------------------------
     def turn(self, actor: Actor, turn_id: str) -> Turn:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, cast
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
+from litestar.datastructures import State
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import Stream
@@ -55,7 +56,11 @@ NDJSON = "application/x-ndjson"
 
 def chat_runtime(request: Request[Any, Any, Any]) -> ChatRuntime:
     """The server's chat runtime (created on first use, kept on the app state)."""
-    state = request.app.state
+    return chat_runtime_of(request.app.state)
+
+
+def chat_runtime_of(state: State) -> ChatRuntime:
+    """The chat runtime kept on the app ``state`` (created on first use; at start-up with several servers)."""
     runtime: ChatRuntime | None = state.get("chat_runtime")
     if runtime is None:
         platform = get_platform(state)
