@@ -61,7 +61,9 @@ class Prepared:
         _compiled, sql, _names, _processors = self._for(dialect)
         args = self.parameters(dialect, values)
         if dialect.name == "sqlite":
-            raw = getattr((await connection.get_raw_connection()).driver_connection, "_connection", None)
+            # The session's connection is checked out and begun: its DBAPI connection is at hand (no
+            # greenlet hop as through get_raw_connection()).
+            raw = getattr(connection.sync_connection.connection.driver_connection, "_connection", None)  # type: ignore[union-attr]
             if isinstance(raw, sqlite3.Connection):
                 return raw.execute(sql, args).rowcount
         result = await connection.exec_driver_sql(sql, tuple(args))
