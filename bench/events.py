@@ -16,6 +16,8 @@ own scheduling is part of what is measured (as in a server).
   until the last is in B's queue, and how many bus messages carried them (several events per NOTIFY).
 * ``unwatched_us_per_event`` — what B pays per event of a run nobody watches on B (it reads the key and
   skips the JSON), from :meth:`EventHub.receive` on ready-made messages: the cost of one shared channel.
+* ``rate_limit_call_ms`` — one counted call of a rate limit: in memory (one server), in the database
+  (an upsert in a scratch Postgres database made and dropped by the bench), in Redis.
 * ``listen_unlisten_ms`` (Postgres) — one LISTEN and UNLISTEN round trip: what a channel per execution
   would cost each viewer instead (and, between subscribing and the LISTEN, events could be missed).
 """
@@ -123,6 +125,58 @@ async def _listen_cost(url: str, rounds: int = 200) -> dict[str, float]:
     return _summary(samples)
 
 
+async def _scratch_database(url: str) -> str:
+    import asyncpg
+
+    name = f"bifrost_bench_events_{os.getpid()}"
+    conn = await asyncpg.connect(libpq_dsn(url))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return f"{url.rpartition('/')[0]}/{name}"
+
+
+async def _drop_database(url: str, scratch: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(libpq_dsn(url))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{scratch.rpartition("/")[2]}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def _rate_limit_costs(postgres_url: str | None, redis_url: str | None, calls: int = 300) -> dict[str, Any]:
+    """Milliseconds one counted call costs with each rate-limit store (a public request pays it once)."""
+    from app.db import create_engine, session_factory, upgrade_database_async
+    from app.services.rate_limits import DatabaseCounter, LocalCounter, RateLimits, RedisCounter
+
+    async def measure(limits: RateLimits) -> dict[str, float]:
+        samples = []
+        for n in range(calls):
+            started = time.perf_counter()
+            await limits.retry_after("bench", 1_000_000, f"203.0.113.{n % 50}")
+            samples.append((time.perf_counter() - started) * 1000)
+        return _summary(samples[20:])
+
+    costs: dict[str, Any] = {"local": await measure(RateLimits(LocalCounter()))}
+    if postgres_url:
+        await upgrade_database_async(postgres_url)
+        engine = create_engine(postgres_url)
+        try:
+            costs["database"] = await measure(RateLimits(DatabaseCounter(session_factory(engine)), shared=True))
+        finally:
+            await engine.dispose()
+    if redis_url:
+        counter = RedisCounter(redis_url)
+        try:
+            costs["redis"] = await measure(RateLimits(counter, shared=True))
+        finally:
+            await counter.redis.aclose()
+    return costs
+
+
 def _reachable(host_name: str, port: int) -> bool:
     try:
         with socket.create_connection((host_name, port), timeout=0.5):
@@ -192,6 +246,17 @@ async def main() -> None:
             url = os.environ.get("BIFROST_BENCH_POSTGRES_URL") or os.environ.get("BIFROST_TEST_POSTGRES_URL") or ""
             result["backends"][kind]["listen_unlisten_ms"] = await _listen_cost(url)
     result["unwatched_us_per_event"] = _unwatched_cost()
+    # Rate limits go in a database of their own (the table is created by the migrations): never a real install's.
+    pg = os.environ.get("BIFROST_BENCH_POSTGRES_URL") or os.environ.get("BIFROST_TEST_POSTGRES_URL")
+    bench_db = await _scratch_database(pg) if pg else None
+    try:
+        redis_url = os.environ.get("BIFROST_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+        redis_ok = _reachable("127.0.0.1", 6379) or "127.0.0.1" not in redis_url
+        result["rate_limit_call_ms"] = await _rate_limit_costs(bench_db, redis_url if redis_ok else None)
+        result["rate_limit_call_ms"]["loadavg"] = os.getloadavg()
+    finally:
+        if pg and bench_db:
+            await _drop_database(pg, bench_db)
     result["loadavg_after"] = os.getloadavg()
     print(json.dumps(result, indent=2))
 
