@@ -132,3 +132,29 @@ def test_a_refused_run_prints_its_error_once(served: Served) -> None:
     assert refused.returncode == 2
     assert refused.stderr.count("valid boolean") == 1, refused.stderr
     assert "excited" in refused.stderr
+
+
+def test_the_health_check_report_opens_from_its_execution_page_and_the_files_page(served: Served) -> None:
+    url = f"http://127.0.0.1:{served.port}"
+    with httpx.Client(base_url=url, timeout=60) as browser:
+        browser.get("/login")
+        form = {
+            "email": "admin@example.com",
+            "password": "bifrost-admin",
+            "next": "/",
+            "_csrf_token": browser.cookies["csrftoken"],
+        }
+        assert browser.post("/login", data=form).status_code == 303
+        browser.headers["X-CSRFToken"] = browser.cookies["csrftoken"]
+        run = browser.post(
+            "/api/workflows/service_health_check/execute", params={"wait": "true"}, json={"params": {}}
+        ).json()
+        report = run["result"]["report"]
+        page = browser.get(f"/executions/{run['execution_id']}").text
+        link = f'href="/files/view?location=workspace&amp;path={report.replace("/", "%2F")}"'
+        assert link in page, page
+        opened = browser.get("/files/view", params={"location": "workspace", "path": report})
+        assert opened.status_code == 200 and '<th scope="col">target</th>' in opened.text
+        assert f"127.0.0.1:{served.port}" in opened.text
+        listing = browser.get("/files", params={"path": "reports"}).text
+        assert report.rsplit("/", 1)[1] in listing
