@@ -31,6 +31,7 @@ def login(page: Any, world: World) -> None:
 def test_define_map_and_connect_in_the_browser(world: World, page: Any, consent_provider: FakeOAuthProvider) -> None:
     provider = consent_provider
     login(page, world)
+    page.click("#admin-menu summary")  # admin pages are in the top bar's Admin menu
     page.click("nav >> text=Integrations")
     page.wait_for_url("**/integrations")
     page.fill("#new-name", "Fake_Graph")
