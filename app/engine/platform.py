@@ -10,6 +10,7 @@ import logging
 import time
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db import create_engine, session_factory, transaction, upgrade_database_async
@@ -35,6 +36,8 @@ from app.services.workflows.catalogue import WorkflowService
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_SYNC_LOCK = 0x62696672_73796E63  # pg_advisory_xact_lock key of the workspace sync ("bifrsync")
 
 
 class Platform:
@@ -225,6 +228,10 @@ class Platform:
             if self.pool.running:
                 self.pool.reload()
         async with transaction(self.sessions) as session:
+            if self.engine.dialect.name == "postgresql":
+                # Servers starting together write the same catalogue rows: one at a time,
+                # else the second one's INSERTs fail on the first one's keys and it exits.
+                await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SYNC_LOCK})
             counts = await WorkflowService(session).sync(scan.workflows + scan.data_providers, scan.errors)
             await ScheduleService(session).sync_workspace()  # declared schedules follow the code
         WorkflowService.forget_cached()  # again after commit: a lookup during the sync may have cached old rows
