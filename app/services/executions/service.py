@@ -251,7 +251,7 @@ class ExecutionService:
         record = {name: execution.__dict__[name] for name in _COLUMN_NAMES}
         try:
             writes = getattr(self.dispatcher, "writes", None)  # the local dispatcher's group committer
-            if writes is not None and not self.session.in_transaction():
+            if writes is not None and writes.takes_inserts and not self.session.in_transaction():
                 # Nothing of the caller's to commit with it: the INSERT shares the next group commit with
                 # other runs' inserts and ends (one commit for all under concurrency, docs/performance.md).
                 await writes.run(partial(_insert_execution, record=record))
