@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import LiveServer
-from tests.e2e.demo_support import ADMIN, CONTOSO_TECH, browser_login, running_demo
+from tests.e2e.demo_support import ADMIN, CONTOSO_TECH, FABRIKAM_TECH, browser_login, running_demo
 
 ADMIN_ONLY = ("organization_report", "team_directory")  # declared access="admins" in the demo
 
@@ -141,6 +141,9 @@ def test_edit_and_run_reopens_the_custom_form_with_its_values(demo: LiveServer) 
         sites = tech.get(
             f"/forms/{form}/fields", params={"field": "site", "client": "Contoso", "site": "Tacoma warehouse"}
         )
+    with _client(demo, *FABRIKAM_TECH) as other:  # another organization's run is not theirs to reopen
+        foreign = other.get(f"/forms/{form}", params={"from": run})
+    assert foreign.status_code == 404 and "Scanner offline" not in foreign.text
     assert 'value="Scanner offline"' in reopened
     assert re.search(r'value="low"[^>]*checked', reopened)
     # the data-provider selects keep their values: the form says which to choose, the choices load with it
