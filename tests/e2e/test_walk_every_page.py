@@ -156,3 +156,15 @@ def test_technician_bar_is_short(demo: LiveServer, wide: Any) -> None:
     assert wide.locator("#admin-menu").count() == 0
     top = wide.locator("header").bounding_box()
     assert top and top["height"] < 80  # one row
+
+
+def test_unknown_address_shows_the_error_page_in_the_browser(demo: LiveServer, wide: Any) -> None:
+    browser_login(wide, demo, *CONTOSO_TECH)
+    for path, status in (("/no-such-page", 404), ("/admin/users", 403)):
+        response = wide.goto(demo.url + path)
+        assert response is not None and response.status == status
+        assert wide.locator("#error-page h1").inner_text() in ("Page not found", "Not allowed")
+        assert wide.evaluate(NO_OVERFLOW) and wide.evaluate("window.__csp") == []
+        wide.click("#error-page a.button.primary")  # a way back
+        wide.wait_for_url(f"{demo.url}/")
+    assert wide.console_errors == [] or all("404" in e or "403" in e for e in wide.console_errors)
