@@ -19,13 +19,14 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from app.db import create_engine, session_factory, transaction, upgrade_database_async
+from app.db import create_engine, session_factory, upgrade_database_async
 from app.engine.dispatcher import LocalDispatcher
 from app.engine.event_backends import build_hub, unwire_cache_invalidation, wire_cache_invalidation
 from app.engine.events import EventHub
@@ -265,8 +266,9 @@ class WorkerNode:
         self._starting.add(execution_id)
         try:
             token = new_execution_token()
-            async with transaction(self.sessions) as session:
-                # One round trip marks the run taken and reads it back (ORM-enabled UPDATE ... RETURNING).
+            async with self._autocommit() as session:
+                # One statement marks the run taken and reads it back (ORM-enabled UPDATE ... RETURNING),
+                # outside a transaction: no BEGIN and COMMIT round trips on every run's way to a worker.
                 marked = await session.execute(
                     select(Execution).from_statement(_MARK_TAKEN),
                     {
@@ -288,6 +290,15 @@ class WorkerNode:
             self._cancel_asked.discard(execution_id)
             await self.runner.cancel(execution_id)
         await self.runner.wait(execution_id)
+
+    @contextlib.asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncSession]:
+        """A session whose statements commit one by one (the mark is one atomic UPDATE)."""
+        engine = self.sessions.kw["bind"]
+        async with engine.connect() as connection:
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            async with AsyncSession(bind=connection, expire_on_commit=False) as session:
+                yield session
 
     def _on_cancel(self, execution_id: str) -> None:
         if execution_id in self._starting:
