@@ -251,10 +251,16 @@ class ExecutionService:
         record = {name: execution.__dict__[name] for name in _COLUMN_NAMES}
         try:
             writes = getattr(self.dispatcher, "writes", None)  # the local dispatcher's group committer
-            if writes is not None and writes.takes_inserts and not self.session.in_transaction():
-                # Nothing of the caller's to commit with it: the INSERT shares the next group commit with
-                # other runs' inserts and ends (one commit for all under concurrency, docs/performance.md).
+            alone = not self.session.in_transaction()  # nothing of the caller's to commit with it
+            if writes is not None and writes.takes_inserts and alone:
+                # The INSERT shares the next group commit with other runs' writes (SQLite: one commit for
+                # all under concurrency, docs/performance.md "Against Celery").
                 await writes.run(partial(_insert_execution, record=record))
+            elif alone and self.session.bind is not None and self.session.bind.dialect.name == "postgresql":
+                # One statement in autocommit: the same durable commit, without BEGIN and COMMIT round trips.
+                await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+                await _insert_execution(self.session, record)
+                await self.session.commit()
             else:
                 # A Core INSERT: the ORM unit of work cost more than the insert itself on this hot path.
                 await _insert_execution(self.session, record)
