@@ -334,6 +334,19 @@ def test_own_password_change_needs_token_origin_current_password_and_a_small_bod
     assert not _can_login(world, "alice@a.example", "alice-stolen-1")
 
 
+def test_a_generated_password_is_shown_once_never_cached_nor_logged(world: World) -> None:
+    user_id, _ = _new_user_key(world, "gina@a.example", world.org_a)
+    with logged_in(world, "gina@a.example", "round3-password") as gina, logged_in(world, *ADMIN) as admin:
+        page = admin.post(f"/admin/users/{user_id}/password", {"new_password": "", "confirm_password": ""})
+        assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+        assert "location" not in page.headers
+        assert gina.get("/account").status_code == 303  # her session ended with the reset
+        with world.server.client(world.admin_key) as api:
+            audit = api.get("/api/audit", params={"action": "user.updated"}).text
+        assert "round3-password" not in audit
+    assert not _can_login(world, "gina@a.example", "round3-password")
+
+
 # ----- results: file_link and the shared result partial ------------------------------------------
 @pytest.mark.parametrize("workflow", ["r3_echo", "r3_rows"])
 def test_a_result_echoing_markup_is_escaped_on_the_run_page(world: World, workflow: str) -> None:
@@ -499,6 +512,18 @@ def test_a_deactivated_user_and_their_keys_stop_at_once(world: World) -> None:
         assert response.status_code == 200, response.text
     assert _execute(world, key, "r3_policy_target") == 401
     assert not _can_login(world, "carol@a.example", "round3-password")
+
+
+def test_a_deactivated_users_open_session_ends_at_once(world: World) -> None:
+    user_id, _ = _new_user_key(world, "hank@a.example", world.org_a)
+    with logged_in(world, "hank@a.example", "round3-password") as hank:
+        assert hank.get("/files").status_code == 200
+        with world.server.client(world.admin_key) as admin:
+            assert admin.patch(f"/api/users/{user_id}", json={"is_active": False}).status_code == 200
+        assert hank.get("/files").status_code in (303, 401)
+        assert _upload(hank, "", "late.txt", b"late").status_code in (303, 401, 403)
+        assert hank.get("/files", params={"location": "uploads"}).status_code in (303, 401)
+    assert not list(world.server.settings.home.rglob("late.txt"))
 
 
 def test_a_deactivated_organization_stops_its_keys_at_once(world: World) -> None:
