@@ -103,7 +103,12 @@ def make_celery(redis_url: str, queue: str) -> Any:
     from celery import Celery
 
     app = Celery("peers", broker=redis_url, backend=redis_url)
-    app.conf.update(task_default_queue=queue, broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
+    app.conf.update(
+        task_default_queue=queue,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        result_expires=60,  # the results of a run of the benchmark do not outlive it in Redis by much
+    )
 
     @app.task(name="peers.trivial")
     def trivial() -> dict[str, Any]:
@@ -130,6 +135,14 @@ def redis_reason(redis_url: str) -> str | None:
     except Exception as exc:
         return f"no Redis at {redis_url}: {exc}"
     return None
+
+
+def forget_queue(redis_url: str, queue: str) -> None:
+    """Drop what Kombu keeps in Redis for the benchmark's own queue (results expire by themselves)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
 
 
 def celery_load(args: argparse.Namespace) -> dict[str, Any]:
@@ -518,6 +531,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+        if "celery" in targets:
+            forget_queue(args.redis, args.queue)
         if pg_created:
             asyncio.run(postgres(pg_admin, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
         shutil.rmtree(folder, ignore_errors=True)
