@@ -62,6 +62,30 @@ def clean_text(text: str | None) -> str | None:
     return text.encode("utf-8", errors="replace").decode("utf-8").replace("\x00", "\ufffd")
 
 
+def clean_json(value: Any) -> Any:
+    """``value`` (a run's JSON result) with :func:`clean_text` applied to every string in it.
+
+    A result holding a lone surrogate (undecodable bytes read by a workflow) would be stored, then
+    break every JSON answer and live event that carries it.
+    """
+    if isinstance(value, str):
+        return clean_text(value) if not value.isascii() else value
+    if isinstance(value, list):
+        return [clean_json(item) for item in value]
+    if isinstance(value, dict):
+        return {clean_json(key): clean_json(item) for key, item in value.items()}
+    return value
+
+
+def clean_result(result: JobResult) -> JobResult:
+    """``result`` with its value, error message and traceback safe to store, send and serialise."""
+    cleaned = clean_json(result.result)
+    message, trace = clean_text(result.error_message), clean_text(result.traceback)
+    if cleaned == result.result and message == result.error_message and trace == result.traceback:
+        return result  # the usual case: nothing to replace, no copy
+    return dataclasses.replace(result, result=cleaned, error_message=message, traceback=trace)
+
+
 def redact_secrets(result: JobResult) -> JobResult:
     """``result`` with every secret value its execution read masked (:mod:`app.services.redaction`)."""
     execution_id = result.execution_id
@@ -381,7 +405,7 @@ class LocalDispatcher:
 
     async def _record(self, result: JobResult) -> None:
         # Before anything is stored, kept for waiters or published: secrets it read become ***.
-        result = redact_secrets(result)
+        result = redact_secrets(clean_result(result))
         self._log_dropped(result.execution_id)
         async with self._flush_lock:
             await self._store_result(result)

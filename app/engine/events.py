@@ -93,7 +93,11 @@ class EventHub:
         if len(self._outbox) >= _OUTBOX_LIMIT and event.get("type") == "log":
             self._dropped += 1
             return
-        self._outbox.append((execution_id, json.dumps(event, ensure_ascii=False, default=str)))
+        data = json.dumps(event, ensure_ascii=False, default=str)
+        if not data.isascii():
+            # A lone surrogate cannot go out as UTF-8: replace it here rather than fail the whole batch later.
+            data = data.encode("utf-8", errors="replace").decode("utf-8")
+        self._outbox.append((execution_id, data))
         if self._wake is not None:
             self._wake.set()
 
@@ -148,13 +152,14 @@ class EventHub:
             await self._wake.wait()
             self._wake.clear()
             while self._outbox:
-                payload = self._take_payload()
-                if payload is None:
-                    continue
+                payload: bytes | None = None
                 try:
+                    payload = self._take_payload()
+                    if payload is None:
+                        continue
                     await self.backend.publish(payload, [self.channel])
-                except Exception:  # the bus is down: live views elsewhere miss this batch, runs go on
-                    log.exception("events: could not publish %d bytes to the bus", len(payload))
+                except Exception:  # the bus is down (or one batch is bad): this batch is lost, the loop goes on
+                    log.exception("events: could not publish %d bytes to the bus", len(payload or b""))
                     await asyncio.sleep(0.5)
             if self._idle is not None:
                 self._idle.set()

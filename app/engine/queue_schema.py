@@ -72,8 +72,12 @@ def done_payload(execution_id: str, outcome: dict[str, Any] | None) -> str:
     """
     if outcome is not None:
         fields = {k: (v.isoformat() if k in _DATES and v is not None else v) for k, v in outcome.items()}
-        payload = json.dumps({"id": execution_id, "outcome": fields}, ensure_ascii=False, allow_nan=False)
-        if len(payload.encode()) <= _MAX_DONE_PAYLOAD:
+        try:
+            payload = json.dumps({"id": execution_id, "outcome": fields}, ensure_ascii=False, allow_nan=False)
+            fits = len(payload.encode()) <= _MAX_DONE_PAYLOAD
+        except (TypeError, ValueError):  # not JSON or not UTF-8 (a lone surrogate): the waiter reads the row
+            fits = False
+        if fits:
             return payload
     return execution_id
 

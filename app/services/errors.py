@@ -52,6 +52,17 @@ def reject_unknown_fields(updates: dict[str, Any], allowed: set[str] | frozenset
         )
 
 
+def whole_number(text: str | None, max_digits: int = 18) -> int | None:
+    """``text`` as a non-negative integer when it is 1 to ``max_digits`` ASCII digits, else None.
+
+    ``str.isdigit()`` alone also accepts digits ``int()`` refuses ("²", or more digits than Python
+    converts), which turned headers such as ``Last-Event-ID`` into 500s.
+    """
+    if not text or len(text) > max_digits or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 def require_bool(value: Any, field: str) -> bool:
     """``value`` if it is a real boolean; InvalidInputError otherwise (``"false"`` is not False)."""
     if not isinstance(value, bool):

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
+from app.services.errors import whole_number
 from app.settings import Settings
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -128,7 +129,7 @@ class BodyLimitMiddleware:
         limit, setting = self.limits.for_request(scope["path"], _header(scope, b"content-type") or "")
         declared = _header(scope, b"content-length")
         if declared is not None:
-            if not declared.isdigit():
+            if whole_number(declared) is None:
                 raise HTTPException(status_code=400, detail="Content-Length must be a number of bytes.")
             if int(declared) > limit:
                 raise _too_large(limit, setting)

@@ -15,7 +15,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
-from app.services.errors import InvalidInputError
+from app.services.errors import InvalidInputError, whole_number
 
 # Upper bound when walking the firings missed during a long downtime (a per-second cron over a week).
 MAX_MISSED_WALK = 100_000
@@ -32,8 +32,9 @@ def _weekday(token: str) -> int:
         return _WEEKDAYS.index(token)
     if token in _WEEKDAY_NAMES:
         return _WEEKDAY_NAMES.index(token)
-    if token.isdigit() and 0 <= int(token) <= 7:
-        return int(token) % 7
+    day = whole_number(token, max_digits=2)
+    if day is not None and day <= 7:
+        return day % 7
     raise ValueError(f"weekday {token!r} is not 0-7 or sun..sat")
 
 
@@ -49,8 +50,8 @@ def _weekdays(field: str) -> str:
     days: set[int] = set()
     for item in field.split(","):
         base, _, step_text = item.partition("/")
-        step = int(step_text) if step_text else 1
-        if step_text and (not step_text.isdigit() or step < 1):
+        step = whole_number(step_text, max_digits=3) if step_text else 1
+        if step is None or step < 1:
             raise ValueError(f"step {step_text!r} must be a whole number of at least 1")
         if base == "*":
             first, last = 0, 6

@@ -17,6 +17,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.services.errors import whole_number
+
 LIMIT_LOGGER = "bifrost.log_limit"
 """Logger of the marker line written where a run's log reached its cap."""
 DROPPED_LOGGER = "bifrost.log_dropped"
@@ -150,4 +152,4 @@ external_tallies = TallyCache()
 def parse_dropped(message: str) -> int:
     """The count a :data:`DROPPED_LOGGER` marker line states (0 if unreadable)."""
     head = message.split(" ", 1)[0].replace(",", "")
-    return int(head) if head.isdigit() else 0
+    return whole_number(head) or 0

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.models import Form, Role, RoleForm, User, UserRole
+from app.services import cluster
 from app.services.actor import Actor
 from app.services.audit import events as audit
 from app.services.errors import (
@@ -149,6 +150,8 @@ class RoleService:
         if "can_author" in updates:
             role.can_author = require_bool(updates["can_author"], "can_author")
         await self.session.flush()
+        if {"name", "is_active"} & updates.keys():  # who holds which role name changed: on every server
+            cluster.invalidate_after_commit(self.session, "roles")
         details = {
             "fields": sorted(updates),
             "name": role.name,
@@ -163,6 +166,7 @@ class RoleService:
         role = await self.get(actor, role_id)
         role.is_active = False
         await self.session.flush()
+        cluster.invalidate_after_commit(self.session, "roles")  # runs it allowed stop at once, on every server
         details = {"name": role.name}
         await audit.record(self.session, actor, audit.ROLE_DEACTIVATED, "role", role.id, role.organization_id, details)
 
@@ -200,6 +204,7 @@ class RoleService:
         added = [i for i in ids if i not in existing]
         self.session.add_all(UserRole(role_id=role.id, user_id=i) for i in added)
         await self.session.flush()
+        cluster.invalidate_after_commit(self.session, "roles")
         for user_id in added:  # a role change ends the user's sessions (issue 14, hole 6)
             await end_sessions(self.session, user_id)
         details = {"name": role.name, "user_ids": ids, "added": added}

@@ -191,7 +191,7 @@ class TotpService:
         if not isinstance(code, str):
             return None
         code = code.strip().replace(" ", "")
-        if len(code) != 6 or not code.isdigit():
+        if len(code) != 6 or not (code.isascii() and code.isdigit()):
             return None
         totp = pyotp.TOTP(self.box().decrypt(row.secret, "a two-factor secret"))
         now = utcnow()

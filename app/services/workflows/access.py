@@ -100,6 +100,7 @@ def forget_roles() -> None:
 
 
 cluster.register("workflows", forget_roles)  # a policy change on any server drops them here
+cluster.register("roles", forget_roles)  # so does a role renamed, deactivated or assigned
 
 
 async def role_names(session: AsyncSession, user_id: str, organization_id: str | None) -> frozenset[str]:

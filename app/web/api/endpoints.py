@@ -29,7 +29,7 @@ from litestar.types import ControllerRouterHandler
 
 from app.models import Workflow
 from app.services.actor import Actor
-from app.services.errors import InvalidInputError, NotFoundError
+from app.services.errors import InvalidInputError, NotFoundError, whole_number
 from app.services.identity.system_users import PUBLIC_ENDPOINT, service_actor
 from app.services.workflows.catalogue import WorkflowService
 from app.web import rate_limits
@@ -148,7 +148,8 @@ def params_from_pairs(pairs: list[tuple[str, Any]], workflow: Workflow) -> dict[
 
 async def _read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    declared_size = whole_number(declared)
+    if declared_size is not None and declared_size > limit:
         raise HTTPException(status_code=413, detail=f"The request body is over the {limit}-byte limit of endpoints.")
     body = await request.body()
     if len(body) > limit:  # a chunked body announces no length

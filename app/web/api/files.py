@@ -15,6 +15,7 @@ from litestar.response import Stream
 from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
+from app.services.errors import whole_number
 from app.services.files.service import FileService, FileTooLargeError
 from app.services.files.views import FileExists, StoredFileView
 from app.web.deps import get_platform
@@ -26,7 +27,7 @@ def _files(request: Request[Any, Any, Any]) -> FileService:
 
 def _declared_size(request: Request[Any, Any, Any]) -> int | None:
     value = request.headers.get("content-length")
-    return int(value) if value and value.isdigit() else None
+    return whole_number(value)
 
 
 class FileController(Controller):

@@ -13,7 +13,7 @@ from litestar import Controller, MediaType, Request, Response, delete, get, post
 from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
-from app.services.errors import InvalidInputError, NotFoundError
+from app.services.errors import InvalidInputError, NotFoundError, whole_number
 from app.services.knowledge.embeddings import EmbeddingUnavailableError
 from app.services.knowledge.jobs import KnowledgeJobs, KnowledgeJobService, UploadTooLargeError, job_public
 from app.services.knowledge.service import KnowledgeRuntime, KnowledgeService, document_public
@@ -63,7 +63,8 @@ def upload_too_large(_request: Request[Any, Any, Any], exc: UploadTooLargeError)
 async def read_capped(request: Request[Any, Any, Any], limit: int) -> bytes:
     """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    declared_size = whole_number(declared)
+    if declared_size is not None and declared_size > limit:
         raise UploadTooLargeError.field("file", f"must be at most {limit} bytes")
     parts: list[bytes] = []
     size = 0

@@ -25,7 +25,7 @@ from app.services.chat.agents import ChatAgentService, agent_view
 from app.services.chat.ai_settings import AIConfigurationError, notice_for
 from app.services.chat.conversations import ConversationService, conversation_view, require_chat_user
 from app.services.chat.turns import Turn
-from app.services.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError
+from app.services.errors import ConflictError, InvalidInputError, NotFoundError, PermissionDeniedError, whole_number
 from app.web.api.ai import settings_service
 from app.web.api.chat import chat_runtime
 from app.web.deps import db
@@ -205,7 +205,8 @@ class ChatPages(PageController):
 
             return ServerSentEvent(over())
         last = request.headers.get("last-event-id", "")
-        after = int(last) if last.isdigit() else -1  # a reconnecting browser resumes after what it has
+        resumed = whole_number(last)
+        after = -1 if resumed is None else resumed  # a reconnecting browser resumes after what it has
 
         async def events() -> AsyncIterator[ServerSentEventMessage]:
             stream = turn.follow(after).__aiter__()

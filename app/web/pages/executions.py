@@ -14,7 +14,7 @@ from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage,
 from app.db import read_transaction
 from app.models import Execution, Form
 from app.services.actor import Actor
-from app.services.errors import InvalidInputError
+from app.services.errors import InvalidInputError, whole_number
 from app.services.executions.history import encode_cursor
 from app.services.executions.log_limits import message_bytes
 from app.services.executions.service import MAX_OFFSET, TERMINAL, ExecutionService, execution_view
@@ -215,8 +215,9 @@ class ExecutionPages(PageController):
     ) -> ServerSentEvent:
         """Server-sent events of HTML fragments: ``log`` lines, ``status``, then ``result`` and ``done``."""
         last_event_id = request.headers.get("last-event-id", "")
-        if last_event_id.isdigit():  # a reconnecting browser: resume after the last line it got
-            after = max(after, int(last_event_id))
+        resumed = whole_number(last_event_id)
+        if resumed is not None:  # a reconnecting browser: resume after the last line it got
+            after = max(after, resumed)
         if not -1 <= after <= MAX_OFFSET:
             raise InvalidInputError.field("after", f"must be between -1 and {MAX_OFFSET}")
         platform = get_platform(request.app.state)

@@ -27,7 +27,7 @@ from litestar.types import ControllerRouterHandler
 
 from app.models import Form
 from app.services.actor import Actor
-from app.services.errors import InvalidInputError
+from app.services.errors import InvalidInputError, whole_number
 from app.services.forms.schema import FieldType
 from app.services.forms.service import FormService
 from app.services.identity.organizations import OrganizationService
@@ -89,7 +89,7 @@ def field_inputs(field: dict[str, Any]) -> dict[str, Any]:
 
 def read_sections(form: Any) -> list[dict[str, Any]]:
     """The field sections of a posted builder page, in order (their inputs as typed)."""
-    count = int(form_text(form, "field_count", "0") or 0) if form_text(form, "field_count").isdigit() else 0
+    count = whole_number(form_text(form, "field_count")) or 0
     sections = []
     for i in range(min(count, 200)):
         p = f"f{i}_"
@@ -198,9 +198,10 @@ def apply_action(sections: list[dict[str, Any]], action: str) -> list[dict[str, 
     verb, _, index_text = action.partition(":")
     if verb == "add":
         return [*sections, field_inputs({"name": f"field_{len(sections) + 1}", "type": "text"})]
-    if not index_text.isdigit() or int(index_text) >= len(sections):
+    index = whole_number(index_text)
+    if index is None or index >= len(sections):
         return sections
-    i = int(index_text)
+    i = index
     moved = list(sections)
     if verb == "remove":
         del moved[i]

@@ -27,7 +27,7 @@ from litestar.types import ControllerRouterHandler
 
 from app.models import Form, Workflow
 from app.services.actor import Actor
-from app.services.errors import InvalidInputError, NotFoundError
+from app.services.errors import InvalidInputError, NotFoundError, whole_number
 from app.services.executions.service import ExecutionService, params_model
 from app.services.files.service import FileTooLargeError
 from app.services.forms.data_providers import DataProviderService
@@ -278,9 +278,10 @@ def body_too_large(request: Request[Any, Any, Any]) -> str | None:
     """A message when the declared body exceeds the upload limit (checked before reading it)."""
     limit = get_platform(request.app.state).files.max_file_bytes
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) <= limit + FORM_OVERHEAD_BYTES:
+    declared_size = whole_number(declared)
+    if declared_size is not None and declared_size <= limit + FORM_OVERHEAD_BYTES:
         return None
-    if not declared.isdigit() and "multipart" not in request.headers.get("content-type", ""):
+    if declared_size is None and "multipart" not in request.headers.get("content-type", ""):
         return None
     return f"The upload is too large: files may be at most {_size(limit)}."
 

@@ -17,7 +17,7 @@ from litestar.datastructures import UploadFile
 from litestar.response import Redirect, Template
 
 from app.services.actor import Actor
-from app.services.errors import ConflictError, DomainError, InvalidInputError, PermissionDeniedError
+from app.services.errors import ConflictError, DomainError, InvalidInputError, PermissionDeniedError, whole_number
 from app.services.knowledge.jobs import ACTIVE, KnowledgeJobService, job_public
 from app.services.knowledge.service import KnowledgeService, document_public
 from app.services.knowledge.views import KnowledgeJobView
@@ -171,7 +171,8 @@ class KnowledgePages(PageController):
         limit = platform.knowledge.settings.knowledge_max_upload_bytes
         declared = request.headers.get("content-length", "")
         # Refused before the body is read: multipart bodies are spooled to disk while parsed.
-        if not declared.isdigit() or int(declared) > limit + _FORM_OVERHEAD:
+        declared_size = whole_number(declared)
+        if declared_size is None or declared_size > limit + _FORM_OVERHEAD:
             flash(request, f"Upload refused: files may be at most {limit // (1024 * 1024)} MiB.")
             return Redirect("/knowledge", status_code=303)
         data = await request.form()
