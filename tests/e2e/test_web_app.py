@@ -1,14 +1,12 @@
 """The web app in a real browser: forms with data providers, live logs, history, admin, phone width.
 
-Every test ends by asserting that the browser console stayed free of errors. With
-``BIFROST_UPDATE_SCREENSHOTS=1`` the tour test also refreshes ``docs/screenshots/``.
+Every test ends by asserting that the browser console stayed free of errors. The README's pictures
+come from the demo (``make screenshots``), not from these fixtures.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,6 @@ import pytest
 
 from tests.platform.conftest import World
 from tests.platform.pages_support import start_pages_world
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +273,3 @@ def test_tour_of_every_main_page_without_console_errors(world: World, page: Any,
     page.goto(f"{world.server.url}/executions/{run['execution_id']}")
     page.screenshot(path=str(tmp_path / "execution-phone.png"), full_page=True)
     assert page.console_errors == []
-    if os.environ.get("BIFROST_UPDATE_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        for shot in tmp_path.glob("*.png"):
-            shutil.copy(shot, SCREENSHOTS / shot.name)

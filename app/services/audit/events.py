@@ -51,6 +51,8 @@ SSO_PROVIDER_DELETED = "sso_provider.deleted"
 SIGN_IN_POLICY_CHANGED = "sign_in.policy_changed"
 TOTP_ENABLED = "user.totp_enabled"
 TOTP_RESET = "user.totp_reset"
+FILE_UPLOADED = "file.uploaded"
+FILE_DELETED = "file.deleted"
 
 # Detail keys never stored, whatever the caller passes (compared lower-cased, also as a suffix: "client_secret").
 _FORBIDDEN_KEYS = ("value", "values", "password", "secret", "token", "api_key", "key_text", "access_token")

@@ -31,8 +31,8 @@ from app.services.files.storage import ObjectTooLargeError
 MAX_ENTRIES = 1000  # a folder listing stats each file: a page shows this many, folders first
 
 # Audit action names of the Files page (details: location and path, never content).
-FILE_UPLOADED = "file.uploaded"
-FILE_DELETED = "file.deleted"
+FILE_UPLOADED = audit.FILE_UPLOADED
+FILE_DELETED = audit.FILE_DELETED
 
 
 @dataclass(frozen=True)
