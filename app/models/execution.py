@@ -52,6 +52,8 @@ class Execution(SQLModel, table=True):
     sdk_token_hash: str | None = Field(default=None, index=True, max_length=64)
     # The ``bifrost worker`` node that ran it (queue mode, docs/deploy.md); None for the embedded pool.
     node: str | None = Field(default=None, max_length=200)
+    # The custom form that started it (trigger "form"); None for the automatic form and other triggers.
+    form_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))
     completed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime, nullable=True))

@@ -151,6 +151,22 @@ def test_edit_and_run_reopens_the_custom_form_with_its_values(demo: LiveServer) 
     assert re.search(r'<option value="Tacoma warehouse"[^>]*selected', sites.text), sites.text[:1500]
 
 
+def test_edit_and_run_of_an_automatic_form_run_reopens_the_automatic_form(demo: LiveServer) -> None:
+    """The run records which form started it: the workflow's own form is not taken for the custom one."""
+    values = {"client": "Contoso", "summary": "Badge reader down", "priority": "low"}
+    with _client(demo, *CONTOSO_TECH) as tech:
+        form = _incident_form(tech)
+        ran = tech.post("/workflows/create_ticket/run", data={**values, "_csrf_token": tech.cookies["csrftoken"]})
+        assert ran.status_code in (200, 303), ran.text[:2000]
+        run = tech.get("/api/executions", params={"workflow": "create_ticket"}).json()
+        rows = run["items"] if isinstance(run, dict) else run
+        run_id = next(r["execution_id"] for r in rows if r["input_data"].get("summary") == "Badge reader down")
+        page = tech.get(f"/executions/{run_id}").text
+    link = re.search(r'<a class="button" id="edit-and-run" href="([^"]+)"', page)
+    assert link and link.group(1) == f"/workflows/create_ticket?from={run_id}"
+    assert f'href="/forms/{form}?from={run_id}">Edit in' in page  # the custom form stays one click away
+
+
 def test_contoso_technician_files_tickets_for_contoso_only(demo: LiveServer) -> None:
     with _client(demo, *CONTOSO_TECH) as tech:
         form = _incident_form(tech)

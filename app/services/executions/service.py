@@ -182,6 +182,7 @@ class ExecutionService:
         *,
         trigger: str = "api",
         kind: str = "workflow",
+        form_id: str | None = None,
     ) -> Execution:
         """Check permission, validate params, write a PENDING execution and hand it to the dispatcher.
 
@@ -195,6 +196,7 @@ class ExecutionService:
             org: Organization to run in (platform admins only; default the actor's acting org).
             trigger: What started it (``form``, ``api``, ``cli``, ``schedule``, ``chat``, ``endpoint``, ``notebook``).
             kind: ``workflow`` or ``data_provider``.
+            form_id: The custom form it was submitted through (``trigger="form"``), kept on the run.
 
         Returns:
             The committed PENDING execution.
@@ -238,6 +240,8 @@ class ExecutionService:
             "input_data": validated.model_dump(mode="json"),
             "timeout_seconds": row.timeout_seconds,
         }
+        if form_id is not None:
+            values["form_id"] = form_id
         if policy.needs_approval and not (scheduled and policy.schedules_skip_approval):
             return await self._await_approval(row, policy, values, actor)
         # A free worker now? Then the run is written RUNNING at once (one write less per run). A crash

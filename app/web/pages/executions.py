@@ -62,10 +62,9 @@ def detail_context(execution: Execution, actor: Actor, org_name: str | None) -> 
 
 
 async def _forms_of(session: Any, actor: Actor, execution: Execution) -> list[Form]:
-    """The custom forms that may have started ``execution``: active, visible to the actor, for its workflow.
+    """The custom forms of ``execution``'s workflow the actor may use (active, visible), for "Edit in".
 
-    A run stores its validated parameters and trigger "form" for both the automatic and the custom forms,
-    not which form; when its workflow has exactly one custom form, "Edit and run" reopens that one.
+    A run started from a custom form records it (``form_id``): "Edit and run" reopens that one.
     """
     if execution.trigger != "form" or execution.kind != "workflow":
         return []
@@ -203,6 +202,7 @@ class ExecutionPages(PageController):
                 **detail_context(execution, actor, org.name if org else None),
                 "logs": logs,
                 "forms": forms,
+                "form_id": execution.form_id,
                 # Lines are numbered from 0 without gaps: the first one shown says how many came before.
                 "hidden_lines": logs[0]["seq"] if logs else 0,
                 "last_seq": logs[-1]["seq"] if logs else -1,

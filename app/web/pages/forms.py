@@ -411,6 +411,7 @@ async def submit_form(
                 actor,
                 loaded.form.organization_id if actor.is_superuser else None,
                 trigger="form",
+                form_id=loaded.form.id,
             )
     except InvalidInputError as exc:
         errors, general = errors_by_field(exc.errors, names)
