@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,6 +35,9 @@ from app.settings import Settings
 
 MCP_PATH = "/mcp"
 _STATE_KEY = "mcp"
+
+# The SDK announces "session manager started" at INFO on every start: noise in `bifrost serve` output.
+logging.getLogger("mcp.server.streamable_http_manager").setLevel(logging.WARNING)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
