@@ -6,6 +6,7 @@ whole into memory) and a GET answers a streamed response.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -16,7 +17,7 @@ from litestar.types import ControllerRouterHandler
 
 from app.services.actor import Actor
 from app.services.errors import whole_number
-from app.services.files.service import FileService, FileTooLargeError
+from app.services.files.service import FileService, FileTooLargeError, StoredFile
 from app.services.files.views import FileExists, StoredFileView
 from app.web.deps import get_platform
 
@@ -28,6 +29,24 @@ def _files(request: Request[Any, Any, Any]) -> FileService:
 def _declared_size(request: Request[Any, Any, Any]) -> int | None:
     value = request.headers.get("content-length")
     return whole_number(value)
+
+
+def attachment(stored: StoredFile, chunks: AsyncIterator[bytes]) -> Stream:
+    """A stored file's bytes streamed as a download (the API's and the Files page's).
+
+    Never rendered by a browser on this origin: stored HTML must not run as the platform's page.
+    """
+    name = stored.path.rsplit("/", 1)[-1]
+    return Stream(
+        chunks,
+        media_type="application/octet-stream",
+        headers={
+            "content-length": str(stored.size),
+            "content-disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+            "x-content-type-options": "nosniff",
+            "cache-control": "no-store",
+        },
+    )
 
 
 class FileController(Controller):
@@ -46,17 +65,7 @@ class FileController(Controller):
     ) -> Stream:
         """Download a file (streamed)."""
         stored, chunks = await _files(request).open(actor, path, location)
-        name = stored.path.rsplit("/", 1)[-1]
-        return Stream(
-            chunks,
-            media_type="application/octet-stream",
-            headers={
-                "content-length": str(stored.size),
-                # Never rendered by a browser on this origin: stored HTML must not run as the platform's page.
-                "content-disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
-                "x-content-type-options": "nosniff",
-            },
-        )
+        return attachment(stored, chunks)
 
     @put("/content", status_code=200, request_max_body_size=None)
     async def write(

@@ -17,7 +17,7 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from litestar import Request, get, post
 from litestar.datastructures import UploadFile
@@ -29,6 +29,7 @@ from app.services.actor import Actor
 from app.services.errors import DomainError, InvalidInputError
 from app.services.files import browse
 from app.services.files.service import LOCATIONS, FileService, FileTooLargeError, check_location, parse_path
+from app.web.api.files import attachment
 from app.web.deps import db, get_platform
 from app.web.pages.common import PageController, flash, form_text, layout_context
 
@@ -162,17 +163,7 @@ class FilePages(PageController):
     ) -> Stream:
         """The file's bytes, streamed, as an attachment (a stored HTML file never runs as our page)."""
         stored, chunks = await _service(request).open(actor, path, location)
-        name = stored.path.rsplit("/", 1)[-1]
-        return Stream(
-            chunks,
-            media_type="application/octet-stream",
-            headers={
-                "content-length": str(stored.size),
-                "content-disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
-                "x-content-type-options": "nosniff",
-                "cache-control": "no-store",
-            },
-        )
+        return attachment(stored, chunks)
 
     # The body limit is the guard middleware's (BIFROST_MAX_FILE_BYTES plus form framing, 413 above it).
     @post("/upload", status_code=303, request_max_body_size=None)
