@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_web_app import login
+from tests.e2e.browser_support import login
 from tests.platform.access_support import grant_role, start_access_world
 from tests.platform.conftest import World
 

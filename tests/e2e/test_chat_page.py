@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.browser_support import login
 from tests.fakes.openai_server import FakeOpenAI, Reply, last_message, reply_text, reply_tool_call
 from tests.platform.access_support import grant_role
 from tests.platform.ai_support import clear_ai, set_ai
@@ -53,14 +54,6 @@ def fake_llm(world: World) -> Iterator[FakeOpenAI]:
         clear_ai(world)
         admin.put("/api/chat/tools/reset_password", json={"needs_approval": False})
         admin.put("/api/workflows/reset_password/access", json={"allow_self_approval": False, "approver_role": None})
-
-
-def login(page: Any, world: World, email: str, password: str) -> None:
-    page.goto(f"{world.server.url}/login")
-    page.fill("#email", email)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{world.server.url}/")
 
 
 def ask(page: Any, text: str) -> None:

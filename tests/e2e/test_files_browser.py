@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.browser_support import login
 from tests.platform.conftest import World
 from tests.platform.pages_support import start_pages_world
 
@@ -38,14 +39,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield w
     finally:
         w.server.stop()
-
-
-def login(page: Any, world: World, email: str, password: str) -> None:
-    page.goto(f"{world.server.url}/login")
-    page.fill("#email", email)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{world.server.url}/")
 
 
 def act_in(page: Any, world: World, org_id: str) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_web_app import choose, login
+from tests.e2e.browser_support import login
+from tests.e2e.test_web_app import choose
 from tests.platform.conftest import World
 from tests.platform.pages_support import start_pages_world
 from tests.platform.test_pages_forms import ONBOARD_SCHEMA
