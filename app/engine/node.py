@@ -73,6 +73,8 @@ _MARK_TAKEN = (
     .returning(Execution)
 )
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+# The longest a fetch waits for the mark of the job fetched before it (a job that is not ours never marks).
+_MARK_WAIT_SECONDS = 0.05
 
 
 def available_memory_mb() -> int | None:
@@ -105,6 +107,12 @@ def default_node_workers(cpus: int | None = None, memory_mb: int | None = None) 
 def node_workers(settings: Settings) -> int:
     """A node's concurrency: ``BIFROST_WORKERS`` when set, else :func:`default_node_workers`."""
     return settings.workers if "workers" in settings.model_fields_set else default_node_workers()
+
+
+async def _autocommit_connection(connection: Any) -> None:
+    """Pool ``configure``: a job pool connection commits each statement (procrastinate's listener
+    connection is opened with the pool's ``kwargs`` plus its own ``autocommit``, hence not there)."""
+    await connection.set_autocommit(True)
 
 
 def default_node_name() -> str:
@@ -182,6 +190,7 @@ class WorkerNode:
         self._starting: set[str] = set()
         self._cancel_asked: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self._handing: dict[str, asyncio.Event] = {}  # runs fetched, set once handed to a worker
         self.taken = 0  # runs this node wrote Running (tests and the bench read it)
 
     async def start(self, *, migrate: bool = True) -> None:
@@ -211,8 +220,19 @@ class WorkerNode:
         # A few connections suffice: fetching and finishing a job are one short statement each. Our own
         # pool, because procrastinate's checks each connection with a round trip before every statement
         # (two more per run); a connection the database dropped fails one fetch, which is tried again.
+        # Autocommit: a fetch or a finish is one statement (a function call), without BEGIN and COMMIT
+        # round trips. Its commits do not wait for the WAL flush either: the run's durable Running
+        # mark, committed next, flushes the fetch with it (the WAL is written in order), so a crash of
+        # Postgres loses either both (the job is todo again, the run Pending) or neither. A lost finish
+        # leaves the job of an ended run ``doing``: never run again, as the run is no longer Pending.
         self._job_pool = AsyncConnectionPool(
-            self.conninfo, min_size=1, max_size=min(10, 2 + self.concurrency), open=False, name="bifrost-jobs"
+            self.conninfo,
+            min_size=1,
+            max_size=min(10, 2 + self.concurrency),
+            open=False,
+            name="bifrost-jobs",
+            kwargs={"options": "-c synchronous_commit=off"},
+            configure=_autocommit_connection,
         )
         await self._job_pool.open(wait=True)
         self._app = App(connector=PsycopgConnector())
@@ -229,6 +249,7 @@ class WorkerNode:
             delete_jobs="successful",
             shutdown_graceful_timeout=self.settings.shutdown_grace_seconds,
         )
+        self._fetch_when_useful(self._worker, self._app.job_manager)
         self._worker_task = asyncio.create_task(self._worker.run(), name="bifrost-node-worker")
         log.info("worker node %s: taking runs, %d at a time", self.name, self.concurrency)
 
@@ -260,6 +281,47 @@ class WorkerNode:
         if self._engine is not None:
             await self._engine.dispose()
 
+    def _fetch_when_useful(self, worker: Any, job_manager: Any) -> None:
+        """Fetch again only when a job may be waiting, and only once the last one is handed to a worker.
+
+        procrastinate fetches again the moment it gets a job, until a fetch comes back empty: with one
+        run at a time every run cost a second, empty fetch, which raced the run's mark and context
+        reads (two connections, one event loop, 2 cores). Each job inserted is announced (procrastinate's
+        ``job_inserted`` NOTIFY): after a job, the next fetch is made only if announcements not yet
+        matched by a fetched job remain, and after the hand-over of the last one (or a short wait). A
+        missed announcement costs what it cost before: procrastinate's polling fetches anyway.
+        """
+        fetch, notified = job_manager.fetch_job, worker._handle_notification
+        last: list[asyncio.Event] = []
+        state = {"announced": 0, "after_job": False}
+
+        async def on_notification(*, channel: str, notification: Any) -> None:
+            if notification.get("type") == "job_inserted":
+                state["announced"] += 1
+            await notified(channel=channel, notification=notification)
+
+        async def fetch_when_useful(**kwargs: Any) -> Any:
+            if state["after_job"] and state["announced"] <= 0:
+                state["after_job"] = False
+                return None  # nothing announced since: the queue is most likely empty
+            if last:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(last.pop().wait(), _MARK_WAIT_SECONDS)
+            announced = state["announced"]
+            job = await fetch(**kwargs)
+            state["after_job"] = job is not None
+            if job is None:
+                state["announced"] -= announced  # those were taken elsewhere; keep what came meanwhile
+                return None
+            state["announced"] = max(0, state["announced"] - 1)
+            execution_id = job.task_kwargs.get("execution_id")
+            if isinstance(execution_id, str):
+                last.append(self._handing.setdefault(execution_id, asyncio.Event()))
+            return job
+
+        worker._handle_notification = on_notification
+        job_manager.fetch_job = fetch_when_useful
+
     # ----- one job -------------------------------------------------------------------------------------
     async def _run_execution(self, execution_id: str) -> None:
         """The procrastinate task: run ``execution_id`` here if it is still ``Pending``."""
@@ -285,6 +347,9 @@ class WorkerNode:
             self.taken += 1
             await self.runner.dispatch(request)
         finally:
+            handed = self._handing.pop(execution_id, None)
+            if handed is not None:
+                handed.set()  # handed to a worker (or dropped): the next fetch may go
             self._starting.discard(execution_id)
         if execution_id in self._cancel_asked:
             self._cancel_asked.discard(execution_id)

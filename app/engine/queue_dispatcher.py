@@ -161,8 +161,11 @@ class QueueDispatcher:
             event.set()
 
     async def _has_ended(self, execution_id: str) -> bool:
-        async with self.sessions() as session:
-            status = await session.scalar(select(col(Execution.status)).where(col(Execution.id) == execution_id))
+        # Autocommit: one round trip, where a session's read costs three (BEGIN, SELECT, ROLLBACK).
+        engine = self.sessions.kw["bind"]
+        async with engine.connect() as connection:
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            status = await connection.scalar(select(col(Execution.status)).where(col(Execution.id) == execution_id))
         return status is None or status in _ENDED
 
     async def expire_approvals(self) -> list[str]:
