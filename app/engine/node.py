@@ -73,8 +73,6 @@ _MARK_TAKEN = (
     .returning(Execution)
 )
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
-# The longest a fetch waits for the mark of the job fetched before it (a job that is not ours never marks).
-_MARK_WAIT_SECONDS = 0.05
 
 
 def available_memory_mb() -> int | None:
@@ -190,7 +188,6 @@ class WorkerNode:
         self._starting: set[str] = set()
         self._cancel_asked: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
-        self._handing: dict[str, asyncio.Event] = {}  # runs fetched, set once handed to a worker
         self.taken = 0  # runs this node wrote Running (tests and the bench read it)
 
     async def start(self, *, migrate: bool = True) -> None:
@@ -282,17 +279,16 @@ class WorkerNode:
             await self._engine.dispose()
 
     def _fetch_when_useful(self, worker: Any, job_manager: Any) -> None:
-        """Fetch again only when a job may be waiting, and only once the last one is handed to a worker.
+        """After a job, fetch again only when a job may be waiting.
 
         procrastinate fetches again the moment it gets a job, until a fetch comes back empty: with one
         run at a time every run cost a second, empty fetch, which raced the run's mark and context
         reads (two connections, one event loop, 2 cores). Each job inserted is announced (procrastinate's
-        ``job_inserted`` NOTIFY): after a job, the next fetch is made only if announcements not yet
-        matched by a fetched job remain, and after the hand-over of the last one (or a short wait). A
-        missed announcement costs what it cost before: procrastinate's polling fetches anyway.
+        ``job_inserted`` NOTIFY): after a job, the next fetch is made only while announcements not yet
+        matched by a fetched job remain. A missed announcement costs what it cost before:
+        procrastinate's polling fetches anyway.
         """
         fetch, notified = job_manager.fetch_job, worker._handle_notification
-        last: list[asyncio.Event] = []
         state = {"announced": 0, "after_job": False}
 
         async def on_notification(*, channel: str, notification: Any) -> None:
@@ -304,19 +300,13 @@ class WorkerNode:
             if state["after_job"] and state["announced"] <= 0:
                 state["after_job"] = False
                 return None  # nothing announced since: the queue is most likely empty
-            if last:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(last.pop().wait(), _MARK_WAIT_SECONDS)
             announced = state["announced"]
             job = await fetch(**kwargs)
             state["after_job"] = job is not None
             if job is None:
                 state["announced"] -= announced  # those were taken elsewhere; keep what came meanwhile
-                return None
-            state["announced"] = max(0, state["announced"] - 1)
-            execution_id = job.task_kwargs.get("execution_id")
-            if isinstance(execution_id, str):
-                last.append(self._handing.setdefault(execution_id, asyncio.Event()))
+            else:
+                state["announced"] = max(0, state["announced"] - 1)
             return job
 
         worker._handle_notification = on_notification
@@ -347,9 +337,6 @@ class WorkerNode:
             self.taken += 1
             await self.runner.dispatch(request)
         finally:
-            handed = self._handing.pop(execution_id, None)
-            if handed is not None:
-                handed.set()  # handed to a worker (or dropped): the next fetch may go
             self._starting.discard(execution_id)
         if execution_id in self._cancel_asked:
             self._cancel_asked.discard(execution_id)
