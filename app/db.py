@@ -180,6 +180,41 @@ async def transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterato
         await session.commit()
 
 
+class LazySession:
+    """An ``AsyncSession`` made on first use, for a block that often needs none.
+
+    ``ExecutionService.submit`` of an API run finds the workflow and the caller cached and puts its
+    INSERT in the dispatcher's group commit: it reads nothing, and making and closing an unused session
+    cost about 40 µs of CPU per run (docs/performance.md, "Against Celery"). ``in_transaction()`` and
+    ``bind`` answer without making one; any other use makes it, and the block's end closes it.
+    """
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = factory
+        self._session: AsyncSession | None = None
+
+    @property
+    def bind(self) -> Any:
+        """The factory's engine (what the session would be bound to)."""
+        return self._session.bind if self._session is not None else self._factory.kw.get("bind")
+
+    def in_transaction(self) -> bool:
+        """Whether the session exists and has begun a transaction."""
+        return self._session is not None and self._session.in_transaction()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._session is None:
+            self._session = self._factory()
+        return getattr(self._session, name)
+
+    async def __aenter__(self) -> LazySession:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._session is not None:
+            await self._session.__aexit__(*exc)
+
+
 @asynccontextmanager
 async def read_transaction(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """A session for reads only, on a read connection when the database is a SQLite file.

@@ -104,6 +104,16 @@ async def _is_login_attempt(request: Request[Any, Any, Any]) -> bool:
     return (request.method == "POST" and request.url.path in LOGIN_PATHS) or request.url.path in THROTTLED_GETS
 
 
+def _key_fast_path(path: str) -> bool:
+    # The JSON and SDK APIs, less the sign-in routes (they read and write the session, and are throttled).
+    return (
+        path.startswith("/api/")
+        and not path.startswith("/api/auth")
+        and path not in LOGIN_PATHS
+        and path not in THROTTLED_GETS
+    )
+
+
 def session_secret(home: Path, secret_key: str | None = None) -> bytes:
     """The cookie-session key: derived from ``BIFROST_SECRET_KEY`` when set, else ``<home>/session.key``.
 
@@ -186,16 +196,24 @@ def create_app(settings: Settings, platform: Platform | None = None, *, start_pl
         dependencies={"actor": Provide(provide_actor)},
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[
-            # First: nothing below (rate limits, sessions, CSRF) may read a body before its limit is checked.
-            *guard_middleware(settings),
             ClientAddressMiddleware,  # the address audit events record
-            # Password attempts: counted in this process, or on every server when limits are shared.
-            shared_login_limit(settings.login_rate_limit_per_minute, _is_login_attempt)
-            if rate_limits_mode(settings) != "local"
-            else RateLimitConfig(
-                rate_limit=("minute", settings.login_rate_limit_per_minute), check_throttle_handler=_is_login_attempt
-            ).middleware,
-            session_config.middleware,
+            # Body limit and cross-site check first: nothing below (rate limits, sessions, CSRF) may read a
+            # body before its limit is checked. Then the layers only browsers need, which an API key's call to
+            # the JSON API skips (app/web/guards.py GuardMiddleware): it is authenticated by its key alone.
+            *guard_middleware(
+                settings,
+                browser_layers=[
+                    # Password attempts: counted in this process, or on every server when limits are shared.
+                    shared_login_limit(settings.login_rate_limit_per_minute, _is_login_attempt)
+                    if rate_limits_mode(settings) != "local"
+                    else RateLimitConfig(
+                        rate_limit=("minute", settings.login_rate_limit_per_minute),
+                        check_throttle_handler=_is_login_attempt,
+                    ).middleware,
+                    session_config.middleware,
+                ],
+                key_fast_path=_key_fast_path,
+            ),
         ],
         csrf_config=CSRFConfig(
             secret=session_secret(settings.home, settings.secret_key).hex(),

@@ -2,7 +2,7 @@
 
 Two ASGI middlewares, outermost first in the app's middleware list, and one response hook:
 
-* :class:`BodyLimitMiddleware`: every request body has a limit, chosen by route (forms, uploads,
+* :class:`BodyLimitMiddleware` (its check: :func:`limited_receive`): every request body has a limit, chosen by route (forms, uploads,
   file content, endpoints, the rest of the API), enforced on ``Content-Length`` before a byte is
   read and on the bytes actually received (chunked bodies). Over the limit is ``413``. It runs
   before the CSRF middleware, which otherwise reads a whole form body into memory first.
@@ -10,6 +10,13 @@ Two ASGI middlewares, outermost first in the app's middleware list, and one resp
   ``text/plain`` POST is a "simple" cross-site request a browser sends without asking), and a
   state-changing request whose ``Origin`` names another site is refused unless it carries an API
   key. Together they close login CSRF and every other cookie-authenticated cross-site write.
+* :class:`GuardMiddleware`: both checks above in one layer, in front of the browser-only layers
+  (the sign-in rate limiter and the session cookie). A call to the JSON API that carries an API key
+  or SDK token (``Authorization: Bearer``, ``X-Bifrost-Key``) skips those layers: it is
+  authenticated by its key alone (``resolve_actor`` never reads the cookie when a key is sent), so it
+  cannot ride a victim's cookie, and it never reaches a throttled sign-in path (the caller decides which
+  paths may take the short way). Body limit, cross-site check, authentication and security headers
+  stay on every request.
 * :func:`security_headers`: a ``before_send`` hook adding Content-Security-Policy and the other
   response headers every page should carry (see ``docs/security.md``).
 """
@@ -17,7 +24,7 @@ Two ASGI middlewares, outermost first in the app's middleware list, and one resp
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -126,25 +133,30 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):  # type: ignore[typeddict-item]
             await self.app(scope, receive, send)
             return
-        limit, setting = self.limits.for_request(scope["path"], _header(scope, b"content-type") or "")
-        declared = _header(scope, b"content-length")
-        if declared is not None:
-            if whole_number(declared) is None:
-                raise HTTPException(status_code=400, detail="Content-Length must be a number of bytes.")
-            if int(declared) > limit:
+        await self.app(scope, limited_receive(self.limits, scope, receive), send)
+
+
+def limited_receive(limits: BodyLimits, scope: Scope, receive: Receive) -> Receive:
+    """``receive`` counting the body against the route's limit; 413 at once on a ``Content-Length`` over it."""
+    limit, setting = limits.for_request(scope["path"], _header(scope, b"content-type") or "")
+    declared = _header(scope, b"content-length")
+    if declared is not None:
+        if whole_number(declared) is None:
+            raise HTTPException(status_code=400, detail="Content-Length must be a number of bytes.")
+        if int(declared) > limit:
+            raise _too_large(limit, setting)
+    received = 0
+
+    async def limited() -> ReceiveMessage:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))  # type: ignore[arg-type]
+            if received > limit:
                 raise _too_large(limit, setting)
-        received = 0
+        return message
 
-        async def limited_receive() -> ReceiveMessage:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))  # type: ignore[arg-type]
-                if received > limit:
-                    raise _too_large(limit, setting)
-            return message
-
-        await self.app(scope, limited_receive, send)
+    return limited
 
 
 def _same_site_origins(settings: Settings) -> Callable[[Scope], set[str]]:
@@ -232,11 +244,75 @@ def security_headers(settings: Settings) -> Callable[[Message, Scope], Any]:
     return before_send
 
 
-def guard_middleware(settings: Settings) -> list[Any]:
-    """The guards in order (outermost first), as Litestar middleware entries."""
+def carries_key(scope: Scope) -> bool:
+    """Whether the request sends an API key or SDK token, by the rule of ``app.web.deps.bearer_token``."""
+    for key, value in scope["headers"]:
+        if key == b"authorization":
+            if value[:7].lower() == b"bearer " and value[7:].strip():
+                return True
+            break  # the first Authorization header is the one read; not a bearer: X-Bifrost-Key decides
+    return bool(_header(scope, b"x-bifrost-key"))
+
+
+class GuardMiddleware:
+    """Body limit and cross-site check, then the browser layers, or straight on for an API key's call.
+
+    Args:
+        app: The next ASGI app (the route).
+        limits: The body limits.
+        settings: For the cross-site check's own origins.
+        browser_layers: Middleware factories (outermost first) only cookie-carrying browsers need:
+            the sign-in rate limiter, the session cookie.
+        key_fast_path: Paths on which a request carrying a key may skip ``browser_layers`` (the JSON
+            API but not its sign-in routes); false for every other path.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: BodyLimits,
+        settings: Settings,
+        browser_layers: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
+        key_fast_path: Callable[[str], bool] = lambda path: False,
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.cross_site = CrossSiteGuardMiddleware(app, settings)
+        browser = app
+        for layer in reversed(browser_layers):
+            browser = layer(browser)
+        self.browser = browser
+        self.key_fast_path = key_fast_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.browser(scope, receive, send)
+            return
+        if scope["method"] in UNSAFE_METHODS:  # type: ignore[typeddict-item]
+            receive = limited_receive(self.limits, scope, receive)
+            self.cross_site._check(scope)
+        elif scope["method"] not in ("GET", "HEAD", "OPTIONS"):  # type: ignore[typeddict-item]
+            receive = limited_receive(self.limits, scope, receive)
+        if self.key_fast_path(scope["path"]) and carries_key(scope):
+            await self.app(scope, receive, send)
+        else:
+            await self.browser(scope, receive, send)
+
+
+def guard_middleware(
+    settings: Settings,
+    browser_layers: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
+    key_fast_path: Callable[[str], bool] = lambda path: False,
+) -> list[Any]:
+    """The guards and the browser-only layers behind them, as Litestar middleware entries."""
     from litestar.middleware import DefineMiddleware
 
     return [
-        DefineMiddleware(BodyLimitMiddleware, limits=BodyLimits.from_settings(settings)),
-        DefineMiddleware(CrossSiteGuardMiddleware, settings=settings),
+        DefineMiddleware(
+            GuardMiddleware,
+            limits=BodyLimits.from_settings(settings),
+            settings=settings,
+            browser_layers=list(browser_layers),
+            key_fast_path=key_fast_path,
+        )
     ]

@@ -8,7 +8,9 @@ from litestar import Controller, Request, Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
 from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import LazySession
 from app.services.actor import Actor
 from app.services.errors import ConflictError
 from app.services.executions.service import ExecutionService, execution_view
@@ -44,9 +46,10 @@ async def run_and_respond(
             "workflows.execute(..., wait=False) and poll, or raise BIFROST_WORKERS."
         )
     # A plain session, not db(): submit commits everything it writes itself (alone, or in the dispatcher's
-    # group commit when the session read nothing), so the empty closing commit of db() is saved.
-    async with platform.sessions() as session:
-        execution = await ExecutionService(session, platform.dispatcher).submit(
+    # group commit when the session read nothing), so the empty closing commit of db() is saved. Made on
+    # first use: with the workflow and the caller cached, a SQLite submit needs none.
+    async with LazySession(platform.sessions) as session:
+        execution = await ExecutionService(cast("AsyncSession", session), platform.dispatcher).submit(
             workflow, body.params, actor, body.org, trigger=trigger
         )
     accepted: Response[ExecuteAccepted | ExecutionView] = Response(
