@@ -126,11 +126,10 @@ async def test_only_outcomes_skip_the_wal_flush_on_postgres(database_url: str) -
         await engine.dispose()
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # the idle ping is for Postgres
 async def test_a_pooled_connection_killed_while_idle_is_replaced_before_use(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("the idle ping is for Postgres connections")
     monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)
     engine = create_engine(database_url)
     try:
@@ -169,9 +168,8 @@ def test_an_ended_runs_token_is_not_cached_again() -> None:
     actor_cache.clear()
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the guards do not depend on the database
 def test_the_execute_route_keeps_its_guards_and_headers(database_url: str, tmp_path: Path) -> None:
-    if database_url.startswith("postgresql"):
-        pytest.skip("the guards do not depend on the database")
     server = LiveServer(make_settings(tmp_path, database_url)).start()
     try:
         ids = server.call(lambda: seed(server.platform))
