@@ -57,7 +57,8 @@ CLUSTER_WORKFLOWS = textwrap.dedent(
 
 
     @workflow(timeout_seconds=120)
-    async def chatty(lines: int = 400, every: float = 0.05) -> int:
+    async def chatty(lines: int = 400, every: float = 0.05, delay: float = 0.0) -> int:
+        await asyncio.sleep(delay)
         for n in range(lines):
             log.info("line %d", n)
             await asyncio.sleep(every)

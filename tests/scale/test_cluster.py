@@ -74,7 +74,10 @@ def test_live_logs_of_a_run_on_node_a_are_streamed_by_server_b(tmp_path: Path) -
         c.node_a.env["BIFROST_LOG_FLUSH_SECONDS"] = "600"
         c.node_a.start().wait_ready()
         with client(c.a) as api_a:
-            response = api_a.post("/api/workflows/chatty/execute", json={"params": {"lines": 60, "every": 0.1}})
+            # The first line waits 2 s: a viewer joining a run on another node sees the lines published after
+            # it subscribed (lines before that reach it from the stored log only: docs/cluster-events.md).
+            params = {"lines": 60, "every": 0.1, "delay": 2.0}
+            response = api_a.post("/api/workflows/chatty/execute", json={"params": params})
         execution_id = response.json()["execution_id"]
         seen: list[int] = []
         status_at_first_line = None
