@@ -129,6 +129,28 @@ _MARK_RETRY_SECONDS = 1.0
 _RECORD_GRACE_SECONDS = 10.0
 
 
+async def expire_due_approvals(sessions: async_sessionmaker[AsyncSession], hub: EventHub) -> list[str]:
+    """End approvals past their expiry now (their runs end Cancelled); returns their execution ids.
+
+    Shared by both dispatchers: whichever runs the jobs, a server ends expired approvals.
+    """
+    async with transaction(sessions) as session:
+        expired = await ApprovalService(session).expire_due()
+    for execution_id in expired:
+        hub.publish(execution_id, {"type": "status", "status": "Cancelled", "done": True})
+    return expired
+
+
+async def expire_approvals_every(seconds: float, sessions: async_sessionmaker[AsyncSession], hub: EventHub) -> None:
+    """:func:`expire_due_approvals` now, then every ``seconds``, until cancelled."""
+    while True:  # first at start: approvals that expired while no server ran end at once
+        try:
+            await expire_due_approvals(sessions, hub)
+        except Exception:
+            log.exception("could not end expired approvals; trying again later")
+        await asyncio.sleep(seconds)
+
+
 class LocalDispatcher:
     """Dispatches executions to a :class:`WorkerPool` in this process."""
 
@@ -180,19 +202,10 @@ class LocalDispatcher:
 
     async def expire_approvals(self) -> list[str]:
         """End approvals past their expiry now (their runs end Cancelled); returns their execution ids."""
-        async with transaction(self.sessions) as session:
-            expired = await ApprovalService(session).expire_due()
-        for execution_id in expired:
-            self.hub.publish(execution_id, {"type": "status", "status": "Cancelled", "done": True})
-        return expired
+        return await expire_due_approvals(self.sessions, self.hub)
 
     async def _expire_approvals_periodically(self) -> None:
-        while True:  # first at start: approvals that expired while no server ran end at once
-            try:
-                await self.expire_approvals()
-            except Exception:
-                log.exception("could not end expired approvals; trying again later")
-            await asyncio.sleep(self.approval_check_seconds)
+        await expire_approvals_every(self.approval_check_seconds, self.sessions, self.hub)
 
     def stop_accepting(self) -> None:
         """Start no more runs: queued ones stay PENDING in the database for the next start."""

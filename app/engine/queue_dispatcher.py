@@ -20,12 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from app.db import transaction
+from app.engine.dispatcher import expire_approvals_every, expire_due_approvals
 from app.engine.events import EventHub
 from app.engine.pg_listen import PgListener
 from app.engine.queue_schema import CANCEL_CHANNEL, DONE_CHANNEL, parse_done
 from app.models import Execution
 from app.services.executions.approval_rows import DEFAULT_APPROVAL_EXPIRY_SECONDS
-from app.services.executions.approvals import ApprovalService
 from app.services.executions.dispatch import DispatchRequest
 from bifrost.enums import ExecutionStatus
 
@@ -72,7 +72,9 @@ class QueueDispatcher:
     async def start(self) -> None:
         """Listen for ended runs and start ending expired approvals."""
         await self.listener.start()
-        self._approvals = asyncio.create_task(self._expire_approvals_periodically(), name="bifrost-approval-expiry")
+        self._approvals = asyncio.create_task(
+            expire_approvals_every(self.approval_check_seconds, self.sessions, self.hub), name="bifrost-approval-expiry"
+        )
 
     def stop_accepting(self) -> None:
         """Nothing to stop: runs queue in the database whatever this server does."""
@@ -170,16 +172,4 @@ class QueueDispatcher:
 
     async def expire_approvals(self) -> list[str]:
         """End approvals past their expiry now (their runs end Cancelled); returns their execution ids."""
-        async with transaction(self.sessions) as session:
-            expired = await ApprovalService(session).expire_due()
-        for execution_id in expired:
-            self.hub.publish(execution_id, {"type": "status", "status": "Cancelled", "done": True})
-        return expired
-
-    async def _expire_approvals_periodically(self) -> None:
-        while True:
-            try:
-                await self.expire_approvals()
-            except Exception:
-                log.exception("could not end expired approvals; trying again later")
-            await asyncio.sleep(self.approval_check_seconds)
+        return await expire_due_approvals(self.sessions, self.hub)
