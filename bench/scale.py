@@ -21,6 +21,11 @@ Per system:
   remote API looks like.
 
 Each phase records the load average next to its figure.
+
+Faster iterations: ``--phases latency`` measures only the p50 (``--calls`` fewer). A/B:
+``--baseline-ref COMMIT --rounds N`` runs every system from that commit's tree (``git archive``
+into a temporary directory) and from this checkout, alternating A, B, A, B... in one run, and
+reports each round's p50 beside its load average (the machine is shared: compare within a run).
 """
 
 from __future__ import annotations
@@ -86,7 +91,7 @@ def _admin_dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://")
 
 
-def create_database(server_url: str) -> str:
+def create_database(server_url: str, log_statements: bool = False) -> str:
     import asyncpg
 
     name = f"bifrost_scale_{uuid.uuid4().hex[:10]}"
@@ -95,6 +100,8 @@ def create_database(server_url: str) -> str:
         connection = await asyncpg.connect(_admin_dsn(server_url))
         try:
             await connection.execute(f'CREATE DATABASE "{name}"')
+            if log_statements:  # counted by count_statements (the server's log must be readable here)
+                await connection.execute(f"ALTER DATABASE \"{name}\" SET log_statement = 'all'")
         finally:
             await connection.close()
 
@@ -162,8 +169,9 @@ def batch_rate(database_url: str, ids: list[str]) -> dict[str, Any]:
 class System:
     """One server (and its nodes) on its own home, workspace and database."""
 
-    def __init__(self, name: str, root: Path, database_url: str, nodes: int) -> None:
+    def __init__(self, name: str, root: Path, database_url: str, nodes: int, code: Path = ROOT) -> None:
         self.name = name
+        self.code = code
         self.root = root / name
         self.workspace = self.root / "workspace"
         self.workspace.mkdir(parents=True)
@@ -184,12 +192,16 @@ class System:
         )
         if nodes:
             self.env["BIFROST_QUEUE"] = "postgres"
+        # The code to run (this checkout, or a baseline commit's tree): first on the path, run from there.
+        self.env["PYTHONPATH"] = str(code)
         self.node_count = nodes
         self.processes: list[subprocess.Popen[bytes]] = []
         self.key = ""
 
     def cli(self, *args: str) -> str:
-        done = subprocess.run([*BIFROST, *args], env=self.env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [*BIFROST, *args], env=self.env, capture_output=True, text=True, timeout=300, cwd=self.code
+        )
         if done.returncode:
             raise RuntimeError(done.stderr)
         return done.stdout
@@ -200,12 +212,14 @@ class System:
         self.cli("init")
         self.key = self.cli("api-key", "bench").strip().splitlines()[-1]
         out = open(self.root / "server.log", "ab")
-        self.processes.append(subprocess.Popen([*BIFROST, "serve"], env=self.env, stdout=out, stderr=out))
+        self.processes.append(
+            subprocess.Popen([*BIFROST, "serve"], env=self.env, stdout=out, stderr=out, cwd=self.code)
+        )
         for n in range(self.node_count):
             node_env = {**self.env, "BIFROST_HOME": str(self.root / f"node{n}"), "BIFROST_NODE_NAME": f"node{n}"}
             node_log = open(self.root / f"node{n}.log", "ab")
             self.processes.append(
-                subprocess.Popen([*BIFROST, "worker"], env=node_env, stdout=node_log, stderr=node_log)
+                subprocess.Popen([*BIFROST, "worker"], env=node_env, stdout=node_log, stderr=node_log, cwd=self.code)
             )
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -241,8 +255,10 @@ class System:
                 process.kill()
 
 
-async def latency(system: System, calls: int) -> dict[str, Any]:
+async def latency(system: System, calls: int, log_file: Path | None = None) -> dict[str, Any]:
     import httpx
+
+    offset = 0
 
     times: list[float] = []
     headers = {"Authorization": f"Bearer {system.key}"}
@@ -254,12 +270,49 @@ async def latency(system: System, calls: int) -> dict[str, Any]:
             assert response.status_code == 200 and response.json()["status"] == "Completed", response.text
             if n >= 20:  # the first calls warm connections and caches
                 times.append(elapsed * 1000)
+            elif n == 19 and log_file is not None:
+                offset = await asyncio.to_thread(os.path.getsize, log_file)
     times.sort()
-    return {
+    found: dict[str, Any] = {
         "calls": calls,
         "p50_ms": round(statistics.median(times), 2),
         "p95_ms": round(times[int(0.95 * len(times))], 2),
     }
+    if log_file is not None:
+        await asyncio.sleep(1.0)  # the last runs' finish, heartbeats aside
+        found["statements"] = count_statements(log_file, offset, system.database_url.rsplit("/", 1)[1], calls)
+    return found
+
+
+def count_statements(log_file: Path, offset: int, database: str, calls: int) -> dict[str, Any]:
+    """Statements Postgres logged for ``database`` (``log_statement=all``) from ``offset`` on, per call.
+
+    Counts every executed statement (simple ``statement:`` and extended ``execute``), by its first
+    words, so that a before/after says which went away.
+    """
+    with log_file.open("rb") as stream:
+        stream.seek(offset)
+        lines = stream.read().decode(errors="replace").splitlines()
+    kinds: dict[str, int] = {}
+    total = 0
+    for index, line in enumerate(lines):
+        if f"@{database} LOG:" not in line:
+            continue
+        text = line.split(" LOG:  ", 1)[1]
+        if text.endswith(": ") or text.endswith(":"):  # a statement written over several lines: its first one
+            following = (line.strip() for line in lines[index + 1 : index + 4])
+            text += " " + next((line for line in following if line), "")
+        if text.startswith("statement: "):
+            text = text[len("statement: ") :]
+        elif text.startswith("execute "):
+            text = text.split(": ", 1)[1] if ": " in text else text
+        else:
+            continue
+        words = " ".join(text.split()[:6])[:70]
+        kinds[words] = kinds.get(words, 0) + 1
+        total += 1
+    per_call = {k: round(v / calls, 2) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]) if v / calls >= 0.05}
+    return {"per_call": round(total / calls, 2), "by_kind_per_call": per_call}
 
 
 async def submit(system: System, workflow: str, runs: int, clients: int = 16) -> list[str]:
@@ -305,13 +358,44 @@ def wait_all_ended(system: System, ids: list[str], timeout: float) -> None:
 
 def measure(system: System, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"nodes": system.node_count, "node_concurrency": system.node_concurrency()}
-    result["noop_latency"] = {**asyncio.run(latency(system, args.calls)), "load_average": load_average()}
+    log_file = Path(args.statements_log) if args.statements_log and system.node_count else None
+    found = asyncio.run(latency(system, args.calls, log_file))
+    result["noop_latency"] = {**found, "load_average": load_average()}
+    log(f"{system.name} noop p50: {result['noop_latency']['p50_ms']} ms (load {load_average()[0]})")
+    if args.phases == "latency":
+        return result
     for workflow, key, runs in (("noop", "noop_throughput", args.runs), ("io_wait", "io_throughput", args.io_runs)):
         ids = asyncio.run(submit(system, workflow, runs))
         wait_all_ended(system, ids, timeout=600)
         result[key] = {**batch_rate(system.database_url, ids), "load_average": load_average()}
         log(f"{system.name} {key}: {result[key]['runs_per_s']} runs/s")
     return result
+
+
+def run_system(name: str, root: Path, args: argparse.Namespace, code: Path = ROOT) -> dict[str, Any]:
+    """Start ``name`` on a fresh database from the code at ``code``, measure it, stop it, drop its database."""
+    nodes = 0 if name == "embedded" else int(name.split("_")[1])
+    url = f"sqlite+aiosqlite:///{root / name / 'home' / 'bifrost.db'}" if not nodes else None
+    url = url or create_database(args.postgres_url, bool(args.statements_log))
+    system = System(name, root, url, nodes, code)
+    log(f"starting {name} from {code}")
+    try:
+        system.start()
+        return measure(system, args)
+    finally:
+        system.stop()
+        if nodes:
+            drop_database(args.postgres_url, url)
+        shutil.rmtree(root / name, ignore_errors=True)
+
+
+def baseline_tree(ref: str, root: Path) -> Path:
+    """The tree of commit ``ref`` of this repository, unpacked under ``root`` (for A/B runs)."""
+    tree = root / "baseline-code"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
 
 
 def main() -> int:
@@ -321,6 +405,14 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200, help="sequential wait=true calls for the p50 (default 200)")
     parser.add_argument("--runs", type=int, default=1000, help="no-op runs of the throughput phase (default 1000)")
     parser.add_argument("--io-runs", type=int, default=600, help="I/O-bound runs of the throughput phase (default 600)")
+    parser.add_argument("--phases", choices=("all", "latency"), default="all", help="latency: the p50 only")
+    parser.add_argument("--baseline-ref", help="A/B: also run every system from this commit, alternating")
+    parser.add_argument(
+        "--statements-log",
+        help="count statements per no-op run on Postgres: log_statement=all on the bench databases, read from this "
+        "Postgres log file (e.g. /var/log/postgresql/postgresql-15-main.log; figures then include the logging cost)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="A/B rounds (with --baseline-ref)")
     args = parser.parse_args()
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     if any(s.startswith("nodes") for s in systems) and not args.postgres_url:
@@ -334,25 +426,33 @@ def main() -> int:
         "systems": {},
     }
     try:
-        for name in systems:
-            nodes = 0 if name == "embedded" else int(name.split("_")[1])
-            url = f"sqlite+aiosqlite:///{root / name / 'home' / 'bifrost.db'}" if not nodes else None
-            url = url or create_database(args.postgres_url)
-            system = System(name, root, url, nodes)
-            log(f"starting {name}")
-            try:
-                system.start()
-                report["systems"][name] = measure(system, args)
-            finally:
-                system.stop()
-                if nodes:
-                    drop_database(args.postgres_url, url)
+        if args.baseline_ref:
+            baseline = baseline_tree(args.baseline_ref, root)
+            report["baseline_ref"] = args.baseline_ref
+            rounds: dict[str, dict[str, list[Any]]] = {name: {"A": [], "B": []} for name in systems}
+            for _ in range(args.rounds):
+                for name in systems:
+                    for side, code in (("A", baseline), ("B", ROOT)):
+                        found = run_system(name, root, args, code)["noop_latency"]
+                        rounds[name][side].append([found["p50_ms"], found["load_average"][0]])
+                        if "statements" in found:
+                            report.setdefault("statements", {}).setdefault(name, {})[side] = found["statements"]
+            for name, sides in rounds.items():
+                report["systems"][name] = {
+                    "ab_rounds_p50_ms_and_load": sides,
+                    "median_p50_ms": {side: statistics.median(p for p, _ in runs) for side, runs in sides.items()},
+                }
+        else:
+            for name in systems:
+                report["systems"][name] = run_system(name, root, args)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     found = report["systems"]
-    if "embedded" in found and "nodes_2" in found:
-        ratio = found["nodes_2"]["noop_latency"]["p50_ms"] / found["embedded"]["noop_latency"]["p50_ms"]
-        report["noop_p50_ratio_nodes_2_to_embedded"] = round(ratio, 2)
+    if not args.baseline_ref and "embedded" in found:
+        for nodes in ("nodes_1", "nodes_2"):
+            if nodes in found:
+                ratio = found[nodes]["noop_latency"]["p50_ms"] / found["embedded"]["noop_latency"]["p50_ms"]
+                report[f"noop_p50_ratio_{nodes}_to_embedded"] = round(ratio, 2)
     report["load_average_end"] = load_average()
     print(json.dumps(report, indent=2))
     return 0

@@ -19,18 +19,17 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlmodel import col
 
 from app.db import create_engine, session_factory, upgrade_database_async
-from app.engine.dispatcher import LocalDispatcher
+from app.engine.dispatcher import LocalDispatcher, clean_text
 from app.engine.event_backends import build_hub, unwire_cache_invalidation, wire_cache_invalidation
 from app.engine.events import EventHub
 from app.engine.lost_nodes import LostNodeSweeper
+from app.engine.node_statements import FINISH, JOB_COLUMNS, TAKE, context_of, finish_params
 from app.engine.pg_listen import PgListener
 from app.engine.pool import WorkerPool
 from app.engine.protocol import JobResult, utcnow
@@ -43,13 +42,11 @@ from app.engine.queue_schema import (
     done_payload,
     ensure_queue_schema,
 )
-from app.models import Execution
-from app.models.base import UTCDateTime
+from app.services.executions.dispatch import DispatchRequest
 from app.services.executions.log_limits import LogLimits
-from app.services.executions.service import ExecutionService
+from app.services.identity import actor_cache
 from app.services.identity.security import hash_token, new_execution_token
 from app.settings import Settings
-from bifrost.enums import ExecutionStatus
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +58,12 @@ PROCESSES_PER_CORE = 8
 WORKER_MEMORY_MB = 150
 MAX_NODE_WORKERS = 64
 
-_MARK_TAKEN = (
-    update(Execution)
-    .where(col(Execution.id) == bindparam("b_id"), col(Execution.status) == ExecutionStatus.PENDING.value)
-    .values(
-        status=ExecutionStatus.RUNNING.value,
-        started_at=bindparam("b_started_at", type_=UTCDateTime()),
-        sdk_token_hash=bindparam("b_token_hash"),
-        node=bindparam("b_node"),
-    )
-    .returning(Execution)
-)
+# A run's log lines stored with its outcome in one statement (FINISH) up to this many; more take the
+# embedded dispatcher's path (batches of 1,000 rows, then the outcome in a transaction).
+_FINISH_MAX_LOG_ROWS = 1000
+# How long a cancel for a run this node does not (yet) run is remembered: one may be asked while
+# the run's TAKE is in flight, before this node knows the run is its own.
+_CANCEL_MEMORY_SECONDS = 60.0
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
@@ -113,17 +105,106 @@ async def _autocommit_connection(connection: Any) -> None:
     await connection.set_autocommit(True)
 
 
+def job_pool(conninfo: str, size: int) -> Any:
+    """The node's pool for procrastinate and outcomes: autocommit, ``synchronous_commit`` off (not yet open)."""
+    from psycopg_pool import AsyncConnectionPool
+
+    return AsyncConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=size,
+        open=False,
+        name="bifrost-jobs",
+        kwargs={"options": "-c synchronous_commit=off"},
+        configure=_autocommit_connection,
+    )
+
+
+def take_pool(conninfo: str) -> Any:
+    """The node's pool for :data:`~app.engine.node_statements.TAKE`: autocommit, durable commits (not yet open)."""
+    from psycopg_pool import AsyncConnectionPool
+
+    # Explicitly on: a database or role default of off must not make a Running mark losable.
+    options = "-c synchronous_commit=on"
+    return AsyncConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=2,
+        open=False,
+        name="bifrost-take",
+        kwargs={"options": options},
+        configure=_autocommit_connection,
+    )
+
+
 def default_node_name() -> str:
     """``<hostname>-<pid>``: unique per process, and says where to look."""
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class NodeRunner(LocalDispatcher):
-    """The embedded dispatcher, run by a node: its ends are also announced to every server."""
+    """The embedded dispatcher, run by a node: its ends are also announced to every server.
+
+    Args:
+        *args: As :class:`LocalDispatcher`.
+        **kwargs: As :class:`LocalDispatcher`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The node's psycopg pool (autocommit, synchronous_commit off) once open: outcomes go there in one statement.
+        self.relaxed_pool: Any = None
+        self.single_statement_finishes = 0  # outcomes stored by FINISH (tests read it)
 
     async def start(self) -> None:
         """Only the log flusher: approvals are the servers' business."""
         self._flusher = asyncio.create_task(self._flush_periodically(), name="bifrost-log-flusher")
+
+    def runs(self, execution_id: str) -> bool:
+        """Whether ``execution_id`` was handed to this runner and has not ended."""
+        return execution_id in self._tasks
+
+    async def _store_result(self, result: JobResult) -> None:
+        """The outcome, its log lines and the servers' end NOTIFY in ONE autocommit statement.
+
+        Where the base class takes five round trips (BEGIN, SET LOCAL synchronous_commit, UPDATE,
+        NOTIFY, COMMIT). The connection has ``synchronous_commit`` off, as the base class's outcome
+        transactions. Called under the flush lock (``_record``), so the periodic flusher cannot
+        store the same log lines. Anything unusual (a long log, a failed statement) takes the base
+        class's path, which tries again and stores the outcome alone if its logs fail.
+        """
+        rows = self._log_buffer.get(result.execution_id, [])
+        if self.relaxed_pool is None or len(rows) > _FINISH_MAX_LOG_ROWS:
+            await super()._store_result(result)
+            return
+        outcome = {
+            "status": result.status,
+            "result": result.result,
+            "error_message": clean_text(result.error_message),
+            "error_type": result.error_type,
+            "error_traceback": clean_text(result.traceback),
+            "user_error": result.user_error,
+            "started_at": result.started_at,
+            "completed_at": result.completed_at or utcnow(),
+            "duration_ms": result.duration_ms,
+        }
+        # Its SDK token ends with it: not cached again here until the end commits (the session is unused).
+        actor_cache.forget_execution_now_and_after_commit(None, result.execution_id)  # type: ignore[arg-type]
+        try:
+            params = finish_params(result.execution_id, outcome, rows, done_payload(result.execution_id, outcome))
+            async with self.relaxed_pool.connection() as connection:
+                found = await (await connection.execute(FINISH, params)).fetchone()
+        except Exception:
+            log.warning(
+                "execution %s: one-statement finish failed; storing it the usual way",
+                result.execution_id,
+                exc_info=True,
+            )
+            await super()._store_result(result)
+            return
+        self.single_statement_finishes += 1
+        if found is not None and found[0]:
+            self._outcomes[result.execution_id] = outcome
 
     async def _finish(self, session: AsyncSession, result: JobResult) -> None:
         await super()._finish(session, result)
@@ -184,9 +265,11 @@ class WorkerNode:
         self._worker_task: asyncio.Task[None] | None = None
         self._app: Any = None
         self._job_pool: Any = None
-        # Runs between their job's fetch and their hand-over to the runner, and cancels asked meanwhile.
-        self._starting: set[str] = set()
-        self._cancel_asked: set[str] = set()
+        self._take_pool: Any = None
+        # Runs this node took (TAKE) and has not yet handed to the runner: their requests, built from TAKE's row.
+        self._taken: dict[str, DispatchRequest] = {}
+        # Cancels asked for runs this node does not run (yet), with when they were asked (loop time).
+        self._cancel_asked: dict[str, float] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self.taken = 0  # runs this node wrote Running (tests and the bench read it)
 
@@ -194,7 +277,6 @@ class WorkerNode:
         """Apply migrations and the queue schema, warm the pool, listen for cancels, take jobs."""
         from procrastinate import App, PsycopgConnector
         from procrastinate.worker import Worker
-        from psycopg_pool import AsyncConnectionPool
 
         if migrate:
             await upgrade_database_async(self.settings.resolved_database_url)
@@ -214,24 +296,19 @@ class WorkerNode:
 
             self.watcher = WorkspaceWatcher(self.settings.workspace, self._on_workspace_change)
             await self.watcher.start()
-        # A few connections suffice: fetching and finishing a job are one short statement each. Our own
-        # pool, because procrastinate's checks each connection with a round trip before every statement
-        # (two more per run); a connection the database dropped fails one fetch, which is tried again.
-        # Autocommit: a fetch or a finish is one statement (a function call), without BEGIN and COMMIT
-        # round trips. Its commits do not wait for the WAL flush either: the run's durable Running
-        # mark, committed next, flushes the fetch with it (the WAL is written in order), so a crash of
-        # Postgres loses either both (the job is todo again, the run Pending) or neither. A lost finish
-        # leaves the job of an ended run ``doing``: never run again, as the run is no longer Pending.
-        self._job_pool = AsyncConnectionPool(
-            self.conninfo,
-            min_size=1,
-            max_size=min(10, 2 + self.concurrency),
-            open=False,
-            name="bifrost-jobs",
-            kwargs={"options": "-c synchronous_commit=off"},
-            configure=_autocommit_connection,
-        )
+        # Our own pools, because procrastinate's checks each connection with a round trip before every
+        # statement; a connection the database dropped fails one statement, which is tried again.
+        # Autocommit: a statement is its own transaction, without BEGIN and COMMIT round trips.
+        # The job pool (procrastinate's statements: finish, heartbeat, stalled jobs; and our outcomes)
+        # does not wait for the WAL flush: a lost finish leaves the job of an ended run ``doing``,
+        # never run again as the run is no longer Pending; a lost outcome is docs/architecture.md's
+        # "what a crash may cost". The take pool (TAKE: the fetch and the Running mark in one
+        # transaction) keeps synchronous_commit on: a run is Running on disk before a worker starts it.
+        self._job_pool = job_pool(self.conninfo, min(10, 2 + self.concurrency))
+        self._take_pool = take_pool(self.conninfo)
+        await self._take_pool.open(wait=True)
         await self._job_pool.open(wait=True)
+        self.runner.relaxed_pool = self._job_pool
         self._app = App(connector=PsycopgConnector())
         self._app.task(name=TASK, queue=QUEUE)(self._run_execution)
         await self._app.open_async(self._job_pool)
@@ -246,6 +323,7 @@ class WorkerNode:
             delete_jobs="successful",
             shutdown_graceful_timeout=self.settings.shutdown_grace_seconds,
         )
+        self._app.job_manager.fetch_job = self._fetch_and_take
         self._fetch_when_useful(self._worker, self._app.job_manager)
         self._worker_task = asyncio.create_task(self._worker.run(), name="bifrost-node-worker")
         log.info("worker node %s: taking runs, %d at a time", self.name, self.concurrency)
@@ -274,7 +352,10 @@ class WorkerNode:
         if self._app is not None:
             await self._app.close_async()
         if self._job_pool is not None:
+            self.runner.relaxed_pool = None
             await self._job_pool.close()
+        if self._take_pool is not None:
+            await self._take_pool.close()
         if self._engine is not None:
             await self._engine.dispose()
 
@@ -313,48 +394,62 @@ class WorkerNode:
         job_manager.fetch_job = fetch_when_useful
 
     # ----- one job -------------------------------------------------------------------------------------
-    async def _run_execution(self, execution_id: str) -> None:
-        """The procrastinate task: run ``execution_id`` here if it is still ``Pending``."""
-        self._starting.add(execution_id)
-        try:
-            token = new_execution_token()
-            async with self._autocommit() as session:
-                # One statement marks the run taken and reads it back (ORM-enabled UPDATE ... RETURNING),
-                # outside a transaction: no BEGIN and COMMIT round trips on every run's way to a worker.
-                marked = await session.execute(
-                    select(Execution).from_statement(_MARK_TAKEN),
-                    {
-                        "b_id": execution_id,
-                        "b_started_at": utcnow(),
-                        "b_token_hash": hash_token(token),
-                        "b_node": self.name,
-                    },
-                )
-                execution = marked.scalar_one_or_none()
-                if execution is None:
-                    return  # cancelled while queued, or already taken: nothing to run
-                request = await ExecutionService(session).dispatch_request(execution, sdk_token=token)
+    async def _fetch_and_take(self, queues: Any, worker_id: int) -> Any:
+        """procrastinate's ``fetch_job``, and the run of the job it finds marked ``Running`` here: one statement.
+
+        Returns the procrastinate job (None when there is none). The run's dispatch request waits in
+        ``_taken`` for :meth:`_run_execution`; a job whose run is no longer ``Pending`` (cancelled
+        while queued, or taken before a crash) leaves nothing there and ends at once.
+        """
+        from procrastinate.jobs import Job
+        from psycopg.rows import dict_row
+
+        token = new_execution_token()
+        params = {
+            "queues": list(queues) if queues is not None else None,
+            "worker_id": worker_id,
+            "started_at": utcnow(),
+            "token_hash": hash_token(token),
+            "node": self.name,
+        }
+        async with self._take_pool.connection() as connection:
+            cursor = connection.cursor(row_factory=dict_row)
+            await cursor.execute(TAKE, params)
+            row = await cursor.fetchone()
+        if row is None or row["id"] is None:
+            return None
+        if row["run_id"] is not None:
             self.taken += 1
-            await self.runner.dispatch(request)
-        finally:
-            self._starting.discard(execution_id)
-        if execution_id in self._cancel_asked:
-            self._cancel_asked.discard(execution_id)
+            self._taken[row["run_id"]] = DispatchRequest(
+                execution_id=row["run_id"],
+                kind=row["run_kind"],
+                name=row["run_workflow_name"],
+                params=row["run_input_data"],
+                timeout_seconds=row["run_timeout_seconds"],
+                context=context_of(row),
+                sdk_token=token,
+            )
+        return Job.from_row({column: row[column] for column in JOB_COLUMNS})
+
+    async def _run_execution(self, execution_id: str) -> None:
+        """The procrastinate task: run ``execution_id``, which its fetch (TAKE) marked ``Running`` here."""
+        request = self._taken.pop(execution_id, None)
+        if request is None:
+            return  # cancelled while queued, or already taken: nothing to run
+        await self.runner.dispatch(request)  # the runner knows it from here on (runs())
+        if self._cancel_asked.pop(execution_id, None) is not None:
             await self.runner.cancel(execution_id)
         await self.runner.wait(execution_id)
 
-    @contextlib.asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[AsyncSession]:
-        """A session whose statements commit one by one (the mark is one atomic UPDATE)."""
-        engine = self.sessions.kw["bind"]
-        async with engine.connect() as connection:
-            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            async with AsyncSession(bind=connection, expire_on_commit=False) as session:
-                yield session
-
     def _on_cancel(self, execution_id: str) -> None:
-        if execution_id in self._starting:
-            self._cancel_asked.add(execution_id)  # acted on once it is handed to the runner
+        if not self.runner.runs(execution_id):
+            # Not running here, or not yet: its TAKE may be in flight. Acted on if it gets handed over.
+            now = asyncio.get_running_loop().time()
+            self._cancel_asked[execution_id] = now
+            for asked, when in list(self._cancel_asked.items()):  # oldest first
+                if now - when < _CANCEL_MEMORY_SECONDS:
+                    break
+                del self._cancel_asked[asked]
             return
         task = asyncio.create_task(self.runner.cancel(execution_id), name=f"cancel-{execution_id}")
         self._background.add(task)
