@@ -195,6 +195,7 @@ class System:
         # The code to run (this checkout, or a baseline commit's tree): first on the path, run from there.
         self.env["PYTHONPATH"] = str(code)
         self.node_count = nodes
+        self.trace_prefix: Path | None = None
         self.processes: list[subprocess.Popen[bytes]] = []
         self.key = ""
 
@@ -259,6 +260,7 @@ async def latency(system: System, calls: int, log_file: Path | None = None) -> d
     import httpx
 
     offset = 0
+    totals: dict[str, float] = {}
 
     times: list[float] = []
     headers = {"Authorization": f"Bearer {system.key}"}
@@ -270,6 +272,7 @@ async def latency(system: System, calls: int, log_file: Path | None = None) -> d
             assert response.status_code == 200 and response.json()["status"] == "Completed", response.text
             if n >= 20:  # the first calls warm connections and caches
                 times.append(elapsed * 1000)
+                totals[response.json()["execution_id"]] = elapsed
             elif n == 19 and log_file is not None:
                 offset = await asyncio.to_thread(os.path.getsize, log_file)
     times.sort()
@@ -278,10 +281,48 @@ async def latency(system: System, calls: int, log_file: Path | None = None) -> d
         "p50_ms": round(statistics.median(times), 2),
         "p95_ms": round(times[int(0.95 * len(times))], 2),
     }
+    if system.trace_prefix is not None:
+        await asyncio.sleep(0.5)  # the last lines written
+        found["hops_p50_ms"] = trace_hops(system.trace_prefix, totals)
     if log_file is not None:
         await asyncio.sleep(1.0)  # the last runs' finish, heartbeats aside
         found["statements"] = count_statements(log_file, offset, system.database_url.rsplit("/", 1)[1], calls)
     return found
+
+
+HOPS = (
+    ("wait", "take", "submit committed -> node's TAKE sent (job NOTIFY, wake-up)"),
+    ("take", "taken", "TAKE (fetch + Running mark + context, durable commit)"),
+    ("taken", "dispatched", "hand-over to the runner"),
+    ("dispatched", "result", "worker runs the no-op and answers"),
+    ("result", "finished", "FINISH (outcome + end NOTIFY, one statement)"),
+    ("finished", "done", "end NOTIFY reaches the server"),
+)
+
+
+def trace_hops(prefix: Path, totals: dict[str, float]) -> dict[str, Any]:
+    """Median milliseconds of each hop of the runs timed by ``BIFROST_QUEUE_TRACE`` (app/engine/queue_trace.py).
+
+    ``client total`` is the call as the bench saw it; ``outside the queue`` is that total minus
+    ``wait`` -> ``done``: the HTTP request, the submit, and the answer after the end NOTIFY.
+    """
+    stages: dict[str, dict[str, float]] = {}
+    for path in prefix.parent.glob(prefix.name + ".*"):
+        for line in path.read_text().splitlines():
+            execution_id, stage, at = line.split()
+            stages.setdefault(execution_id, {})[stage] = float(at)
+    hops: dict[str, list[float]] = {label: [] for _, _, label in HOPS}
+    hops["client total"], hops["outside the queue (HTTP, submit, answer)"] = [], []
+    for execution_id, total in totals.items():
+        seen = stages.get(execution_id, {})
+        if not all(stage in seen for pair in HOPS for stage in pair[:2]):
+            continue
+        for start, end, label in HOPS:
+            hops[label].append((seen[end] - seen[start]) * 1000)
+        hops["client total"].append(total * 1000)
+        hops["outside the queue (HTTP, submit, answer)"].append((total - (seen["done"] - seen["wait"])) * 1000)
+    runs = len(hops["client total"])
+    return {"runs": runs, **{k: round(statistics.median(v), 2) for k, v in hops.items() if v}}
 
 
 def count_statements(log_file: Path, offset: int, database: str, calls: int) -> dict[str, Any]:
@@ -378,6 +419,9 @@ def run_system(name: str, root: Path, args: argparse.Namespace, code: Path = ROO
     url = f"sqlite+aiosqlite:///{root / name / 'home' / 'bifrost.db'}" if not nodes else None
     url = url or create_database(args.postgres_url, bool(args.statements_log))
     system = System(name, root, url, nodes, code)
+    if args.trace and nodes:
+        system.trace_prefix = system.root / "trace"
+        system.env["BIFROST_QUEUE_TRACE"] = str(system.trace_prefix)
     log(f"starting {name} from {code}")
     try:
         system.start()
@@ -412,6 +456,9 @@ def main() -> int:
         help="count statements per no-op run on Postgres: log_statement=all on the bench databases, read from this "
         "Postgres log file (e.g. /var/log/postgresql/postgresql-15-main.log; figures then include the logging cost)",
     )
+    parser.add_argument(
+        "--trace", action="store_true", help="time each hop of the node systems' no-op runs (BIFROST_QUEUE_TRACE)"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="A/B rounds (with --baseline-ref)")
     args = parser.parse_args()
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -435,6 +482,10 @@ def main() -> int:
                     for side, code in (("A", baseline), ("B", ROOT)):
                         found = run_system(name, root, args, code)["noop_latency"]
                         rounds[name][side].append([found["p50_ms"], found["load_average"][0]])
+                        if "hops_p50_ms" in found:
+                            report.setdefault("hops", {}).setdefault(name, {}).setdefault(side, []).append(
+                                found["hops_p50_ms"]
+                            )
                         if "statements" in found:
                             report.setdefault("statements", {}).setdefault(name, {})[side] = found["statements"]
             for name, sides in rounds.items():

@@ -19,12 +19,14 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import create_engine, session_factory, upgrade_database_async
+from app.engine import queue_trace
 from app.engine.dispatcher import LocalDispatcher, clean_text
 from app.engine.event_backends import build_hub, unwire_cache_invalidation, wire_cache_invalidation
 from app.engine.events import EventHub
@@ -173,6 +175,7 @@ class NodeRunner(LocalDispatcher):
         store the same log lines. Anything unusual (a long log, a failed statement) takes the base
         class's path, which tries again and stores the outcome alone if its logs fail.
         """
+        queue_trace.mark(result.execution_id, "result")
         rows = self._log_buffer.get(result.execution_id, [])
         if self.relaxed_pool is None or len(rows) > _FINISH_MAX_LOG_ROWS:
             await super()._store_result(result)
@@ -203,6 +206,7 @@ class NodeRunner(LocalDispatcher):
             await super()._store_result(result)
             return
         self.single_statement_finishes += 1
+        queue_trace.mark(result.execution_id, "finished")
         if found is not None and found[0]:
             self._outcomes[result.execution_id] = outcome
 
@@ -404,6 +408,7 @@ class WorkerNode:
         from procrastinate.jobs import Job
         from psycopg.rows import dict_row
 
+        sent = time.time()
         token = new_execution_token()
         params = {
             "queues": list(queues) if queues is not None else None,
@@ -419,6 +424,9 @@ class WorkerNode:
         if row is None or row["id"] is None:
             return None
         if row["run_id"] is not None:
+            if queue_trace.enabled():
+                queue_trace.mark(row["run_id"], "take", sent)
+                queue_trace.mark(row["run_id"], "taken")
             self.taken += 1
             self._taken[row["run_id"]] = DispatchRequest(
                 execution_id=row["run_id"],
@@ -437,6 +445,7 @@ class WorkerNode:
         if request is None:
             return  # cancelled while queued, or already taken: nothing to run
         await self.runner.dispatch(request)  # the runner knows it from here on (runs())
+        queue_trace.mark(execution_id, "dispatched")
         if self._cancel_asked.pop(execution_id, None) is not None:
             await self.runner.cancel(execution_id)
         await self.runner.wait(execution_id)

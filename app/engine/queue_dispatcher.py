@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from app.db import transaction
+from app.engine import queue_trace
 from app.engine.dispatcher import expire_approvals_every, expire_due_approvals
 from app.engine.events import EventHub
 from app.engine.pg_listen import PgListener
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 _ENDED = {ExecutionStatus.COMPLETED.value, ExecutionStatus.FAILED.value, ExecutionStatus.CANCELLED.value}
 # How long an outcome a node announced is kept for the requests waiting for it.
 _OUTCOME_RETENTION_SECONDS = 120.0
+# Ends announced while nobody here waited, newest last: a wait that starts just after the run's end
+# (a very fast run) finds it here instead of missing its NOTIFY. Ids only, a bounded number; the
+# same bound for the runs this server just wrote Pending (dispatch) and has not waited for yet.
+_RECENT = 10_000
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
 
 
@@ -67,6 +72,8 @@ class QueueDispatcher:
         self.listener = PgListener(conninfo, {DONE_CHANNEL: self._on_done})
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._outcomes: dict[str, dict[str, Any]] = {}
+        self._recent_ends: dict[str, None] = {}
+        self._fresh: dict[str, None] = {}
         self._approvals: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -104,7 +111,11 @@ class QueueDispatcher:
         """Nothing was claimed."""
 
     async def dispatch(self, request: DispatchRequest) -> None:
-        """Nothing to do: the ``Pending`` row's trigger deferred the job in the submit's transaction."""
+        """Nothing to send: the ``Pending`` row's trigger deferred the job in the submit's transaction.
+
+        The run is remembered as just written ``Pending`` here: a wait for it need not read its row first.
+        """
+        _remember(self._fresh, request.execution_id)
 
     async def cancel(self, execution_id: str) -> bool:
         """Tell every node to stop the run; True when it is running (its node records the cancel).
@@ -119,16 +130,29 @@ class QueueDispatcher:
         return status == ExecutionStatus.RUNNING.value
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> bool:
-        """Wait until the run has ended on whichever node; False on timeout (True for an unknown id)."""
+        """Wait until the run has ended on whichever node; False on timeout (True for an unknown id).
+
+        For a run this server just wrote ``Pending`` (``dispatch``) while the LISTEN connection is up,
+        the end's NOTIFY is what ends the wait: the row is read only every ``poll_seconds`` (a NOTIFY
+        lost with a dropped connection). Otherwise the row is read first, then as often. Saves a read
+        per ``?wait=true`` call (a round trip and some of this server's CPU).
+        """
+        queue_trace.mark(execution_id, "wait")
         event = asyncio.Event()
         self._waiters.setdefault(execution_id, set()).add(event)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        # Listening before reading: an end notified in between is not missed. A run this server just
+        # wrote Pending ends with a NOTIFY (or is in _recent_ends): no need to read it, unless not listening.
+        fresh = self._fresh.pop(execution_id, 0) is None
+        read_first = not (fresh and self.listener.connected.is_set())
         try:
             while True:
-                # Listening before reading: an end notified in between is not missed.
-                if await self._has_ended(execution_id):
+                if execution_id in self._recent_ends:
                     return True
+                if read_first and await self._has_ended(execution_id):
+                    return True
+                read_first = True
                 remaining = self.poll_seconds if deadline is None else min(self.poll_seconds, deadline - loop.time())
                 if remaining <= 0:
                     return False
@@ -153,8 +177,10 @@ class QueueDispatcher:
     # ----- internals ---------------------------------------------------------------------------------
     def _on_done(self, payload: str) -> None:
         execution_id, outcome = parse_done(payload)
+        queue_trace.mark(execution_id, "done")
         waiters = self._waiters.get(execution_id)
         if not waiters:
+            _remember(self._recent_ends, execution_id)
             return
         if outcome is not None:  # kept briefly for the waiters, like the embedded dispatcher's
             self._outcomes[execution_id] = outcome
@@ -173,3 +199,10 @@ class QueueDispatcher:
     async def expire_approvals(self) -> list[str]:
         """End approvals past their expiry now (their runs end Cancelled); returns their execution ids."""
         return await expire_due_approvals(self.sessions, self.hub)
+
+
+def _remember(recent: dict[str, None], execution_id: str) -> None:
+    """Add ``execution_id`` as the newest of ``recent``, dropping the oldest past :data:`_RECENT`."""
+    recent[execution_id] = None
+    if len(recent) > _RECENT:
+        del recent[next(iter(recent))]
