@@ -50,8 +50,13 @@ def libpq_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def build_hub(settings: Settings) -> EventHub:
+def build_hub(settings: Settings, *, keep_recent_logs: bool = True) -> EventHub:
     """The event hub for ``settings``: in-process, or on the Postgres or Redis bus.
+
+    Args:
+        settings: Platform settings (``BIFROST_EVENTS`` and what ``auto`` looks at).
+        keep_recent_logs: Keep other processes' recent log lines for viewers joining late (a server);
+            a worker node, which serves no viewer, may pass False to save the memory.
 
     Raises:
         ValueError: ``postgres`` asked for on a SQLite database, or ``redis`` without ``BIFROST_REDIS_URL``.
@@ -64,12 +69,13 @@ def build_hub(settings: Settings) -> EventHub:
             raise ValueError("BIFROST_EVENTS=postgres needs a Postgres BIFROST_DATABASE_URL")
         from app.engine.pg_channels import PostgresBackend  # asyncpg and litestar only when used
 
-        return EventHub(PostgresBackend(libpq_dsn(settings.resolved_database_url)), max_payload=POSTGRES_MAX_PAYLOAD)
+        backend = PostgresBackend(libpq_dsn(settings.resolved_database_url))
+        return EventHub(backend, max_payload=POSTGRES_MAX_PAYLOAD, keep_recent_logs=keep_recent_logs)
     if mode == "redis":
         url = getattr(settings, "redis_url", None)
         if not url:
             raise ValueError("BIFROST_EVENTS=redis needs BIFROST_REDIS_URL")
-        return EventHub(redis_backend(url), max_payload=REDIS_MAX_PAYLOAD)
+        return EventHub(redis_backend(url), max_payload=REDIS_MAX_PAYLOAD, keep_recent_logs=keep_recent_logs)
     raise ValueError(f"BIFROST_EVENTS must be auto, local, postgres or redis, not {mode!r}")
 
 

@@ -6,7 +6,9 @@ events have a ``type`` of ``status`` or ``log``, and the last one of an executio
 One server (the embedded default) delivers in-process only. Several servers behind a load balancer share a
 Litestar channels backend (Postgres LISTEN/NOTIFY or Redis pub/sub, :mod:`app.engine.event_backends`): every
 event is delivered here at once and queued for the bus; each server listens on one shared channel from the
-start and hands on only the events of keys it has subscribers or listeners for (see docs/deploy.md).
+start and hands on only the events of keys it has subscribers or listeners for (see docs/deploy.md). It also
+keeps the recent log lines of runs that have not ended (:mod:`app.engine.recent_logs`), so a viewer that joins
+a run running on another node gets the lines that node published but has not stored yet.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from app.engine.recent_logs import RecentLogs
 
 if TYPE_CHECKING:
     from litestar.channels import ChannelsBackend
@@ -41,10 +45,17 @@ class EventHub:
         backend: A Litestar channels backend shared by every server; None delivers in this process only.
         max_payload: The largest message the backend carries, in bytes (Postgres NOTIFY: under 8,000).
         channel: The one channel every server listens on.
+        keep_recent_logs: Keep the recent log lines other servers and nodes publish (a server's viewers
+            join runs late; a node, which has none, may pass False). Only with a backend.
     """
 
     def __init__(
-        self, backend: ChannelsBackend | None = None, *, max_payload: int = 7_900, channel: str = CHANNEL
+        self,
+        backend: ChannelsBackend | None = None,
+        *,
+        max_payload: int = 7_900,
+        channel: str = CHANNEL,
+        keep_recent_logs: bool = True,
     ) -> None:
         self._subscribers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         self._listeners: dict[str, list[Callable[[dict[str, Any]], None]]] = defaultdict(list)
@@ -58,6 +69,7 @@ class EventHub:
         self._idle: asyncio.Event | None = None  # set whenever the outbox has been sent
         self._tasks: list[asyncio.Task[None]] = []
         self._batch = 0
+        self.recent = RecentLogs() if backend is not None and keep_recent_logs else None
 
     @property
     def distributed(self) -> bool:
@@ -78,6 +90,13 @@ class EventHub:
             if not subscribers:
                 del self._subscribers[execution_id]
 
+    def recent_logs(self, execution_id: str) -> list[dict[str, Any]]:
+        """Log lines of ``execution_id`` other processes published lately and it has not ended since, by seq.
+
+        As the dispatcher buffers them (``timestamp`` a datetime); empty in-process (the dispatcher holds them).
+        """
+        return self.recent.lines(execution_id) if self.recent is not None else []
+
     def on_remote(self, key: str, callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback(event)`` for every event of ``key`` that another server publishes (cache drops...)."""
         self._listeners[key].append(callback)
@@ -90,6 +109,8 @@ class EventHub:
         self._deliver(execution_id, event)
         if self.backend is None:
             return
+        if self.recent is not None and event.get("done"):
+            self.recent.end(execution_id)  # a run this process ended (a lost node's, a cancel): it is stored
         if len(self._outbox) >= _OUTBOX_LIMIT and event.get("type") == "log":
             self._dropped += 1
             return
@@ -262,8 +283,11 @@ class EventHub:
         if head.split(" ", 1)[0] == self.node or not body:
             return 0
         handled = 0
+        recent = self.recent
         for line in body.split("\n"):
             key, _, data = line.partition("\t")
+            if recent is not None:
+                recent.offer(key, data)
             listeners = self._listeners.get(key)
             if key not in self._subscribers and not listeners:
                 continue

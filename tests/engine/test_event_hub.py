@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from app.engine.event_backends import POSTGRES_MAX_PAYLOAD, events_mode, libpq_dsn, redis_backend
 from app.engine.events import EventHub
+from app.engine.recent_logs import RecentLogs
 from tests.conftest import POSTGRES_URL, make_settings
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -267,3 +270,99 @@ async def test_a_reply_being_written_on_one_server_is_known_on_the_other(
     active_a.pop("conversation-1", None)  # the reply is over
     await until(lambda: "conversation-1" not in active_b)
     assert active_b.get("conversation-1") is None
+
+
+def _log(seq: int, message: str = "") -> dict[str, Any]:
+    return {
+        "type": "log",
+        "seq": seq,
+        "timestamp": "2026-12-06T21:00:00+00:00",
+        "level": "INFO",
+        "logger": "w",
+        "message": message or f"line {seq}",
+    }
+
+
+def _bus_message(hub: EventHub, *events: tuple[str, dict[str, Any]]) -> None:
+    """``events`` as one bus message from another node, handed to ``hub`` as its receive loop would."""
+    body = "\n".join(f"{key}\t{json.dumps(event, ensure_ascii=False)}" for key, event in events)
+    hub.receive(f"othernode 1\n{body}")
+
+
+def test_a_server_keeps_the_recent_lines_of_unwatched_runs_until_their_end() -> None:
+    hub = EventHub(backend=object())  # type: ignore[arg-type]
+    # Nobody watches run-1 here: its lines are kept (raw), not delivered; other keys are not kept.
+    _bus_message(hub, *[("run-1", _log(seq)) for seq in range(3)], ("turn:t", _log(0)), ("#cache", {"cache": "x"}))
+    _bus_message(hub, ("run-2", _log(0, 'a "done": true, "type": "status" look-alike')), ("run-1", _log(3)))
+    rows = hub.recent_logs("run-1")
+    assert [row["seq"] for row in rows] == [0, 1, 2, 3]
+    assert rows[0]["execution_id"] == "run-1" and "type" not in rows[0]
+    assert rows[0]["timestamp"] == datetime(2026, 12, 6, 21, tzinfo=UTC)
+    assert [row["message"] for row in hub.recent_logs("run-2")] == ['a "done": true, "type": "status" look-alike']
+    assert hub.recent_logs("turn:t") == [] and hub.recent_logs("#cache") == []
+    # A status that is not the end keeps them; the end drops them (every line is stored before it).
+    _bus_message(hub, ("run-1", {"type": "status", "status": "Running"}))
+    assert len(hub.recent_logs("run-1")) == 4
+    _bus_message(hub, ("run-1", {"type": "status", "status": "Completed", "done": True}))
+    assert hub.recent_logs("run-1") == [] and len(hub.recent_logs("run-2")) == 1
+    # A run this server ends itself (a lost node's run) drops them too.
+    hub.publish("run-2", {"type": "status", "status": "Failed", "done": True})
+    assert hub.recent_logs("run-2") == [] and hub.recent is not None and hub.recent.characters == 0
+    # Its own messages coming back are not kept; an in-process hub keeps nothing (its dispatcher holds them).
+    hub.receive(f"{hub.node} 2\nrun-3\t{json.dumps(_log(0))}")
+    assert hub.recent_logs("run-3") == []
+    local = EventHub()
+    local.receive(f"othernode 1\nrun-3\t{json.dumps(_log(0))}")
+    assert local.recent is None and local.recent_logs("run-3") == []
+    assert EventHub(backend=object(), keep_recent_logs=False).recent is None  # type: ignore[arg-type]
+
+
+def test_kept_lines_are_bounded_per_run_in_all_and_by_age_and_bad_ones_are_skipped() -> None:
+    now = [100.0]
+    recent = RecentLogs(run_lines=3, total_characters=2_000, keep_seconds=30, clock=lambda: now[0])
+    for seq in range(5):
+        recent.add("run-1", json.dumps(_log(seq)))
+    assert [row["seq"] for row in recent.lines("run-1")] == [2, 3, 4]  # the newest of each run
+    # Over the budget in all, the oldest run's oldest lines go first.
+    for seq in range(3):
+        recent.add("run-2", json.dumps(_log(seq, "x" * 500)))
+    assert recent.characters <= 2_000
+    assert [row["seq"] for row in recent.lines("run-2")] == [0, 1, 2]
+    assert [row["seq"] for row in recent.lines("run-1")] == [4]  # 2 and 3 made room
+    # By age: lines older than keep_seconds are gone, newer ones stay.
+    now[0] += 20
+    recent.add("run-3", json.dumps(_log(0)))
+    now[0] += 15
+    assert recent.lines("run-2") == [] and [row["seq"] for row in recent.lines("run-3")] == [0]
+    now[0] += 30
+    assert recent.lines("run-3") == [] and len(recent) == 0 and recent.characters == 0
+    # A malformed or hostile line is skipped, never an error, and a repeated seq is shown once.
+    for data in (
+        '{"type": "log", "seq": "1"}',
+        '{"type": "log", "seq": true, "message": "m", "timestamp": "x"}',
+        '{"type": "log", "seq": 1, "message": "m", "timestamp": "not a date"}',
+        'not json "type": "log"',
+        json.dumps(_log(2, "first")),
+        json.dumps(_log(2, "again")),
+    ):
+        recent.add("run-4", data)
+    assert [(row["seq"], row["message"]) for row in recent.lines("run-4")] == [(2, "again")]
+
+
+async def test_a_late_viewer_on_another_server_gets_the_lines_published_before_it_came(
+    postgres_hubs: tuple[EventHub, EventHub],
+) -> None:
+    node, server = postgres_hubs
+    for seq in range(300):  # nobody watches on the server yet
+        node.publish("run-late", _log(seq))
+    for _ in range(200):
+        if len(server.recent_logs("run-late")) == 300:
+            break
+        await asyncio.sleep(0.05)
+    watcher = server.subscribe("run-late")  # the viewer: kept lines, then live ones
+    assert [row["seq"] for row in server.recent_logs("run-late")] == list(range(300))
+    node.publish("run-late", _log(300))
+    assert (await _next(watcher))["seq"] == 300
+    node.publish("run-late", {"type": "status", "status": "Completed", "done": True})
+    assert (await _next(watcher))["done"] is True
+    assert server.recent_logs("run-late") == []

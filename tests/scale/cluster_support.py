@@ -25,7 +25,8 @@ from tests.platform.faults_support import BIFROST, START_TIMEOUT, Serve, databas
 
 # `record` appends the run's id to a file of its worker process: across all files each id must
 # appear exactly once, whatever the database says. `linger` runs until cancelled or its time is up;
-# `chatty` logs a line at a time.
+# `chatty` logs a line at a time; `burst` logs its lines at once, says so (file `logged`), then waits
+# for file `gate`.
 CLUSTER_WORKFLOWS = textwrap.dedent(
     """
     import asyncio
@@ -54,6 +55,16 @@ CLUSTER_WORKFLOWS = textwrap.dedent(
     @workflow(timeout_seconds=1)
     async def overrun() -> None:
         await asyncio.sleep(60)
+
+
+    @workflow(timeout_seconds=120)
+    async def burst(lines: int, logged: str, gate: str) -> int:
+        for n in range(lines):
+            log.info("line %d", n)
+        open(logged, "w").close()
+        while not os.path.exists(gate):
+            await asyncio.sleep(0.02)
+        return lines
 
 
     @workflow(timeout_seconds=120)

@@ -7,6 +7,7 @@ from the API and the database, and which process ran what from files the runs wr
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,6 +22,7 @@ from tests.scale.cluster_support import CLUSTER_SETTINGS, CLUSTER_WORKFLOWS, Clu
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 
 RUNS = 1000
+ADMIN_EMAIL, ADMIN_PASSWORD = "admin@example.com", "fault-injection"  # tests/platform/faults_support.Serve
 
 
 def _submit(c: Cluster, count: int, workflow: str = "record", **params: object) -> list[str]:
@@ -56,15 +58,22 @@ def test_a_thousand_runs_over_two_servers_run_once_each_on_both_nodes(tmp_path: 
         assert nodes == {"node-a", "node-b"}
 
 
-def _sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(event, data)`` pairs of a server-sent event stream."""
+def _sse_raw(response: httpx.Response) -> Iterator[tuple[str, str]]:
+    """``(event, data)`` pairs of a server-sent event stream, the data as sent (one line each here)."""
     event = "message"
     for line in response.iter_lines():
         if line.startswith("event:"):
             event = line.split(":", 1)[1].strip()
         elif line.startswith("data:"):
-            yield event, json.loads(line.split(":", 1)[1])
+            data = line.split(":", 1)[1].removeprefix(" ")
+            yield (event, data) if data else ("keep-alive", "")  # sent after 15 s without an event
             event = "message"
+
+
+def _sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(event, data)`` pairs of a server-sent event stream of JSON."""
+    for event, data in _sse_raw(response):
+        yield event, json.loads(data) if data else {}
 
 
 def test_live_logs_of_a_run_on_node_a_are_streamed_by_server_b(tmp_path: Path) -> None:
@@ -74,9 +83,9 @@ def test_live_logs_of_a_run_on_node_a_are_streamed_by_server_b(tmp_path: Path) -
         c.node_a.env["BIFROST_LOG_FLUSH_SECONDS"] = "600"
         c.node_a.start().wait_ready()
         with client(c.a) as api_a:
-            # The first line waits 2 s: a viewer joining a run on another node sees the lines published after
-            # it subscribed (lines before that reach it from the stored log only: docs/cluster-events.md).
-            params = {"lines": 60, "every": 0.1, "delay": 2.0}
+            # No delay before the first line: B's viewer may subscribe after the node published it (B's hub
+            # kept it: see the next test).
+            params = {"lines": 60, "every": 0.1}
             response = api_a.post("/api/workflows/chatty/execute", json={"params": params})
         execution_id = response.json()["execution_id"]
         seen: list[int] = []
@@ -94,6 +103,55 @@ def test_live_logs_of_a_run_on_node_a_are_streamed_by_server_b(tmp_path: Path) -
         assert status_at_first_line == "Running"
         assert seen == list(range(60))
         assert c.rows()[execution_id]["node"] == "node-a"
+
+
+def test_a_viewer_joining_late_on_server_b_gets_every_line_node_a_has_not_stored(tmp_path: Path) -> None:
+    with cluster(tmp_path, nodes=False) as c:
+        c.node_a.env["BIFROST_LOG_FLUSH_SECONDS"] = "600"  # node A stores the run's lines only at its end
+        c.node_a.start().wait_ready()
+        logged, gate = tmp_path / "logged", tmp_path / "gate"
+        params = {"lines": 200, "logged": str(logged), "gate": str(gate)}
+        with client(c.a) as api_a:
+            execution_id = api_a.post("/api/workflows/burst/execute", json={"params": params}).json()["execution_id"]
+        wait_until(logged.exists, 60, "the run to log its lines")
+        time.sleep(1.0)  # the lines reach node A through the pipe and B through the bus (milliseconds)
+        with client(c.b) as api_b:
+            assert api_b.get(f"/api/executions/{execution_id}/logs").json() == []  # none stored
+        with httpx.Client(base_url=c.b.url, timeout=30) as browser:
+            signed_in = browser.post("/api/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+            assert signed_in.status_code == 200, signed_in.text
+            cookies = dict(browser.cookies)
+        # Both live views of server B, opened after every line was published: the API's and the run page's.
+        api_seqs: list[int] = []
+        page_lines: list[str] = []
+        with client(c.b) as api_b, api_b.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
+            assert stream.status_code == 200
+            events = _sse_events(stream)  # without the kept lines: nothing until the end (the gate waits)
+            for event, data in events:
+                assert event != "keep-alive", f"15 s without a line after {len(api_seqs)} of 200"
+                if event == "log":
+                    api_seqs.append(data["seq"])
+                    if len(api_seqs) == 200:
+                        break
+                else:
+                    assert not data.get("done"), data
+            with httpx.stream("GET", f"{c.b.url}/executions/{execution_id}/live", cookies=cookies, timeout=30) as page:
+                assert page.status_code == 200
+                for event, html in _sse_raw(page):
+                    assert event != "keep-alive", f"15 s without a line after {len(page_lines)} of 200"
+                    if event == "log":
+                        page_lines.append(html)
+                        if len(page_lines) == 200:
+                            break
+            assert c.rows()[execution_id]["status"] == "Running"  # every line came before the end
+            gate.touch()
+            ends = [data for event, data in events if event == "status"]
+        assert api_seqs == list(range(200))
+        assert [f" line {n}</li>" in html for n, html in enumerate(page_lines)] == [True] * 200
+        assert (ends[-1]["status"], ends[-1]["done"]) == ("Completed", True)
+        with client(c.b) as api_b:
+            stored = api_b.get(f"/api/executions/{execution_id}/logs").json()
+        assert [row["seq"] for row in stored] == list(range(200))
 
 
 def test_cancel_from_server_b_stops_a_run_on_node_a_and_timeouts_hold(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from litestar.params import Parameter
 from litestar.response import Response, ServerSentEvent, ServerSentEventMessage
 
 from app.db import read_transaction
+from app.engine.recent_logs import unstored_lines
 from app.services.actor import Actor
 from app.services.executions.service import TERMINAL, ExecutionService, execution_view
 from app.services.executions.views import ExecutionView
@@ -168,8 +169,9 @@ class ExecutionController(Controller):
         platform = get_platform(request.app.state)
         # Subscribe before reading what is stored, so nothing falls between the two.
         queue = platform.hub.subscribe(execution_id)
-        # Lines captured but not yet flushed to the database (no await since subscribing: no gap).
-        buffered = platform.dispatcher.buffered_logs(execution_id)
+        # Lines captured but not yet flushed to the database, here or by the node running it (kept from the
+        # bus): no await since subscribing, so no gap.
+        buffered = unstored_lines(platform, execution_id)
         try:
             async with db(request) as session:
                 status = (await ExecutionService(session).get(actor, execution_id)).status
@@ -197,7 +199,7 @@ class ExecutionController(Controller):
                         if event["seq"] > last_seq + 1:
                             # Live events were lost (a full queue while this viewer lagged): read them back.
                             lost = catch_up(
-                                request, actor, execution_id, last_seq, platform.dispatcher.buffered_logs(execution_id)
+                                request, actor, execution_id, last_seq, unstored_lines(platform, execution_id)
                             )
                             async for row in lost:
                                 last_seq = row["seq"]

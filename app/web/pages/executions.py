@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 
 from app.db import read_transaction
+from app.engine.recent_logs import unstored_lines
 from app.models import Execution, Form
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError, whole_number
@@ -223,7 +224,7 @@ class ExecutionPages(PageController):
         platform = get_platform(request.app.state)
         # Subscribe before reading what is stored, so no line falls between the two.
         queue = platform.hub.subscribe(execution_id)
-        buffered = platform.dispatcher.buffered_logs(execution_id)
+        buffered = unstored_lines(platform, execution_id)  # here, or kept from the bus (another node's run)
         try:
             async with db(request) as session:
                 execution = await ExecutionService(session).get(actor, execution_id)
@@ -289,7 +290,7 @@ class ExecutionPages(PageController):
                     if event["type"] == "log":
                         if event["seq"] > last_seq + 1:
                             # Live events were lost (a full queue while this viewer lagged): read them back.
-                            buffered_now = platform.dispatcher.buffered_logs(execution_id)
+                            buffered_now = unstored_lines(platform, execution_id)
                             async for row in catch_up(request, actor, execution_id, last_seq, buffered_now):
                                 last_seq = row["seq"]
                                 yield log_event(row)

@@ -1,0 +1,161 @@
+"""Log lines other nodes published lately, kept by a server so a viewer joining a run late misses none.
+
+A worker node stores a run's lines every ``BIFROST_LOG_FLUSH_SECONDS`` (1 s) and at its end, and publishes
+each line on the bus as it comes. A viewer on another server reads the stored lines and then gets the
+lines published after it subscribed: the lines in between (published, not stored yet) would be missing.
+Every server's hub receives every message of the shared channel, so it keeps the lines of runs that have
+not ended (raw, undecoded: a server pays a substring test per line, and decodes only when a viewer
+joins), and the live views merge them by ``seq`` (:func:`unstored_lines`).
+
+Bounded three ways: lines per run, characters in all (the oldest run's oldest lines go first), and age
+(a line stored by then has long been on disk). A run's lines are dropped at its ``done`` event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.engine.platform import Platform
+
+log = logging.getLogger(__name__)
+
+RUN_LINES = 5_000  # per run: a node flushes every second, so this is 5,000 lines a second before a gap
+TOTAL_CHARACTERS = 16 * 1024 * 1024  # in all runs, of the events' JSON
+KEEP_SECONDS = 30.0  # a line older than this was stored long ago (or its node died: the sweep ends the run)
+_EXPIRE_EVERY = 1.0
+
+# Substrings of json.dumps' default output (", " and ": " separators): inside a JSON string a quote is
+# escaped, so a message cannot contain them unescaped. A false match costs only memory: lines() checks.
+_LOG = '"type": "log"'
+_DONE = '"done": true'
+
+
+def is_run_key(key: str) -> bool:
+    """Whether a bus key is an execution's (not ``turn:<id>``, ``#cache``...)."""
+    return bool(key) and key[0] != "#" and ":" not in key
+
+
+class RecentLogs:
+    """The recent log events of runs that have not ended, per run, as raw JSON.
+
+    Args:
+        run_lines: Most lines kept per run (the newest).
+        total_characters: Most characters of JSON kept in all.
+        keep_seconds: Lines older than this are dropped.
+        clock: Monotonic seconds (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        run_lines: int = RUN_LINES,
+        total_characters: int = TOTAL_CHARACTERS,
+        keep_seconds: float = KEEP_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.run_lines = run_lines
+        self.total_characters = total_characters
+        self.keep_seconds = keep_seconds
+        self._clock = clock
+        # Runs in the order their first kept line came: the oldest run sheds first when over the budget.
+        self._runs: OrderedDict[str, deque[tuple[float, str]]] = OrderedDict()
+        self.characters = 0
+        self._expired_at = 0.0
+
+    def __len__(self) -> int:
+        return sum(len(lines) for lines in self._runs.values())
+
+    def offer(self, key: str, data: str) -> None:
+        """One event received from the bus (``data`` its JSON): a run's log line is kept, its end drops it."""
+        if not is_run_key(key):
+            return
+        if _LOG in data:
+            self.add(key, data)
+        elif _DONE in data:
+            self.end(key)
+
+    def add(self, key: str, data: str) -> None:
+        """Keep log event ``data`` of run ``key``."""
+        now = self._clock()
+        lines = self._runs.get(key)
+        if lines is None:
+            lines = self._runs[key] = deque()
+        lines.append((now, data))
+        self.characters += len(data)
+        if len(lines) > self.run_lines:
+            self.characters -= len(lines.popleft()[1])
+        while self.characters > self.total_characters and self._runs:
+            self._shed_oldest()
+        if now - self._expired_at >= _EXPIRE_EVERY:
+            self._expire(now)
+
+    def end(self, key: str) -> None:
+        """Run ``key`` ended (every line is stored before its end is published): drop its lines."""
+        lines = self._runs.pop(key, None)
+        if lines:
+            self.characters -= sum(len(data) for _, data in lines)
+
+    def lines(self, key: str) -> list[dict[str, Any]]:
+        """The kept lines of run ``key`` as the dispatcher buffers them (``timestamp`` a datetime), by seq."""
+        self._expire(self._clock())
+        rows: dict[int, dict[str, Any]] = {}
+        for _, data in self._runs.get(key, ()):
+            row = _row(key, data)
+            if row is not None:
+                rows[row["seq"]] = row
+        return [rows[seq] for seq in sorted(rows)]
+
+    def _shed_oldest(self) -> None:
+        key, lines = next(iter(self._runs.items()))
+        self.characters -= len(lines.popleft()[1])
+        if not lines:
+            del self._runs[key]
+
+    def _expire(self, now: float) -> None:
+        self._expired_at = now
+        oldest = now - self.keep_seconds
+        for key in list(self._runs):
+            lines = self._runs[key]
+            while lines and lines[0][0] < oldest:
+                self.characters -= len(lines.popleft()[1])
+            if not lines:
+                del self._runs[key]
+
+
+def _row(key: str, data: str) -> dict[str, Any] | None:
+    """A log event's JSON as a buffered row, or None when it is not a well-formed log line."""
+    try:
+        event = json.loads(data)
+        if event.get("type") != "log":
+            return None
+        seq, message = event["seq"], event["message"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or not isinstance(message, str):
+            return None
+        row = {k: v for k, v in event.items() if k != "type"}
+        row["execution_id"] = key
+        row["timestamp"] = datetime.fromisoformat(str(event["timestamp"]))
+        return row
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("events: a kept log line of %s is not well formed; skipped", key)
+        return None
+
+
+def unstored_lines(platform: Platform, execution_id: str) -> list[dict[str, Any]]:
+    """Lines of ``execution_id`` that may not be in the database yet, by seq, each once (a copy).
+
+    The embedded dispatcher's buffer; on a queue server, the buffer of this server's own node
+    (``BIFROST_SERVE_RUNS_JOBS``) and the lines other nodes published lately (:class:`RecentLogs`). A
+    line held whole here wins over its copy from the bus (which may have been cut to fit a NOTIFY).
+    Synchronous: call it right after subscribing, with no await between, so no line falls in a gap.
+    """
+    rows: dict[int, dict[str, Any]] = {row["seq"]: row for row in platform.hub.recent_logs(execution_id)}
+    if platform.node is not None:
+        rows.update((row["seq"], row) for row in platform.node.runner.buffered_logs(execution_id))
+    rows.update((row["seq"], row) for row in platform.dispatcher.buffered_logs(execution_id))
+    return [rows[seq] for seq in sorted(rows)]
