@@ -23,8 +23,8 @@ import pytest
 
 from tests.platform.faults_support import BIFROST, START_TIMEOUT, Serve, database, wait_until
 
-# `record` appends the run's id to a file of its worker process: across all files each id must
-# appear exactly once, whatever the database says. `linger` runs until cancelled or its time is up;
+# `record` appends the run's id to a file of its worker process (then sleeps `seconds`): across all
+# files each id must appear exactly once, whatever the database says. `linger` runs until cancelled or its time is up;
 # `chatty` logs a line at a time; `burst` logs its lines at once, says so (file `logged`), then waits
 # for file `gate`.
 CLUSTER_WORKFLOWS = textwrap.dedent(
@@ -39,9 +39,10 @@ CLUSTER_WORKFLOWS = textwrap.dedent(
 
 
     @workflow
-    async def record(folder: str) -> int:
+    async def record(folder: str, seconds: float = 0.0) -> int:
         with open(os.path.join(folder, f"{os.getpid()}.runs"), "a") as runs:
             runs.write(context.execution_id + "\\n")
+        await asyncio.sleep(seconds)
         return os.getpid()
 
 

@@ -7,6 +7,7 @@ from the API and the database, and which process ran what from files the runs wr
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -202,6 +203,79 @@ def test_kill9_of_node_a_fails_its_running_run_and_node_b_runs_its_queue(tmp_pat
         assert lost["error_type"] == "WorkerLost"
         assert "node-a" in lost["error_message"]
         assert sorted(c.recorded_runs()) == sorted(queued)
+
+
+def test_kill9_of_server_a_loses_no_run_and_runs_none_twice(tmp_path: Path) -> None:
+    with cluster(tmp_path, nodes=False, node_workers=2) as c:
+        c.node_a.start().wait_ready()
+        folder = str(c.runs_folder)
+        answers: dict[int, httpx.Response | Exception] = {}
+
+        def wait_for_run(n: int) -> None:  # a client waiting on A for its run's outcome when A dies
+            with client(c.a) as api_a:
+                try:
+                    answers[n] = api_a.post(
+                        "/api/workflows/record/execute?wait=true", json={"params": {"folder": folder, "seconds": 4}}
+                    )
+                except httpx.HTTPError as error:
+                    answers[n] = error
+
+        waiting = [threading.Thread(target=wait_for_run, args=(n,)) for n in range(4)]
+        for thread in waiting:
+            thread.start()
+        queued = []
+        with client(c.a) as api_a:  # node A runs two at a time: most of these wait in the queue
+            for _ in range(8):
+                response = api_a.post(
+                    "/api/workflows/record/execute", json={"params": {"folder": folder, "seconds": 1}}
+                )
+                assert response.status_code == 202, response.text
+                queued.append(response.json()["execution_id"])
+        wait_until(lambda: len(c.rows()) == 12, 60, "the waiting clients' runs to be stored")
+        wait_until(lambda: sum(r["status"] == "Running" for r in c.rows().values()) == 2, 60, "two runs on node A")
+
+        # Runs submitted up to the very kill: each is answered (202: it must then run) or cut off.
+        accepted: list[str] = []
+        stop = threading.Event()
+
+        def submit_until_killed() -> None:
+            with client(c.a) as api_a:
+                while not stop.is_set():
+                    try:
+                        response = api_a.post("/api/workflows/record/execute", json={"params": {"folder": folder}})
+                    except httpx.HTTPError:
+                        return
+                    assert response.status_code == 202, response.text
+                    accepted.append(response.json()["execution_id"])
+
+        submitter = threading.Thread(target=submit_until_killed)
+        submitter.start()
+        wait_until(lambda: len(accepted) >= 3, 60, "runs submitted just before the kill")
+        c.a.kill9()
+        stop.set()
+        submitter.join(60)
+        for thread in waiting:
+            thread.join(60)
+        assert all(isinstance(answer, httpx.HTTPError) for answer in answers.values()), answers  # cut off
+        assert any(row["status"] in ("Pending", "Running") for row in c.rows().values())
+
+        # A starts again while node A still runs them: its start-up leaves the node's runs alone.
+        c.a.start()
+        with client(c.b) as api_b:
+
+            def all_ended() -> bool:
+                rows = api_b.get("/api/executions", params={"limit": 500}).json()
+                return bool(rows) and all(row["status"] in ("Completed", "Failed", "Cancelled") for row in rows)
+
+            wait_until(all_ended, 120, "every run to end, as server B shows")
+            shown = {row["execution_id"]: row["status"] for row in api_b.get("/api/executions?limit=500").json()}
+        rows = c.rows()
+        assert shown == {execution_id: "Completed" for execution_id in rows}, rows
+        assert set(queued) | set(accepted) <= set(rows)  # every answered run was stored
+        # The waiting clients' four, and at most one more: a submit A had taken when it died.
+        assert len(queued) + len(accepted) + 4 <= len(rows) <= len(queued) + len(accepted) + 5
+        assert sorted(c.recorded_runs()) == sorted(rows)  # each stored run ran, exactly once
+        assert {row["node"] for row in rows.values()} == {"node-a"}
 
 
 def test_a_restart_of_every_process_loses_no_queued_run(tmp_path: Path) -> None:
