@@ -157,6 +157,10 @@ class NodeRunner(LocalDispatcher):
         # The node's psycopg pool (autocommit, synchronous_commit off) once open: outcomes go there in one statement.
         self.relaxed_pool: Any = None
         self.single_statement_finishes = 0  # outcomes stored by FINISH (tests read it)
+        # The procrastinate job of each run taken here, and the jobs FINISH deleted (procrastinate's own
+        # finish of those is skipped: WorkerNode._finish_job).
+        self.job_ids: dict[str, int] = {}
+        self.finished_jobs: set[int] = set()
 
     async def start(self) -> None:
         """Only the log flusher: approvals are the servers' business."""
@@ -176,6 +180,7 @@ class NodeRunner(LocalDispatcher):
         class's path, which tries again and stores the outcome alone if its logs fail.
         """
         queue_trace.mark(result.execution_id, "result")
+        job_id = self.job_ids.pop(result.execution_id, None)
         rows = self._log_buffer.get(result.execution_id, [])
         if self.relaxed_pool is None or len(rows) > _FINISH_MAX_LOG_ROWS:
             await super()._store_result(result)
@@ -206,6 +211,8 @@ class NodeRunner(LocalDispatcher):
             await super()._store_result(result)
             return
         self.single_statement_finishes += 1
+        if job_id is not None:
+            self.finished_jobs.add(job_id)
         queue_trace.mark(result.execution_id, "finished")
         if found is not None and found[0]:
             self._outcomes[result.execution_id] = outcome
@@ -270,6 +277,7 @@ class WorkerNode:
         self._app: Any = None
         self._job_pool: Any = None
         self._take_pool: Any = None
+        self._procrastinate_finish: Any = None
         # Runs this node took (TAKE) and has not yet handed to the runner: their requests, built from TAKE's row.
         self._taken: dict[str, DispatchRequest] = {}
         # Cancels asked for runs this node does not run (yet), with when they were asked (loop time).
@@ -328,6 +336,8 @@ class WorkerNode:
             shutdown_graceful_timeout=self.settings.shutdown_grace_seconds,
         )
         self._app.job_manager.fetch_job = self._fetch_and_take
+        self._procrastinate_finish = self._app.job_manager.finish_job
+        self._app.job_manager.finish_job = self._finish_job
         self._fetch_when_useful(self._worker, self._app.job_manager)
         self._worker_task = asyncio.create_task(self._worker.run(), name="bifrost-node-worker")
         log.info("worker node %s: taking runs, %d at a time", self.name, self.concurrency)
@@ -428,6 +438,7 @@ class WorkerNode:
                 queue_trace.mark(row["run_id"], "take", sent)
                 queue_trace.mark(row["run_id"], "taken")
             self.taken += 1
+            self.runner.job_ids[row["run_id"]] = row["id"]
             self._taken[row["run_id"]] = DispatchRequest(
                 execution_id=row["run_id"],
                 kind=row["run_kind"],
@@ -439,6 +450,13 @@ class WorkerNode:
             )
         return Job.from_row({column: row[column] for column in JOB_COLUMNS})
 
+    async def _finish_job(self, job: Any, status: Any, delete_job: bool) -> None:
+        """procrastinate's ``finish_job``, skipped for a job its run's FINISH already deleted."""
+        if job.id in self.runner.finished_jobs:
+            self.runner.finished_jobs.discard(job.id)
+            return
+        await self._procrastinate_finish(job=job, status=status, delete_job=delete_job)
+
     async def _run_execution(self, execution_id: str) -> None:
         """The procrastinate task: run ``execution_id``, which its fetch (TAKE) marked ``Running`` here."""
         request = self._taken.pop(execution_id, None)
@@ -446,9 +464,12 @@ class WorkerNode:
             return  # cancelled while queued, or already taken: nothing to run
         await self.runner.dispatch(request)  # the runner knows it from here on (runs())
         queue_trace.mark(execution_id, "dispatched")
-        if self._cancel_asked.pop(execution_id, None) is not None:
-            await self.runner.cancel(execution_id)
-        await self.runner.wait(execution_id)
+        try:
+            if self._cancel_asked.pop(execution_id, None) is not None:
+                await self.runner.cancel(execution_id)
+            await self.runner.wait(execution_id)
+        finally:
+            self.runner.job_ids.pop(execution_id, None)  # not stored by FINISH (requeued, or a failure)
 
     def _on_cancel(self, execution_id: str) -> None:
         if not self.runner.runs(execution_id):

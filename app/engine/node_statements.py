@@ -73,10 +73,14 @@ _NOT_ENDED = ", ".join(
     f"'{s.value}'" for s in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.AWAITING_APPROVAL)
 )
 
-# The log lines are one INSERT from arrays (none: unnest of empty arrays inserts nothing). The NOTIFY
-# carries the outcome only when this statement stored it; else just the id (the waiter reads the row).
+# The log lines are one INSERT from arrays (none: unnest of empty arrays inserts nothing). The run's
+# procrastinate job is deleted here too, as procrastinate's own finish would (``delete_jobs="successful"``:
+# its procrastinate_finish_job_v1 is this DELETE), so the node skips that statement. The NOTIFY carries
+# the outcome only when this statement stored it; else just the id (the waiter reads the row).
 FINISH = f"""
-WITH logs AS (
+WITH job AS (
+    DELETE FROM procrastinate_jobs WHERE id = %(job_id)s AND status IN ('todo', 'doing')
+), logs AS (
     INSERT INTO execution_log (execution_id, seq, "timestamp", level, logger, message)
     SELECT %(id)s, * FROM unnest(%(log_seq)s::int[], %(log_timestamp)s::timestamptz[],
                                  %(log_level)s::text[], %(log_logger)s::text[], %(log_message)s::text[])
@@ -121,9 +125,17 @@ def context_of(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def finish_params(
-    execution_id: str, outcome: dict[str, Any], logs: list[dict[str, Any]], payload: str
+    execution_id: str, outcome: dict[str, Any], logs: list[dict[str, Any]], payload: str, job_id: int | None = None
 ) -> dict[str, Any]:
-    """The parameters of :data:`FINISH` (``result`` as JSON text, SQL NULL for None as the ORM stores it)."""
+    """The parameters of :data:`FINISH` (``result`` as JSON text, SQL NULL for None as the ORM stores it).
+
+    Args:
+        execution_id: The run.
+        outcome: Its outcome fields (as ``LocalDispatcher._finish`` stores them).
+        logs: Its log rows not yet stored.
+        payload: The end NOTIFY's message (:func:`app.engine.queue_schema.done_payload`).
+        job_id: Its procrastinate job, deleted with it (None: none).
+    """
     import json
 
     result = outcome["result"]
@@ -139,6 +151,7 @@ def finish_params(
         "completed_at": outcome["completed_at"],
         "duration_ms": outcome["duration_ms"],
         "payload": payload,
+        "job_id": job_id,
         "log_seq": [row["seq"] for row in logs],
         "log_timestamp": [_aware(row["timestamp"]) for row in logs],
         "log_level": [row["level"] for row in logs],

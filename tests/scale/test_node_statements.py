@@ -70,6 +70,13 @@ async def _take(database: str, token_hash: str = "h" * 64, node: str = "node-a")
     return row
 
 
+async def _job_count(connection: Any, job_id: int) -> int:
+    found = await (
+        await connection.execute("SELECT count(*) FROM procrastinate_jobs WHERE id = %s", (job_id,))
+    ).fetchone()
+    return int(found[0])
+
+
 async def _add_run(sessions: Any, *, with_user: bool = True, with_org: bool = True) -> str:
     async with sessions() as session:
         org = Organization(name="Contoso", domain="contoso.example") if with_org else None
@@ -133,7 +140,7 @@ async def test_take_fetches_the_job_of_a_cancelled_run_but_leaves_the_run_alone(
 
 async def test_finish_stores_outcome_and_logs_and_notifies_once(database: str, sessions: Any) -> None:
     execution_id = await _add_run(sessions)
-    await _take(database)
+    job_id = (await _take(database))["id"]
     started = datetime(2026, 12, 6, 21, 0, tzinfo=UTC)
     outcome = {
         "status": "Completed",
@@ -154,11 +161,13 @@ async def test_finish_stores_outcome_and_logs_and_notifies_once(database: str, s
     try:
         await listener.execute(f"LISTEN {DONE_CHANNEL}")
         async with await _connect(database) as connection:
-            params = finish_params(execution_id, outcome, logs, done_payload(execution_id, outcome))
+            assert await _job_count(connection, job_id) == 1
+            params = finish_params(execution_id, outcome, logs, done_payload(execution_id, outcome), job_id)
             first = await (await connection.execute(FINISH, params)).fetchone()
+            assert await _job_count(connection, job_id) == 0  # as procrastinate's finish with delete_jobs="successful"
             # Again (a late duplicate): the ended run is kept as it is, the NOTIFY says only its id.
             failed = {**outcome, "status": "Failed", "result": None}
-            params = finish_params(execution_id, failed, [], done_payload(execution_id, failed))
+            params = finish_params(execution_id, failed, [], done_payload(execution_id, failed), job_id)
             second = await (await connection.execute(FINISH, params)).fetchone()
         notices = []
         async with asyncio.timeout(5):
