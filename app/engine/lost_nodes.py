@@ -5,7 +5,8 @@ Each ``bifrost worker`` node is a procrastinate worker that beats its heartbeat 
 is silent for ``BIFROST_NODE_LOST_SECONDS`` (or was pruned) belonged to a node that died (kill -9, a
 lost machine). Every server and node sweeps for those jobs: a run the node had started ends
 ``Failed`` (``WorkerLost``); one it had taken but not started is still ``Pending`` and gets a fresh job,
-so another node runs it. Jobs still queued were never any node's: they simply stay queued.
+so another node runs it. Jobs still queued were never any node's: they simply stay queued. The same
+loop prunes the queue's ended jobs (:mod:`app.engine.job_pruning`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlmodel import col
 
 from app.db import transaction
 from app.engine.events import EventHub
+from app.engine.job_pruning import KEEP_SECONDS, PRUNE_EVERY_SECONDS, prune_finished_jobs
 from app.engine.queue_schema import DONE_CHANNEL, RECONCILE, TASK
 from app.models import Execution
 from app.services.executions.service import ExecutionService
@@ -88,15 +90,36 @@ async def sweep_lost_nodes(sessions: async_sessionmaker[AsyncSession], hub: Even
 
 
 class LostNodeSweeper:
-    """Runs :func:`sweep_lost_nodes` every ``interval`` seconds in the background."""
+    """Runs :func:`sweep_lost_nodes` every ``interval`` seconds in the background, and prunes the queue's
+    ended jobs every ``prune_every`` seconds (:func:`~app.engine.job_pruning.prune_finished_jobs`: one
+    process at a time, under an advisory lock), the first time at start.
+
+    Args:
+        sessions: The platform's (Postgres) sessions.
+        hub: Live events.
+        lost_seconds: Heartbeat silence after which a node counts as lost.
+        interval: Seconds between sweeps.
+        prune_every: Seconds between prunes of ended jobs.
+        keep_seconds: Ended jobs younger than this stay.
+    """
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], hub: EventHub, lost_seconds: float, interval: float
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        hub: EventHub,
+        lost_seconds: float,
+        interval: float,
+        *,
+        prune_every: float = PRUNE_EVERY_SECONDS,
+        keep_seconds: float = KEEP_SECONDS,
     ) -> None:
         self.sessions = sessions
         self.hub = hub
         self.lost_seconds = lost_seconds
         self.interval = interval
+        self.prune_every = prune_every
+        self.keep_seconds = keep_seconds
+        self._next_prune = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -112,7 +135,14 @@ class LostNodeSweeper:
             self._task = None
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            if loop.time() >= self._next_prune:
+                self._next_prune = loop.time() + self.prune_every
+                try:
+                    await prune_finished_jobs(self.sessions, self.keep_seconds)
+                except Exception:
+                    log.exception("could not prune the queue's ended jobs; trying again later")
             await asyncio.sleep(self.interval)
             try:
                 await sweep_lost_nodes(self.sessions, self.hub, self.lost_seconds)
