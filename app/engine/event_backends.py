@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from app.engine.events import EventHub
 from app.services import cluster
+from app.services.identity import actor_cache
 
 if TYPE_CHECKING:
     from litestar.channels import ChannelsBackend
@@ -91,10 +92,15 @@ CACHE_KEY = "#cache"  # the bus key of cache invalidations (app.services.cluster
 
 
 def wire_cache_invalidation(hub: EventHub) -> None:
-    """Send this server's cache invalidations on the bus and drop caches other servers invalidate."""
+    """Send this server's cache invalidations on the bus and drop caches other servers invalidate.
+
+    Also: a run that ended in another process (a worker node) has its SDK token dropped from this
+    server's cache at once, rather than resolving here for up to the cache's 5 s.
+    """
     if not hub.distributed:
         return
     hub.on_remote(CACHE_KEY, lambda event: cluster.drop_remote(str(event.get("cache"))))
+    hub.on_run_end(actor_cache.execution_ended)
     cluster.set_broadcast(lambda name: hub.publish(CACHE_KEY, {"cache": name}))
 
 

@@ -22,7 +22,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from app.engine.recent_logs import RecentLogs
+from app.engine.recent_logs import DONE_MARK, LOG_MARK, RecentLogs, is_run_key
 
 if TYPE_CHECKING:
     from litestar.channels import ChannelsBackend
@@ -70,6 +70,7 @@ class EventHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._batch = 0
         self.recent = RecentLogs() if backend is not None and keep_recent_logs else None
+        self._run_end: list[Callable[[str], None]] = []
 
     @property
     def distributed(self) -> bool:
@@ -96,6 +97,10 @@ class EventHub:
         As the dispatcher buffers them (``timestamp`` a datetime); empty in-process (the dispatcher holds them).
         """
         return self.recent.lines(execution_id) if self.recent is not None else []
+
+    def on_run_end(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(execution_id)`` when another process publishes the end of a run (stored by then)."""
+        self._run_end.append(callback)
 
     def on_remote(self, key: str, callback: Callable[[dict[str, Any]], None]) -> None:
         """Call ``callback(event)`` for every event of ``key`` that another server publishes (cache drops...)."""
@@ -272,6 +277,16 @@ class EventHub:
                 log.exception("events: reading the bus failed; listening again")
                 await asyncio.sleep(0.5)
 
+    def _run_ended(self, execution_id: str) -> None:
+        # Before the end reaches this server's viewers: one who sees it finds the run's token refused here.
+        if self.recent is not None:
+            self.recent.end(execution_id)
+        for callback in self._run_end:
+            try:
+                callback(execution_id)
+            except Exception:
+                log.exception("events: a run-end listener failed for %s", execution_id)
+
     def receive(self, payload: bytes | str) -> int:
         """Hand one bus message's events to local subscribers and listeners; returns how many were for us.
 
@@ -283,11 +298,14 @@ class EventHub:
         if head.split(" ", 1)[0] == self.node or not body:
             return 0
         handled = 0
-        recent = self.recent
         for line in body.split("\n"):
             key, _, data = line.partition("\t")
-            if recent is not None:
-                recent.offer(key, data)
+            if is_run_key(key):  # sorted undecoded: most of these have nobody watching here
+                if LOG_MARK in data:
+                    if self.recent is not None:
+                        self.recent.add(key, data)
+                elif DONE_MARK in data:
+                    self._run_ended(key)
             listeners = self._listeners.get(key)
             if key not in self._subscribers and not listeners:
                 continue

@@ -31,10 +31,11 @@ TOTAL_CHARACTERS = 16 * 1024 * 1024  # in all runs, of the events' JSON
 KEEP_SECONDS = 30.0  # a line older than this was stored long ago (or its node died: the sweep ends the run)
 _EXPIRE_EVERY = 1.0
 
-# Substrings of json.dumps' default output (", " and ": " separators): inside a JSON string a quote is
-# escaped, so a message cannot contain them unescaped. A false match costs only memory: lines() checks.
-_LOG = '"type": "log"'
-_DONE = '"done": true'
+# Substrings of json.dumps' default output (", " and ": " separators), for the hub to sort the events it
+# receives without decoding them: inside a JSON string a quote is escaped, so a message cannot contain
+# them unescaped. A false match costs little: lines() checks what it decodes, an end drops kept lines.
+LOG_MARK = '"type": "log"'
+DONE_MARK = '"done": true'
 
 
 def is_run_key(key: str) -> bool:
@@ -70,15 +71,6 @@ class RecentLogs:
 
     def __len__(self) -> int:
         return sum(len(lines) for lines in self._runs.values())
-
-    def offer(self, key: str, data: str) -> None:
-        """One event received from the bus (``data`` its JSON): a run's log line is kept, its end drops it."""
-        if not is_run_key(key):
-            return
-        if _LOG in data:
-            self.add(key, data)
-        elif _DONE in data:
-            self.end(key)
 
     def add(self, key: str, data: str) -> None:
         """Keep log event ``data`` of run ``key``."""

@@ -366,3 +366,35 @@ async def test_a_late_viewer_on_another_server_gets_the_lines_published_before_i
     node.publish("run-late", {"type": "status", "status": "Completed", "done": True})
     assert (await _next(watcher))["done"] is True
     assert server.recent_logs("run-late") == []
+
+
+def test_the_end_of_a_run_on_another_node_drops_its_sdk_token_from_the_cache_here() -> None:
+    from app.engine.event_backends import unwire_cache_invalidation, wire_cache_invalidation
+    from app.services.actor import Actor
+    from app.services.identity import actor_cache
+
+    hub = EventHub(backend=object())  # type: ignore[arg-type]
+    wire_cache_invalidation(hub)
+    try:
+        actor = Actor(
+            user_id="u",
+            email="u@example.com",
+            name="U",
+            organization_id=None,
+            is_superuser=False,
+            acting_org_id=None,
+            execution_id="run-9",
+        )
+        actor_cache.put("token-hash", None, actor)
+        assert actor_cache.get("token-hash", None) is actor
+        viewer = hub.subscribe("run-9")
+        _bus_message(hub, ("run-9", {"type": "status", "status": "Running"}), ("turn:run-9", {"done": True}))
+        assert actor_cache.get("token-hash", None) is actor  # neither a status nor another key's end
+        _bus_message(hub, ("run-9", {"type": "status", "status": "Completed", "done": True}))
+        assert actor_cache.get("token-hash", None) is None
+        assert viewer.qsize() == 2  # the viewers still get the end
+        actor_cache.put("token-hash", None, actor)  # a resolve that read the run as running just before
+        assert actor_cache.get("token-hash", None) is None
+    finally:
+        unwire_cache_invalidation(hub)
+        actor_cache.clear()

@@ -26,7 +26,7 @@ from tests.platform.faults_support import BIFROST, START_TIMEOUT, Serve, databas
 # `record` appends the run's id to a file of its worker process (then sleeps `seconds`): across all
 # files each id must appear exactly once, whatever the database says. `linger` runs until cancelled or its time is up;
 # `chatty` logs a line at a time; `burst` logs its lines at once, says so (file `logged`), then waits
-# for file `gate`.
+# for file `gate`; `token_then_wait` writes its SDK token to `path`, then waits for `gate`.
 CLUSTER_WORKFLOWS = textwrap.dedent(
     """
     import asyncio
@@ -66,6 +66,19 @@ CLUSTER_WORKFLOWS = textwrap.dedent(
         while not os.path.exists(gate):
             await asyncio.sleep(0.02)
         return lines
+
+
+    @workflow(timeout_seconds=120)
+    async def token_then_wait(path: str, gate: str) -> str:
+        from bifrost._context import current_connection
+
+        connection = current_connection()
+        with open(path + ".part", "w") as out:
+            out.write(connection.token if connection else "")
+        os.rename(path + ".part", path)
+        while not os.path.exists(gate):
+            await asyncio.sleep(0.02)
+        return "done"
 
 
     @workflow(timeout_seconds=120)

@@ -155,6 +155,31 @@ def test_a_viewer_joining_late_on_server_b_gets_every_line_node_a_has_not_stored
         assert [row["seq"] for row in stored] == list(range(200))
 
 
+def test_the_sdk_token_of_a_run_that_ended_on_a_node_is_refused_at_once_by_server_b(tmp_path: Path) -> None:
+    with cluster(tmp_path, nodes=False) as c:
+        c.node_a.start().wait_ready()
+        token_file, gate = tmp_path / "token", tmp_path / "gate"
+        with client(c.a) as api_a:
+            execution_id = api_a.post(
+                "/api/workflows/token_then_wait/execute", json={"params": {"path": str(token_file), "gate": str(gate)}}
+            ).json()["execution_id"]
+        wait_until(token_file.exists, 60, "the run's SDK token")
+        token = token_file.read_text()
+        assert token
+        own_run = f"/api/sdk/v1/executions/{execution_id}"
+        with httpx.Client(base_url=c.b.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as sdk_b:
+            assert sdk_b.get(own_run).status_code == 200  # resolved on B, and kept in B's cache (5 s)
+            with client(c.b) as api_b, api_b.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
+                events = _sse_events(stream)
+                assert sdk_b.get(own_run).status_code == 200  # the cache is fresh as the run ends
+                gate.touch()
+                ended = next(data for event, data in events if event == "status" and data.get("done"))
+            assert ended["status"] == "Completed"
+            # B has seen the end on the bus: the token no longer resolves there, cache or not.
+            refused = sdk_b.get(own_run)
+        assert refused.status_code == 401, refused.text
+
+
 def test_cancel_from_server_b_stops_a_run_on_node_a_and_timeouts_hold(tmp_path: Path) -> None:
     with cluster(tmp_path, nodes=False) as c:
         c.node_a.start().wait_ready()

@@ -6,7 +6,7 @@ token; resolving one costs two or three queries. The cache keeps the resolved
 this process (revoking a key, changing or deactivating a user or organization,
 the end of an execution) clears the affected entries at once, and, through
 :mod:`app.services.cluster`, on every other server once the change commits
-(an execution's end still waits for :data:`TTL_SECONDS` elsewhere).
+(an execution's end: when its end event reaches the server on the bus, :func:`execution_ended`).
 """
 
 from __future__ import annotations
@@ -85,6 +85,15 @@ def forget_execution_now_and_after_commit(session: AsyncSession, execution_id: s
     A request resolving the token between now and the commit of ``session`` still reads the run as
     running; :func:`put` refuses to cache it (see :data:`_ENDING_SECONDS`). Cheaper than a per-run
     ``after_commit`` listener on the session (``event.listen`` was ~0.05 ms of each run's finish).
+    """
+    execution_ended(execution_id)
+
+
+def execution_ended(execution_id: str) -> None:
+    """Drop the execution's token and cache it no more (its end is being written, or was, elsewhere).
+
+    A worker node's end of a run reaches every server on the event bus (``app.engine.event_backends``):
+    a resolve that read the run as running just before still finds the token refused here at its next call.
     """
     now = time.monotonic()
     forget_execution(execution_id)
