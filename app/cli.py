@@ -328,6 +328,12 @@ def _serve(args: argparse.Namespace) -> int:
     # The URL is printed once the port is open (Server.startup): before that it would only be a wish.
     print(f"Starting Bifrost Workbench (workspace {settings.workspace}, {settings.workers} workers)", flush=True)
     platform = app.state.platform
+    runs_ahead = args.runs_ahead if args.runs_ahead is not None else os.environ.get("BIFROST_RUNS_AHEAD_PER_WORKER")
+    if runs_ahead is not None and hasattr(platform.dispatcher, "runs_ahead_per_worker"):  # the embedded dispatcher
+        if not str(runs_ahead).isascii() or not str(runs_ahead).isdigit():
+            print(f"bifrost serve: --runs-ahead must be a whole number >= 0, not {runs_ahead!r}", file=sys.stderr)
+            return 2
+        platform.dispatcher.runs_ahead_per_worker = int(runs_ahead)
     # Orphans of a run (a worker died, their parent with it) are re-parented to this process instead
     # of init, so the pool can end them with their run.
     from app.engine import procs
@@ -804,6 +810,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--host")
     p_serve.add_argument("--port", type=int)
     p_serve.add_argument("--workers", type=int, help="warm worker processes (default: CPU count)")
+    p_serve.add_argument(
+        "--runs-ahead",
+        type=int,
+        help="queued runs handed to each busy worker ahead, written Running before they start: more runs/s; "
+        "after a crash of the server they fail ServerRestarted instead of running "
+        "(default 0, or BIFROST_RUNS_AHEAD_PER_WORKER)",
+    )
 
     p_worker = sub.add_parser("worker", help="a worker node: run queued executions (BIFROST_QUEUE=postgres)")
     p_worker.add_argument("--workers", type=int, help="concurrent runs (default: 8 per core, capped by free memory)")

@@ -13,6 +13,9 @@ Systems (all started once, then measured in short alternating blocks):
   fresh Postgres database created on ``--postgres-url`` (default ``BIFROST_TEST_POSTGRES_URL``) and
   dropped at the end. The client calls ``POST /api/workflows/trivial/execute?wait=true`` with an API
   key; every run is recorded (status, result, logs) and the JSON counts the stored rows afterwards.
+* **sqlite-base** / **postgres-base** (with ``--baseline TREE``): the same, served from another checkout
+  of this project (``git worktree add /tmp/base <commit>``), measured in the same rounds: an A/B of a
+  change on a shared, noisy machine.
 * **floor**: a bare Litestar app on uvicorn (same uvicorn options as ``bifrost serve``) answering the
   same POST with the same small dict: what HTTP alone costs on this machine.
 
@@ -268,8 +271,10 @@ async def seed(database_url: str) -> str:
 class Platform:
     """``bifrost serve`` with 2 workers on one database, in its own folder."""
 
-    def __init__(self, name: str, folder: Path, database_url: str, workers: int) -> None:
+    def __init__(self, name: str, folder: Path, database_url: str, workers: int, tree: Path | None = None) -> None:
         self.name, self.folder, self.database_url, self.workers = name, folder, database_url, workers
+        self.tree = tree  # serve this checkout's code (PYTHONPATH) instead of the installed one
+        self.runs_ahead: int | None = None  # `bifrost serve --runs-ahead` (this tree only)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.key = ""
@@ -293,6 +298,10 @@ class Platform:
             "BIFROST_WORKSPACE": str(workspace),
             "BIFROST_DATABASE_URL": self.database_url,
         }
+        if self.tree is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(self.tree), env.get("PYTHONPATH", "")])
+        elif self.runs_ahead is not None:
+            env["BIFROST_RUNS_AHEAD_PER_WORKER"] = str(self.runs_ahead)
         bifrost = Path(sys.executable).parent / "bifrost"
         command = [str(bifrost)] if bifrost.exists() else [sys.executable, "-c", "from app.cli import main; main()"]
         with (self.folder / "serve.log").open("wb") as out:
@@ -372,12 +381,26 @@ def run_block(system: str, target: dict[str, Any], clients: int, args: argparse.
         sys.executable, str(SCRIPT), "--load", system, "--clients", str(clients),
         "--seconds", str(args.seconds), "--warmup", str(args.warmup),
     ]  # fmt: skip
-    for option in ("url", "key", "redis", "queue"):
+    for option in ("url", "key", "redis", "queue"):  # (pid stays here: the server is measured from outside)
         if target.get(option):
             command += [f"--{option}", target[option]]
     load = load_average()[0]
+    pid: int | None = target.get("pid")
+    cpu0 = process_cpu_seconds(pid) if pid else None
     done = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
-    return {"system": system, "clients": clients, "load_avg_1m": load, **json.loads(done.stdout)}
+    block = {"system": system, "clients": clients, "load_avg_1m": load, **json.loads(done.stdout)}
+    if pid and cpu0 is not None and block.get("answered_incl_warmup"):
+        # The server process's own CPU (not its workers') per answered run, warm-up included: steadier than
+        # wall-clock figures on a shared machine.
+        used = process_cpu_seconds(pid) - cpu0
+        block["server_cpu_ms_per_run"] = round(used * 1000 / block["answered_incl_warmup"], 3)
+    return block
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ratios(blocks: list[dict[str, Any]], clients: int) -> list[dict[str, Any]]:
@@ -387,7 +410,7 @@ def ratios(blocks: list[dict[str, Any]], clients: int) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"round": number}
         by = {(b["system"], b["clients"]): b for b in blocks if b["round"] == number}
         celery1, celeryn = by.get(("celery", 1)), by.get(("celery", clients))
-        for system in ("sqlite", "postgres", "floor"):
+        for system in ("sqlite", "sqlite-base", "postgres", "postgres-base", "floor"):
             one, many = by.get((system, 1)), by.get((system, clients))
             if celery1 and one:
                 row[f"{system}_p50_over_celery"] = round(one["p50_ms"] / celery1["p50_ms"], 2)
@@ -403,9 +426,11 @@ def table(blocks: list[dict[str, Any]], clients: int) -> dict[str, Any]:
     for system in dict.fromkeys(b["system"] for b in blocks):
         ones = [b["p50_ms"] for b in blocks if b["system"] == system and b["clients"] == 1]
         many = [b["runs_per_s"] for b in blocks if b["system"] == system and b["clients"] == clients]
+        cpu = [b["server_cpu_ms_per_run"] for b in blocks if b["system"] == system and "server_cpu_ms_per_run" in b]
         out[system] = {
             "p50_ms_one_at_a_time": round(statistics.median(ones), 3) if ones else None,
             f"runs_per_s_{clients}_clients": round(statistics.median(many), 1) if many else None,
+            **({"server_cpu_ms_per_run": round(statistics.median(cpu), 3)} if cpu else {}),
         }
     return out
 
@@ -414,10 +439,10 @@ def verdicts(summary: dict[str, Any], clients: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     rate = f"runs_per_s_{clients}_clients"
     celery = summary.get("celery", {}).get(rate)
-    for system in ("sqlite", "postgres"):
+    for system in ("sqlite", "postgres", "sqlite-base", "postgres-base"):
         if system not in summary:
             continue
-        p50, limit = summary[system]["p50_ms_one_at_a_time"], TARGETS[f"{system}_p50_ms_max"]
+        p50, limit = summary[system]["p50_ms_one_at_a_time"], TARGETS[f"{system.split('-')[0]}_p50_ms_max"]
         out[f"{system}_p50"] = {"measured": p50, "target": f"<= {limit}", "pass": p50 <= limit}
         if celery:
             mine = summary[system][rate]
@@ -434,7 +459,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="bifrost-peers-"))
     pg_admin = (args.postgres_url or "").replace("postgresql+asyncpg://", "postgresql://")
     pg_name = f"bench_peers_{os.getpid()}"
-    pg_created = False
+    pg_created: list[str] = []
     try:
         wanted = args.systems.split(",")
         if "celery" in wanted:
@@ -453,22 +478,29 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                         )
                     )
                 targets["celery"] = {"redis": args.redis, "queue": args.queue}
-        if "sqlite" in wanted:
-            platforms.append(
-                Platform("sqlite", folder / "sqlite", f"sqlite+aiosqlite:///{folder / 'sqlite.db'}", args.workers)
-            )
-        if "postgres" in wanted:
-            if not pg_admin:
-                skipped["postgres"] = "no Postgres URL: set BIFROST_TEST_POSTGRES_URL or pass --postgres-url"
-            else:
-                asyncio.run(postgres(pg_admin, f'CREATE DATABASE "{pg_name}"'))
-                pg_created = True
-                url = pg_admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{pg_name}"
-                platforms.append(Platform("postgres", folder / "postgres", url, args.workers))
+        trees: list[tuple[str, Path | None]] = [("", None)]
+        if args.baseline:
+            trees.append(("-base", Path(args.baseline).resolve()))
+        for suffix, tree in trees:
+            if "sqlite" in wanted:
+                name = f"sqlite{suffix}"
+                url = f"sqlite+aiosqlite:///{folder / f'{name}.db'}"
+                platforms.append(Platform(name, folder / name, url, args.workers, tree))
+            if "postgres" in wanted:
+                if not pg_admin:
+                    skipped["postgres"] = "no Postgres URL: set BIFROST_TEST_POSTGRES_URL or pass --postgres-url"
+                    continue
+                database = f"{pg_name}{suffix.replace('-', '_')}"
+                asyncio.run(postgres(pg_admin, f'CREATE DATABASE "{database}"'))
+                pg_created.append(database)
+                url = pg_admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + f"/{database}"
+                platforms.append(Platform(f"postgres{suffix}", folder / f"postgres{suffix}", url, args.workers, tree))
         for platform in platforms:
+            platform.runs_ahead = args.runs_ahead
             log(f"starting bifrost serve on {platform.name}")
             platform.start()
-            targets[platform.name] = {"url": platform.url, "key": platform.key}
+            assert platform.proc is not None
+            targets[platform.name] = {"url": platform.url, "key": platform.key, "pid": platform.proc.pid}
         if "floor" in wanted:
             port = free_port()
             processes.append(subprocess.Popen([sys.executable, str(SCRIPT), "--floor", str(port)], cwd=ROOT))
@@ -476,7 +508,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
             targets["floor"] = {"url": f"http://127.0.0.1:{port}/run"}
         if "celery" in targets:
             time.sleep(2)  # the worker connects to Redis; the warm-up of the first block absorbs the rest
-        order = [s for s in ("celery", "sqlite", "postgres", "floor") if s in targets]
+        order = [s for s in ("celery", "sqlite", "sqlite-base", "postgres", "postgres-base", "floor") if s in targets]
         blocks: list[dict[str, Any]] = []
         for number in range(1, args.rounds + 1):
             for system in order:
@@ -486,7 +518,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     blocks.append(block)
                     log(
                         f"round {number} {system:8} {clients:2} client(s): p50 {block['p50_ms']:.3f} ms, "
-                        f"{block['runs_per_s']} runs/s, load {block['load_avg_1m']}, failures {block['failures']}"
+                        f"{block['runs_per_s']} runs/s, server CPU {block.get('server_cpu_ms_per_run', '-')} ms/run, "
+                        f"load {block['load_avg_1m']}, failures {block['failures']}"
                     )
         stored = {}
         for platform in platforms:
@@ -510,6 +543,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 "warmup_per_block": args.warmup,
                 "clients": args.clients,
                 "workers": args.workers,
+                "runs_ahead": args.runs_ahead,
+                "baseline": args.baseline,
                 "http_client": "aiohttp, keep-alive, one connection per client",
                 "celery_client": "trivial.delay().get(), one thread per client",
             },
@@ -533,8 +568,8 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     proc.wait()
         if "celery" in targets:
             forget_queue(args.redis, args.queue)
-        if pg_created:
-            asyncio.run(postgres(pg_admin, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+        for database in pg_created:
+            asyncio.run(postgres(pg_admin, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -549,6 +584,10 @@ def main() -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15", help="Redis for Celery (broker and results)")
     parser.add_argument("--queue", default=f"bench-peers-{os.getpid()}", help=argparse.SUPPRESS)
     parser.add_argument("--postgres-url", default=os.environ.get("BIFROST_TEST_POSTGRES_URL"), help="Postgres server")
+    parser.add_argument("--baseline", help="also serve this checkout (e.g. a git worktree of an older commit)")
+    parser.add_argument(
+        "--runs-ahead", type=int, help="bifrost serve --runs-ahead for this tree's servers (not the baseline's)"
+    )
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)

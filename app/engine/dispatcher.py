@@ -9,7 +9,8 @@ Runs wait in the dispatcher's own queue while they are PENDING. A run is written
 RUNNING only when a worker is reserved for it (in the same step its job is handed
 to that worker), so after any stop of the server every PENDING row is a run that
 never started and can safely run again, and every RUNNING row is one that did
-(see "Runs across restarts" in docs/architecture.md).
+(see "Runs across restarts" in docs/architecture.md). With ``runs_ahead_per_worker``
+a busy worker also has its next run reserved ahead (see :meth:`LocalDispatcher.pump`).
 
 A run ``AwaitingApproval`` is never handed here until an approver approves it (it is then
 ``Pending`` and dispatched like any other); the dispatcher only ends approvals that expired, at
@@ -29,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import transaction
 from app.engine.events import EventHub
-from app.engine.group_commit import GroupCommitter
+from app.engine.group_commit import GroupCommitter, Outcome
 from app.engine.pool import WorkerPool
 from app.engine.protocol import NOT_STARTED, Job, JobResult, LogRecord, utcnow
 from app.services import redaction
@@ -46,6 +47,7 @@ from app.services.executions.log_limits import (
     message_bytes,
 )
 from app.services.executions.service import ExecutionService
+from app.services.identity import actor_cache
 from app.services.identity.security import hash_token, new_execution_token
 
 log = logging.getLogger(__name__)
@@ -164,8 +166,12 @@ class LocalDispatcher:
         log_limits: LogLimits | None = None,
         approval_expiry_seconds: float = DEFAULT_APPROVAL_EXPIRY_SECONDS,
         approval_check_seconds: float = 60.0,
+        runs_ahead_per_worker: int = 0,
     ) -> None:
         self.pool = pool
+        # Queued runs written RUNNING and handed to the pool ahead of a free worker, per worker (see pump).
+        # 0 keeps "Runs across restarts" as documented: no run is RUNNING before a worker is free for it.
+        self.runs_ahead_per_worker = runs_ahead_per_worker
         self.approval_expiry_seconds = approval_expiry_seconds
         self.approval_check_seconds = approval_check_seconds
         self._approvals: asyncio.Task[None] | None = None
@@ -213,6 +219,10 @@ class LocalDispatcher:
         self._queue.clear()
         if self._retry is not None:
             self._retry.cancel()
+        if self.runs_ahead_per_worker:
+            # Runs taken ahead and not started yet: back to PENDING (their _run requeues them), not started
+            # by a worker that finishes during the grace period.
+            self.pool.drop_queued()
 
     @property
     def queued(self) -> int:
@@ -324,9 +334,9 @@ class LocalDispatcher:
             else:
                 # The claim ends when the pool takes the job (pool.run takes the idle worker synchronously).
                 self._claims.discard(token)
-                if self.pool.running:
+                if self.pool.running and (self._accepting or not self.runs_ahead_per_worker or self.pool.idle_count()):
                     result = await self.pool.run(job)
-                else:  # the server is stopping: leave it for the next start
+                else:  # the server is stopping (or no worker is free for a run taken ahead): the next start runs it
                     result = JobResult(execution_id=execution_id, status="Failed", error_type=NOT_STARTED)
             if result.error_type == NOT_STARTED:
                 # The pool stopped before a worker read the job: it never ran, so it runs after the next start.
@@ -367,10 +377,17 @@ class LocalDispatcher:
 
         The runs taken are written RUNNING together, in one transaction, and handed to the pool
         once that commits: a run is RUNNING in the database only once a worker is reserved for it.
+        With ``runs_ahead_per_worker`` (``bifrost serve --runs-ahead``, 0 by default), that many more runs
+        per worker are taken ahead: written RUNNING while the workers are busy, they wait in the pool's
+        queue and the first worker that finishes takes the next at once, without waiting for a commit
+        (on Postgres, the mark's WAL flush). Such a run is RUNNING before it started: after a crash of
+        the server it is failed ``ServerRestarted`` and not run again (the safe side, as a batch marked
+        and not yet handed over); after a stop (SIGTERM) the pool gives it back and it is ``Pending`` again.
         """
         if not self._accepting or not self._queue:
             return
-        free = self.pool.idle_count() - len(self._claims)
+        # Claimed tokens are runs on their way to the pool (being marked, or started and not yet taken).
+        free = self.pool.size * (1 + self.runs_ahead_per_worker) - self.pool.load() - len(self._claims)
         if free <= 0:
             return
         batch: list[tuple[DispatchRequest, str]] = []
@@ -390,7 +407,10 @@ class LocalDispatcher:
             return [await service.mark_running(r.execution_id, hash_token(t)) for r, t in batch]
 
         try:
-            started = await self.writes.run(mark)
+            if self.writes.one_statement:  # Postgres: the batch in one durable statement
+                started = await self.writes.mark_running([(r.execution_id, hash_token(t)) for r, t in batch])
+            else:
+                started = await self.writes.run(mark)
         except Exception:
             log.exception("could not mark %d queued execution(s) running; retrying", len(batch))
             for request, token in batch:
@@ -447,6 +467,8 @@ class LocalDispatcher:
             for batch in batches[:-1]:
                 await self._write_logs(batch)
             rows = list(buffer)
+            if await self._store_in_one_statement(result, rows):
+                return
 
             async def store(session: AsyncSession) -> None:
                 await ExecutionService(session).add_logs(rows)
@@ -462,9 +484,36 @@ class LocalDispatcher:
             async with transaction(self.sessions) as session:
                 await self._finish(session, result)
 
-    async def _finish(self, session: AsyncSession, result: JobResult) -> None:
-        # What is written is also kept, so a waiting request can answer without reading it back.
-        outcome = {
+    async def _store_in_one_statement(self, result: JobResult, rows: list[dict[str, Any]]) -> bool:
+        """Postgres: the outcome and its last log lines in the group's one statement; False to take the session path.
+
+        Only where :meth:`_finish` is this class's own: a subclass that writes more with the outcome (a worker
+        node's NOTIFY) keeps its session path. A failed statement is logged and the session path tries again
+        (its guard leaves an outcome that did land alone; log lines that did would fail there as duplicates
+        and the outcome is then stored without them).
+        """
+        if not self.writes.one_statement or type(self)._finish is not LocalDispatcher._finish:
+            return False
+        outcome = self._outcome_fields(result)
+        # Its SDK token ends with it: not cached again until the end has committed (no session here).
+        actor_cache.forget_execution_now_and_after_commit(None, result.execution_id)  # type: ignore[arg-type]
+        try:
+            stored = await self.writes.finish(Outcome(execution_id=result.execution_id, **outcome, logs=rows))
+        except Exception:
+            log.warning(
+                "execution %s: one-statement outcome failed; storing it in a session",
+                result.execution_id,
+                exc_info=True,
+            )
+            return False
+        if stored:
+            self._outcomes[result.execution_id] = outcome
+        return True
+
+    @staticmethod
+    def _outcome_fields(result: JobResult) -> dict[str, Any]:
+        """The columns a run's end writes (``ExecutionService.finish``'s arguments by column name)."""
+        return {
             "status": result.status,
             "result": result.result,
             "error_message": clean_text(result.error_message),
@@ -475,6 +524,10 @@ class LocalDispatcher:
             "completed_at": result.completed_at,
             "duration_ms": result.duration_ms,
         }
+
+    async def _finish(self, session: AsyncSession, result: JobResult) -> None:
+        # What is written is also kept, so a waiting request can answer without reading it back.
+        outcome = self._outcome_fields(result)
         stored = await ExecutionService(session).finish(
             result.execution_id,
             status=outcome["status"],

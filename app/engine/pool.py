@@ -136,7 +136,8 @@ class WorkerPool:
         self.workspace = Path(workspace).resolve()
         self.size = size
         self.on_log = on_log
-        # Called (in the event loop) whenever a worker becomes free, so a queue outside can feed it.
+        # Called (in the event loop) whenever a worker finished a job (it is idle now, or it took the next job
+        # waiting in this pool), so a queue outside can feed it.
         self.on_idle: Callable[[], None] | None = None
         self.start_timeout = start_timeout
         self.last_scan: ScanResult | None = None
@@ -200,11 +201,7 @@ class WorkerPool:
         if self._memory_task is not None:
             self._memory_task.cancel()
             self._memory_task = None
-        while self._queue:
-            pending = self._queue.popleft()
-            self._resolve(
-                pending, self._failure(pending, NOT_STARTED, "The worker pool stopped before the job started")
-            )
+        self.drop_queued()
         running = [w.current.future for w in self._workers if w.current is not None]
         if timeout > 0 and running:
             await asyncio.wait(running, timeout=timeout)
@@ -216,6 +213,14 @@ class WorkerPool:
             kill_group(worker.proc)
         await asyncio.gather(*(t for w in workers for t in w.tasks), return_exceptions=True)
         self._idle.clear()
+
+    def drop_queued(self) -> None:
+        """End every job still waiting here for a worker as not started (``NOT_STARTED``: it may run later)."""
+        while self._queue:
+            pending = self._queue.popleft()
+            self._resolve(
+                pending, self._failure(pending, NOT_STARTED, "The worker pool stopped before the job started")
+            )
 
     def reload(self) -> None:
         """Make new runs use the current workspace files.
@@ -313,6 +318,10 @@ class WorkerPool:
         """Workers free to start a job now (0 while jobs are queued)."""
         return 0 if self._queue else len(self._idle)
 
+    def load(self) -> int:
+        """Jobs given to the pool that have not ended: running on a worker or waiting here for one."""
+        return sum(1 for pending in self._pending.values() if not pending.future.done())
+
     def stats(self) -> dict[str, int]:
         """Return counts: ``size``, ``workers``, ``busy``, ``idle``, ``starting``, ``queued``, ``generation``."""
         busy = sum(1 for w in self._workers if w.current is not None)
@@ -359,7 +368,9 @@ class WorkerPool:
             return
         self._idle.append(worker)
         self._pump()
-        if self._idle and self.on_idle is not None:
+        # Idle, or it took the next job waiting here: either way a queue outside may hand over one more
+        # (the dispatcher keeps one run ahead per worker, see LocalDispatcher.pump).
+        if self.on_idle is not None:
             try:
                 self.on_idle()
             except Exception:

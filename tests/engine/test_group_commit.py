@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import create_engine, session_factory
-from app.engine.group_commit import GroupCommitter
+from app.engine.group_commit import GroupCommitter, Outcome
 
 
 @pytest.fixture
@@ -58,3 +61,141 @@ async def test_a_failing_write_fails_alone_and_the_others_land(committer) -> Non
     assert outcomes[0] == 1 and outcomes[2] == 2
     assert isinstance(outcomes[1], Exception) and "UNIQUE" in str(outcomes[1])
     assert await _values(engine) == [1, 2]
+
+
+# ----- Postgres: outcomes and Running marks as one statement per group ------------------------------------
+@pytest.fixture
+async def postgres_writes(database_url: str):  # type: ignore[no-untyped-def]
+    from app.db import upgrade_database_async
+
+    await upgrade_database_async(database_url)
+    engine = create_engine(database_url)
+    yield GroupCommitter(session_factory(engine)), engine
+    await engine.dispose()
+
+
+async def _new_run(engine, status: str, **values: Any) -> str:  # type: ignore[no-untyped-def]
+    from app.services.executions.service import _COLUMN_NAMES, _insert_execution, _new_execution
+
+    execution = _new_execution(
+        {"workflow_id": "wf", "workflow_name": "wf", "executed_by": "u", "status": status, **values}
+    )
+    async with session_factory(engine)() as session:
+        await _insert_execution(session, {name: execution.__dict__[name] for name in _COLUMN_NAMES})
+        await session.commit()
+    return str(execution.__dict__["id"])
+
+
+async def _row(engine, execution_id: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    async with engine.connect() as connection:
+        found = await connection.execute(
+            text(
+                "SELECT status, result::text AS result, result IS NULL AS result_is_null, error_message, error_type, "
+                "error_traceback, user_error, started_at, completed_at, duration_ms, sdk_token_hash "
+                "FROM execution WHERE id = :id"
+            ),
+            {"id": execution_id},
+        )
+        return dict(found.mappings().one())
+
+
+def _outcome(execution_id: str, **values: Any) -> Outcome:
+    fields: dict[str, Any] = {
+        "status": "Completed",
+        "result": {"ok": True, "n": 1},
+        "error_message": None,
+        "error_type": None,
+        "error_traceback": None,
+        "user_error": False,
+        "started_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "completed_at": datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC),
+        "duration_ms": 1000,
+    }
+    return Outcome(execution_id=execution_id, **{**fields, **values})
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_outcomes_waiting_together_are_one_statement_with_their_logs(postgres_writes) -> None:  # type: ignore[no-untyped-def]
+    writes, engine = postgres_writes
+    assert writes.one_statement and not writes.takes_inserts
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    logged = await _new_run(engine, "Running", started_at=started, sdk_token_hash="h1")
+    failed = await _new_run(engine, "Running", started_at=started, sdk_token_hash="h2")
+    ended = await _new_run(engine, "Cancelled", error_message="Cancelled by user")
+    lines = [
+        {"execution_id": logged, "seq": i, "timestamp": datetime(2026, 1, 2, tzinfo=UTC), "level": "INFO",
+         "logger": "stdout", "message": f"line {i} ✓"}
+        for i in range(2)
+    ]  # fmt: skip
+
+    stored = await asyncio.gather(
+        writes.finish(_outcome(logged, logs=lines)),
+        writes.finish(
+            _outcome(
+                failed, status="Failed", result=None, error_message="boom", error_type="ValueError",
+                error_traceback="Traceback ...", user_error=True, started_at=None,
+            )
+        ),
+        writes.finish(_outcome(ended)),
+    )  # fmt: skip
+
+    assert stored == [True, True, False]  # the run that had ended already is not written over
+    assert writes.statements == 1 and writes.transactions == 0  # one statement, no session transaction
+    first = await _row(engine, logged)
+    assert first["status"] == "Completed" and json.loads(first["result"]) == {"ok": True, "n": 1}
+    assert first["sdk_token_hash"] is None  # the run's SDK token ends with it
+    assert first["started_at"] == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) and first["duration_ms"] == 1000
+    second = await _row(engine, failed)
+    assert second["result_is_null"]  # None is SQL NULL, as the ORM stores it
+    assert (second["status"], second["error_message"], second["error_type"], second["user_error"]) == (
+        "Failed", "boom", "ValueError", True,
+    )  # fmt: skip
+    assert second["error_traceback"] == "Traceback ..."
+    assert second["started_at"] == started  # no start reported: the recorded one stays
+    third = await _row(engine, ended)
+    assert third["status"] == "Cancelled" and third["error_message"] == "Cancelled by user" and third["result_is_null"]
+    async with engine.connect() as connection:
+        logs = await connection.execute(
+            text("SELECT execution_id, seq, message FROM execution_log ORDER BY execution_id, seq")
+        )
+        assert [tuple(row) for row in logs] == [(logged, 0, "line 0 ✓"), (logged, 1, "line 1 ✓")]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_failed_outcome_statement_fails_its_callers_and_stores_nothing(postgres_writes) -> None:  # type: ignore[no-untyped-def]
+    writes, engine = postgres_writes
+    run = await _new_run(engine, "Running")
+    orphan_line = {"execution_id": "no-such-run", "seq": 0, "timestamp": datetime(2026, 1, 2, tzinfo=UTC),
+                   "level": "INFO", "logger": "stdout", "message": "x"}  # fmt: skip
+    outcomes = await asyncio.gather(
+        writes.finish(_outcome(run)), writes.finish(_outcome(run, logs=[orphan_line])), return_exceptions=True
+    )
+    assert all(isinstance(o, Exception) and "foreign key" in str(o) for o in outcomes), outcomes
+    assert (await _row(engine, run))["status"] == "Running"  # one statement: all of it or nothing
+    # The failed statement's connection was dropped, not pooled again; the next group works.
+    assert await writes.finish(_outcome(run)) is True
+    assert (await _row(engine, run))["status"] == "Completed"
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_marks_are_one_statement_and_skip_runs_no_longer_pending(postgres_writes) -> None:  # type: ignore[no-untyped-def]
+    writes, engine = postgres_writes
+    first, cancelled, second = (
+        await _new_run(engine, "Pending"),
+        await _new_run(engine, "Cancelled"),
+        await _new_run(engine, "Pending"),
+    )
+    marked = await writes.mark_running([(first, "hash-1"), (cancelled, "hash-2"), (second, "hash-3")])
+    assert marked == [True, False, True]
+    assert writes.statements == 1
+    rows = [await _row(engine, run) for run in (first, cancelled, second)]
+    assert [(r["status"], r["sdk_token_hash"]) for r in rows] == [
+        ("Running", "hash-1"), ("Cancelled", None), ("Running", "hash-3"),
+    ]  # fmt: skip
+    assert rows[0]["started_at"] is not None and rows[1]["started_at"] is None
+    assert await writes.mark_running([(first, "again")]) == [False]  # Running already: not marked twice
+
+
+async def test_sqlite_keeps_the_session_path(committer) -> None:  # type: ignore[no-untyped-def]
+    writes, _engine = committer
+    assert not writes.one_statement and writes.takes_inserts

@@ -31,7 +31,7 @@ def test_concurrent_runs_share_commits_and_every_run_is_stored(database_url: str
     try:
         ids = server.call(lambda: seed(server.platform))
         writes = server.platform.dispatcher.writes
-        before = writes.transactions
+        before = writes.transactions, writes.statements
 
         def run(i: int) -> dict[str, Any]:
             with server.client(ids["alice_key"]) as alice:
@@ -60,7 +60,11 @@ def test_concurrent_runs_share_commits_and_every_run_is_stored(database_url: str
         statuses, logs = server.call(stored)
         assert statuses == {"Completed": 24}  # every run written, with its outcome
         assert logs == 24  # and its log line ("adding a and b")
-        assert writes.transactions > before  # through the group committer
+        if database_url.startswith("postgresql"):
+            # Outcomes (with their log lines) and Running marks: one driver statement per group.
+            assert writes.statements > before[1] and writes.transactions == before[0]
+        else:
+            assert writes.transactions > before[0] and writes.statements == 0  # through the group committer
     finally:
         server.stop()
 
@@ -192,5 +196,32 @@ def test_the_execute_route_keeps_its_guards_and_headers(database_url: str, tmp_p
                 "/api/workflows/add/execute", json={"params": {}}, headers={"Authorization": "Bearer bfk_wrong"}
             )
             assert wrong.status_code == 401
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # the one-statement outcome is Postgres'
+def test_an_outcome_whose_statement_fails_is_stored_the_session_way(database_url: str, tmp_path: Path) -> None:
+    server = LiveServer(make_settings(tmp_path, database_url)).start()
+    try:
+        ids = server.call(lambda: seed(server.platform))
+        writes = server.platform.dispatcher.writes
+        tried: list[str] = []
+
+        async def broken(outcome: Any) -> bool:
+            tried.append(outcome.execution_id)
+            raise RuntimeError("the statement failed")
+
+        writes.finish = broken
+        with server.client(ids["alice_key"]) as alice:
+            response = alice.post("/api/workflows/add/execute?wait=true", json={"params": {"a": 2, "b": 3}})
+            assert response.status_code == 200, response.text
+            run = response.json()
+            assert run["status"] == "Completed" and run["result"] == {"sum": 5}
+            assert tried == [run["execution_id"]]
+            stored = alice.get(f"/api/executions/{run['execution_id']}").json()
+            assert stored["status"] == "Completed" and stored["result"] == {"sum": 5}
+            logs = alice.get(f"/api/executions/{run['execution_id']}/logs").json()
+            assert [line["message"] for line in logs] == ["adding 2 and 3"], logs
     finally:
         server.stop()
