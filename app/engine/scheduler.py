@@ -14,6 +14,10 @@
 * **Overlap**: while the schedule's previous execution is pending or running, a firing is
   ``skipped`` (policy ``skip``) or ``queued`` until it ends (policy ``queue``; one firing at most is
   held, later ones are skipped).
+* **Changes made on another server** reach the leader at once: every write of schedules is followed by
+  :meth:`Scheduler.reload`, which also tells the other servers (the ``schedules`` name of
+  :mod:`app.services.cluster`, on the event bus); the leader among them reloads when it hears it. The
+  poll every ``poll_seconds`` remains the fallback (a bus that was down).
 * **Missed firings** (no server was running): on taking the lead, the latest missed slot runs once
   if it is within ``grace_seconds``; the others are recorded as ``missed``.
 
@@ -40,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from app.db import transaction
 from app.models.base import utcnow
 from app.models.schedule import Schedule, ScheduleRun
+from app.services import cluster
 from app.services.actor import Actor
 from app.services.audit import events as audit
 from app.services.errors import DomainError, InvalidInputError
@@ -60,6 +65,7 @@ logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 # pg_advisory_lock key: the ASCII of "bifrost!" (advisory locks are scoped to one database).
 LOCK_KEY = int.from_bytes(b"bifrost!", "big") & 0x7FFF_FFFF_FFFF_FFFF
+SCHEDULES = "schedules"  # the cluster name a write of schedules is announced under
 # A timer may wake a little before the slot the database expects; closer than this is that slot.
 _EARLY = timedelta(seconds=2)
 
@@ -183,7 +189,7 @@ class Scheduler:
         dispatcher: Where submitted executions go.
         grace_seconds: How late a missed firing may still run at start-up.
         poll_seconds: How often a follower tries to take the lead and a leader re-reads the schedules
-            (changes made through another server reach the leader this way).
+            (changes made through another server reach it at once on the bus, else this way).
     """
 
     def __init__(
@@ -206,6 +212,8 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._queued: dict[str, asyncio.Task[None]] = {}
         self._reload_lock = asyncio.Lock()
+        self._reload_asked = False  # another server changed schedules: a reload is on its way
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def is_leader(self) -> bool:
@@ -223,11 +231,16 @@ class Scheduler:
     # ----- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         """Try to take the lead now (catching up on missed firings), then keep trying in the background."""
+        cluster.register(SCHEDULES, self._changed_elsewhere)
         await self._tick()
         self._task = asyncio.create_task(self._loop(), name="bifrost-scheduler")
 
     async def stop(self) -> None:
         """Stop firing, drop queued firings' waiters, release the lock."""
+        cluster.unregister(SCHEDULES, self._changed_elsewhere)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -253,7 +266,7 @@ class Scheduler:
             elif not await self._lock.still_held():
                 await self._step_down()
             if self._leader:
-                await self.reload()
+                await self._reload()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -286,6 +299,32 @@ class Scheduler:
         return self._aps
 
     async def reload(self) -> None:
+        """After a write of schedules (committed): match the jobs here when leading, and tell the other
+        servers, whose leader does the same at once."""
+        cluster.announce(SCHEDULES)
+        await self._reload()
+
+    def _changed_elsewhere(self) -> None:
+        """Another server wrote schedules: the leader reloads (one reload at a time for a burst of writes)."""
+        if not self._leader or self._reload_asked:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop here: the poll will see it
+        self._reload_asked = True
+        task = loop.create_task(self._reload_for_others(), name="bifrost-scheduler-reload")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reload_for_others(self) -> None:
+        self._reload_asked = False  # before reading: a write committed after this read asks again
+        try:
+            await self._reload()
+        except Exception:
+            log.exception("scheduler: could not reload after another server's change; the poll will")
+
+    async def _reload(self) -> None:
         """Match the APScheduler jobs to the enabled schedules in the database (no-op unless leading)."""
         if not self._leader:
             return

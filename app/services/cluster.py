@@ -28,6 +28,13 @@ def register(name: str, drop: Callable[[], None]) -> None:
         drops.append(drop)
 
 
+def unregister(name: str, drop: Callable[[], None]) -> None:
+    """Stop running ``drop`` for cache ``name`` (its owner stopped)."""
+    drops = _drops.get(name)
+    if drops is not None and drop in drops:
+        drops.remove(drop)
+
+
 def set_broadcast(send: Callable[[str], None] | None) -> None:
     """Where invalidations go to other servers (None: this process only, the embedded default)."""
     global _broadcast
@@ -37,6 +44,12 @@ def set_broadcast(send: Callable[[str], None] | None) -> None:
 def invalidate(name: str) -> None:
     """Drop cache ``name`` here and tell every other server to drop theirs (call after the write commits)."""
     _drop_local(name)
+    if _broadcast is not None:
+        _broadcast(name)
+
+
+def announce(name: str) -> None:
+    """Tell every other server to drop cache ``name``, not this one (it has just refreshed its own)."""
     if _broadcast is not None:
         _broadcast(name)
 

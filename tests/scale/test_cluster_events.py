@@ -319,6 +319,33 @@ def test_a_schedule_fires_once_with_two_servers(pair: Pair) -> None:
     assert {e["trigger"] for e in ticks} == {"schedule"}
 
 
+def test_a_schedule_written_on_the_follower_reaches_the_leader_at_once(tmp_path: Path) -> None:
+    # The leader re-reads schedules every 600 s here: it can only learn of them from the bus.
+    with _pair(tmp_path, scheduler_enabled="true", scheduler_poll_seconds="600", events="postgres") as pair:
+        with pair.a.client() as a, pair.b.client() as b:
+            statuses = {server: c.get("/api/schedules/status").json() for server, c in (("a", a), ("b", b))}
+            leader, follower = (a, b) if statuses["a"]["leader"] else (b, a)
+            assert sorted(s["leader"] for s in statuses.values()) == [False, True], statuses
+            jobs_before = leader.get("/api/schedules/status").json()["jobs"]
+            created = follower.post("/api/schedules", json={"workflow": "tick", "cron": "*/2 * * * * *"})
+            assert created.status_code == 201, created.text
+            schedule_id = created.json()["id"]
+
+            def leader_jobs() -> int:
+                return int(leader.get("/api/schedules/status").json()["jobs"])
+
+            wait_until(lambda: leader_jobs() == jobs_before + 1, 30, "the leader to take the new schedule")
+
+            def fired() -> bool:
+                runs = leader.get(f"/api/schedules/{schedule_id}/runs").json()
+                return any(run["execution_id"] for run in runs)
+
+            wait_until(fired, 30, "the schedule written on the follower to fire")
+            assert follower.patch(f"/api/schedules/{schedule_id}", json={"enabled": False}).status_code == 200
+            wait_until(lambda: leader_jobs() == jobs_before, 30, "the leader to drop the disabled schedule")
+            assert follower.get("/api/schedules/status").json() == {"running": True, "leader": False, "jobs": 0}
+
+
 def test_a_chat_turn_running_on_a_streams_to_a_viewer_reconnecting_to_b(pair: Pair) -> None:
     gate = pair.gates / "chat"
     with pair.a.client() as a:
