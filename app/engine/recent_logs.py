@@ -7,8 +7,8 @@ Every server's hub receives every message of the shared channel, so it keeps the
 not ended (raw, undecoded: a server pays a substring test per line, and decodes only when a viewer
 joins), and the live views merge them by ``seq`` (:func:`unstored_lines`).
 
-Bounded three ways: lines per run, characters in all (the oldest run's oldest lines go first), and age
-(a line stored by then has long been on disk). A run's lines are dropped at its ``done`` event.
+Bounded four ways: lines and characters per run, characters in all (the oldest run's oldest lines go
+first), and age (a line stored by then has long been on disk). A run's lines are dropped at its ``done`` event.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RUN_LINES = 5_000  # per run: a node flushes every second, so this is 5,000 lines a second before a gap
-TOTAL_CHARACTERS = 16 * 1024 * 1024  # in all runs, of the events' JSON
+RUN_CHARACTERS = 4 * 1024 * 1024  # per run, of the events' JSON: one noisy run cannot push out the others
+TOTAL_CHARACTERS = 16 * 1024 * 1024  # in all runs
 KEEP_SECONDS = 30.0  # a line older than this was stored long ago (or its node died: the sweep ends the run)
 _EXPIRE_EVERY = 1.0
 
@@ -43,12 +44,30 @@ def is_run_key(key: str) -> bool:
     return bool(key) and key[0] != "#" and ":" not in key
 
 
+class _Run:
+    """One run's kept lines, oldest first, and their characters."""
+
+    __slots__ = ("characters", "lines")
+
+    def __init__(self) -> None:
+        self.lines: deque[tuple[float, str]] = deque()
+        self.characters = 0
+
+    def pop_oldest(self) -> int:
+        """Drop the oldest line; returns its characters."""
+        size = len(self.lines.popleft()[1])
+        self.characters -= size
+        return size
+
+
 class RecentLogs:
     """The recent log events of runs that have not ended, per run, as raw JSON.
 
     Args:
         run_lines: Most lines kept per run (the newest).
-        total_characters: Most characters of JSON kept in all.
+        run_characters: Most characters of JSON kept per run (the newest lines), so that one run printing
+            huge lines cannot push the other runs' lines out.
+        total_characters: Most characters of JSON kept in all (the oldest run's oldest lines go first).
         keep_seconds: Lines older than this are dropped.
         clock: Monotonic seconds (tests pass their own).
     """
@@ -59,29 +78,34 @@ class RecentLogs:
         total_characters: int = TOTAL_CHARACTERS,
         keep_seconds: float = KEEP_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        run_characters: int = RUN_CHARACTERS,
     ) -> None:
         self.run_lines = run_lines
+        self.run_characters = run_characters
         self.total_characters = total_characters
         self.keep_seconds = keep_seconds
         self._clock = clock
         # Runs in the order their first kept line came: the oldest run sheds first when over the budget.
-        self._runs: OrderedDict[str, deque[tuple[float, str]]] = OrderedDict()
+        self._runs: OrderedDict[str, _Run] = OrderedDict()
         self.characters = 0
         self._expired_at = 0.0
 
     def __len__(self) -> int:
-        return sum(len(lines) for lines in self._runs.values())
+        return sum(len(run.lines) for run in self._runs.values())
 
     def add(self, key: str, data: str) -> None:
         """Keep log event ``data`` of run ``key``."""
         now = self._clock()
-        lines = self._runs.get(key)
-        if lines is None:
-            lines = self._runs[key] = deque()
-        lines.append((now, data))
+        run = self._runs.get(key)
+        if run is None:
+            run = self._runs[key] = _Run()
+        run.lines.append((now, data))
+        run.characters += len(data)
         self.characters += len(data)
-        if len(lines) > self.run_lines:
-            self.characters -= len(lines.popleft()[1])
+        while run.lines and (len(run.lines) > self.run_lines or run.characters > self.run_characters):
+            self.characters -= run.pop_oldest()
+        if not run.lines:
+            del self._runs[key]  # one line larger than a run may keep
         while self.characters > self.total_characters and self._runs:
             self._shed_oldest()
         if now - self._expired_at >= _EXPIRE_EVERY:
@@ -89,34 +113,35 @@ class RecentLogs:
 
     def end(self, key: str) -> None:
         """Run ``key`` ended (every line is stored before its end is published): drop its lines."""
-        lines = self._runs.pop(key, None)
-        if lines:
-            self.characters -= sum(len(data) for _, data in lines)
+        run = self._runs.pop(key, None)
+        if run is not None:
+            self.characters -= run.characters
 
     def lines(self, key: str) -> list[dict[str, Any]]:
         """The kept lines of run ``key`` as the dispatcher buffers them (``timestamp`` a datetime), by seq."""
         self._expire(self._clock())
+        run = self._runs.get(key)
         rows: dict[int, dict[str, Any]] = {}
-        for _, data in self._runs.get(key, ()):
+        for _, data in run.lines if run is not None else ():
             row = _row(key, data)
             if row is not None:
                 rows[row["seq"]] = row
         return [rows[seq] for seq in sorted(rows)]
 
     def _shed_oldest(self) -> None:
-        key, lines = next(iter(self._runs.items()))
-        self.characters -= len(lines.popleft()[1])
-        if not lines:
+        key, run = next(iter(self._runs.items()))
+        self.characters -= run.pop_oldest()
+        if not run.lines:
             del self._runs[key]
 
     def _expire(self, now: float) -> None:
         self._expired_at = now
         oldest = now - self.keep_seconds
         for key in list(self._runs):
-            lines = self._runs[key]
-            while lines and lines[0][0] < oldest:
-                self.characters -= len(lines.popleft()[1])
-            if not lines:
+            run = self._runs[key]
+            while run.lines and run.lines[0][0] < oldest:
+                self.characters -= run.pop_oldest()
+            if not run.lines:
                 del self._runs[key]
 
 

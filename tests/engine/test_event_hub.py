@@ -349,6 +349,19 @@ def test_kept_lines_are_bounded_per_run_in_all_and_by_age_and_bad_ones_are_skipp
     assert [(row["seq"], row["message"]) for row in recent.lines("run-4")] == [(2, "again")]
 
 
+def test_one_run_printing_huge_lines_cannot_push_out_the_lines_of_the_others() -> None:
+    recent = RecentLogs(run_characters=5_000, total_characters=12_000)
+    recent.add("quiet", json.dumps(_log(0)))
+    for seq in range(100):
+        recent.add("noisy", json.dumps(_log(seq, "x" * 1_000)))
+    assert [row["seq"] for row in recent.lines("quiet")] == [0]
+    assert [row["seq"] for row in recent.lines("noisy")] == [96, 97, 98, 99]  # its newest, under 5,000
+    recent.add("huge", json.dumps(_log(0, "y" * 6_000)))  # larger than a run may keep: not kept
+    assert recent.lines("huge") == [] and recent.characters == sum(
+        len(json.dumps(_log(seq, "x" * 1_000))) for seq in range(96, 100)
+    ) + len(json.dumps(_log(0)))
+
+
 async def test_a_late_viewer_on_another_server_gets_the_lines_published_before_it_came(
     postgres_hubs: tuple[EventHub, EventHub],
 ) -> None:
