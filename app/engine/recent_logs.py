@@ -5,7 +5,7 @@ each line on the bus as it comes. A viewer on another server reads the stored li
 lines published after it subscribed: the lines in between (published, not stored yet) would be missing.
 Every server's hub receives every message of the shared channel, so it keeps the lines of runs that have
 not ended (raw, undecoded: a server pays a substring test per line, and decodes only when a viewer
-joins), and the live views merge them by ``seq`` (:func:`unstored_lines`).
+joins), and the live views merge them by ``seq`` (:func:`app.engine.live_lines.unstored_lines`).
 
 Bounded four ways: lines and characters per run, characters in all (the oldest run's oldest lines go
 first), and age (a line stored by then has long been on disk). A run's lines are dropped at its ``done`` event.
@@ -19,10 +19,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from app.engine.platform import Platform
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -161,18 +158,3 @@ def _row(key: str, data: str) -> dict[str, Any] | None:
     except (ValueError, KeyError, TypeError, AttributeError):
         log.warning("events: a kept log line of %s is not well formed; skipped", key)
         return None
-
-
-def unstored_lines(platform: Platform, execution_id: str) -> list[dict[str, Any]]:
-    """Lines of ``execution_id`` that may not be in the database yet, by seq, each once (a copy).
-
-    The embedded dispatcher's buffer; on a queue server, the buffer of this server's own node
-    (``BIFROST_SERVE_RUNS_JOBS``) and the lines other nodes published lately (:class:`RecentLogs`). A
-    line held whole here wins over its copy from the bus (which may have been cut to fit a NOTIFY).
-    Synchronous: call it right after subscribing, with no await between, so no line falls in a gap.
-    """
-    rows: dict[int, dict[str, Any]] = {row["seq"]: row for row in platform.hub.recent_logs(execution_id)}
-    if platform.node is not None:
-        rows.update((row["seq"], row) for row in platform.node.runner.buffered_logs(execution_id))
-    rows.update((row["seq"], row) for row in platform.dispatcher.buffered_logs(execution_id))
-    return [rows[seq] for seq in sorted(rows)]

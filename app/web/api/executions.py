@@ -13,7 +13,7 @@ from litestar.params import Parameter
 from litestar.response import Response, ServerSentEvent, ServerSentEventMessage
 
 from app.db import read_transaction
-from app.engine.recent_logs import unstored_lines
+from app.engine.live_lines import unstored_lines
 from app.services.actor import Actor
 from app.services.executions.service import TERMINAL, ExecutionService, execution_view
 from app.services.executions.views import ExecutionView

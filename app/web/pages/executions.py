@@ -12,7 +12,7 @@ from litestar.params import Parameter
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 
 from app.db import read_transaction
-from app.engine.recent_logs import unstored_lines
+from app.engine.live_lines import unstored_lines
 from app.models import Execution, Form
 from app.services.actor import Actor
 from app.services.errors import InvalidInputError, whole_number
