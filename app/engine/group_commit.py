@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import transaction
 from app.models.base import utcnow
+from app.services.executions.prepared import Prepared
 from bifrost.enums import ExecutionStatus
 
 T = TypeVar("T")
@@ -261,6 +262,22 @@ class GroupCommitter:
         self.statements += 1
         marked = {row[0] for row in rows}
         return [execution_id in marked for execution_id, _ in marks]
+
+    async def execute_alone(self, prepared: Prepared, values: Mapping[str, Any]) -> int:
+        """Run ``prepared`` with ``values`` as one durable autocommit statement (Postgres only).
+
+        For a new run's INSERT: no session, no BEGIN or COMMIT, and the submits on their own connections
+        still commit in parallel (their WAL flushed together by the server).
+
+        Returns:
+            The number of rows written.
+        """
+        assert self._engine is not None
+        dialect = self._engine.dialect
+        sql, args = prepared.sql(dialect), prepared.parameters(dialect, values)
+        async with self._driver() as driver:
+            status = await driver.execute(sql, *args)
+        return int(status.rsplit(" ", 1)[-1]) if status and status.rsplit(" ", 1)[-1].isdigit() else 0
 
     @asynccontextmanager
     async def _driver(self) -> AsyncIterator[Any]:

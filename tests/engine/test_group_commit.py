@@ -199,3 +199,30 @@ async def test_marks_are_one_statement_and_skip_runs_no_longer_pending(postgres_
 async def test_sqlite_keeps_the_session_path(committer) -> None:  # type: ignore[no-untyped-def]
     writes, _engine = committer
     assert not writes.one_statement and writes.takes_inserts
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_new_run_is_inserted_in_one_statement_with_its_values(postgres_writes) -> None:  # type: ignore[no-untyped-def]
+    from app.services.executions.service import _COLUMN_NAMES, _PREPARED_INSERT, _new_execution
+
+    writes, engine = postgres_writes
+    execution = _new_execution(
+        {"workflow_id": "wf", "workflow_name": "wf", "executed_by": "u", "status": "Running",
+         "input_data": {"name": "ünïcode", "n": [1, 2]}, "started_at": datetime(2026, 1, 2, tzinfo=UTC),
+         "sdk_token_hash": "h"}
+    )  # fmt: skip
+    record = {name: execution.__dict__[name] for name in _COLUMN_NAMES}
+    assert await writes.execute_alone(_PREPARED_INSERT, record) == 1
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                text("SELECT status, input_data::text, started_at, created_at, sdk_token_hash, result IS NULL "
+                     "FROM execution WHERE id = :id"),
+                {"id": record["id"]},
+            )
+        ).one()  # fmt: skip
+    assert row[0] == "Running" and json.loads(row[1]) == {"name": "ünïcode", "n": [1, 2]}
+    assert row[2] == datetime(2026, 1, 2, tzinfo=UTC) and row[3] == record["created_at"]
+    assert row[4] == "h" and row[5] is True
+    with pytest.raises(Exception, match="duplicate key"):  # a durable INSERT: the row is there, once
+        await writes.execute_alone(_PREPARED_INSERT, record)

@@ -48,6 +48,10 @@ class Prepared:
             self._compiled[key] = found
         return found
 
+    def sql(self, dialect: Dialect) -> str:
+        """The statement's SQL for ``dialect`` (compiled once)."""
+        return self._for(dialect)[1]
+
     def parameters(self, dialect: Dialect, values: Mapping[str, Any]) -> list[Any]:
         """The driver's positional parameters for ``values`` (bind processors applied, defaults filled)."""
         compiled, _sql, names, processors = self._for(dialect)

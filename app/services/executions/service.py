@@ -260,6 +260,9 @@ class ExecutionService:
                 # The INSERT shares the next group commit with other runs' writes (SQLite: one commit for
                 # all under concurrency, docs/performance.md "Against Celery").
                 await writes.run(partial(_insert_execution, record=record))
+            elif writes is not None and writes.one_statement and alone:
+                # Postgres: one durable autocommit statement on a pooled driver connection, no session at all.
+                await writes.execute_alone(_PREPARED_INSERT, record)
             elif alone and self.session.bind is not None and self.session.bind.dialect.name == "postgresql":
                 # One statement in autocommit: the same durable commit, without BEGIN and COMMIT round trips.
                 await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
