@@ -287,9 +287,10 @@ class Platform:
         workspace = self.folder / "workspace"
         workspace.mkdir(parents=True)
         (workspace / "peers_flows.py").write_text(WORKSPACE_FILE)
+        code = {**os.environ, "PYTHONPATH": os.pathsep.join([str(self.tree or ROOT), os.environ.get("PYTHONPATH", "")])}
         seeded = subprocess.run(
             [sys.executable, str(SCRIPT), "--seed", self.database_url],
-            cwd=ROOT, check=True, capture_output=True, text=True,
+            cwd=ROOT, env=code, check=True, capture_output=True, text=True,
         )  # fmt: skip
         self.key = seeded.stdout.strip().splitlines()[-1]
         env = {
@@ -298,9 +299,10 @@ class Platform:
             "BIFROST_WORKSPACE": str(workspace),
             "BIFROST_DATABASE_URL": self.database_url,
         }
-        if self.tree is not None:
-            env["PYTHONPATH"] = os.pathsep.join([str(self.tree), env.get("PYTHONPATH", "")])
-        elif self.runs_ahead is not None:
+        # The code of this checkout (the one this script is in), or of the baseline's: not whichever the
+        # environment happens to have installed.
+        env["PYTHONPATH"] = os.pathsep.join([str(self.tree or ROOT), env.get("PYTHONPATH", "")])
+        if self.tree is None and self.runs_ahead is not None:
             env["BIFROST_RUNS_AHEAD_PER_WORKER"] = str(self.runs_ahead)
         bifrost = Path(sys.executable).parent / "bifrost"
         command = [str(bifrost)] if bifrost.exists() else [sys.executable, "-c", "from app.cli import main; main()"]
