@@ -31,7 +31,7 @@ from app.engine.dispatcher import LocalDispatcher, clean_text
 from app.engine.event_backends import build_hub, unwire_cache_invalidation, wire_cache_invalidation
 from app.engine.events import EventHub
 from app.engine.lost_nodes import LostNodeSweeper
-from app.engine.node_statements import FINISH, JOB_COLUMNS, TAKE, context_of, finish_params
+from app.engine.node_statements import FINISH, JOB_COLUMNS, context_of, finish_params, take
 from app.engine.pg_listen import PgListener
 from app.engine.pool import WorkerPool
 from app.engine.protocol import JobResult, utcnow
@@ -428,10 +428,9 @@ class WorkerNode:
             "node": self.name,
         }
         async with self._take_pool.connection() as connection:
-            cursor = connection.cursor(row_factory=dict_row)
-            await cursor.execute(TAKE, params)
-            row = await cursor.fetchone()
-        if row is None or row["id"] is None:
+            connection.row_factory = dict_row
+            row = await take(connection, params)
+        if row is None:
             return None
         if row["run_id"] is not None:
             if queue_trace.enabled():

@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from app.db import create_engine, session_factory, upgrade_database_async
 from app.engine.node import job_pool, take_pool
-from app.engine.node_statements import FINISH, TAKE, context_of, finish_params
+from app.engine.node_statements import FINISH, TAKE, context_of, finish_params, take
 from app.engine.queue_schema import DONE_CHANNEL, QUEUE, conninfo, done_payload, ensure_queue_schema, parse_done
 from app.models import Execution, ExecutionLog, Organization, User
 from app.services.executions.service import ExecutionService
@@ -52,22 +52,24 @@ async def _connect(database: str) -> Any:
     return await psycopg.AsyncConnection.connect(conninfo(database), autocommit=True)
 
 
-async def _take(database: str, token_hash: str = "h" * 64, node: str = "node-a") -> dict[str, Any]:
-    from psycopg.rows import dict_row
-
-    params = {
+def _params(token_hash: str = "h" * 64, node: str = "node-a") -> dict[str, Any]:
+    return {
         "queues": [QUEUE],
         "worker_id": None,
         "started_at": datetime.now(UTC),
         "token_hash": token_hash,
         "node": node,
     }
+
+
+async def _take(database: str, token_hash: str = "h" * 64, node: str = "node-a") -> dict[str, Any]:
+    """What take() returns, as a row of NULL job columns when there is no job (as TAKE itself)."""
+    from psycopg.rows import dict_row
+
     async with await _connect(database) as connection:
-        cursor = connection.cursor(row_factory=dict_row)
-        await cursor.execute(TAKE, params)
-        row = await cursor.fetchone()
-    assert row is not None
-    return row
+        connection.row_factory = dict_row
+        row = await take(connection, _params(token_hash, node))
+    return row if row is not None else {"id": None}
 
 
 async def _job_count(connection: Any, job_id: int) -> int:
@@ -246,3 +248,86 @@ async def test_the_take_pool_commits_durably_and_the_job_pool_does_not(database:
     finally:
         await durable.close()
         await relaxed.close()
+
+
+class _CommitAfterFirstStatement:
+    """A psycopg connection that lets another transaction commit right after its first statement.
+
+    Reproduces the race TAKE_RUN is for: procrastinate's fetch function reads with a newer
+    snapshot than TAKE's own, so TAKE can take a job whose run (committed in between) it cannot see.
+    """
+
+    def __init__(self, connection: Any, then: Any) -> None:
+        self.connection, self.then, self.statements = connection, then, 0
+
+    async def execute(self, query: str, params: dict[str, Any]) -> Any:
+        cursor = await self.connection.execute(query, params)
+        self.statements += 1
+        if self.statements == 1:
+            await self.then()
+        return cursor
+
+
+async def test_a_run_committed_after_takes_snapshot_is_still_marked_running(database: str, sessions: Any) -> None:
+    from psycopg.rows import dict_row
+
+    async with sessions() as session:  # the run's job is visible to the fetch, the run is not yet committed
+        await session.execute(
+            text(
+                "INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args) "
+                "VALUES (:q, 'bifrost.run_execution', 'run-x', CAST(:a AS jsonb))"
+            ),
+            {"q": QUEUE, "a": '{"execution_id": "run-x"}'},
+        )
+        await session.commit()
+    writer = await _connect(database)
+    await writer.set_autocommit(False)
+    await writer.execute(
+        "INSERT INTO execution (id, workflow_id, workflow_name, kind, executed_by, executed_by_name, trigger, "
+        "is_function_key, status, input_data, user_error, timeout_seconds, created_at) VALUES "
+        "('run-x', 'w', 'noop', 'workflow', 'u', 'U', 'api', false, 'Pending', '{}', false, 60, now())"
+    )
+    try:
+        async with await _connect(database) as connection:
+            connection.row_factory = dict_row
+            racing = _CommitAfterFirstStatement(connection, writer.commit)
+            row = await take(racing, _params())  # type: ignore[arg-type]
+    finally:
+        await writer.close()
+
+    assert racing.statements == 2  # TAKE missed the run; TAKE_RUN marked it
+    assert row is not None and row["run_id"] == "run-x" and row["status"] == "doing"
+    assert context_of(row)["execution_id"] == "run-x"
+    stored = await _row(sessions, "run-x")
+    assert (stored.status, stored.node) == ("Running", "node-a")
+
+
+async def test_take_without_the_fallback_would_lose_that_run(database: str, sessions: Any) -> None:
+    """The state the fallback repairs: TAKE alone leaves the run Pending and its only job doing."""
+    from psycopg.rows import dict_row
+
+    async with sessions() as session:
+        await session.execute(
+            text(
+                "INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args) "
+                "VALUES (:q, 'bifrost.run_execution', 'run-y', CAST(:a AS jsonb))"
+            ),
+            {"q": QUEUE, "a": '{"execution_id": "run-y"}'},
+        )
+        await session.commit()
+    writer = await _connect(database)
+    await writer.set_autocommit(False)
+    await writer.execute(
+        "INSERT INTO execution (id, workflow_id, workflow_name, kind, executed_by, executed_by_name, trigger, "
+        "is_function_key, status, input_data, user_error, timeout_seconds, created_at) VALUES "
+        "('run-y', 'w', 'noop', 'workflow', 'u', 'U', 'api', false, 'Pending', '{}', false, 60, now())"
+    )
+    try:
+        async with await _connect(database) as connection:
+            connection.row_factory = dict_row
+            row = await (await connection.execute(TAKE, _params())).fetchone()
+        await writer.commit()
+    finally:
+        await writer.close()
+    assert row is not None and row["id"] is not None and row["run_id"] is None
+    assert (await _row(sessions, "run-y")).status == "Pending"
