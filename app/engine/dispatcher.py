@@ -46,7 +46,7 @@ from app.services.executions.log_limits import (
     LogTally,
     message_bytes,
 )
-from app.services.executions.service import ExecutionService
+from app.services.executions.service import ExecutionService, finish_write, mark_running_write
 from app.services.identity import actor_cache
 from app.services.identity.security import hash_token, new_execution_token
 
@@ -402,15 +402,12 @@ class LocalDispatcher:
         task.add_done_callback(self._bookkeeping.discard)
 
     async def _mark(self, batch: list[tuple[DispatchRequest, str]]) -> None:
-        async def mark(session: AsyncSession) -> list[bool]:
-            service = ExecutionService(session)
-            return [await service.mark_running(r.execution_id, hash_token(t)) for r, t in batch]
-
+        marks = [(r.execution_id, hash_token(t)) for r, t in batch]
         try:
             if self.writes.one_statement:  # Postgres: the batch in one durable statement
-                started = await self.writes.mark_running([(r.execution_id, hash_token(t)) for r, t in batch])
-            else:
-                started = await self.writes.run(mark)
+                started = await self.writes.mark_running(marks)
+            else:  # one UPDATE per run, in the next group commit
+                started = [bool(n) for n in await self.writes.run(mark_running_write(marks))]
         except Exception:
             log.exception("could not mark %d queued execution(s) running; retrying", len(batch))
             for request, token in batch:
@@ -468,6 +465,25 @@ class LocalDispatcher:
                 await self._write_logs(batch)
             rows = list(buffer)
             if await self._store_in_one_statement(result, rows):
+                return
+            if not rows and type(self)._finish is LocalDispatcher._finish:
+                # No log lines: the outcome alone, a prepared write (SQLite runs such groups on sqlite3 itself).
+                outcome = self._outcome_fields(result)
+                write = finish_write(
+                    result.execution_id,
+                    status=outcome["status"],
+                    result=outcome["result"],
+                    error_message=outcome["error_message"],
+                    error_type=outcome["error_type"],
+                    traceback=outcome["error_traceback"],
+                    user_error=outcome["user_error"],
+                    started_at=outcome["started_at"],
+                    completed_at=outcome["completed_at"],
+                    duration_ms=outcome["duration_ms"],
+                )
+                (stored,) = await self.writes.run(write, durable=False)
+                if stored:
+                    self._outcomes[result.execution_id] = outcome
                 return
 
             async def store(session: AsyncSession) -> None:

@@ -31,18 +31,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import transaction
 from app.models.base import utcnow
-from app.services.executions.prepared import Prepared
+from app.services.executions.prepared import Prepared, PreparedWrite
 from bifrost.enums import ExecutionStatus
 
 T = TypeVar("T")
@@ -144,6 +145,7 @@ class GroupCommitter:
         self._waiting: list[tuple[Write, asyncio.Future[Any], bool]] = []
         self._writer: asyncio.Task[None] | None = None
         self.transactions = 0  # committed groups (tests and benchmarks read it)
+        self.raw_transactions = 0  # of which straight on sqlite3
         bind = sessions.kw.get("bind")
         self._postgres = bind is not None and bind.dialect.name == "postgresql"
         # Whether new runs' INSERTs should come here too. On SQLite (one connection, one writer) sharing
@@ -151,6 +153,8 @@ class GroupCommitter:
         # the server flushes their WAL together; queued behind this single writer, each durable group
         # would wait for the fsync of the one before (measured: no gain at 16 clients, worse at load 11).
         self.takes_inserts = not self._postgres
+        # SQLite: a group made only of prepared statements runs on sqlite3 itself (_write_raw_sqlite).
+        self._sqlite = bind is not None and bind.dialect.name == "sqlite"
         # Postgres: outcomes and Running marks as one driver statement per group (finish, mark_running).
         self.one_statement = self._postgres
         self._engine = bind
@@ -179,6 +183,15 @@ class GroupCommitter:
         while self._waiting:
             group, self._waiting = self._waiting, []
             relaxed = all(flag for _, _, flag in group)
+            if self._sqlite and all(isinstance(write, PreparedWrite) for write, _, _ in group):
+                raw_results = await self._write_raw_sqlite(group)
+                if raw_results is not None:
+                    self.transactions += 1
+                    self.raw_transactions += 1
+                    for (_, future, _), result in zip(group, raw_results, strict=True):
+                        if not future.done():
+                            future.set_result(result)
+                    continue
             try:
                 async with transaction(self.sessions) as session:
                     if relaxed:
@@ -197,6 +210,37 @@ class GroupCommitter:
             for (_, future, _), result in zip(group, results, strict=True):
                 if not future.done():
                     future.set_result(result)
+
+    async def _write_raw_sqlite(self, group: list[tuple[Write, asyncio.Future[Any], bool]]) -> list[Any] | None:
+        """SQLite: a group of :class:`PreparedWrite` in one transaction straight on ``sqlite3``; None to take the session path.
+
+        The process's one SQLite connection is checked out from the pool (so no session runs beside it),
+        ``BEGIN IMMEDIATE`` runs as the engine's own begin hook does, and each statement goes through
+        SQLAlchemy's bind processors (:class:`Prepared`). Busy (another process holds the write lock) or
+        any failure: rolled back, and the session path (asynchronous busy retry, then one by one) takes over.
+        """
+        assert self._engine is not None
+        async with self._engine.connect() as connection:
+            raw = getattr(connection.sync_connection.connection.driver_connection, "_connection", None)  # type: ignore[union-attr]
+            if not isinstance(raw, sqlite3.Connection) or raw.in_transaction:
+                return None
+            dialect = self._engine.dialect
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error:
+                return None  # busy: the session path waits for the lock without blocking the loop
+            try:
+                results = [cast(PreparedWrite, write).run_raw(raw, dialect) for write, _, _ in group]
+                raw.execute("COMMIT")
+            except Exception:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                return None
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+        return results
 
     async def _one_by_one(self, group: list[tuple[Write, asyncio.Future[Any], bool]]) -> None:
         for write, future, _ in group:  # durable alone: this path is rare

@@ -196,7 +196,7 @@ async def test_marks_are_one_statement_and_skip_runs_no_longer_pending(postgres_
     assert await writes.mark_running([(first, "again")]) == [False]  # Running already: not marked twice
 
 
-async def test_sqlite_keeps_the_session_path(committer) -> None:  # type: ignore[no-untyped-def]
+async def test_sqlite_takes_inserts_and_no_one_statement_path(committer) -> None:  # type: ignore[no-untyped-def]
     writes, _engine = committer
     assert not writes.one_statement and writes.takes_inserts
 
@@ -226,3 +226,84 @@ async def test_a_new_run_is_inserted_in_one_statement_with_its_values(postgres_w
     assert row[4] == "h" and row[5] is True
     with pytest.raises(Exception, match="duplicate key"):  # a durable INSERT: the row is there, once
         await writes.execute_alone(_PREPARED_INSERT, record)
+
+
+# ----- SQLite: a group of prepared writes straight on sqlite3 ---------------------------------------------
+@pytest.fixture
+async def sqlite_runs(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from app.db import upgrade_database_async
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}"
+    await upgrade_database_async(url)
+    engine = create_engine(url)
+    yield GroupCommitter(session_factory(engine)), engine, tmp_path / "runs.db"
+    await engine.dispose()
+
+
+def _insert_write(**values: Any):  # type: ignore[no-untyped-def]
+    from app.services.executions.prepared import PreparedWrite
+    from app.services.executions.service import _COLUMN_NAMES, _PREPARED_INSERT, _new_execution
+
+    execution = _new_execution({"workflow_id": "wf", "workflow_name": "wf", "executed_by": "u", **values})
+    return PreparedWrite(_PREPARED_INSERT, [{name: execution.__dict__[name] for name in _COLUMN_NAMES}])
+
+
+async def _statuses(engine) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    async with engine.connect() as connection:
+        return {row[0]: row[1] for row in await connection.execute(text("SELECT id, status FROM execution"))}
+
+
+async def test_sqlite_prepared_writes_share_one_raw_transaction(sqlite_runs) -> None:  # type: ignore[no-untyped-def]
+    from app.services.executions.service import finish_write, mark_running_write
+
+    writes, engine, _path = sqlite_runs
+    inserts = [_insert_write(id=f"run-{i}", status="Pending") for i in range(3)]
+    assert await asyncio.gather(*(writes.run(w) for w in inserts)) == [[1], [1], [1]]
+    assert writes.transactions == 1
+    marked, finished = await asyncio.gather(
+        writes.run(mark_running_write([("run-0", "h0"), ("run-1", "h1"), ("no-such-run", "h")])),
+        writes.run(finish_write("run-2", status="Completed", result={"ok": True}), durable=False),
+    )
+    assert marked == [1, 1, 0] and finished == [1]
+    assert writes.transactions == 2 and writes.raw_transactions == 2  # no session
+    assert await _statuses(engine) == {"run-0": "Running", "run-1": "Running", "run-2": "Completed"}
+    async with engine.connect() as connection:
+        row = (await connection.execute(text("SELECT result, sdk_token_hash FROM execution WHERE id = 'run-2'"))).one()
+        assert json.loads(row[0]) == {"ok": True} and row[1] is None
+        hashes = await connection.execute(text("SELECT sdk_token_hash FROM execution WHERE id IN ('run-0', 'run-1')"))
+        assert sorted(h for (h,) in hashes) == ["h0", "h1"]
+    # Ended already: not written over.
+    assert await writes.run(finish_write("run-2", status="Failed")) == [0]
+
+
+async def test_sqlite_a_failing_prepared_write_fails_alone(sqlite_runs) -> None:  # type: ignore[no-untyped-def]
+    writes, engine, _path = sqlite_runs
+    await writes.run(_insert_write(id="taken", status="Pending"))
+    outcomes = await asyncio.gather(
+        writes.run(_insert_write(id="a", status="Pending")),
+        writes.run(_insert_write(id="taken", status="Pending")),
+        writes.run(_insert_write(id="b", status="Pending")),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == [1] and outcomes[2] == [1]
+    assert isinstance(outcomes[1], Exception) and "UNIQUE" in str(outcomes[1])
+    assert set(await _statuses(engine)) == {"taken", "a", "b"}  # the group was rolled back, then tried write by write
+    assert writes.raw_transactions == 1  # only the first insert; the failed group took the session path
+
+
+async def test_sqlite_prepared_writes_wait_for_another_process_holding_the_lock(sqlite_runs) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    writes, engine, path = sqlite_runs
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # as `bifrost run` beside the server would
+    try:
+        pending = asyncio.ensure_future(writes.run(_insert_write(id="late", status="Pending")))
+        await asyncio.sleep(0.3)
+        assert not pending.done()  # waits (the session path's asynchronous retry), neither fails nor writes
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert await asyncio.wait_for(pending, 30) == [1]
+    assert await _statuses(engine) == {"late": "Pending"}
+    assert writes.raw_transactions == 0  # busy: the session path took it

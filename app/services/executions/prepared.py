@@ -72,3 +72,29 @@ class Prepared:
                 return raw.execute(sql, args).rowcount
         result = await connection.exec_driver_sql(sql, tuple(args))
         return int(result.rowcount)
+
+
+class PreparedWrite:
+    """A :class:`Prepared` statement run once per ``values`` entry: a group commit's write without a session.
+
+    Callable with a session like any other group-commit write (it then runs through :meth:`Prepared.execute`);
+    on SQLite the group committer runs a group made only of these straight on ``sqlite3`` instead
+    (:meth:`run_raw`), in one ``BEGIN IMMEDIATE`` ... ``COMMIT`` without SQLAlchemy's session.
+
+    Args:
+        prepared: The statement.
+        values: One mapping of parameters per execution.
+    """
+
+    def __init__(self, prepared: Prepared, values: list[Mapping[str, Any]]) -> None:
+        self.prepared = prepared
+        self.values = values
+
+    async def __call__(self, session: AsyncSession) -> list[int]:
+        """Run in ``session``'s transaction; the rows written per ``values`` entry."""
+        return [await self.prepared.execute(session, values) for values in self.values]
+
+    def run_raw(self, connection: sqlite3.Connection, dialect: Dialect) -> list[int]:
+        """Run on a ``sqlite3`` connection in the transaction its caller began; the rows written per entry."""
+        sql = self.prepared.sql(dialect)
+        return [connection.execute(sql, self.prepared.parameters(dialect, values)).rowcount for values in self.values]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 from datetime import date, datetime
-from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -23,7 +22,7 @@ from app.services.executions.history import MAX_LIST_LIMIT as MAX_LIST_LIMIT
 from app.services.executions.history import MAX_OFFSET as MAX_OFFSET
 from app.services.executions.history import encode_cursor, list_statement, recent_statements
 from app.services.executions.history import parse_status as parse_status
-from app.services.executions.prepared import Prepared
+from app.services.executions.prepared import Prepared, PreparedWrite
 from app.services.executions.views import ExecutionView
 from app.services.identity import actor_cache
 from app.services.identity.organizations import OrganizationService
@@ -120,6 +119,53 @@ _FINISH = (
 
 _PREPARED_MARK_RUNNING = Prepared(_MARK_RUNNING)
 _PREPARED_FINISH = Prepared(_FINISH)
+
+
+def mark_running_write(marks: builtins.list[tuple[str, str]]) -> PreparedWrite:
+    """The write marking queued runs PENDING → RUNNING, ``(execution_id, token_hash)`` each (rows written: 1 or 0)."""
+    now = utcnow()
+    return PreparedWrite(
+        _PREPARED_MARK_RUNNING,
+        [{"b_id": execution_id, "b_started_at": now, "b_token_hash": token_hash} for execution_id, token_hash in marks],
+    )
+
+
+def finish_write(
+    execution_id: str,
+    *,
+    status: str,
+    result: Any = None,
+    error_message: str | None = None,
+    error_type: str | None = None,
+    traceback: str | None = None,
+    user_error: bool = False,
+    started_at: datetime | None = None,
+    completed_at: datetime | None = None,
+    duration_ms: int | None = None,
+) -> PreparedWrite:
+    """The write recording the end of a run not ended yet (see :meth:`ExecutionService.finish`); expires its token now.
+
+    Its SDK token is not cached again until the end has committed (``actor_cache``: a request resolving it
+    meanwhile still reads the run as running and is refused a cache entry).
+    """
+    actor_cache.forget_execution_now_and_after_commit(None, execution_id)  # type: ignore[arg-type]
+    return PreparedWrite(
+        _PREPARED_FINISH,
+        [
+            {
+                "b_id": execution_id,
+                "b_status": status,
+                "b_result": result,
+                "b_error_message": error_message,
+                "b_error_type": error_type,
+                "b_error_traceback": traceback,
+                "b_user_error": user_error,
+                "b_started_at": started_at,
+                "b_completed_at": completed_at or utcnow(),
+                "b_duration_ms": duration_ms,
+            }
+        ],
+    )
 
 
 def params_model(workflow: Workflow) -> type[BaseModel]:
@@ -259,7 +305,7 @@ class ExecutionService:
             if writes is not None and writes.takes_inserts and alone:
                 # The INSERT shares the next group commit with other runs' writes (SQLite: one commit for
                 # all under concurrency, docs/performance.md "Against Celery").
-                await writes.run(partial(_insert_execution, record=record))
+                await writes.run(PreparedWrite(_PREPARED_INSERT, [record]))
             elif writes is not None and writes.one_statement and alone:
                 # Postgres: one durable autocommit statement on a pooled driver connection, no session at all.
                 await writes.execute_alone(_PREPARED_INSERT, record)
@@ -538,8 +584,8 @@ class ExecutionService:
     async def mark_running(self, execution_id: str, token_hash: str) -> bool:
         """PENDING → RUNNING with the SDK token hash; False if it was cancelled meanwhile."""
         # Core statements on the session's connection: the ORM's UPDATE path adds work we do not need.
-        values = {"b_id": execution_id, "b_started_at": utcnow(), "b_token_hash": token_hash}
-        return bool(await _PREPARED_MARK_RUNNING.execute(self.session, values))
+        (written,) = await mark_running_write([(execution_id, token_hash)])(self.session)
+        return bool(written)
 
     async def finish(
         self,
@@ -556,22 +602,19 @@ class ExecutionService:
         duration_ms: int | None = None,
     ) -> bool:
         """Record the end of a non-terminal execution and expire its SDK token; False if it had ended already."""
-        actor_cache.forget_execution_now_and_after_commit(self.session, execution_id)
-        written = await _PREPARED_FINISH.execute(
-            self.session,
-            {
-                "b_id": execution_id,
-                "b_status": status,
-                "b_result": result,
-                "b_error_message": error_message,
-                "b_error_type": error_type,
-                "b_error_traceback": traceback,
-                "b_user_error": user_error,
-                "b_started_at": started_at,
-                "b_completed_at": completed_at or utcnow(),
-                "b_duration_ms": duration_ms,
-            },
+        write = finish_write(
+            execution_id,
+            status=status,
+            result=result,
+            error_message=error_message,
+            error_type=error_type,
+            traceback=traceback,
+            user_error=user_error,
+            started_at=started_at,
+            completed_at=completed_at,
+            duration_ms=duration_ms,
         )
+        (written,) = await write(self.session)
         return bool(written)
 
     async def add_logs(self, rows: builtins.list[dict[str, Any]]) -> None:
