@@ -4,7 +4,7 @@ Live events published on server A reach an SSE viewer on server B (the API strea
 Postgres LISTEN/NOTIFY, the API stream over Redis), and so do a notebook run's lines reported to A; a chat
 turn running on A is followed from B; a config write on A is seen by B's cached reads; a sign-in guesser
 alternating A and B meets one budget; a session cookie of A works on B; a schedule fires once with two
-schedulers; a restart of B leaves A's running chat turn alone. Runs go through the Postgres queue to one
+schedulers, and one written on the follower reaches the leader at once (not at its poll); a restart of B leaves A's running chat turn alone. Runs go through the Postgres queue to one
 ``bifrost worker`` node (part 1), so events, caches and limits use Postgres by default.
 """
 
