@@ -1,11 +1,13 @@
 """``bifrost worker``: a worker node that takes runs from the Postgres queue and runs them on its own pool.
 
 A node is a procrastinate worker (``BIFROST_QUEUE=postgres``, docs/deploy.md) whose one task,
-``bifrost.run_execution``, writes the run ``Running`` with this node's name and a fresh SDK token, and
-hands it to a :class:`NodeRunner`: the embedded :class:`LocalDispatcher` itself (timeouts, cancel,
-logs and their limits, redaction, results, live events), which also tells the servers through a
-NOTIFY, in the transaction that stores the outcome, that the run ended. Workflow processes get only
-``BIFROST_URL`` (the servers' address, ``BIFROST_PUBLIC_URL``), never a database URL.
+``bifrost.run_execution``, hands a run to a :class:`NodeRunner`: the embedded :class:`LocalDispatcher`
+itself (timeouts, cancel, logs and their limits, redaction, results, live events). Its Postgres work
+per run is two statements (app/engine/node_statements.py): TAKE, procrastinate's fetch with the run's
+``Running`` mark (this node's name, a fresh SDK token) and what the worker needs, committed durably
+before the worker starts; FINISH, the outcome with its log lines, the job's deletion and the NOTIFY
+that tells the servers the run ended. Workflow processes get only ``BIFROST_URL`` (the servers'
+address, ``BIFROST_PUBLIC_URL``), never a database URL.
 
 Nodes come and go while runs go on: procrastinate hands each job to one node; a node that stops
 lets its running runs finish (``BIFROST_SHUTDOWN_GRACE_SECONDS``) and leaves queued ones to the
@@ -409,7 +411,7 @@ class WorkerNode:
 
     # ----- one job -------------------------------------------------------------------------------------
     async def _fetch_and_take(self, queues: Any, worker_id: int) -> Any:
-        """procrastinate's ``fetch_job``, and the run of the job it finds marked ``Running`` here: one statement.
+        """procrastinate's ``fetch_job``, and the run of the job it finds marked ``Running`` here (TAKE).
 
         Returns the procrastinate job (None when there is none). The run's dispatch request waits in
         ``_taken`` for :meth:`_run_execution`; a job whose run is no longer ``Pending`` (cancelled
