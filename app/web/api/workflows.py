@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, cast
 
-from litestar import Controller, Request, Response, get, post, put
+import msgspec
+from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Parameter
+from litestar.serialization import default_serializer
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +26,8 @@ from bifrost.enums import ExecutionStatus
 
 # Extra seconds a waiting request allows beyond the workflow's own timeout.
 _WAIT_MARGIN_SECONDS = 5.0
+# Litestar's own JSON encoding (msgspec, its default hook for other types), built once.
+_JSON = msgspec.json.Encoder(enc_hook=default_serializer)
 
 
 class ExecuteRequest(BaseModel):
@@ -37,6 +41,27 @@ async def run_and_respond(
     request: Request[Any, Any, Any], actor: Actor, workflow: str, body: ExecuteRequest, wait: bool, trigger: str
 ) -> Response[ExecuteAccepted | ExecutionView]:
     """Submit through the one submit path; wait for the result when asked."""
+    status_code, content = await submit_and_wait(request, actor, workflow, body.params, body.org, wait, trigger)
+    return Response(content, status_code=status_code)
+
+
+async def submit_and_wait(
+    request: Request[Any, Any, Any],
+    actor: Actor,
+    workflow: str,
+    params: dict[str, Any],
+    org: str | None,
+    wait: bool,
+    trigger: str,
+) -> tuple[int, ExecuteAccepted | ExecutionView]:
+    """Submit through the one submit path; wait for the result when asked.
+
+    Returns:
+        The status code (202 queued, running or awaiting approval; 200 finished) and the answer's content.
+
+    Raises:
+        ConflictError: A nested wait with no free worker to run it.
+    """
     platform = get_platform(request.app.state)
     if wait and actor.execution_id and not platform.queue_mode and platform.pool.stats()["idle"] == 0:
         # The calling workflow holds a worker while it waits: with none free, both would wait forever.
@@ -50,30 +75,38 @@ async def run_and_respond(
     # first use: with the workflow and the caller cached, a SQLite submit needs none.
     async with LazySession(platform.sessions) as session:
         execution = await ExecutionService(cast("AsyncSession", session), platform.dispatcher).submit(
-            workflow, body.params, actor, body.org, trigger=trigger
+            workflow, params, actor, org, trigger=trigger
         )
-    accepted: Response[ExecuteAccepted | ExecutionView] = Response(
-        {"execution_id": execution.id, "status": execution.status, "status_url": f"/api/executions/{execution.id}"},
-        status_code=202,
-    )
+    accepted: ExecuteAccepted = {
+        "execution_id": execution.id,
+        "status": execution.status,
+        "status_url": f"/api/executions/{execution.id}",
+    }
     if execution.status == ExecutionStatus.AWAITING_APPROVAL.value:
         # A run waiting for an approver may wait for hours: never hold the request (or a worker) for it.
         # The whole execution is returned (with the status URL), so the SDK reads it as a WorkflowExecution.
-        waiting = cast("ExecuteAccepted", {**execution_view(execution, actor), **accepted.content})
-        return Response(waiting, status_code=202)
+        return 202, cast("ExecuteAccepted", {**execution_view(execution, actor), **accepted})
     if not wait:
-        return accepted
+        return 202, accepted
     if not await platform.dispatcher.wait(execution.id, execution.timeout_seconds + _WAIT_MARGIN_SECONDS):
-        return accepted  # still queued or running: the caller polls the status URL
+        return 202, accepted  # still queued or running: the caller polls the status URL
     outcome = platform.dispatcher.outcome(execution.id)
     if outcome is not None:
         # The dispatcher kept what it stored: answer without reading the row back. The instance was
         # never in a session (submit builds it for its Core INSERT): plain values, no attribute events.
         execution.__dict__.update(outcome)
-        return Response(execution_view(execution, actor), status_code=200)
+        return 200, execution_view(execution, actor)
     async with db(request) as session:
         done = await ExecutionService(session).get(actor, execution.id)
-        return Response(execution_view(done, actor), status_code=200)
+        return 200, execution_view(done, actor)
+
+
+def json_response(status_code: int, content: Any) -> Response[bytes]:
+    """``content`` encoded here, as Litestar would (same encoder and fallback hook): the same bytes and headers.
+
+    A ``Response`` of bytes skips Litestar's per-response serialiser lookup and rendering on the hot path.
+    """
+    return Response(_JSON.encode(content), status_code=status_code, media_type=MediaType.JSON)
 
 
 class WorkflowController(Controller):
@@ -127,7 +160,9 @@ class WorkflowController(Controller):
     ) -> Response[ExecuteAccepted | ExecutionView]:
         """Run a workflow: 202 with the execution id, or with ``?wait=true`` 200 with the finished execution."""
         trigger = "sdk" if request.url.path.startswith("/api/sdk/") else "api"
-        return await run_and_respond(request, actor, name, data, wait, trigger)
+        status_code, content = await submit_and_wait(request, actor, name, data.params, data.org, wait, trigger)
+        # Annotated with the shapes for /schema; the bytes are their JSON.
+        return cast("Response[ExecuteAccepted | ExecutionView]", json_response(status_code, content))
 
 
 class DataProviderController(Controller):
