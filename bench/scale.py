@@ -245,6 +245,41 @@ class System:
                     found.append(int(line.split(":", 1)[1].split()[0]))
         return found
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by the server, each node (with their worker processes) and this
+        system's Postgres backends (found by database name): a figure the machine's load does not inflate."""
+        import psutil
+
+        def tree(pid: int) -> float:
+            try:
+                root = psutil.Process(pid)
+                found = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                return 0.0
+            total = 0.0
+            for process in found:
+                try:
+                    times = process.cpu_times()
+                    total += times.user + times.system
+                except psutil.Error:
+                    pass
+            return total
+
+        names = ["server", *(f"node{n}" for n in range(self.node_count))]
+        used = {name: tree(process.pid) for name, process in zip(names, self.processes, strict=True)}
+        if self.node_count:
+            database = self.database_url.rsplit("/", 1)[1]
+            backends = 0.0
+            for process in psutil.process_iter(["cmdline"]):
+                try:
+                    if f" {database} " in " ".join(process.info["cmdline"] or ()) + " ":
+                        times = process.cpu_times()
+                        backends += times.user + times.system
+                except psutil.Error:
+                    pass
+            used["postgres"] = backends
+        return used
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             if process.poll() is None:
@@ -260,30 +295,35 @@ async def latency(system: System, calls: int, log_file: Path | None = None) -> d
     import httpx
 
     offset = 0
-    totals: dict[str, float] = {}
+    cpu_before: dict[str, float] = {}
+    calls_at: dict[str, tuple[float, float]] = {}
 
     times: list[float] = []
     headers = {"Authorization": f"Bearer {system.key}"}
     async with httpx.AsyncClient(base_url=system.url, headers=headers, timeout=60) as client:
         for n in range(calls + 20):
-            started = time.perf_counter()
+            sent, started = time.time(), time.perf_counter()
             response = await client.post("/api/workflows/noop/execute?wait=true", json={"params": {}})
-            elapsed = time.perf_counter() - started
+            elapsed, answered = time.perf_counter() - started, time.time()
             assert response.status_code == 200 and response.json()["status"] == "Completed", response.text
             if n >= 20:  # the first calls warm connections and caches
                 times.append(elapsed * 1000)
-                totals[response.json()["execution_id"]] = elapsed
-            elif n == 19 and log_file is not None:
-                offset = await asyncio.to_thread(os.path.getsize, log_file)
+                calls_at[response.json()["execution_id"]] = (sent, answered)
+            elif n == 19:
+                cpu_before = system.cpu_seconds()
+                if log_file is not None:
+                    offset = await asyncio.to_thread(os.path.getsize, log_file)
+    cpu_after = system.cpu_seconds()
     times.sort()
     found: dict[str, Any] = {
         "calls": calls,
         "p50_ms": round(statistics.median(times), 2),
         "p95_ms": round(times[int(0.95 * len(times))], 2),
+        "cpu_ms_per_call": {k: round((cpu_after[k] - cpu_before.get(k, 0.0)) * 1000 / calls, 2) for k in cpu_after},
     }
     if system.trace_prefix is not None:
         await asyncio.sleep(0.5)  # the last lines written
-        found["hops_p50_ms"] = trace_hops(system.trace_prefix, totals)
+        found["hops_p50_ms"] = trace_hops(system.trace_prefix, calls_at)
     if log_file is not None:
         await asyncio.sleep(1.0)  # the last runs' finish, heartbeats aside
         found["statements"] = count_statements(log_file, offset, system.database_url.rsplit("/", 1)[1], calls)
@@ -291,20 +331,24 @@ async def latency(system: System, calls: int, log_file: Path | None = None) -> d
 
 
 HOPS = (
-    ("wait", "take", "submit committed -> node's TAKE sent (job NOTIFY, wake-up)"),
+    ("sent", "committed", "client sends -> submit committed (HTTP, auth, INSERT + durable commit)"),
+    ("committed", "take", "submit committed -> node's TAKE sent (job NOTIFY, wake-up)"),
     ("take", "taken", "TAKE (fetch + Running mark + context, durable commit)"),
     ("taken", "dispatched", "hand-over to the runner"),
     ("dispatched", "result", "worker runs the no-op and answers"),
-    ("result", "finished", "FINISH (outcome + end NOTIFY, one statement)"),
-    ("finished", "done", "end NOTIFY reaches the server"),
+    ("result", "finished", "FINISH answered (outcome + end NOTIFY, one statement)"),
+    ("result", "done", "worker's answer -> end NOTIFY at the server"),
+    ("done", "answered", "end NOTIFY at the server -> client has the answer"),
+    ("committed", "wait", "(server: submit committed -> wait begins)"),
 )
 
 
-def trace_hops(prefix: Path, totals: dict[str, float]) -> dict[str, Any]:
+def trace_hops(prefix: Path, calls: dict[str, tuple[float, float]]) -> dict[str, Any]:
     """Median milliseconds of each hop of the runs timed by ``BIFROST_QUEUE_TRACE`` (app/engine/queue_trace.py).
 
-    ``client total`` is the call as the bench saw it; ``outside the queue`` is that total minus
-    ``wait`` -> ``done``: the HTTP request, the submit, and the answer after the end NOTIFY.
+    ``calls`` maps each run to when the bench sent its call and had the answer (``time.time()``: every
+    process is on this machine). Hops overlap where the work does (a NOTIFY reaches the server
+    before the node has FINISH's answer).
     """
     stages: dict[str, dict[str, float]] = {}
     for path in prefix.parent.glob(prefix.name + ".*"):
@@ -312,16 +356,13 @@ def trace_hops(prefix: Path, totals: dict[str, float]) -> dict[str, Any]:
             execution_id, stage, at = line.split()
             stages.setdefault(execution_id, {})[stage] = float(at)
     hops: dict[str, list[float]] = {label: [] for _, _, label in HOPS}
-    hops["client total"], hops["outside the queue (HTTP, submit, answer)"] = [], []
-    for execution_id, total in totals.items():
-        seen = stages.get(execution_id, {})
+    for execution_id, (sent, answered) in calls.items():
+        seen = {**stages.get(execution_id, {}), "sent": sent, "answered": answered}
         if not all(stage in seen for pair in HOPS for stage in pair[:2]):
             continue
         for start, end, label in HOPS:
             hops[label].append((seen[end] - seen[start]) * 1000)
-        hops["client total"].append(total * 1000)
-        hops["outside the queue (HTTP, submit, answer)"].append((total - (seen["done"] - seen["wait"])) * 1000)
-    runs = len(hops["client total"])
+    runs = len(hops[HOPS[0][2]])
     return {"runs": runs, **{k: round(statistics.median(v), 2) for k, v in hops.items() if v}}
 
 
@@ -482,6 +523,9 @@ def main() -> int:
                     for side, code in (("A", baseline), ("B", ROOT)):
                         found = run_system(name, root, args, code)["noop_latency"]
                         rounds[name][side].append([found["p50_ms"], found["load_average"][0]])
+                        report.setdefault("cpu_ms_per_call", {}).setdefault(name, {}).setdefault(side, []).append(
+                            found["cpu_ms_per_call"]
+                        )
                         if "hops_p50_ms" in found:
                             report.setdefault("hops", {}).setdefault(name, {}).setdefault(side, []).append(
                                 found["hops_p50_ms"]

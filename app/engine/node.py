@@ -62,9 +62,10 @@ PROCESSES_PER_CORE = 8
 WORKER_MEMORY_MB = 150
 MAX_NODE_WORKERS = 64
 
-# A run's log lines stored with its outcome in one statement (FINISH) up to this many; more take the
-# embedded dispatcher's path (batches of 1,000 rows, then the outcome in a transaction).
+# A run's log lines stored with its outcome in one statement (FINISH) up to this many rows and message
+# characters (the embedded dispatcher's batch size); more take its path (batches, then the outcome).
 _FINISH_MAX_LOG_ROWS = 1000
+_FINISH_MAX_LOG_CHARACTERS = 1024**2
 # How long a cancel for a run this node does not (yet) run is remembered: one may be asked while
 # the run's TAKE is in flight, before this node knows the run is its own.
 _CANCEL_MEMORY_SECONDS = 60.0
@@ -184,7 +185,8 @@ class NodeRunner(LocalDispatcher):
         queue_trace.mark(result.execution_id, "result")
         job_id = self.job_ids.pop(result.execution_id, None)
         rows = self._log_buffer.get(result.execution_id, [])
-        if self.relaxed_pool is None or len(rows) > _FINISH_MAX_LOG_ROWS:
+        too_long = len(rows) > _FINISH_MAX_LOG_ROWS or sum(len(r["message"]) for r in rows) > _FINISH_MAX_LOG_CHARACTERS
+        if self.relaxed_pool is None or too_long:
             await super()._store_result(result)
             return
         outcome = {

@@ -115,6 +115,7 @@ class QueueDispatcher:
 
         The run is remembered as just written ``Pending`` here: a wait for it need not read its row first.
         """
+        queue_trace.mark(request.execution_id, "committed")
         _remember(self._fresh, request.execution_id)
 
     async def cancel(self, execution_id: str) -> bool:

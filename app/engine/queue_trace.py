@@ -2,10 +2,11 @@
 
 ``BIFROST_QUEUE_TRACE=/some/prefix`` makes each server and node process append
 ``<execution id> <stage> <time.time()>`` lines to ``/some/prefix.<pid>``; bench/scale.py ``--trace``
-sets it and reads the hops back. Stages, in order: ``wait`` (the server starts waiting, right after
-the submit committed), ``take`` and ``taken`` (a node's TAKE sent and answered), ``result`` (the
-worker's answer reached the node), ``finished`` (FINISH answered), ``done`` (the end NOTIFY reached
-the server). All processes are on one machine, so their clocks agree.
+sets it and reads the hops back. Stages, in order: ``committed`` (the submit committed: the
+server's dispatch), ``wait`` (the server starts waiting), ``take`` and ``taken`` (a node's TAKE
+sent and answered), ``dispatched`` (handed to the runner), ``result`` (the worker's answer reached
+the node), ``finished`` (FINISH answered), ``done`` (the end NOTIFY reached the server). All
+processes are on one machine, so their clocks agree.
 """
 
 from __future__ import annotations
