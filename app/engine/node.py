@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db import create_engine, session_factory, upgrade_database_async
 from app.engine import queue_trace
-from app.engine.dispatcher import LocalDispatcher, clean_text
+from app.engine.dispatcher import LocalDispatcher
 from app.engine.event_backends import build_hub, unwire_cache_invalidation, wire_cache_invalidation
 from app.engine.events import EventHub
 from app.engine.lost_nodes import LostNodeSweeper
@@ -189,17 +189,8 @@ class NodeRunner(LocalDispatcher):
         if self.relaxed_pool is None or too_long:
             await super()._store_result(result)
             return
-        outcome = {
-            "status": result.status,
-            "result": result.result,
-            "error_message": clean_text(result.error_message),
-            "error_type": result.error_type,
-            "error_traceback": clean_text(result.traceback),
-            "user_error": result.user_error,
-            "started_at": result.started_at,
-            "completed_at": result.completed_at or utcnow(),
-            "duration_ms": result.duration_ms,
-        }
+        outcome = self._outcome_fields(result)
+        outcome["completed_at"] = outcome["completed_at"] or utcnow()  # as ExecutionService.finish stores it
         # Its SDK token ends with it: not cached again here until the end commits (the session is unused).
         actor_cache.forget_execution_now_and_after_commit(None, result.execution_id)  # type: ignore[arg-type]
         try:
