@@ -242,7 +242,8 @@ class WorkerNode:
         self._engine = None if sessions is not None else create_engine(settings.resolved_database_url)
         self.sessions = sessions if sessions is not None else session_factory(self._engine)  # type: ignore[arg-type]
         self._own_hub = hub is None
-        self.hub = hub if hub is not None else build_hub(settings)  # the servers' bus (BIFROST_EVENTS)
+        # The servers' bus (BIFROST_EVENTS); a node serves no viewer, so it keeps no recent lines for late joiners.
+        self.hub = hub if hub is not None else build_hub(settings, keep_recent_logs=False)
         self.pool = WorkerPool(
             settings.workspace,
             self.concurrency,
