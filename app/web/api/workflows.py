@@ -7,7 +7,9 @@ from typing import Annotated, Any, cast
 import msgspec
 from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
 from litestar.serialization import default_serializer
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import LazySession
@@ -18,7 +20,6 @@ from app.services.executions.views import ExecutionView
 from app.services.workflows.catalogue import WorkflowService, workflow_detail
 from app.services.workflows.policies import PolicyService
 from app.services.workflows.views import PolicyBody, PolicyView, SyncCounts, WorkflowDetail
-from app.web.api.execute_input import ExecuteOperation, ExecuteRequest, read_execute_input
 from app.web.api.schemas import ExecuteAccepted, WorkspaceErrorView, WorkspaceStatus, documented_body
 from app.web.deps import db, get_platform
 from bifrost.enums import ExecutionStatus
@@ -27,6 +28,13 @@ from bifrost.enums import ExecutionStatus
 _WAIT_MARGIN_SECONDS = 5.0
 # Litestar's own JSON encoding (msgspec, its default hook for other types), built once.
 _JSON = msgspec.json.Encoder(enc_hook=default_serializer)
+
+
+class ExecuteRequest(BaseModel):
+    """Body of an execute call."""
+
+    params: dict[str, Any] = Field(default_factory=dict, description="Workflow parameters by name")
+    org: str | None = Field(default=None, description="Organization id or name to run in (platform admins only)")
 
 
 async def run_and_respond(
@@ -141,16 +149,18 @@ class WorkflowController(Controller):
         "/{name:str}/execute",
         status_code=202,
         responses={200: ResponseSpec(data_container=ExecutionView, description="The finished execution (wait=true)")},
-        operation_class=ExecuteOperation,
     )
-    async def execute(self, request: Request[Any, Any, Any]) -> Response[ExecuteAccepted | ExecutionView]:
+    async def execute(
+        self,
+        request: Request[Any, Any, Any],
+        actor: Actor,
+        name: str,
+        data: ExecuteRequest,
+        wait: bool = Parameter(default=False, description="Wait for the result (200) instead of 202 + execution id"),
+    ) -> Response[ExecuteAccepted | ExecutionView]:
         """Run a workflow: 202 with the execution id, or with ``?wait=true`` 200 with the finished execution."""
-        # The request alone: the caller, body and ?wait are read as the declared parameters were, for less
-        # (app/web/api/execute_input.py).
-        actor, body, wait = await read_execute_input(request)
         trigger = "sdk" if request.url.path.startswith("/api/sdk/") else "api"
-        name = request.path_params["name"]
-        status_code, content = await submit_and_wait(request, actor, name, body.params, body.org, wait, trigger)
+        status_code, content = await submit_and_wait(request, actor, name, data.params, data.org, wait, trigger)
         # Annotated with the shapes for /schema; the bytes are their JSON.
         return cast("Response[ExecuteAccepted | ExecutionView]", json_response(status_code, content))
 
