@@ -469,18 +469,7 @@ class LocalDispatcher:
             if not rows and type(self)._finish is LocalDispatcher._finish:
                 # No log lines: the outcome alone, a prepared write (SQLite runs such groups on sqlite3 itself).
                 outcome = self._outcome_fields(result)
-                write = finish_write(
-                    result.execution_id,
-                    status=outcome["status"],
-                    result=outcome["result"],
-                    error_message=outcome["error_message"],
-                    error_type=outcome["error_type"],
-                    traceback=outcome["error_traceback"],
-                    user_error=outcome["user_error"],
-                    started_at=outcome["started_at"],
-                    completed_at=outcome["completed_at"],
-                    duration_ms=outcome["duration_ms"],
-                )
+                write = finish_write(result.execution_id, **_finish_arguments(outcome))
                 (stored,) = await self.writes.run(write, durable=False)
                 if stored:
                     self._outcomes[result.execution_id] = outcome
@@ -544,18 +533,7 @@ class LocalDispatcher:
     async def _finish(self, session: AsyncSession, result: JobResult) -> None:
         # What is written is also kept, so a waiting request can answer without reading it back.
         outcome = self._outcome_fields(result)
-        stored = await ExecutionService(session).finish(
-            result.execution_id,
-            status=outcome["status"],
-            result=outcome["result"],
-            error_message=outcome["error_message"],
-            error_type=outcome["error_type"],
-            traceback=outcome["error_traceback"],
-            user_error=outcome["user_error"],
-            started_at=outcome["started_at"],
-            completed_at=outcome["completed_at"],
-            duration_ms=outcome["duration_ms"],
-        )
+        stored = await ExecutionService(session).finish(result.execution_id, **_finish_arguments(outcome))
         if stored:
             self._outcomes[result.execution_id] = outcome
 
@@ -641,3 +619,10 @@ class LocalDispatcher:
                 del buffer[:count]
         # SQLite statements run inline and may never suspend: let other requests in between batches.
         await asyncio.sleep(0)
+
+
+def _finish_arguments(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``ExecutionService.finish`` / ``finish_write`` for an outcome of ``_outcome_fields``."""
+    arguments = {key: value for key, value in outcome.items() if key != "error_traceback"}
+    arguments["traceback"] = outcome["error_traceback"]
+    return arguments

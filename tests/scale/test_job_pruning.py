@@ -8,40 +8,19 @@ once do the work once; a sweeper prunes at its start.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from app.db import create_engine, session_factory, transaction, upgrade_database_async
+from app.db import create_engine, transaction
 from app.engine.events import EventHub
 from app.engine.job_pruning import _LOCK, prune_finished_jobs
 from app.engine.lost_nodes import LostNodeSweeper
-from app.engine.queue_schema import QUEUE, ensure_queue_schema
-from tests.conftest import POSTGRES_URL, create_postgres_database, drop_postgres_database
+from app.engine.queue_schema import QUEUE
+from tests.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="pruning the queue needs BIFROST_TEST_POSTGRES_URL")
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    url = create_postgres_database()
-    try:
-        yield url
-    finally:
-        drop_postgres_database(url)
-
-
-@pytest.fixture
-async def sessions(database: str) -> AsyncIterator[Any]:
-    await upgrade_database_async(database)
-    await ensure_queue_schema(database)
-    engine = create_engine(database)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 async def _job(sessions: Any, status: str, age_hours: float | None, lock: str) -> int:

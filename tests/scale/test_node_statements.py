@@ -8,42 +8,20 @@ statement, which never overwrites an ended run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import text, update
 
-from app.db import create_engine, session_factory, upgrade_database_async
 from app.engine.node import job_pool, take_pool
 from app.engine.node_statements import FINISH, TAKE, context_of, finish_params, take
-from app.engine.queue_schema import DONE_CHANNEL, QUEUE, conninfo, done_payload, ensure_queue_schema, parse_done
+from app.engine.queue_schema import DONE_CHANNEL, QUEUE, conninfo, done_payload, parse_done
 from app.models import Execution, ExecutionLog, Organization, User
 from app.services.executions.service import ExecutionService
-from tests.conftest import POSTGRES_URL, create_postgres_database, drop_postgres_database
+from tests.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="the queue's statements need BIFROST_TEST_POSTGRES_URL")
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    url = create_postgres_database()
-    try:
-        yield url
-    finally:
-        drop_postgres_database(url)
-
-
-@pytest.fixture
-async def sessions(database: str) -> AsyncIterator[Any]:
-    await upgrade_database_async(database)
-    await ensure_queue_schema(database)
-    engine = create_engine(database)
-    try:
-        yield session_factory(engine)
-    finally:
-        await engine.dispose()
 
 
 async def _connect(database: str) -> Any:

@@ -8,7 +8,7 @@ ended long ago) answers at once instead of after ``poll_seconds``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,21 +20,12 @@ from app.engine.queue_dispatcher import QueueDispatcher
 from app.engine.queue_schema import DONE_CHANNEL, conninfo, done_payload, ensure_queue_schema
 from app.models import Execution
 from app.services.executions.dispatch import DispatchRequest
-from tests.conftest import POSTGRES_URL, create_postgres_database, drop_postgres_database
+from tests.conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="the queue's waits need BIFROST_TEST_POSTGRES_URL")
 
 # Longer than any wait below: a wait that needed the poll to see an end would time out (False) first.
 _NEVER = 600.0
-
-
-@pytest.fixture
-def database() -> Iterator[str]:
-    url = create_postgres_database()
-    try:
-        yield url
-    finally:
-        drop_postgres_database(url)
 
 
 @pytest.fixture
