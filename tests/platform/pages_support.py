@@ -36,6 +36,20 @@ class PageClient:
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.http.get(path, **kwargs)
 
+    def live(self, path: str, **kwargs: Any) -> httpx.Response:
+        """GET a live page (server-sent events) up to its ``done`` event, then close, as the browser does.
+
+        A plain ``get`` of a finished run's stream would also wait out the server's close grace (10 s), which
+        is there so that the browser, not the server, closes the stream.
+        """
+        with self.http.stream("GET", path, **kwargs) as response:
+            lines: list[str] = []
+            for line in response.iter_lines():
+                lines.append(line)
+                if lines[-2:-1] == ["event: done"]:  # the done event and its data line
+                    break
+            return httpx.Response(response.status_code, text="\n".join(lines))
+
     def post(self, path: str, data: dict[str, Any] | None = None, *, csrf: bool = True) -> httpx.Response:
         body = dict(data or {})
         if csrf:

@@ -365,7 +365,7 @@ def test_a_result_echoing_markup_is_escaped_on_the_run_page(world: World, workfl
             assert page.status_code == 200
             _no_raw_markup(page.text)
             assert 'href="javascript' not in page.text.lower()
-            live = admin.get(f"/executions/{execution_id}/live")  # the result partial of the stream
+            live = admin.live(f"/executions/{execution_id}/live")  # the result partial of the stream
             _no_raw_markup(live.text)
 
 
@@ -448,7 +448,7 @@ def test_digit_like_inputs_do_not_crash_the_new_routes(world: World) -> None:
     codes = []
     with logged_in(world, *ALICE) as alice:
         for value in (b"\xb2", b"9" * 5000):
-            codes.append(alice.get(f"/executions/{execution_id}/live", headers={"Last-Event-ID": value}).status_code)
+            codes.append(alice.live(f"/executions/{execution_id}/live", headers={"Last-Event-ID": value}).status_code)
     with logged_in(world, *ADMIN) as admin:
         for action in ("up:" + "9" * 5000, "remove:\u00b2"):
             codes.append(admin.post("/admin/forms/save", {"action": action, "name": "x"}).status_code)
