@@ -8,6 +8,7 @@ statement, which never overwrites an ended run.
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -246,16 +247,15 @@ class _CommitAfterFirstStatement:
         return cursor
 
 
-async def test_a_run_committed_after_takes_snapshot_is_still_marked_running(database: str, sessions: Any) -> None:
-    from psycopg.rows import dict_row
-
+async def _job_and_uncommitted_run(database: str, sessions: Any, run_id: str) -> Any:
+    """A committed todo job for ``run_id`` and its run INSERTed on a connection that has not committed (returned)."""
     async with sessions() as session:  # the run's job is visible to the fetch, the run is not yet committed
         await session.execute(
             text(
                 "INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args) "
-                "VALUES (:q, 'bifrost.run_execution', 'run-x', CAST(:a AS jsonb))"
+                "VALUES (:q, 'bifrost.run_execution', :id, CAST(:a AS jsonb))"
             ),
-            {"q": QUEUE, "a": '{"execution_id": "run-x"}'},
+            {"q": QUEUE, "id": run_id, "a": json.dumps({"execution_id": run_id})},
         )
         await session.commit()
     writer = await _connect(database)
@@ -263,8 +263,16 @@ async def test_a_run_committed_after_takes_snapshot_is_still_marked_running(data
     await writer.execute(
         "INSERT INTO execution (id, workflow_id, workflow_name, kind, executed_by, executed_by_name, trigger, "
         "is_function_key, status, input_data, user_error, timeout_seconds, created_at) VALUES "
-        "('run-x', 'w', 'noop', 'workflow', 'u', 'U', 'api', false, 'Pending', '{}', false, 60, now())"
+        "(%s, 'w', 'noop', 'workflow', 'u', 'U', 'api', false, 'Pending', '{}', false, 60, now())",
+        (run_id,),
     )
+    return writer
+
+
+async def test_a_run_committed_after_takes_snapshot_is_still_marked_running(database: str, sessions: Any) -> None:
+    from psycopg.rows import dict_row
+
+    writer = await _job_and_uncommitted_run(database, sessions, "run-x")
     try:
         async with await _connect(database) as connection:
             connection.row_factory = dict_row
@@ -284,22 +292,7 @@ async def test_take_without_the_fallback_would_lose_that_run(database: str, sess
     """The state the fallback repairs: TAKE alone leaves the run Pending and its only job doing."""
     from psycopg.rows import dict_row
 
-    async with sessions() as session:
-        await session.execute(
-            text(
-                "INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args) "
-                "VALUES (:q, 'bifrost.run_execution', 'run-y', CAST(:a AS jsonb))"
-            ),
-            {"q": QUEUE, "a": '{"execution_id": "run-y"}'},
-        )
-        await session.commit()
-    writer = await _connect(database)
-    await writer.set_autocommit(False)
-    await writer.execute(
-        "INSERT INTO execution (id, workflow_id, workflow_name, kind, executed_by, executed_by_name, trigger, "
-        "is_function_key, status, input_data, user_error, timeout_seconds, created_at) VALUES "
-        "('run-y', 'w', 'noop', 'workflow', 'u', 'U', 'api', false, 'Pending', '{}', false, 60, now())"
-    )
+    writer = await _job_and_uncommitted_run(database, sessions, "run-y")
     try:
         async with await _connect(database) as connection:
             connection.row_factory = dict_row
