@@ -8,10 +8,15 @@ refused at once, mid-session too. The session the SDK opens is bound to the key 
 opened it: another key presenting its id gets 404. No cookie is accepted here, so the route needs no
 CSRF token; the app's guards still apply (body limit before anything reads the body, cross-site
 ``Origin`` refused for requests without a key).
+
+The endpoint, and with it the SDK (~0.7 s of imports), starts on the first ``/mcp`` request, not with
+the server: most installations never receive one, and every ``bifrost serve`` and ``bifrost run``
+would pay for it at start-up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -20,17 +25,12 @@ from typing import Any
 
 from litestar import Litestar, asgi
 from litestar.types import Receive, Scope, Send
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
 
 from app.db import transaction
 from app.engine.platform import Platform
 from app.services.errors import AuthenticationError, DomainError
 from app.services.identity.auth import AuthService
 from app.services.identity.security import API_KEY_PREFIX
-from app.services.mcp.server import ACTOR_SCOPE_KEY, PlatformMcp
 from app.settings import Settings
 
 MCP_PATH = "/mcp"
@@ -67,6 +67,10 @@ class McpEndpoint:
     """The SDK's session manager around :class:`PlatformMcp`, with API-key authentication."""
 
     def __init__(self, platform: Platform, settings: Settings) -> None:
+        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+        from mcp.server.transport_security import TransportSecuritySettings
+
+        from app.services.mcp.server import PlatformMcp
         from bifrost import __version__
 
         self.platform = platform
@@ -82,6 +86,11 @@ class McpEndpoint:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+        from mcp.server.auth.provider import AccessToken
+
+        from app.services.mcp.server import ACTOR_SCOPE_KEY
+
         header = _header(scope, b"authorization") or ""
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         if not token:
@@ -115,23 +124,64 @@ class McpEndpoint:
             yield
 
 
-def mcp_endpoint(app: Litestar) -> McpEndpoint:
-    """The app's MCP endpoint (created on first use from the app state's platform and settings)."""
-    endpoint = app.state.get(_STATE_KEY)
-    if endpoint is None:
-        endpoint = McpEndpoint(app.state.platform, app.state.settings)
-        app.state[_STATE_KEY] = endpoint
-    return endpoint  # type: ignore[no-any-return]
+class LazyEndpoint:
+    """Creates and starts the :class:`McpEndpoint` on the first request; stops it with the app.
+
+    The session manager's task group must be entered and left by one task, so a task of its own
+    runs it from the first request until :meth:`close`.
+    """
+
+    def __init__(self, app: Litestar) -> None:
+        self._app = app
+        self._endpoint: McpEndpoint | None = None
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def endpoint(self) -> McpEndpoint:
+        """The running endpoint (started now if this is the first request)."""
+        if self._endpoint is None:
+            async with self._lock:
+                if self._endpoint is None:
+                    endpoint = McpEndpoint(self._app.state.platform, self._app.state.settings)
+                    started = asyncio.Event()
+                    self._task = asyncio.create_task(self._run(endpoint, started), name="mcp-endpoint")
+                    waiting = asyncio.create_task(started.wait())
+                    await asyncio.wait({self._task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                    if not started.is_set():  # it failed to start: say why, and let the next request retry
+                        waiting.cancel()
+                        task, self._task = self._task, None
+                        task.result()
+                        raise RuntimeError("the MCP endpoint stopped while starting")
+                    self._endpoint = endpoint
+        return self._endpoint
+
+    async def _run(self, endpoint: McpEndpoint, started: asyncio.Event) -> None:
+        async with endpoint.running():
+            started.set()
+            await self._stop.wait()
+
+    async def close(self) -> None:
+        """Stop the endpoint if it was started (the app is shutting down)."""
+        self._stop.set()
+        if self._task is not None:
+            await self._task
 
 
 @asgi(MCP_PATH, copy_scope=True, include_in_schema=False)
 async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
     """The MCP endpoint (streamable HTTP: POST messages, GET the server's stream, DELETE the session)."""
-    await mcp_endpoint(scope["app"])(scope, receive, send)
+    lazy: LazyEndpoint = scope["app"].state[_STATE_KEY]
+    endpoint = await lazy.endpoint()
+    await endpoint(scope, receive, send)
 
 
 @contextlib.asynccontextmanager
 async def mcp_lifespan(app: Litestar) -> AsyncIterator[None]:
-    """Run the MCP session manager while the app serves."""
-    async with mcp_endpoint(app).running():
+    """Make the MCP endpoint available while the app serves (it starts on its first request)."""
+    lazy = LazyEndpoint(app)
+    app.state[_STATE_KEY] = lazy
+    try:
         yield
+    finally:
+        await lazy.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,3 +201,15 @@ def world_poll_seconds() -> float:
     from app.services.mcp.server import POLL_SECONDS
 
     return POLL_SECONDS
+
+
+def test_the_server_starts_without_the_mcp_sdk_which_loads_with_the_first_mcp_request() -> None:
+    # The SDK is ~0.7 s of imports: every `bifrost serve` and `bifrost run` would pay it at start-up.
+    # The endpoint (tests above) starts it on the first /mcp request.
+    code = (
+        "import sys; from app.web.app import create_app; "
+        "print(sorted(m for m in ('mcp', 'mcp_types') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

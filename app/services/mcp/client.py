@@ -3,6 +3,9 @@
 Each listing or call opens its own short connection: external servers are called rarely compared to
 a chat turn's cost, and a connection held across turns would outlive the server's session limits.
 Listings are cached per server for :data:`LIST_TTL_SECONDS` (a chat turn lists its agent's tools).
+
+The SDK is imported on first use: it costs ~0.7 s of start-up to every process (``bifrost serve``,
+``bifrost run``, each worker node) and most installations never call an external MCP server.
 """
 
 from __future__ import annotations
@@ -11,15 +14,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
-
-import mcp_types as types
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
-from mcp.shared.exceptions import MCPError
+from typing import TYPE_CHECKING, Any
 
 from app.services.errors import DomainError
+
+if TYPE_CHECKING:
+    import mcp_types as types
+    from mcp import Client
 
 LIST_TTL_SECONDS = 60.0
 TIMEOUT_SECONDS = 30.0
@@ -48,6 +49,8 @@ def forget_listings() -> None:
 
 
 def _reason(error: BaseException) -> str:
+    from mcp.shared.exceptions import MCPError
+
     while isinstance(error, BaseExceptionGroup) and error.exceptions:
         error = error.exceptions[0]
     if isinstance(error, MCPError):
@@ -58,6 +61,10 @@ def _reason(error: BaseException) -> str:
 @asynccontextmanager
 async def connect(url: str, headers: dict[str, str]) -> AsyncIterator[Client]:
     """An initialized client session on ``url`` (raises :class:`McpClientError` when it cannot be opened)."""
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
     http = create_mcp_http_client(headers=headers)
     client = Client(streamable_http_client(url, http_client=http), read_timeout_seconds=CALL_TIMEOUT_SECONDS)
     try:
@@ -96,6 +103,8 @@ async def list_tools(server_id: str, url: str, headers: dict[str, str], version:
 
 
 def _text_of(result: types.CallToolResult) -> str:
+    import mcp_types as types
+
     parts = [block.text for block in result.content if isinstance(block, types.TextContent)]
     return "\n".join(parts)
 
@@ -107,6 +116,9 @@ async def call_tool(url: str, headers: dict[str, str], tool: str, arguments: dic
         ``{"status": "Completed", "result": ...}`` (the structured content, else the text) or
         ``{"status": "Failed", "error": ...}`` (a tool error, a protocol error, an unreachable server).
     """
+    import mcp_types as types
+    from mcp.shared.exceptions import MCPError
+
     try:
         async with connect(url, headers) as client:
             result = await client.call_tool(tool, arguments)
