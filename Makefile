@@ -27,7 +27,7 @@ run: install
 
 ## The whole test suite, in parallel (Postgres tests run when BIFROST_TEST_POSTGRES_URL is set).
 test: install
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -q -rs
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -q -rs
 
 ## Lint, format check, types and architecture contracts.
 check: install

@@ -151,3 +151,39 @@ class LiveServer:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+# ----- scheduling under xdist ------------------------------------------------------------------------
+# `make test` hands whole files to the workers (`--dist loadfile --no-loadscope-reorder`) in collection
+# order. A file of a few long tests (real process clusters, kill -9 cycles) taken last would run alone
+# while the other workers sit idle, so the longest files are collected first (longest-first is the
+# classic schedule for jobs on parallel machines). Their order, longest first, comes from
+# `pytest --durations=0` of a full run; the other files keep pytest's order after them.
+LONGEST_FILES_FIRST = (
+    "tests/scale/test_cluster.py",
+    "tests/scale/test_cluster_events.py",
+    "tests/cli/test_cli.py",
+    "tests/platform/test_faults_restart.py",
+    "tests/platform/test_api_fuzz.py",
+    "tests/platform/test_runs_ahead.py",
+    "tests/e2e/test_jupyterlab.py",
+    "tests/platform/test_faults_approvals.py",
+    "tests/notebooks/test_kernel.py",
+    "tests/e2e/test_security_browser.py",
+    "tests/platform/test_knowledge_embeddings.py",
+    "tests/platform/test_config_cli.py",
+    "tests/platform/test_schedules_leader.py",
+    "tests/platform/test_faults_logs.py",
+    "tests/platform/test_chat_recovery.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the longest test files first (stable: tests keep their order inside a file)."""
+    rank = {path: position for position, path in enumerate(LONGEST_FILES_FIRST)}
+    root = config.rootpath
+
+    def file_rank(item: pytest.Item) -> int:
+        return rank.get(item.path.relative_to(root).as_posix(), len(rank))
+
+    items.sort(key=file_rank)
