@@ -14,8 +14,17 @@ from typing import Any
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
+from app.services.identity import security
 from app.settings import Settings
+
+# Passwords: the product hashes with argon2id's RFC 9106 profile (64 MiB, 3 passes, 4 lanes), ~0.3-0.5 s of
+# CPU per hash and per sign-in on a 2-core box; the suite creates and signs in users thousands of times.
+# In this process (the in-thread live servers too) the same argon2id code runs with its cheapest
+# parameters; servers started as processes keep the product's, and tests/services/test_password_hashing.py
+# checks those in a fresh interpreter.
+security._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 POSTGRES_URL = os.environ.get("BIFROST_TEST_POSTGRES_URL")
 PLATFORM_WORKSPACE = Path(__file__).parent / "platform" / "workspace"
