@@ -19,6 +19,12 @@ Systems (all started once, then measured in short alternating blocks):
 * **floor**: a bare Litestar app on uvicorn (same uvicorn options as ``bifrost serve``) answering the
   same POST with the same small dict: what HTTP alone costs on this machine.
 
+On Postgres each block also gives Postgres's own CPU per run (``pg_backend_cpu_ms_per_run``: the backends of
+that system's database; ``pg_all_cpu_ms_per_run``: every Postgres process, other users of the server included),
+and ``stored`` gives what Postgres counted per table (rows inserted, updated, HOT-updated, scans, rows read) and
+its sessions and commits. ``--postgres-sql`` runs statements on this tree's Postgres database before it serves
+(e.g. ``DROP INDEX``): with ``--baseline`` on the same commit, an A/B of a schema change in one run.
+
 Each block is one load-generator process (``--load``): 1 client one call at a time (p50), then
 ``--clients`` (16) concurrent clients in a closed loop (runs/s). HTTP clients use aiohttp with keep-alive,
 one connection per client; Celery's clients are threads in one process. Each block records the load average.
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -275,6 +282,7 @@ class Platform:
         self.name, self.folder, self.database_url, self.workers = name, folder, database_url, workers
         self.tree = tree  # serve this checkout's code (PYTHONPATH) instead of the installed one
         self.runs_ahead: int | None = None  # `bifrost serve --runs-ahead` (this tree only)
+        self.setup_sql: list[str] = []  # `--postgres-sql` (this tree's Postgres only)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.key = ""
@@ -293,6 +301,9 @@ class Platform:
             cwd=ROOT, env=code, check=True, capture_output=True, text=True,
         )  # fmt: skip
         self.key = seeded.stdout.strip().splitlines()[-1]
+        for statement in self.setup_sql:  # --postgres-sql: an experiment on this database, before it serves
+            log(f"{self.name}: {statement}")
+            asyncio.run(postgres(self.database_url.replace("postgresql+asyncpg://", "postgresql://"), statement))
         env = {
             **os.environ,
             "BIFROST_HOME": str(self.folder / "home"),
@@ -389,20 +400,80 @@ def run_block(system: str, target: dict[str, Any], clients: int, args: argparse.
     load = load_average()[0]
     pid: int | None = target.get("pid")
     cpu0 = process_cpu_seconds(pid) if pid else None
+    pg: tuple[str, str] | None = target.get("pg")
+    pg0 = postgres_cpu_seconds(*pg) if pg else None
     done = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
     block = {"system": system, "clients": clients, "load_avg_1m": load, **json.loads(done.stdout)}
-    if pid and cpu0 is not None and block.get("answered_incl_warmup"):
+    answered = block.get("answered_incl_warmup")
+    if pid and cpu0 is not None and answered:
         # The server process's own CPU (not its workers') per answered run, warm-up included: steadier than
         # wall-clock figures on a shared machine.
         used = process_cpu_seconds(pid) - cpu0
-        block["server_cpu_ms_per_run"] = round(used * 1000 / block["answered_incl_warmup"], 3)
+        block["server_cpu_ms_per_run"] = round(used * 1000 / answered, 3)
+    if pg and pg0 is not None and answered:
+        # Postgres's own CPU per run: the backends of this system's database, and every Postgres process (WAL
+        # writer, checkpointer... but also other users of the same Postgres server: an upper bound).
+        backends, everything = postgres_cpu_seconds(*pg)
+        # Backends that exited during the block are missing (a lower bound); those that started count whole.
+        used = sum(cpu - pg0[0].get(backend, 0.0) for backend, cpu in backends.items())
+        block["pg_backend_cpu_ms_per_run"] = round(used * 1000 / answered, 3)
+        block["pg_backends_started"] = len(backends.keys() - pg0[0].keys())
+        block["pg_all_cpu_ms_per_run"] = round((everything - pg0[1]) * 1000 / answered, 3)
     return block
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (``/proc/<pid>/stat``)."""
+def postgres_cpu_seconds(admin_dsn: str, database: str) -> tuple[dict[int, float], float]:
+    """CPU seconds so far of each backend connected to ``database``, and of all Postgres on this machine.
+
+    The second figure counts every Postgres process, backends that exited included (the postmaster's reaped
+    children): the WAL writer and checkpointer too, but also other users of the same server.
+    """
+    rows = asyncio.run(postgres(admin_dsn, f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'"))
+    backends: dict[int, float] = {}
+    for row in rows:
+        with contextlib.suppress(OSError):
+            backends[row[0]] = process_cpu_seconds(row[0])
+    everything = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == "postgres":
+                    everything += process_cpu_seconds(int(entry.name), children=True)
+    return backends, everything
+
+
+async def postgres_writes(dsn: str) -> dict[str, Any]:
+    """What Postgres counted in one database: per table used, rows written and read, scans; sessions, commits."""
+    rows = await postgres(
+        dsn,
+        "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch, "
+        "pg_relation_size(relid), pg_indexes_size(relid), (SELECT count(*) FROM pg_index WHERE indrelid = relid) "
+        "FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del + coalesce(idx_scan, 0) + seq_scan > 0",
+    )
+    database = await postgres(
+        dsn,
+        "SELECT xact_commit, tup_fetched, tup_returned, sessions FROM pg_stat_database "
+        "WHERE datname = current_database()",
+    )
+    names = ("inserted", "updated", "hot_updated", "seq_scans", "seq_rows_read", "index_scans", "index_rows_fetched")
+    out: dict[str, Any] = {
+        row[0]: {
+            **dict(zip(names, row[1:8], strict=True)),
+            "table_bytes": row[8],
+            "index_bytes": row[9],
+            "indexes": row[10],
+        }
+        for row in rows
+    }
+    out["transactions"], out["tuples_fetched"], out["tuples_returned"], out["sessions"] = database[0]
+    return out
+
+
+def process_cpu_seconds(pid: int, children: bool = False) -> float:
+    """User + system CPU seconds of process ``pid`` so far (``/proc/<pid>/stat``), with its reaped children's."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def ratios(blocks: list[dict[str, Any]], clients: int) -> list[dict[str, Any]]:
@@ -429,10 +500,16 @@ def table(blocks: list[dict[str, Any]], clients: int) -> dict[str, Any]:
         ones = [b["p50_ms"] for b in blocks if b["system"] == system and b["clients"] == 1]
         many = [b["runs_per_s"] for b in blocks if b["system"] == system and b["clients"] == clients]
         cpu = [b["server_cpu_ms_per_run"] for b in blocks if b["system"] == system and "server_cpu_ms_per_run" in b]
+        pg = [
+            b["pg_backend_cpu_ms_per_run"]
+            for b in blocks
+            if b["system"] == system and b["clients"] == clients and "pg_backend_cpu_ms_per_run" in b
+        ]
         out[system] = {
             "p50_ms_one_at_a_time": round(statistics.median(ones), 3) if ones else None,
             f"runs_per_s_{clients}_clients": round(statistics.median(many), 1) if many else None,
             **({"server_cpu_ms_per_run": round(statistics.median(cpu), 3)} if cpu else {}),
+            **({f"pg_backend_cpu_ms_per_run_{clients}_clients": round(statistics.median(pg), 3)} if pg else {}),
         }
     return out
 
@@ -499,10 +576,14 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 platforms.append(Platform(f"postgres{suffix}", folder / f"postgres{suffix}", url, args.workers, tree))
         for platform in platforms:
             platform.runs_ahead = args.runs_ahead
+            if platform.name == "postgres":
+                platform.setup_sql = args.postgres_sql or []
             log(f"starting bifrost serve on {platform.name}")
             platform.start()
             assert platform.proc is not None
             targets[platform.name] = {"url": platform.url, "key": platform.key, "pid": platform.proc.pid}
+            if platform.database_url.startswith("postgresql"):
+                targets[platform.name]["pg"] = (pg_admin, platform.database_url.rsplit("/", 1)[1])
         if "floor" in wanted:
             port = free_port()
             processes.append(subprocess.Popen([sys.executable, str(SCRIPT), "--floor", str(port)], cwd=ROOT))
@@ -521,6 +602,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                     log(
                         f"round {number} {system:8} {clients:2} client(s): p50 {block['p50_ms']:.3f} ms, "
                         f"{block['runs_per_s']} runs/s, server CPU {block.get('server_cpu_ms_per_run', '-')} ms/run, "
+                        f"Postgres CPU {block.get('pg_backend_cpu_ms_per_run', '-')} ms/run, "
                         f"load {block['load_avg_1m']}, failures {block['failures']}"
                     )
         stored = {}
@@ -532,6 +614,13 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 "stored_with_result": rows,
                 "every_answered_run_stored": rows.get("Completed", 0) == answered,
             }
+        for platform in platforms:
+            if platform.database_url.startswith("postgresql"):
+                # Once its server stopped, so its backends have reported their statistics.
+                platform.stop()
+                time.sleep(1)
+                dsn = platform.database_url.replace("postgresql+asyncpg://", "postgresql://")
+                stored[platform.name]["postgres_writes"] = asyncio.run(postgres_writes(dsn))
         summary = table(blocks, args.clients)
         return {
             "benchmark": "peers",
@@ -587,6 +676,12 @@ def main() -> int:
     parser.add_argument("--queue", default=f"bench-peers-{os.getpid()}", help=argparse.SUPPRESS)
     parser.add_argument("--postgres-url", default=os.environ.get("BIFROST_TEST_POSTGRES_URL"), help="Postgres server")
     parser.add_argument("--baseline", help="also serve this checkout (e.g. a git worktree of an older commit)")
+    parser.add_argument(
+        "--postgres-sql",
+        action="append",
+        help="a statement run on this tree's Postgres database after migration, before it serves (repeatable; "
+        "e.g. DROP INDEX ... to measure an index's cost against --baseline)",
+    )
     parser.add_argument(
         "--runs-ahead", type=int, help="bifrost serve --runs-ahead for this tree's servers (not the baseline's)"
     )
