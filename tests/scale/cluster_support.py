@@ -7,20 +7,22 @@ after three, so a test sees a dead node within seconds.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import subprocess
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 import httpx
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
+from app.engine.queue_schema import conninfo
 from tests.platform.faults_support import BIFROST, START_TIMEOUT, Serve, database, wait_until
 
 # `record` appends the run's id to a file of its worker process (then sleeps `seconds`): across all
@@ -132,7 +134,7 @@ class Node:
             started = self.log_path.read_bytes()[self._log_offset :].decode(errors="replace")
             if f"worker node {self.name}:" in started:
                 return self
-            time.sleep(0.1)
+            time.sleep(0.05)
         pytest.fail(f"bifrost worker {self.name} did not start:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 60) -> str:
@@ -173,16 +175,25 @@ class Cluster:
         node_env = {**self.a.env, "BIFROST_PUBLIC_URL": self.a.url}
         self.node_a = Node(root, "node-a", node_env, node_workers)
         self.node_b = Node(root, "node-b", {**node_env, "BIFROST_PUBLIC_URL": self.b.url}, node_workers)
+        self._database: psycopg.Connection[Any] | None = None  # the tests' own connection (rows, row)
 
-    def start(self, *, nodes: bool = True) -> Cluster:
-        self.a.init()  # migrates and makes the API key (stored in the shared database)
+    def init(self) -> Cluster:
+        """``bifrost init``: migrate the database and make the API key (stored in the shared database)."""
+        self.a.init()
         self.b.key = self.a.key
+        return self
+
+    def start_with(self, *nodes: Node) -> Cluster:
+        """Start both servers and ``nodes`` on the migrated database (first start, or again after a stop).
+
+        The nodes start alongside the servers: a node needs only the migrated database to start (its
+        workflows reach a server, not its start-up), so the processes' start-ups overlap.
+        """
+        for node in nodes:
+            node.start()
         self.start_servers()
-        if nodes:
-            self.node_a.start()
-            self.node_b.start()
-            self.node_a.wait_ready()
-            self.node_b.wait_ready()
+        for node in nodes:
+            node.wait_ready()
         return self
 
     def start_servers(self) -> None:
@@ -191,42 +202,53 @@ class Cluster:
             list(threads.map(lambda server: server.start(), (self.a, self.b)))
 
     def stop(self) -> None:
-        for process in (self.node_a, self.node_b, self.a, self.b):
+        """Stop every process (SIGTERM, each one's graceful stop), all four at once, and close the tests' connection."""
+
+        def stop_one(process: Node | Serve) -> None:
             with contextlib.suppress(Exception):
                 process.stop()
 
+        with ThreadPoolExecutor(max_workers=4) as threads:
+            list(threads.map(stop_one, (self.node_a, self.node_b, self.a, self.b)))
+        if self._database is not None:
+            self._database.close()
+            self._database = None
+
+    def _query(self, statement: LiteralString, *params: object) -> list[dict[str, Any]]:
+        # One connection for the whole test (autocommit: each read sees what is committed now), not a
+        # new engine and event loop per poll: the waits below poll every 50 ms.
+        if self._database is None or self._database.closed:
+            self._database = psycopg.connect(conninfo(self.database_url), autocommit=True, row_factory=dict_row)
+        with self._database.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall()
+
     def rows(self) -> dict[str, dict[str, Any]]:
         """``{execution id: {status, node, error_type, error_message}}`` straight from the database."""
-        from sqlalchemy import text
+        found = self._query("SELECT id, status, node, error_type, error_message FROM execution")
+        return {row["id"]: row for row in found}
 
-        from app.db import create_engine
+    def row(self, execution_id: str) -> dict[str, Any]:
+        """The :meth:`rows` entry of one execution (empty when it is not stored)."""
+        found = self._query(
+            "SELECT id, status, node, error_type, error_message FROM execution WHERE id = %s", execution_id
+        )
+        return found[0] if found else {}
 
-        async def read() -> dict[str, dict[str, Any]]:
-            engine = create_engine(self.database_url)
-            try:
-                async with engine.connect() as connection:
-                    result = await connection.execute(
-                        text("SELECT id, status, node, error_type, error_message FROM execution")
-                    )
-                    return {row[0]: dict(row._mapping) for row in result}
-            finally:
-                await engine.dispose()
-
-        return asyncio.run(read())
-
-    def recorded_runs(self) -> list[str]:
-        """Every execution id the ``record`` workflow wrote, once per time it ran."""
+    def recorded_runs(self, folder: Path | None = None) -> list[str]:
+        """Every execution id the ``record`` workflow wrote into ``folder`` (default ``runs_folder``), once per run."""
         runs: list[str] = []
-        for path in self.runs_folder.glob("*.runs"):
+        for path in (folder or self.runs_folder).glob("*.runs"):
             runs.extend(path.read_text().split())
         return runs
 
     def wait_status(self, execution_id: str, statuses: set[str], timeout: float = 60.0) -> dict[str, Any]:
+        """The execution's row once its status is one of ``statuses``; fails after ``timeout`` seconds."""
         found: dict[str, Any] = {}
 
         def reached() -> bool:
             found.clear()
-            found.update(self.rows().get(execution_id, {}))
+            found.update(self.row(execution_id))
             return found.get("status") in statuses
 
         wait_until(reached, timeout, f"execution {execution_id} to reach {statuses}")
@@ -234,12 +256,18 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def cluster(tmp_path: Path, *, nodes: bool = True, node_workers: int = 3) -> Iterator[Cluster]:
-    """A started cluster on a fresh database (dropped afterwards); skipped without Postgres."""
+def cluster(tmp_path: Path, *, nodes: Sequence[str] = ("a", "b"), node_workers: int = 3) -> Iterator[Cluster]:
+    """A started cluster on a fresh database (dropped afterwards); skipped without Postgres.
+
+    Args:
+        tmp_path: The cluster's folder (workspace, homes, logs, ``runs``).
+        nodes: Which nodes start with the servers: ``("a", "b")``, ``("a",)``, or ``()`` for none.
+        node_workers: Concurrent runs of each node.
+    """
     with database("postgres", tmp_path) as url:
         running = Cluster(tmp_path, url, node_workers=node_workers)
         try:
-            yield running.start(nodes=nodes)
+            yield running.init().start_with(*(running.node_a if name == "a" else running.node_b for name in nodes))
         finally:
             running.stop()
 

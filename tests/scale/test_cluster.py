@@ -2,6 +2,10 @@
 
 Runs are submitted to both servers; procrastinate hands each to one node; the tests read the outcome
 from the API and the database, and which process ran what from files the runs wrote themselves.
+
+The tests that leave the cluster healthy share one (``shared``: servers A and B, node A alone); each
+uses its own runs (and its own folder for ``record``'s files) and asserts only about them. The tests
+that kill or restart processes, or need other node settings, start their own.
 """
 
 from __future__ import annotations
@@ -26,24 +30,50 @@ RUNS = 1000
 ADMIN_EMAIL, ADMIN_PASSWORD = "admin@example.com", "fault-injection"  # tests/platform/faults_support.Serve
 
 
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Servers A and B and node A alone, for the tests that leave them running; stopped after the module.
+
+    Node A writes a run's log lines to the database only at the run's end: a line server B shows while
+    the run goes on can only have come live, across processes.
+    """
+    root = tmp_path_factory.mktemp("shared-cluster")
+    with database("postgres", root) as url:
+        running = Cluster(root, url)
+        running.node_a.env["BIFROST_LOG_FLUSH_SECONDS"] = "600"
+        try:
+            yield running.init().start_with(running.node_a)
+        finally:
+            running.stop()
+
+
 def _submit(c: Cluster, count: int, workflow: str = "record", **params: object) -> list[str]:
-    """Submit ``count`` runs, alternating between the two servers, from a few threads."""
+    """Submit ``count`` runs, alternating between the two servers, from four threads.
+
+    Each thread keeps one client (and its connection) to its server for all its runs: a client per run
+    cost a new client and connection each, in the test's own process, on the cores the cluster runs on.
+    """
     servers = [c.a, c.b]
+    threads = 4
 
-    def one(n: int) -> str:
-        server = servers[n % 2]
-        with client(server) as api:
-            response = api.post(f"/api/workflows/{workflow}/execute", json={"params": params})
-        assert response.status_code == 202, response.text
-        return str(response.json()["execution_id"])
+    def some(first: int) -> list[str]:  # runs first, first + 4, ...: all on the same server
+        with client(servers[first % 2]) as api:
+            ids = []
+            for _ in range(first, count, threads):
+                response = api.post(f"/api/workflows/{workflow}/execute", json={"params": params})
+                assert response.status_code == 202, response.text
+                ids.append(str(response.json()["execution_id"]))
+            return ids
 
-    with ThreadPoolExecutor(max_workers=4) as threads:
-        return list(threads.map(one, range(count)))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return [execution_id for ids in pool.map(some, range(threads)) for execution_id in ids]
 
 
-def test_a_thousand_runs_over_two_servers_run_once_each_on_both_nodes(tmp_path: Path) -> None:
-    with cluster(tmp_path) as c:
-        ids = _submit(c, RUNS, folder=str(c.runs_folder))
+def test_a_thousand_runs_over_two_servers_run_once_each_on_both_nodes(shared: Cluster, tmp_path: Path) -> None:
+    c = shared
+    c.node_b.start().wait_ready()  # the shared cluster runs node A alone; both nodes here
+    try:
+        ids = _submit(c, RUNS, folder=str(tmp_path))
 
         def all_ended() -> bool:
             rows = c.rows()
@@ -53,10 +83,12 @@ def test_a_thousand_runs_over_two_servers_run_once_each_on_both_nodes(tmp_path: 
         rows = c.rows()
         failed = [rows[i] for i in ids if rows[i]["status"] != "Completed"]
         assert not failed, f"{len(failed)} runs did not complete, e.g. {failed[0]}\n{c.node_a.log_tail()}"
-        recorded = c.recorded_runs()
+        recorded = c.recorded_runs(tmp_path)
         assert sorted(recorded) == sorted(ids)  # each ran, and ran exactly once
         nodes = {rows[i]["node"] for i in ids}
         assert nodes == {"node-a", "node-b"}
+    finally:
+        c.node_b.stop()  # node A alone again for the other tests of the shared cluster
 
 
 def _sse_raw(response: httpx.Response) -> Iterator[tuple[str, str]]:
@@ -77,140 +109,133 @@ def _sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]
         yield event, json.loads(data) if data else {}
 
 
-def test_live_logs_of_a_run_on_node_a_are_streamed_by_server_b(tmp_path: Path) -> None:
-    with cluster(tmp_path, nodes=False) as c:
-        # Node A alone, writing its log lines to the database only at the end of a run: a line server
-        # B shows while the run goes on can only have come live, across processes.
-        c.node_a.env["BIFROST_LOG_FLUSH_SECONDS"] = "600"
-        c.node_a.start().wait_ready()
-        with client(c.a) as api_a:
-            # No delay before the first line: B's viewer may subscribe after the node published it (B's hub
-            # kept it: see the next test).
-            params = {"lines": 60, "every": 0.1}
-            response = api_a.post("/api/workflows/chatty/execute", json={"params": params})
-        execution_id = response.json()["execution_id"]
-        seen: list[int] = []
-        status_at_first_line = None
-        with client(c.b) as api_b, api_b.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
-            assert stream.status_code == 200
-            for event, data in _sse_events(stream):
-                if event == "log":
-                    if not seen:
-                        status_at_first_line = c.rows()[execution_id]["status"]
-                    seen.append(data["seq"])
-                elif event == "status" and data.get("done"):
-                    assert data["status"] == "Completed"
+def test_live_logs_of_a_run_on_node_a_are_streamed_by_server_b(shared: Cluster) -> None:
+    c = shared  # node A alone, writing its log lines to the database only at the end of a run
+    with client(c.a) as api_a:
+        # No delay before the first line: B's viewer may subscribe after the node published it (B's hub
+        # kept it: see the next test).
+        params = {"lines": 60, "every": 0.1}
+        response = api_a.post("/api/workflows/chatty/execute", json={"params": params})
+    execution_id = response.json()["execution_id"]
+    seen: list[int] = []
+    status_at_first_line = None
+    with client(c.b) as api_b, api_b.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
+        assert stream.status_code == 200
+        for event, data in _sse_events(stream):
+            if event == "log":
+                if not seen:
+                    status_at_first_line = c.row(execution_id)["status"]
+                seen.append(data["seq"])
+            elif event == "status" and data.get("done"):
+                assert data["status"] == "Completed"
+                break
+    assert status_at_first_line == "Running"
+    assert seen == list(range(60))
+    assert c.row(execution_id)["node"] == "node-a"
+
+
+def test_a_viewer_joining_late_on_server_b_gets_every_line_node_a_has_not_stored(
+    shared: Cluster, tmp_path: Path
+) -> None:
+    c = shared  # node A stores the run's lines only at its end
+    logged, gate = tmp_path / "logged", tmp_path / "gate"
+    params = {"lines": 200, "logged": str(logged), "gate": str(gate)}
+    with client(c.a) as api_a:
+        execution_id = api_a.post("/api/workflows/burst/execute", json={"params": params}).json()["execution_id"]
+    wait_until(logged.exists, 60, "the run to log its lines")
+    time.sleep(1.0)  # the lines reach node A through the pipe and B through the bus (milliseconds)
+    with client(c.b) as api_b:
+        assert api_b.get(f"/api/executions/{execution_id}/logs").json() == []  # none stored
+    with httpx.Client(base_url=c.b.url, timeout=30) as browser:
+        signed_in = browser.post("/api/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        assert signed_in.status_code == 200, signed_in.text
+        cookies = dict(browser.cookies)
+    # Both live views of server B, opened after every line was published: the API's and the run page's.
+    api_seqs: list[int] = []
+    page_lines: list[str] = []
+    with client(c.b) as api_b, api_b.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
+        assert stream.status_code == 200
+        events = _sse_events(stream)  # without the kept lines: nothing until the end (the gate waits)
+        for event, data in events:
+            assert event != "keep-alive", f"15 s without a line after {len(api_seqs)} of 200"
+            if event == "log":
+                api_seqs.append(data["seq"])
+                if len(api_seqs) == 200:
                     break
-        assert status_at_first_line == "Running"
-        assert seen == list(range(60))
-        assert c.rows()[execution_id]["node"] == "node-a"
-
-
-def test_a_viewer_joining_late_on_server_b_gets_every_line_node_a_has_not_stored(tmp_path: Path) -> None:
-    with cluster(tmp_path, nodes=False) as c:
-        c.node_a.env["BIFROST_LOG_FLUSH_SECONDS"] = "600"  # node A stores the run's lines only at its end
-        c.node_a.start().wait_ready()
-        logged, gate = tmp_path / "logged", tmp_path / "gate"
-        params = {"lines": 200, "logged": str(logged), "gate": str(gate)}
-        with client(c.a) as api_a:
-            execution_id = api_a.post("/api/workflows/burst/execute", json={"params": params}).json()["execution_id"]
-        wait_until(logged.exists, 60, "the run to log its lines")
-        time.sleep(1.0)  # the lines reach node A through the pipe and B through the bus (milliseconds)
-        with client(c.b) as api_b:
-            assert api_b.get(f"/api/executions/{execution_id}/logs").json() == []  # none stored
-        with httpx.Client(base_url=c.b.url, timeout=30) as browser:
-            signed_in = browser.post("/api/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
-            assert signed_in.status_code == 200, signed_in.text
-            cookies = dict(browser.cookies)
-        # Both live views of server B, opened after every line was published: the API's and the run page's.
-        api_seqs: list[int] = []
-        page_lines: list[str] = []
-        with client(c.b) as api_b, api_b.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
-            assert stream.status_code == 200
-            events = _sse_events(stream)  # without the kept lines: nothing until the end (the gate waits)
-            for event, data in events:
-                assert event != "keep-alive", f"15 s without a line after {len(api_seqs)} of 200"
+            else:
+                assert not data.get("done"), data
+        with httpx.stream("GET", f"{c.b.url}/executions/{execution_id}/live", cookies=cookies, timeout=30) as page:
+            assert page.status_code == 200
+            for event, html in _sse_raw(page):
+                assert event != "keep-alive", f"15 s without a line after {len(page_lines)} of 200"
                 if event == "log":
-                    api_seqs.append(data["seq"])
-                    if len(api_seqs) == 200:
+                    page_lines.append(html)
+                    if len(page_lines) == 200:
                         break
-                else:
-                    assert not data.get("done"), data
-            with httpx.stream("GET", f"{c.b.url}/executions/{execution_id}/live", cookies=cookies, timeout=30) as page:
-                assert page.status_code == 200
-                for event, html in _sse_raw(page):
-                    assert event != "keep-alive", f"15 s without a line after {len(page_lines)} of 200"
-                    if event == "log":
-                        page_lines.append(html)
-                        if len(page_lines) == 200:
-                            break
-            assert c.rows()[execution_id]["status"] == "Running"  # every line came before the end
+        assert c.row(execution_id)["status"] == "Running"  # every line came before the end
+        gate.touch()
+        ends = [data for event, data in events if event == "status"]
+    assert api_seqs == list(range(200))
+    assert [f" line {n}</li>" in html for n, html in enumerate(page_lines)] == [True] * 200
+    assert (ends[-1]["status"], ends[-1]["done"]) == ("Completed", True)
+    with client(c.b) as api_b:
+        stored = api_b.get(f"/api/executions/{execution_id}/logs").json()
+    assert [row["seq"] for row in stored] == list(range(200))
+
+
+def test_the_sdk_token_of_a_run_that_ended_on_a_node_is_refused_at_once_by_server_b(
+    shared: Cluster, tmp_path: Path
+) -> None:
+    c = shared
+    token_file, gate = tmp_path / "token", tmp_path / "gate"
+    with client(c.a) as api_a:
+        execution_id = api_a.post(
+            "/api/workflows/token_then_wait/execute", json={"params": {"path": str(token_file), "gate": str(gate)}}
+        ).json()["execution_id"]
+    wait_until(token_file.exists, 60, "the run's SDK token")
+    token = token_file.read_text()
+    assert token
+    own_run = f"/api/sdk/v1/executions/{execution_id}"
+    with httpx.Client(base_url=c.b.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as sdk_b:
+        assert sdk_b.get(own_run).status_code == 200  # resolved on B, and kept in B's cache (5 s)
+        with client(c.b) as api_b, api_b.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
+            events = _sse_events(stream)
+            assert sdk_b.get(own_run).status_code == 200  # the cache is fresh as the run ends
             gate.touch()
-            ends = [data for event, data in events if event == "status"]
-        assert api_seqs == list(range(200))
-        assert [f" line {n}</li>" in html for n, html in enumerate(page_lines)] == [True] * 200
-        assert (ends[-1]["status"], ends[-1]["done"]) == ("Completed", True)
-        with client(c.b) as api_b:
-            stored = api_b.get(f"/api/executions/{execution_id}/logs").json()
-        assert [row["seq"] for row in stored] == list(range(200))
+            ended = next(data for event, data in events if event == "status" and data.get("done"))
+        assert ended["status"] == "Completed"
+        # B has seen the end on the bus: the token no longer resolves there, cache or not.
+        refused = sdk_b.get(own_run)
+    assert refused.status_code == 401, refused.text
 
 
-def test_the_sdk_token_of_a_run_that_ended_on_a_node_is_refused_at_once_by_server_b(tmp_path: Path) -> None:
-    with cluster(tmp_path, nodes=False) as c:
-        c.node_a.start().wait_ready()
-        token_file, gate = tmp_path / "token", tmp_path / "gate"
-        with client(c.a) as api_a:
-            execution_id = api_a.post(
-                "/api/workflows/token_then_wait/execute", json={"params": {"path": str(token_file), "gate": str(gate)}}
-            ).json()["execution_id"]
-        wait_until(token_file.exists, 60, "the run's SDK token")
-        token = token_file.read_text()
-        assert token
-        own_run = f"/api/sdk/v1/executions/{execution_id}"
-        with httpx.Client(base_url=c.b.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as sdk_b:
-            assert sdk_b.get(own_run).status_code == 200  # resolved on B, and kept in B's cache (5 s)
-            with client(c.b) as api_b, api_b.stream("GET", f"/api/executions/{execution_id}/stream") as stream:
-                events = _sse_events(stream)
-                assert sdk_b.get(own_run).status_code == 200  # the cache is fresh as the run ends
-                gate.touch()
-                ended = next(data for event, data in events if event == "status" and data.get("done"))
-            assert ended["status"] == "Completed"
-            # B has seen the end on the bus: the token no longer resolves there, cache or not.
-            refused = sdk_b.get(own_run)
-        assert refused.status_code == 401, refused.text
-
-
-def test_cancel_from_server_b_stops_a_run_on_node_a_and_timeouts_hold(tmp_path: Path) -> None:
-    with cluster(tmp_path, nodes=False) as c:
-        c.node_a.start().wait_ready()
-        with client(c.a) as api_a:
-            execution_id = api_a.post("/api/workflows/linger/execute", json={"params": {"seconds": 110}}).json()[
-                "execution_id"
-            ]
-        assert c.wait_status(execution_id, {"Running"})["node"] == "node-a"
-        with client(c.b) as api_b:
-            response = api_b.post(f"/api/executions/{execution_id}/cancel")
-            assert response.status_code == 200, response.text
-            row = c.wait_status(execution_id, {"Completed", "Failed", "Cancelled"})
-            assert row["status"] == "Cancelled"
-            assert api_b.get(f"/api/executions/{execution_id}").json()["status"] == "Cancelled"
-        # A timeout is enforced by the node running the run, whichever server took it.
-        with client(c.b) as api_b:
-            overrun = api_b.post("/api/workflows/overrun/execute", json={"params": {}}).json()["execution_id"]
-        row = c.wait_status(overrun, {"Completed", "Failed", "Cancelled"})
-        assert (row["status"], row["error_type"], row["node"]) == ("Failed", "TimeoutError", "node-a")
-        # The node is free again: its next run completes.
-        with client(c.b) as api_b:
-            done = api_b.post(
-                "/api/workflows/record/execute?wait=true", json={"params": {"folder": str(c.runs_folder)}}
-            )
-        assert done.status_code == 200, done.text
-        assert done.json()["status"] == "Completed"
+def test_cancel_from_server_b_stops_a_run_on_node_a_and_timeouts_hold(shared: Cluster, tmp_path: Path) -> None:
+    c = shared
+    with client(c.a) as api_a:
+        execution_id = api_a.post("/api/workflows/linger/execute", json={"params": {"seconds": 110}}).json()[
+            "execution_id"
+        ]
+    assert c.wait_status(execution_id, {"Running"})["node"] == "node-a"
+    with client(c.b) as api_b:
+        response = api_b.post(f"/api/executions/{execution_id}/cancel")
+        assert response.status_code == 200, response.text
+        row = c.wait_status(execution_id, {"Completed", "Failed", "Cancelled"})
+        assert row["status"] == "Cancelled"
+        assert api_b.get(f"/api/executions/{execution_id}").json()["status"] == "Cancelled"
+    # A timeout is enforced by the node running the run, whichever server took it.
+    with client(c.b) as api_b:
+        overrun = api_b.post("/api/workflows/overrun/execute", json={"params": {}}).json()["execution_id"]
+    row = c.wait_status(overrun, {"Completed", "Failed", "Cancelled"})
+    assert (row["status"], row["error_type"], row["node"]) == ("Failed", "TimeoutError", "node-a")
+    # The node is free again: its next run completes.
+    with client(c.b) as api_b:
+        done = api_b.post("/api/workflows/record/execute?wait=true", json={"params": {"folder": str(c.runs_folder)}})
+    assert done.status_code == 200, done.text
+    assert done.json()["status"] == "Completed"
 
 
 def test_kill9_of_node_a_fails_its_running_run_and_node_b_runs_its_queue(tmp_path: Path) -> None:
-    with cluster(tmp_path, nodes=False, node_workers=1) as c:
-        c.node_a.start().wait_ready()
+    with cluster(tmp_path, nodes=("a",), node_workers=1) as c:
         with client(c.a) as api_a:
             lingering = api_a.post("/api/workflows/linger/execute", json={"params": {"seconds": 110}}).json()[
                 "execution_id"
@@ -231,8 +256,7 @@ def test_kill9_of_node_a_fails_its_running_run_and_node_b_runs_its_queue(tmp_pat
 
 
 def test_kill9_of_server_a_loses_no_run_and_runs_none_twice(tmp_path: Path) -> None:
-    with cluster(tmp_path, nodes=False, node_workers=2) as c:
-        c.node_a.start().wait_ready()
+    with cluster(tmp_path, nodes=("a",), node_workers=2) as c:
         folder = str(c.runs_folder)
         answers: dict[int, httpx.Response | Exception] = {}
 
@@ -303,22 +327,20 @@ def test_kill9_of_server_a_loses_no_run_and_runs_none_twice(tmp_path: Path) -> N
         assert {row["node"] for row in rows.values()} == {"node-a"}
 
 
-def test_a_restart_of_every_process_loses_no_queued_run(tmp_path: Path) -> None:
-    with cluster(tmp_path) as c:
-        c.node_a.stop()
-        c.node_b.stop()
-        queued = _submit(c, 20, folder=str(c.runs_folder))
+def test_a_restart_of_every_process_loses_no_queued_run(shared: Cluster, tmp_path: Path) -> None:
+    c = shared  # restarted here: both servers, node A, and node B (which the shared cluster does not run)
+    c.node_a.stop()
+    try:
+        queued = _submit(c, 20, folder=str(tmp_path))
         assert {c.rows()[i]["status"] for i in queued} == {"Pending"}
         c.a.stop()
         c.b.stop()
-        c.start_servers()
-        c.node_a.start()
-        c.node_b.start()
-        c.node_a.wait_ready()
-        c.node_b.wait_ready()
+        c.start_with(c.node_a, c.node_b)
         for execution_id in queued:
             assert c.wait_status(execution_id, {"Completed", "Failed", "Cancelled"})["status"] == "Completed"
-        assert sorted(c.recorded_runs()) == sorted(queued)
+        assert sorted(c.recorded_runs(tmp_path)) == sorted(queued)
+    finally:
+        c.node_b.stop()  # node A alone again for the other tests of the shared cluster
 
 
 def test_a_server_with_serve_runs_jobs_runs_queued_runs_itself(tmp_path: Path) -> None:
