@@ -22,7 +22,8 @@ Systems (all started once, then measured in short alternating blocks):
 On Postgres each block also gives Postgres's own CPU per run (``pg_backend_cpu_ms_per_run``: the backends of
 that system's database; ``pg_all_cpu_ms_per_run``: every Postgres process, other users of the server included),
 and ``stored`` gives what Postgres counted per table (rows inserted, updated, HOT-updated, scans, rows read) and
-its sessions and commits. ``--postgres-sql`` runs statements on this tree's Postgres database before it serves
+its sessions and commits. ``--history N`` gives every Postgres database N finished runs (and statistics) before it
+serves: a platform in use rather than a fresh install. ``--postgres-sql`` runs statements on this tree's Postgres database before it serves
 (e.g. ``DROP INDEX``): with ``--baseline`` on the same commit, an A/B of a schema change in one run.
 
 Each block is one load-generator process (``--load``): 1 client one call at a time (p50), then
@@ -63,6 +64,17 @@ async def trivial() -> dict:
     """Returns a small dict."""
     return {"ok": True, "n": 1}
 '''
+# --history: finished runs of another workflow over 60 days (97 % Completed), as a platform in use has.
+HISTORY_SQL = """
+INSERT INTO execution (id, workflow_id, workflow_name, kind, organization_id, executed_by, executed_by_name, trigger,
+                       is_function_key, status, input_data, result, user_error, timeout_seconds, created_at,
+                       started_at, completed_at, duration_ms)
+SELECT gen_random_uuid()::text, 'history', 'history', 'workflow', NULL, 'history', 'history@peers.local', 'api',
+       false, CASE WHEN g % 33 = 0 THEN 'Failed' ELSE 'Completed' END, '{{}}', '{{"ok": true}}', false, 1800,
+       now() - g * interval '60 days' / {runs}, now() - g * interval '60 days' / {runs},
+       now() - g * interval '60 days' / {runs}, 1
+  FROM generate_series(1, {runs}) AS g
+"""
 # The issue's targets (docs/performance.md, "Against Celery").
 TARGETS = {"sqlite_p50_ms_max": 1.5, "postgres_p50_ms_max": 2.5}
 
@@ -283,6 +295,7 @@ class Platform:
         self.tree = tree  # serve this checkout's code (PYTHONPATH) instead of the installed one
         self.runs_ahead: int | None = None  # `bifrost serve --runs-ahead` (this tree only)
         self.setup_sql: list[str] = []  # `--postgres-sql` (this tree's Postgres only)
+        self.history = 0  # `--history`: finished runs written before it serves (Postgres)
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.key = ""
@@ -301,6 +314,11 @@ class Platform:
             cwd=ROOT, env=code, check=True, capture_output=True, text=True,
         )  # fmt: skip
         self.key = seeded.stdout.strip().splitlines()[-1]
+        if self.history and self.database_url.startswith("postgresql"):
+            log(f"{self.name}: {self.history} runs of history, then VACUUM ANALYZE")
+            dsn = self.database_url.replace("postgresql+asyncpg://", "postgresql://")
+            asyncio.run(postgres(dsn, HISTORY_SQL.format(runs=int(self.history))))
+            asyncio.run(postgres(dsn, "VACUUM ANALYZE execution"))
         for statement in self.setup_sql:  # --postgres-sql: an experiment on this database, before it serves
             log(f"{self.name}: {statement}")
             asyncio.run(postgres(self.database_url.replace("postgresql+asyncpg://", "postgresql://"), statement))
@@ -576,6 +594,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 platforms.append(Platform(f"postgres{suffix}", folder / f"postgres{suffix}", url, args.workers, tree))
         for platform in platforms:
             platform.runs_ahead = args.runs_ahead
+            platform.history = args.history
             if platform.name == "postgres":
                 platform.setup_sql = args.postgres_sql or []
             log(f"starting bifrost serve on {platform.name}")
@@ -636,6 +655,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 "workers": args.workers,
                 "runs_ahead": args.runs_ahead,
                 "baseline": args.baseline,
+                "history": args.history,
                 "http_client": "aiohttp, keep-alive, one connection per client",
                 "celery_client": "trivial.delay().get(), one thread per client",
             },
@@ -676,6 +696,13 @@ def main() -> int:
     parser.add_argument("--queue", default=f"bench-peers-{os.getpid()}", help=argparse.SUPPRESS)
     parser.add_argument("--postgres-url", default=os.environ.get("BIFROST_TEST_POSTGRES_URL"), help="Postgres server")
     parser.add_argument("--baseline", help="also serve this checkout (e.g. a git worktree of an older commit)")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="Postgres: write this many finished runs (another workflow) and VACUUM ANALYZE before serving, in every "
+        "Postgres database of the run (default 0: a fresh, empty history)",
+    )
     parser.add_argument(
         "--postgres-sql",
         action="append",
