@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
+import httpx
 from nbclient import NotebookClient
+from nbclient.util import ensure_async
 
-from tests.notebooks.conftest import code_notebook, errors_of, execute, html_of, kernel_env, text_of
+from tests.notebooks.conftest import (
+    KERNEL_TIMEOUT_SECONDS,
+    code_notebook,
+    errors_of,
+    execute,
+    html_of,
+    kernel_env,
+    text_of,
+)
 from tests.platform.conftest import World
 
 PROBE = '''
@@ -170,8 +182,31 @@ def test_interrupting_the_kernel_cancels_the_run(world: World, tmp_path: Path) -
         "run = %bifrost run sleeps_long",
         "run",
     )
-    client = NotebookClient(nb, timeout=20, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True)
+    # Interrupt as a user would once the run is under way: when its first line has reached the platform
+    # (lines are shipped live), not when a fixed cell timeout runs out. A timeout now fails the test.
+    client = NotebookClient(nb, timeout=KERNEL_TIMEOUT_SECONDS, kernel_name="python3", allow_errors=True)
+    watchers: list[asyncio.Task[None]] = []
+
+    async def interrupt_once_sleeping() -> None:
+        headers = {"Authorization": f"Bearer {world.bob_key}"}
+        async with httpx.AsyncClient(base_url=world.server.url, headers=headers, timeout=30) as bob:
+            while True:
+                runs = (await bob.get("/api/executions", params={"workflow_name": "sleeps_long"})).json()
+                if runs:
+                    logs = (await bob.get(f"/api/executions/{runs[0]['execution_id']}/logs")).json()
+                    if [line["message"] for line in logs] == ["sleeping"]:
+                        break
+                await asyncio.sleep(0.05)
+        assert client.km is not None  # the kernel is running: a cell is executing
+        await ensure_async(client.km.interrupt_kernel())
+
+    def on_cell_execute(cell: Any, cell_index: int) -> None:
+        if cell_index == 2:  # `%bifrost run sleeps_long`; the watcher runs on nbclient's loop beside the cell
+            watchers.append(asyncio.ensure_future(interrupt_once_sleeping()))
+
+    client.on_cell_execute = on_cell_execute
     client.execute(env=kernel_env(world.server.url, world.bob_key), cwd=str(tmp_path))
+    assert [watcher.done() and watcher.exception() is None for watcher in watchers] == [True]
     assert "sleeps_long: Cancelled" in text_of(nb.cells[3]) and "Interrupted in the notebook" in text_of(nb.cells[3])
     with world.server.client(world.bob_key) as bob:
         runs = bob.get("/api/executions", params={"workflow_name": "sleeps_long"}).json()
