@@ -8,7 +8,6 @@ of its code run; approving it after the restart runs it, once.
 from __future__ import annotations
 
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignor
 def test_a_run_awaiting_approval_survives_kill9_and_runs_once_approved(tmp_path: Path, database_url: str) -> None:
     serve = Serve(tmp_path, database_url)
     (serve.workspace / "guarded.py").write_text(GUARDED)
-    serve.init().start()
+    serve.up()
     marker = tmp_path / "ran.txt"
     try:
         with serve.client() as client:
@@ -56,8 +55,11 @@ def test_a_run_awaiting_approval_survives_kill9_and_runs_once_approved(tmp_path:
         assert statuses(database_url)[run_id] == "AwaitingApproval"
         serve.start()
         with serve.client() as client:
-            # Recovery has run (the server answers); give a wrongly dispatched run time to show itself.
-            time.sleep(2)
+            # Recovery has run (the server answers): a run it wrongly re-dispatched sits in the dispatcher's
+            # queue ahead of anything submitted now, and the queue is taken in order. So once a run submitted
+            # now has completed, such a run has been taken too (written Running, its code under way).
+            probe = serve.submit(client, "noop", n=1)
+            assert serve.wait_ended(client, probe)["status"] == "Completed"
             waiting = serve.execution(client, run_id)
             assert waiting["status"] == "AwaitingApproval" and waiting["started_at"] is None, waiting
             approval = client.get(f"/api/approvals/{run_id}").json()

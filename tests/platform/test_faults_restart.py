@@ -23,7 +23,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignor
 
 
 def test_kill9_with_500_runs_queued_then_all_of_them_complete_after_restart(tmp_path: Path, database_url: str) -> None:
-    serve = Serve(tmp_path, database_url).init().start()
+    serve = Serve(tmp_path, database_url).up()
     release = tmp_path / "release"
     try:
         with serve.client() as client:
@@ -63,7 +63,7 @@ def test_kill9_with_500_runs_queued_then_all_of_them_complete_after_restart(tmp_
 def test_sigterm_lets_running_runs_finish_and_keeps_queued_ones_for_the_next_start(
     tmp_path: Path, database_url: str
 ) -> None:
-    serve = Serve(tmp_path, database_url, shutdown_grace_seconds="60").init().start()
+    serve = Serve(tmp_path, database_url, shutdown_grace_seconds="60").up()
     release = tmp_path / "release"
     try:
         with serve.client() as client:
@@ -97,7 +97,7 @@ def test_sigterm_lets_running_runs_finish_and_keeps_queued_ones_for_the_next_sta
 
 def test_sigterm_fails_runs_still_running_after_the_grace_period(tmp_path: Path) -> None:
     with database("sqlite", tmp_path) as database_url:
-        serve = Serve(tmp_path, database_url, shutdown_grace_seconds="0").init().start()
+        serve = Serve(tmp_path, database_url, shutdown_grace_seconds="0").up()
         try:
             with serve.client() as client:
                 held = serve.submit(client, "hold", path=str(tmp_path / "never"))
