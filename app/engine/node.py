@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import text
@@ -370,38 +371,17 @@ class WorkerNode:
             await self._engine.dispose()
 
     def _fetch_when_useful(self, worker: Any, job_manager: Any) -> None:
-        """After a job, fetch again only when a job may be waiting.
-
-        procrastinate fetches again the moment it gets a job, until a fetch comes back empty: with one
-        run at a time every run cost a second, empty fetch, which raced the run's mark and context
-        reads (two connections, one event loop, 2 cores). Each job inserted is announced (procrastinate's
-        ``job_inserted`` NOTIFY): after a job, the next fetch is made only while announcements not yet
-        matched by a fetched job remain. A missed announcement costs what it cost before:
-        procrastinate's polling fetches anyway.
-        """
-        fetch, notified = job_manager.fetch_job, worker._handle_notification
-        state = {"announced": 0, "after_job": False}
+        """After a job, fetch again only when a job may be waiting (:class:`FetchPolicy`)."""
+        policy = FetchPolicy(job_manager.fetch_job)
+        notified = worker._handle_notification
 
         async def on_notification(*, channel: str, notification: Any) -> None:
             if notification.get("type") == "job_inserted":
-                state["announced"] += 1
+                policy.announced_one()
             await notified(channel=channel, notification=notification)
 
-        async def fetch_when_useful(**kwargs: Any) -> Any:
-            if state["after_job"] and state["announced"] <= 0:
-                state["after_job"] = False
-                return None  # nothing announced since: the queue is most likely empty
-            announced = state["announced"]
-            job = await fetch(**kwargs)
-            state["after_job"] = job is not None
-            if job is None:
-                state["announced"] -= announced  # those were taken elsewhere; keep what came meanwhile
-            else:
-                state["announced"] = max(0, state["announced"] - 1)
-            return job
-
         worker._handle_notification = on_notification
-        job_manager.fetch_job = fetch_when_useful
+        job_manager.fetch_job = policy.fetch
 
     # ----- one job -------------------------------------------------------------------------------------
     async def _fetch_and_take(self, queues: Any, worker_id: int) -> Any:
@@ -484,3 +464,47 @@ class WorkerNode:
         scan = await self.pool.scan()
         self.pool.skip = tuple(scan.skip)
         self.pool.reload()
+
+
+class FetchPolicy:
+    """When a node's procrastinate worker fetches again right after a job.
+
+    procrastinate fetches again the moment it gets a job, until a fetch comes back empty: with one
+    run at a time every run cost a second, empty fetch, which raced the run's mark and context reads
+    (two connections, one event loop, 2 cores). Each job inserted is announced (procrastinate's
+    ``job_inserted`` NOTIFY), so after a job the next fetch is made only while announcements not yet
+    matched by a fetched job remain.
+
+    Announcements count only the jobs queued while the node listens: a backlog queued before it
+    started, or a job found by procrastinate's polling after a missed announcement, was never
+    counted. So until a fetch comes back empty (start-up), and again whenever a fetch finds a job no
+    announcement accounted for, the node fetches after every job as procrastinate does: without
+    this, a node started on a backlog took one run per polling interval (5 s).
+    """
+
+    def __init__(self, fetch: Callable[..., Awaitable[Any]]) -> None:
+        self._fetch = fetch
+        self._announced = 0  # jobs announced and not yet matched by a fetched job
+        self._after_job = False  # the coming fetch is procrastinate's immediate re-fetch after a job
+        self._backlog = True  # jobs may wait that no announcement counted (unknown until an empty fetch)
+
+    def announced_one(self) -> None:
+        """A ``job_inserted`` notification arrived."""
+        self._announced += 1
+
+    async def fetch(self, **kwargs: Any) -> Any:
+        """procrastinate's ``fetch_job``, skipped (None) right after a job when nothing can be waiting."""
+        if self._after_job and self._announced <= 0 and not self._backlog:
+            self._after_job = False
+            return None  # nothing announced since: the queue is most likely empty
+        announced = self._announced
+        job = await self._fetch(**kwargs)
+        self._after_job = job is not None
+        if job is None:
+            self._announced -= announced  # those were taken elsewhere; keep what came meanwhile
+            self._backlog = False  # the queue was empty: from now on the announcements count what waits
+        else:
+            if announced <= 0:
+                self._backlog = True  # a job nobody announced (queued before start, or a missed NOTIFY)
+            self._announced = max(0, self._announced - 1)
+        return job
