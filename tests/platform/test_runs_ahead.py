@@ -40,7 +40,7 @@ def _hold_two_and_queue(serve: Serve, release: Path) -> tuple[list[str], list[st
 
 
 def test_kill9_fails_the_runs_taken_ahead_and_runs_the_pending_ones(tmp_path: Path, database_url: str) -> None:
-    serve = Serve(tmp_path, database_url, runs_ahead_per_worker="1").init().start()
+    serve = Serve(tmp_path, database_url, runs_ahead_per_worker="1").up()
     release = tmp_path / "release"
     try:
         holding, queued = _hold_two_and_queue(serve, release)
@@ -70,7 +70,7 @@ def test_kill9_fails_the_runs_taken_ahead_and_runs_the_pending_ones(tmp_path: Pa
 
 
 def test_sigterm_gives_the_runs_taken_ahead_back_for_the_next_start(tmp_path: Path, database_url: str) -> None:
-    serve = Serve(tmp_path, database_url, runs_ahead_per_worker="1", shutdown_grace_seconds="60").init().start()
+    serve = Serve(tmp_path, database_url, runs_ahead_per_worker="1", shutdown_grace_seconds="60").up()
     release = tmp_path / "release"
     try:
         holding, queued = _hold_two_and_queue(serve, release)
@@ -98,7 +98,7 @@ def test_sigterm_gives_the_runs_taken_ahead_back_for_the_next_start(tmp_path: Pa
 
 def test_without_the_option_no_queued_run_is_written_running(tmp_path: Path) -> None:
     with database("sqlite", tmp_path) as database_url:
-        serve = Serve(tmp_path, database_url).init().start()
+        serve = Serve(tmp_path, database_url).up()
         release = tmp_path / "release"
         try:
             with serve.client() as client:
