@@ -301,6 +301,11 @@ class Platform:
         self.key = ""
 
     @property
+    def dsn(self) -> str:
+        """The Postgres database as asyncpg takes it (``postgresql://...``)."""
+        return self.database_url.replace("postgresql+asyncpg://", "postgresql://")
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/workflows/trivial/execute?wait=true"
 
@@ -316,12 +321,11 @@ class Platform:
         self.key = seeded.stdout.strip().splitlines()[-1]
         if self.history and self.database_url.startswith("postgresql"):
             log(f"{self.name}: {self.history} runs of history, then VACUUM ANALYZE")
-            dsn = self.database_url.replace("postgresql+asyncpg://", "postgresql://")
-            asyncio.run(postgres(dsn, HISTORY_SQL.format(runs=int(self.history))))
-            asyncio.run(postgres(dsn, "VACUUM ANALYZE execution"))
+            asyncio.run(postgres(self.dsn, HISTORY_SQL.format(runs=int(self.history))))
+            asyncio.run(postgres(self.dsn, "VACUUM ANALYZE execution"))
         for statement in self.setup_sql:  # --postgres-sql: an experiment on this database, before it serves
             log(f"{self.name}: {statement}")
-            asyncio.run(postgres(self.database_url.replace("postgresql+asyncpg://", "postgresql://"), statement))
+            asyncio.run(postgres(self.dsn, statement))
         env = {
             **os.environ,
             "BIFROST_HOME": str(self.folder / "home"),
@@ -367,7 +371,7 @@ class Platform:
         if self.database_url.startswith("sqlite"):
             with sqlite3.connect(self.database_url.split("///", 1)[1]) as connection:
                 return dict(connection.execute(query).fetchall())
-        rows = asyncio.run(postgres(self.database_url.replace("postgresql+asyncpg://", "postgresql://"), query))
+        rows = asyncio.run(postgres(self.dsn, query))
         return {row[0]: row[1] for row in rows}
 
 
@@ -638,8 +642,7 @@ def orchestrate(args: argparse.Namespace) -> dict[str, Any]:
                 # Once its server stopped, so its backends have reported their statistics.
                 platform.stop()
                 time.sleep(1)
-                dsn = platform.database_url.replace("postgresql+asyncpg://", "postgresql://")
-                stored[platform.name]["postgres_writes"] = asyncio.run(postgres_writes(dsn))
+                stored[platform.name]["postgres_writes"] = asyncio.run(postgres_writes(platform.dsn))
         summary = table(blocks, args.clients)
         return {
             "benchmark": "peers",
