@@ -28,6 +28,7 @@ from litestar.types import Receive, Scope, Send
 
 from app.db import transaction
 from app.engine.platform import Platform
+from app.services.actor import Actor
 from app.services.errors import AuthenticationError, DomainError
 from app.services.identity.auth import AuthService
 from app.services.identity.security import API_KEY_PREFIX
@@ -63,6 +64,30 @@ async def _refuse(send: Send, status: int, detail: str) -> None:
     await send(end)
 
 
+async def _authenticate(platform: Platform, scope: Scope, send: Send) -> Actor | None:
+    """The caller's actor from its API key, or None once the refusal is sent.
+
+    Runs before the endpoint starts: a caller without a valid key never makes this server load the SDK.
+    """
+    header = _header(scope, b"authorization") or ""
+    token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    if not token:
+        await _refuse(send, 401, "Authentication required: send an API key as 'Authorization: Bearer <key>'.")
+        return None
+    if not token.startswith(API_KEY_PREFIX):
+        await _refuse(send, 401, "The MCP endpoint accepts only API keys (bfk_...).")
+        return None
+    requested_org = _header(scope, b"x-bifrost-org") or None
+    try:
+        async with transaction(platform.sessions) as session:
+            return await AuthService(session).actor_for_token(token, requested_org)
+    except AuthenticationError as exc:
+        await _refuse(send, 401, str(exc))
+    except DomainError as exc:  # e.g. a key limited to another organization than X-Bifrost-Org names
+        await _refuse(send, 403, str(exc))
+    return None
+
+
 class McpEndpoint:
     """The SDK's session manager around :class:`PlatformMcp`, with API-key authentication."""
 
@@ -73,7 +98,6 @@ class McpEndpoint:
         from app.services.mcp.server import PlatformMcp
         from bifrost import __version__
 
-        self.platform = platform
         # Links in answers: the configured public URL, else the address this server really listens on.
         public_url = settings.public_url or platform.sdk_url
         self.mcp = PlatformMcp(platform.sessions, platform.dispatcher, public_url, __version__)
@@ -85,30 +109,13 @@ class McpEndpoint:
             max_request_body_size=settings.max_body_bytes,
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send, actor: Actor) -> None:
+        """Hand an authenticated request to the SDK's session manager, bound to ``actor``."""
         from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
         from mcp.server.auth.provider import AccessToken
 
         from app.services.mcp.server import ACTOR_SCOPE_KEY
 
-        header = _header(scope, b"authorization") or ""
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        if not token:
-            await _refuse(send, 401, "Authentication required: send an API key as 'Authorization: Bearer <key>'.")
-            return
-        if not token.startswith(API_KEY_PREFIX):
-            await _refuse(send, 401, "The MCP endpoint accepts only API keys (bfk_...).")
-            return
-        requested_org = _header(scope, b"x-bifrost-org") or None
-        try:
-            async with transaction(self.platform.sessions) as session:
-                actor = await AuthService(session).actor_for_token(token, requested_org)
-        except AuthenticationError as exc:
-            await _refuse(send, 401, str(exc))
-            return
-        except DomainError as exc:  # e.g. a key limited to another organization than X-Bifrost-Org names
-            await _refuse(send, 403, str(exc))
-            return
         scope[ACTOR_SCOPE_KEY] = actor  # type: ignore[literal-required]
         # The SDK binds each session to the principal that opened it (another key gets 404 for its id).
         principal = AccessToken(
@@ -145,21 +152,24 @@ class LazyEndpoint:
                 if self._endpoint is None:
                     endpoint = McpEndpoint(self._app.state.platform, self._app.state.settings)
                     started = asyncio.Event()
-                    self._task = asyncio.create_task(self._run(endpoint, started), name="mcp-endpoint")
+                    task = asyncio.create_task(self._run(endpoint, started), name="mcp-endpoint")
                     waiting = asyncio.create_task(started.wait())
-                    await asyncio.wait({self._task, waiting}, return_when=asyncio.FIRST_COMPLETED)
-                    if not started.is_set():  # it failed to start: say why, and let the next request retry
-                        waiting.cancel()
-                        task, self._task = self._task, None
+                    await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                    waiting.cancel()
+                    if not started.is_set():  # it failed to start: raise why; the next request tries again
                         task.result()
-                        raise RuntimeError("the MCP endpoint stopped while starting")
-                    self._endpoint = endpoint
+                    self._task, self._endpoint = task, endpoint
         return self._endpoint
 
     async def _run(self, endpoint: McpEndpoint, started: asyncio.Event) -> None:
         async with endpoint.running():
             started.set()
             await self._stop.wait()
+
+    @property
+    def closing(self) -> bool:
+        """The app is shutting down: no endpoint starts now."""
+        return self._stop.is_set()
 
     async def close(self) -> None:
         """Stop the endpoint if it was started (the app is shutting down)."""
@@ -171,9 +181,15 @@ class LazyEndpoint:
 @asgi(MCP_PATH, copy_scope=True, include_in_schema=False)
 async def mcp_app(scope: Scope, receive: Receive, send: Send) -> None:
     """The MCP endpoint (streamable HTTP: POST messages, GET the server's stream, DELETE the session)."""
-    lazy: LazyEndpoint = scope["app"].state[_STATE_KEY]
-    endpoint = await lazy.endpoint()
-    await endpoint(scope, receive, send)
+    state = scope["app"].state
+    actor = await _authenticate(state.platform, scope, send)
+    if actor is None:
+        return
+    lazy: LazyEndpoint = state[_STATE_KEY]
+    if lazy.closing:
+        await _refuse(send, 503, "The server is shutting down.")
+        return
+    await (await lazy.endpoint()).handle(scope, receive, send, actor)
 
 
 @contextlib.asynccontextmanager

@@ -203,13 +203,33 @@ def world_poll_seconds() -> float:
     return POLL_SECONDS
 
 
-def test_the_server_starts_without_the_mcp_sdk_which_loads_with_the_first_mcp_request() -> None:
-    # The SDK is ~0.7 s of imports: every `bifrost serve` and `bifrost run` would pay it at start-up.
-    # The endpoint (tests above) starts it on the first /mcp request.
-    code = (
-        "import sys; from app.web.app import create_app; "
-        "print(sorted(m for m in ('mcp', 'mcp_types') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+SERVE_AND_KNOCK = """
+import asyncio, sys, tempfile
+from pathlib import Path
+
+import httpx
+
+from app.web.server import running_server
+from tests.conftest import make_settings
+
+
+async def main():
+    settings = make_settings(Path(tempfile.mkdtemp()), workers=1)
+    async with running_server(settings) as (_platform, url):
+        async with httpx.AsyncClient(base_url=url) as http:
+            anonymous = await http.post("/mcp", json={})
+            wrong_key = await http.post("/mcp", json={}, headers={"Authorization": "Bearer bfk_wrong"})
+        print(anonymous.status_code, wrong_key.status_code, sorted(m for m in ("mcp", "mcp_types") if m in sys.modules))
+
+
+asyncio.run(main())
+"""
+
+
+def test_the_sdk_loads_with_the_first_authenticated_mcp_request_not_with_the_server() -> None:
+    # The SDK is ~0.7 s of imports: every `bifrost serve` and `bifrost run` would pay it at start-up, and
+    # a caller without a valid key must not make a server load it. The tests above start it with a key.
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", SERVE_AND_KNOCK], capture_output=True, text=True, timeout=120, cwd=root)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split("\n")[-2] == "401 401 []", out.stdout
