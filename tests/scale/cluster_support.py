@@ -198,8 +198,10 @@ class Cluster:
 
     def start_servers(self) -> None:
         # Together: the database is migrated (init), and the queue schema is applied under a lock.
-        with ThreadPoolExecutor(max_workers=2) as threads:
-            list(threads.map(lambda server: server.start(), (self.a, self.b)))
+        for server in (self.a, self.b):
+            server.launch()
+        for server in (self.a, self.b):
+            server.wait_ready()
 
     def stop(self) -> None:
         """Stop every process (SIGTERM, each one's graceful stop), all four at once, and close the tests' connection."""
