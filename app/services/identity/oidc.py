@@ -15,29 +15,20 @@ Every failure is an :class:`OidcError` whose text says what was wrong, safe to s
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import httpx
-from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
-from joserfc import jwt
-from joserfc.errors import (
-    BadSignatureError,
-    ExpiredTokenError,
-    InvalidClaimError,
-    InvalidKeyIdError,
-    JoseError,
-    MissingClaimError,
-)
-from joserfc.jwk import KeySet
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from app.services.errors import AuthenticationError
 
-try:  # authlib's httpx integration runs on httpx2 when it is installed, else on httpx
-    import httpx2 as _http  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - depends on the environment
-    import httpx as _http  # type: ignore[no-redef,unused-ignore]
+if TYPE_CHECKING:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+    from joserfc.jwk import KeySet
+
+# httpx, authlib and joserfc (~0.2 s together) are imported by the functions that talk to a provider,
+# not here: every process start imports this module through the login pages, few sign in with SSO.
 
 CACHE_SECONDS = 3600.0
 CLOCK_SKEW_SECONDS = 120
@@ -68,7 +59,21 @@ def discovery_url(issuer: str) -> str:
     return issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 
+@functools.cache
+def _http_module() -> ModuleType:
+    """The HTTP library under authlib's httpx integration: httpx2 when it is installed, else httpx."""
+    try:
+        import httpx2  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # pragma: no cover - depends on the environment
+        import httpx
+
+        return httpx
+    return httpx2  # type: ignore[no-any-return,unused-ignore]
+
+
 async def _get_json(url: str, what: str) -> dict[str, Any]:
+    import httpx
+
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
             response = await client.get(url, headers={"Accept": "application/json"})
@@ -106,6 +111,9 @@ async def discover(issuer: str, *, refresh: bool = False) -> dict[str, Any]:
 
 
 async def _key_set(jwks_uri: str, *, refresh: bool) -> KeySet:
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+
     cached = _keys.get(jwks_uri)
     if cached and not refresh and cached[0] > time.monotonic():
         return cached[1]
@@ -125,6 +133,8 @@ def forget_cache() -> None:
 
 
 def _oauth(client: OidcClient, redirect_uri: str) -> AsyncOAuth2Client:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
     return AsyncOAuth2Client(
         client_id=client.client_id,
         client_secret=client.client_secret,
@@ -156,6 +166,9 @@ async def exchange_code(
     Raises:
         OidcError: The provider refused or failed, or sent no ID token.
     """
+    from authlib.integrations.httpx_client import OAuthError
+
+    _http = _http_module()
     try:
         async with _oauth(client, redirect_uri) as oauth:
             token = await oauth.fetch_token(
@@ -187,6 +200,16 @@ async def verify_id_token(meta: dict[str, Any], client: OidcClient, id_token: st
         OidcError: Bad signature, unknown key, wrong issuer or audience, expired, issued in the future,
             a nonce that is not this sign-in's, no subject.
     """
+    from joserfc import jwt
+    from joserfc.errors import (
+        BadSignatureError,
+        ExpiredTokenError,
+        InvalidClaimError,
+        InvalidKeyIdError,
+        JoseError,
+        MissingClaimError,
+    )
+
     try:
         token = jwt.decode(id_token, await _key_set(meta["jwks_uri"], refresh=False), algorithms=ALGORITHMS)
     except InvalidKeyIdError:

@@ -23,7 +23,6 @@ from datetime import timedelta
 from typing import Any
 
 import pyotp
-import segno
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -59,6 +58,9 @@ def new_recovery_code() -> str:
 
 def qr_data_uri(uri: str) -> str:
     """The QR code of ``uri`` as an SVG ``data:`` URI (rendered here, on the server)."""
+    # Imported here: segno (with xml.sax, ~15 ms) is only needed when someone enrols, not at process start.
+    import segno
+
     return str(segno.make(uri, error="m").svg_data_uri(scale=5, border=2, dark="#111", light="#fff"))
 
 

@@ -10,21 +10,22 @@ trying again later can help (``invalid_grant`` after a revoked refresh token can
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 
 from app.models.base import utcnow
 from app.services.errors import DomainError
 
-try:  # authlib's httpx integration runs on httpx2 when it is installed, else on httpx
-    import httpx2 as _http  # type: ignore[import-not-found,unused-ignore]
-except ImportError:  # pragma: no cover - depends on the environment
-    import httpx as _http  # type: ignore[no-redef,unused-ignore]
+if TYPE_CHECKING:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+# authlib (with joserfc and its HTTP client, ~0.15 s) is imported by the functions that call a
+# provider, not here: every process start imports this module through the token store, few talk OAuth.
 
 FLOW_NONE = "none"
 FLOW_AUTHORIZATION_CODE = "authorization_code"
@@ -111,7 +112,21 @@ def new_state() -> str:
     return secrets.token_urlsafe(32)
 
 
+@functools.cache
+def _http_module() -> ModuleType:
+    """The HTTP library under authlib's httpx integration: httpx2 when it is installed, else httpx."""
+    try:
+        import httpx2  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # pragma: no cover - depends on the environment
+        import httpx
+
+        return httpx
+    return httpx2  # type: ignore[no-any-return,unused-ignore]
+
+
 def _client(settings: ProviderSettings, redirect_uri: str | None = None) -> AsyncOAuth2Client:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
     return AsyncOAuth2Client(
         client_id=settings.client_id,
         client_secret=settings.client_secret,
@@ -181,6 +196,9 @@ async def refresh(settings: ProviderSettings, refresh_token: str) -> TokenSet:
 
 async def _call(settings: ProviderSettings, pending: Any) -> dict[str, Any]:
     """Await an authlib token request and turn every way it can fail into :class:`OAuthFlowError`."""
+    from authlib.integrations.httpx_client import OAuthError
+
+    _http = _http_module()
     try:
         token = await pending
     except OAuthError as exc:

@@ -32,14 +32,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.models.knowledge import KnowledgeChunk, KnowledgeDocument
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +129,10 @@ def apply_change(matrix: NamespaceMatrix, version: int, change: DocumentChange) 
     held them), so a snapshot loaded while the change was committing is still right afterwards.
     Returns None when the change cannot be applied (rows of another width: a model change).
     """
+    # Imported here, not at the top: numpy costs ~0.15 s of every process start and only knowledge writes
+    # and searches need it.
+    import numpy as np
+
     new_rows = np.zeros((0, matrix.vectors.shape[1]), dtype=np.float32)
     if change.chunk_ids:
         new_rows = np.asarray(change.vectors, dtype=np.float32).reshape(len(change.chunk_ids), -1)
@@ -204,6 +210,8 @@ def build_matrix(
     rows: Any,
 ) -> NamespaceMatrix:
     """Assemble a snapshot from ``(id, key, metadata)`` documents and ``(id, document_id, bytes)`` rows."""
+    import numpy as np  # deferred: see apply_change
+
     by_id = {d[0]: (d[1], d[2]) for d in docs}
     kept = [r for r in rows if r[1] in by_id]  # a document deleted between the two reads is skipped
     width = len(kept[0][2]) // 4 if kept else 0
@@ -422,6 +430,8 @@ def search(
         min_score: Drop documents whose best cosine similarity is below this.
         document_filter: ``(key, metadata) -> bool``; documents it rejects are skipped.
     """
+    import numpy as np  # deferred: see apply_change
+
     query = np.asarray(query, dtype=np.float32).reshape(-1)
     best_parts: list[np.ndarray] = []
     owners: list[tuple[NamespaceMatrix, np.ndarray]] = []

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,6 +49,9 @@ from app.services.knowledge.views import ChunkView, KnowledgeDocumentView, Names
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+
+    # numpy is imported where vectors are built, not here: it costs ~0.15 s of every process start.
+    import numpy as np
 
     from app.settings import Settings
 
@@ -97,7 +99,9 @@ class KnowledgeRuntime:
         self, chunks: list[str], progress: Callable[[int], Awaitable[None]] | None = None, batch: int = 32
     ) -> np.ndarray:
         """Embed passages through LlamaIndex in batches, reporting how many are done after each."""
-        model = await self.embed_model()
+        model = await self.embed_model()  # imports the LlamaIndex layer, and numpy with it, in a thread
+        import numpy as np
+
         parts: list[np.ndarray] = []
         for start in range(0, len(chunks), batch):
             rows = await model.aget_text_embedding_batch(chunks[start : start + batch])
@@ -108,7 +112,9 @@ class KnowledgeRuntime:
 
     async def embed_query(self, text: str) -> np.ndarray:
         """The unit vector of a query."""
-        model = await self.embed_model()
+        model = await self.embed_model()  # imports numpy in a thread (see embed_chunks)
+        import numpy as np
+
         return np.asarray(await model.aget_query_embedding(text), dtype=np.float32)
 
     @property
@@ -288,6 +294,8 @@ class KnowledgeService:
             content = check_content(content, self.runtime.settings.knowledge_max_content_chars)
             prepared = await self.prepare(content)
         llama = await self.runtime.llama()
+        import numpy as np  # loaded by the LlamaIndex layer just imported; not needed at process start
+
         # -- database from here on --
         ns = await self._namespace_or_create(org_id, name)
         await self._lock(ns.id)
