@@ -199,7 +199,7 @@ async def _install_demo_data(settings: Any) -> None:
     import time
 
     from app.db import create_engine, session_factory, transaction
-    from app.engine.pool import WorkerPool
+    from app.engine.scan import scan_workspace
     from app.services.chat.ai_settings import AISettingsService
     from app.services.config.service import ConfigService
     from app.services.errors import DomainError, NotFoundError
@@ -234,7 +234,7 @@ async def _install_demo_data(settings: Any) -> None:
         # A form names a workflow that must exist in the database, and workflows reach it when the
         # workspace is synced. The server syncs at start; doing the same sync here (a one-shot import
         # in a worker process, as `bifrost workflows` does) lets init create the form right away.
-        scan = await WorkerPool(settings.workspace, 1).scan()
+        scan = await scan_workspace(settings.workspace)
         async with transaction(sessions) as session:
             await WorkflowService(session).sync(scan.workflows + scan.data_providers, scan.errors)
             await ScheduleService(session).sync_workspace()
@@ -529,11 +529,11 @@ async def _run(args: argparse.Namespace) -> int:
 
 # ----- workflows -------------------------------------------------------------------------------------
 async def _workflows(args: argparse.Namespace) -> int:
-    from app.engine.pool import WorkerPool
+    from app.engine.scan import scan_workspace
     from app.settings import get_settings
 
     settings = get_settings()
-    scan = await WorkerPool(settings.workspace, 1).scan()
+    scan = await scan_workspace(settings.workspace)
     if args.json:
         print(
             json.dumps(

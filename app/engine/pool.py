@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine import procs
+from app.engine.forkserver import ForkedProcess, ForkServer
 from app.engine.protocol import (
     MEMORY_LIMIT_EXCEEDED,
     NOT_STARTED,
@@ -52,7 +53,7 @@ from app.engine.spawn import (
     kill_group,
     process_identity,
     scratch_folder,
-    worker_command,
+    worker_args,
 )
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class _Pending:
 
 @dataclass(eq=False)
 class _Worker:
-    proc: asyncio.subprocess.Process
+    proc: ForkedProcess
     generation: int
     ready: asyncio.Future[dict[str, Any]]
     current: _Pending | None = None
@@ -159,6 +160,9 @@ class WorkerPool:
         )
         self._extra_env = dict(env or {})
         self._env = build_worker_env({**self._extra_env, LOCAL_FILES_ENV: str(self.local_files_root)})
+        # Workers and scans are forked from one process that imported the worker once (same user,
+        # environment and folder as a worker); see app.engine.forkserver.
+        self._fork_server = ForkServer(self._env, process_identity(self.scratch, self.user))
         self._running = False
         self._stopping = asyncio.Event()
         self._start_failures = 0
@@ -213,6 +217,7 @@ class WorkerPool:
             kill_group(worker.proc)
         await asyncio.gather(*(t for w in workers for t in w.tasks), return_exceptions=True)
         self._idle.clear()
+        await self._fork_server.stop()
 
     def drop_queued(self) -> None:
         """End every job still waiting here for a worker as not started (``NOT_STARTED``: it may run later)."""
@@ -307,6 +312,7 @@ class WorkerPool:
             user=self.user,
             import_timeout=self.import_timeout,
             quarantine=self._quarantine,
+            launcher=self._fork_server,
         )
 
     @property
@@ -424,15 +430,9 @@ class WorkerPool:
         for relpath in self.skip:
             args += ["--skip", relpath]
         with procs.spawning():
-            proc = await asyncio.create_subprocess_exec(
-                *worker_command(self.workspace, *args),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=self._env,
-                start_new_session=True,
-                limit=LINE_LIMIT,
-                **process_identity(self.scratch, self.user),
+            # Forked from the pool's fork server (started on first use): no interpreter start per worker.
+            proc = await self._fork_server.spawn(
+                worker_args(self.workspace, *args), cwd=self.scratch, env=self._env, stdin=True, limit=LINE_LIMIT
             )
             procs.spawned.add(proc.pid)
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

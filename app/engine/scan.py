@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from app.engine import procs
+from app.engine.forkserver import ForkedProcess, ForkServer
 from app.engine.protocol import ScanResult, decode_message
 from app.engine.spawn import (
     LINE_LIMIT,
@@ -31,6 +32,7 @@ from app.engine.spawn import (
     format_seconds,
     give_to,
     process_identity,
+    worker_args,
     worker_command,
 )
 
@@ -86,6 +88,7 @@ async def scan_workspace(
     user: str | None = None,
     import_timeout: float = 30.0,
     quarantine: Quarantine | None = None,
+    launcher: ForkServer | None = None,
 ) -> ScanResult:
     """Import the workspace in one-shot worker processes and return what it defines.
 
@@ -96,6 +99,8 @@ async def scan_workspace(
         user: OS user to run it as.
         import_timeout: Seconds one file may take to import.
         quarantine: Verdicts kept between scans (a fresh one when None).
+        launcher: The fork server of a pool whose ``env`` and ``user`` these are, to fork scan processes
+            from (no interpreter start); None starts each one with ``python -m app.engine.worker``.
 
     Returns:
         Metadata of the available workflows and data providers, the errors (including files that
@@ -111,7 +116,7 @@ async def scan_workspace(
         if user:
             give_to(Path(scratch), user)
         for _ in range(_MAX_CULPRITS):
-            outcome = await _scan_once(root, Path(scratch), env, timeout, user, import_timeout, set(culprits))
+            outcome = await _scan_once(root, Path(scratch), env, timeout, user, import_timeout, set(culprits), launcher)
             if isinstance(outcome, ScanResult):
                 for entry in outcome.errors:  # timed out in-process: not waited for again while unchanged
                     if str(entry.get("error", "")).startswith("ImportTimeoutError") and entry.get("file"):
@@ -134,22 +139,29 @@ async def _scan_once(
     user: str | None,
     import_timeout: float,
     skip: set[str],
+    launcher: ForkServer | None,
 ) -> ScanResult | tuple[str, dict[str, Any]]:
     """One scan process: its result, or ``(file, error entry)`` of the file that ended or hung it."""
     args = ["--scan", "--import-timeout", str(import_timeout)]
     for relpath in sorted(skip):
         args += ["--skip", relpath]
+    proc: asyncio.subprocess.Process | ForkedProcess
     with procs.spawning():
-        proc = await asyncio.create_subprocess_exec(
-            *worker_command(workspace, *args),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=build_worker_env(env),
-            start_new_session=True,
-            limit=LINE_LIMIT,
-            **process_identity(cwd, user),
-        )
+        if launcher is not None:
+            proc = await launcher.spawn(
+                worker_args(workspace, *args), cwd=cwd, env=build_worker_env(env), stdin=False, limit=LINE_LIMIT
+            )
+        else:
+            proc = await asyncio.create_subprocess_exec(
+                *worker_command(workspace, *args),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=build_worker_env(env),
+                start_new_session=True,
+                limit=LINE_LIMIT,
+                **process_identity(cwd, user),
+            )
         procs.spawned.add(proc.pid)
     assert proc.stdout is not None and proc.stderr is not None
     errors = asyncio.create_task(proc.stderr.read())

@@ -12,9 +12,12 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.engine import procs
+
+if TYPE_CHECKING:
+    from app.engine.forkserver import ForkedProcess
 
 WORKER_MODULE = "app.engine.worker"
 # Folder that contains the ``app`` package, so workers can import it from any cwd.
@@ -95,8 +98,13 @@ def check_local_files_root(root: Path, workspace: Path, user: str | None) -> Pat
     return root
 
 
+def worker_args(workspace: Path, *extra: str) -> list[str]:
+    """Arguments of ``python -m app.engine.worker`` for ``workspace`` (what a fork server's child gets)."""
+    return ["--workspace", str(workspace), *extra]
+
+
 def worker_command(workspace: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", WORKER_MODULE, "--workspace", str(workspace), *extra]
+    return [sys.executable, "-m", WORKER_MODULE, *worker_args(workspace, *extra)]
 
 
 def build_worker_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -121,7 +129,7 @@ def build_worker_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return merged
 
 
-def kill_group(proc: asyncio.subprocess.Process) -> None:
+def kill_group(proc: asyncio.subprocess.Process | ForkedProcess) -> None:
     # The worker is the subreaper of every process its run started (setsid and double forks
     # included): freeze it, kill everything below it, then it (with its process group).
     if proc.returncode is not None:

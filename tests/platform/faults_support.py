@@ -314,9 +314,13 @@ class Serve:
         wait_until(ended, timeout, f"execution {execution_id} to end")
         return found
 
-    def workers(self) -> list[int]:
-        """Pids of the server's live children (its workers)."""
+    def fork_servers(self) -> list[int]:
+        """Pids of the server's live children: its pool's fork server, which forks the workers."""
         return [p for p in children(self.pid) if alive(p)]
+
+    def workers(self) -> list[int]:
+        """Pids of the server's live workers (children of its fork server)."""
+        return [w for server in self.fork_servers() for w in children(server) if alive(w)]
 
 
 def statuses(database_url: str) -> dict[str, str]:

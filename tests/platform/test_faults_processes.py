@@ -68,7 +68,8 @@ def test_processes_a_run_started_end_with_the_run(serve: Serve, tmp_path: Path, 
         # The platform still serves, with its two workers and nothing else below the server.
         assert serve.submit(client, "noop") and serve.wait_ended(client, serve.submit(client, "noop"))
         wait_until(lambda: len(serve.workers()) == 2, 30, "two workers")
-        assert sorted(descendants(serve.pid)) == sorted(serve.workers())
+        assert len(serve.fork_servers()) == 1
+        assert sorted(descendants(serve.pid)) == sorted(serve.fork_servers() + serve.workers())
 
 
 def test_processes_of_a_run_end_when_the_server_is_killed(own_serve: Serve, tmp_path: Path) -> None:
@@ -80,6 +81,7 @@ def test_processes_of_a_run_end_when_the_server_is_killed(own_serve: Serve, tmp_
     assert all(alive(p) for p in started)
     everything = descendants(serve.pid)
     assert set(started) <= set(everything)
+    assert set(serve.fork_servers()) | set(serve.workers()) <= set(everything)
 
     serve.kill9()
 
@@ -105,5 +107,5 @@ def test_memory_of_the_processes_a_run_started_counts_too(serve: Serve) -> None:
         assert ended["status"] == "Failed" and ended["error_type"] == "MemoryLimitExceeded"
         assert "150 MB" in ended["error_message"]
         wait_until(lambda: len(serve.workers()) == 2, 30, "two workers")
-        assert sorted(descendants(serve.pid)) == sorted(serve.workers())  # the children went too
+        assert sorted(descendants(serve.pid)) == sorted(serve.fork_servers() + serve.workers())  # children went too
         assert serve.wait_ended(client, serve.submit(client, "noop"))["status"] == "Completed"
