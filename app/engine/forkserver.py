@@ -304,6 +304,7 @@ def _run_child(request: dict[str, Any], fds: list[int], server: int) -> None:
         procs.die_with_parent(signal.SIGKILL)
         if os.getppid() != server:
             os._exit(1)
+        procs.set_dumpable(True)
         os.setsid()  # its own session and process group, as start_new_session gives
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
@@ -404,6 +405,9 @@ def main() -> None:
     sock = socket.socket(fileno=int(os.environ.pop(_SOCKET_FD_ENV)))
     # The serving process died without closing the socket (SIGKILL): end with it.
     procs.die_with_parent(signal.SIGKILL)
+    # Workflows run as this process's user: they must not ptrace it or write its memory, or code planted
+    # here would run in every worker forked after. (Children are made dumpable again, as workers were.)
+    procs.set_dumpable(False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C in the server's terminal is for the server
     # What every worker imports, and the SDK modules workflows import, imported once here (no
     # workspace code: that is each child's, after the fork).

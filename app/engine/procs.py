@@ -22,6 +22,7 @@ import signal
 from collections.abc import Iterable, Iterator
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _KILL_PASSES = 20
@@ -48,6 +49,11 @@ def become_subreaper() -> bool:
 def die_with_parent(sig: int = signal.SIGTERM) -> bool:
     """Get ``sig`` when the parent process dies (``PR_SET_PDEATHSIG``); False where unsupported."""
     return _prctl(PR_SET_PDEATHSIG, int(sig))
+
+
+def set_dumpable(dumpable: bool) -> bool:
+    """Allow or refuse ptrace and ``/proc/<pid>/mem`` to other processes of the same user (``PR_SET_DUMPABLE``)."""
+    return _prctl(PR_SET_DUMPABLE, int(dumpable))
 
 
 def children(pid: int) -> list[int]:
