@@ -1,15 +1,20 @@
 """History lists at any size: every list and filter reads an index in its order (no scan, no sort),
-pages by cursor give exactly the rows of the full sorted list, on SQLite and on Postgres."""
+pages by cursor give exactly the rows of the full sorted list, on SQLite and on Postgres.
+
+Every test only reads: they share one seeded database per dialect, which refuses writes."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 
 from app.db import create_engine, read_transaction, session_factory, transaction, upgrade_database
@@ -19,7 +24,7 @@ from app.services.actor import Actor
 from app.services.errors import InvalidInputError
 from app.services.executions.history import list_statement, recent_statements
 from app.services.executions.service import ExecutionService
-from tests.platform.plans_support import assert_indexed, run_and_explain
+from tests.platform.plans_support import assert_indexed, refuse_writes, run_and_explain, shared_database
 
 ORGS = ["org-a", "org-b", "org-c"]
 USERS = {"u1": "org-a", "u2": "org-a", "u3": "org-b", "u4": "org-c"}
@@ -55,26 +60,48 @@ def _rows() -> list[dict[str, Any]]:
     return rows
 
 
-@pytest.fixture
-def history(database_url: str) -> Any:
-    upgrade_database(database_url)
-    rows = _rows()
+# What was seeded, read-only here too (the tests compare the database's answers with it).
+SEEDED: tuple[Mapping[str, Any], ...] = tuple(MappingProxyType(row) for row in _rows())
 
-    async def seed() -> Any:
+
+def _seed(database_url: str) -> None:
+    upgrade_database(database_url)
+    rows = [dict(row) for row in SEEDED]
+
+    async def seed() -> None:
         engine = create_engine(database_url)
         async with transaction(session_factory(engine)) as session:
             await session.execute(insert(Execution), rows)
-        return engine
+        if engine.dialect.name == "postgresql":
+            # The tests have always read a table without statistics (each seeded its own just before):
+            # keep autovacuum (when the server runs it) from analyzing this one while the module reads it.
+            async with engine.begin() as connection:
+                await connection.execute(text("ALTER TABLE execution SET (autovacuum_enabled = false)"))
+        await engine.dispose()
 
+    asyncio.run(seed())
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The seeded database every test of this module reads (one per dialect); it refuses writes."""
+    with shared_database(request.param, tmp_path_factory.mktemp("history"), _seed) as url:
+        yield url
+
+
+@pytest.fixture
+def history(shared_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, AsyncEngine, tuple[Mapping[str, Any], ...]]]:
+    """An engine of the test's own on the module's seeded database, and the rows seeded."""
     loop = asyncio.new_event_loop()
-    engine = loop.run_until_complete(seed())
-    yield loop, engine, rows
+    engine = create_engine(shared_url)
+    refuse_writes(engine)
+    yield loop, engine, SEEDED
     loop.run_until_complete(engine.dispose())
     loop.close()
 
 
-def _expected(rows: list[dict[str, Any]], actor: Actor, **filters: Any) -> list[str]:
-    def visible(row: dict[str, Any]) -> bool:
+def _expected(rows: Sequence[Mapping[str, Any]], actor: Actor, **filters: Any) -> list[str]:
+    def visible(row: Mapping[str, Any]) -> bool:
         if actor.is_superuser:
             return actor.acting_org_id is None or row["organization_id"] == actor.acting_org_id
         return row["organization_id"] == actor.acting_org_id and row["executed_by"] == actor.user_id

@@ -1,14 +1,20 @@
 """Declared document fields are indexed: equality and numeric ranges read the index (EXPLAIN), and
-answer exactly what the same query answers on an undeclared twin table, on SQLite and on Postgres."""
+answer exactly what the same query answers on an undeclared twin table, on SQLite and on Postgres.
+
+The tests that only read share one seeded database per dialect, which refuses writes; the test that
+changes the declarations seeds a database of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
 from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db import create_engine, read_transaction, session_factory, transaction, upgrade_database
 from app.models.base import utcnow
@@ -17,7 +23,14 @@ from app.services.actor import Actor
 from app.services.errors import InvalidInputError
 from app.services.tables.query import date_mirror
 from app.services.tables.service import TableService
-from tests.platform.plans_support import Captured, assert_indexed, explain
+from tests.platform.plans_support import (
+    Captured,
+    assert_indexed,
+    explain,
+    refuse_writes,
+    shared_database,
+    sqlite_writes_refused,
+)
 
 ADMIN = Actor("admin", "admin@x", "Admin", None, True, None)
 DOCS = 1200
@@ -33,13 +46,12 @@ def _document(i: int, rng: random.Random) -> dict[str, Any]:
     return data
 
 
-@pytest.fixture
-def tables(database_url: str) -> Any:
+def _seed(database_url: str) -> None:
     upgrade_database(database_url)
     rng = random.Random(5)
     documents = [_document(i, rng) for i in range(DOCS)]
 
-    async def seed() -> Any:
+    async def seed() -> None:
         engine = create_engine(database_url)
         async with transaction(session_factory(engine)) as session:
             service = TableService(session)
@@ -62,13 +74,40 @@ def tables(database_url: str) -> Any:
         if engine.dialect.name == "postgresql":
             async with engine.connect() as connection:
                 await connection.execute(text("ANALYZE document"))
-        return engine
+        await engine.dispose()
 
+    asyncio.run(seed())
+
+
+def _opened(database_url: str, *, read_only: bool) -> Iterator[tuple[asyncio.AbstractEventLoop, AsyncEngine]]:
+    # Each test has its own engine and event loop (its own connections), as when it seeded its own database.
     loop = asyncio.new_event_loop()
-    engine = loop.run_until_complete(seed())
+    engine = create_engine(database_url)
+    if read_only:
+        refuse_writes(engine)
     yield loop, engine
     loop.run_until_complete(engine.dispose())
     loop.close()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The seeded database of the module's tests that only read (one per dialect); it refuses writes."""
+    with shared_database(request.param, tmp_path_factory.mktemp("tables"), _seed) as url:
+        yield url
+
+
+@pytest.fixture
+def shared_tables(shared_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, AsyncEngine]]:
+    """An engine on the module's seeded database, for a test that only reads."""
+    yield from _opened(shared_url, read_only=True)
+
+
+@pytest.fixture
+def tables(database_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, AsyncEngine]]:
+    """A seeded database of the test's own, for a test that writes."""
+    _seed(database_url)
+    yield from _opened(database_url, read_only=False)
 
 
 WHERES: list[dict[str, Any]] = [
@@ -87,8 +126,8 @@ WHERES: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("where", WHERES, ids=[str(w) for w in WHERES])
-def test_declared_fields_are_read_through_their_index(tables: Any, where: dict[str, Any]) -> None:
-    loop, engine = tables
+def test_declared_fields_are_read_through_their_index(shared_tables: Any, where: dict[str, Any]) -> None:
+    loop, engine = shared_tables
     dialect = engine.dialect.name
 
     async def check() -> None:
@@ -109,13 +148,16 @@ def test_declared_fields_are_read_through_their_index(tables: Any, where: dict[s
     loop.run_until_complete(check())
 
 
-def test_declared_indexes_are_not_schema_drift(tables: Any, database_url: str) -> None:
+def test_declared_indexes_are_not_schema_drift(shared_url: str) -> None:
     """Alembic's model check ignores the run-time indexes of declared fields (they exist here)."""
     from alembic import command
 
     from app.db import alembic_config
 
-    command.check(alembic_config(database_url))
+    # The check only reads; Alembic makes its own engine, so on SQLite its connections are told to refuse
+    # writes here (the shared Postgres database refuses them on every connection).
+    with sqlite_writes_refused() if shared_url.startswith("sqlite") else nullcontext():
+        command.check(alembic_config(shared_url))
 
 
 def test_declarations_change_and_are_checked(tables: Any) -> None:
