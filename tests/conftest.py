@@ -18,6 +18,7 @@ from argon2 import PasswordHasher
 
 from app.services.identity import security
 from app.settings import Settings
+from tests import db_templates
 
 # Passwords: the product hashes with argon2id's RFC 9106 profile (64 MiB, 3 passes, 4 lanes), ~0.3-0.5 s of
 # CPU per hash and per sign-in on a 2-core box; the suite creates and signs in users thousands of times.
@@ -31,13 +32,30 @@ PLATFORM_WORKSPACE = Path(__file__).parent / "platform" / "workspace"
 
 
 def make_settings(
-    tmp_path: Path, database_url: str | None = None, workspace: Path | None = None, **extra: Any
+    tmp_path: Path,
+    database_url: str | None = None,
+    workspace: Path | None = None,
+    *,
+    migrated: bool = True,
+    **extra: Any,
 ) -> Settings:
-    """Settings isolated under ``tmp_path`` (SQLite file unless a URL is given)."""
+    """Settings isolated under ``tmp_path`` (SQLite file in the home unless a URL is given).
+
+    Args:
+        tmp_path: Folder of the home (``home/``) and, unless given, of a copy of the test workspace.
+        database_url: The database; ``None`` is the home's SQLite file.
+        workspace: The workspace folder (default: a copy of ``tests/platform/workspace``).
+        migrated: With the home's SQLite file, put a migrated copy there when it does not exist yet
+            (:mod:`tests.db_templates`): the start then skips running every migration. ``False`` leaves
+            it to the platform's first start, for tests of that start. A given ``database_url`` is used
+            as it is (migrated or not is up to whoever made it: :func:`create_postgres_database`, the
+            ``database_url`` fixture).
+        **extra: Other settings.
+    """
     if workspace is None:
         workspace = tmp_path / "workspace"
         shutil.copytree(PLATFORM_WORKSPACE, workspace)
-    return Settings(
+    settings = Settings(
         home=tmp_path / "home",
         workspace=workspace,
         database_url=database_url,
@@ -46,6 +64,10 @@ def make_settings(
         log_flush_seconds=extra.pop("log_flush_seconds", 0.2),
         **extra,
     )
+    if migrated and database_url is None:
+        # Only the file: the platform makes the home 0700 itself (tests check it does).
+        db_templates.copy_sqlite_template(settings.home / "bifrost.db")
+    return settings
 
 
 # ----- Postgres ----------------------------------------------------------------------------------
@@ -54,21 +76,28 @@ def _admin_dsn() -> str:
     return POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
 
 
-def create_postgres_database() -> str:
-    """Create an empty database for one test (or module); returns its SQLAlchemy URL."""
+def create_postgres_database(*, migrated: bool = True) -> str:
+    """Create a database for one test (or module); returns its SQLAlchemy URL.
+
+    Args:
+        migrated: Clone this process's migrated template (:mod:`tests.db_templates`); ``False`` makes an
+            empty database, for tests of migrations or of a first start.
+    """
     import asyncpg
 
+    assert POSTGRES_URL
     name = f"bifrost_t_{uuid.uuid4().hex[:12]}"
+    template = f' TEMPLATE "{db_templates.postgres_template(POSTGRES_URL)}"' if migrated else ""
 
     async def _create() -> None:
         conn = await asyncpg.connect(_admin_dsn())
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.execute(f'CREATE DATABASE "{name}"{template}')
         finally:
             await conn.close()
 
     asyncio.run(_create())
-    base, _, _ = POSTGRES_URL.rpartition("/")  # type: ignore[union-attr]
+    base, _, _ = POSTGRES_URL.rpartition("/")
     return f"{base}/{name}"
 
 
@@ -90,17 +119,41 @@ def drop_postgres_database(url: str) -> None:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh database URL: a SQLite file, then a Postgres database (skipped without BIFROST_TEST_POSTGRES_URL)."""
+    """A fresh database URL: a SQLite file, then a Postgres database (skipped without BIFROST_TEST_POSTGRES_URL).
+
+    Migrated (a copy of this process's template), or empty for a test marked ``empty_database``.
+    """
+    migrated = request.node.get_closest_marker("empty_database") is None
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+        path = tmp_path / "test.db"
+        if migrated:
+            db_templates.copy_sqlite_template(path)
+        yield f"sqlite+aiosqlite:///{path}"
         return
     if not POSTGRES_URL:
         pytest.skip("Postgres tests need BIFROST_TEST_POSTGRES_URL (set by .ci/run)")
-    url = create_postgres_database()
+    url = create_postgres_database(migrated=migrated)
     try:
         yield url
     finally:
         drop_postgres_database(url)
+
+
+# Test files that migrate an empty database themselves: their ``database_url`` stays empty. (A file may
+# instead say so itself, with ``pytestmark = pytest.mark.empty_database``.)
+EMPTY_DATABASE_FILES = ("tests/platform/test_migrations.py",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``empty_database`` marker."""
+    config.addinivalue_line(
+        "markers", "empty_database: the database_url fixture gives an empty database, not a migrated copy"
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Drop this process's database templates (each xdist worker has its own)."""
+    db_templates.drop_templates()
 
 
 # ----- live server ---------------------------------------------------------------------------------
@@ -188,9 +241,12 @@ LONGEST_FILES_FIRST = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Put the longest test files first (stable: tests keep their order inside a file)."""
+    """Mark the files of EMPTY_DATABASE_FILES; put the longest test files first (stable inside a file)."""
     rank = {path: position for position, path in enumerate(LONGEST_FILES_FIRST)}
     root = config.rootpath
+    for item in items:
+        if item.path.relative_to(root).as_posix() in EMPTY_DATABASE_FILES:
+            item.add_marker(pytest.mark.empty_database)
 
     def file_rank(item: pytest.Item) -> int:
         return rank.get(item.path.relative_to(root).as_posix(), len(rank))
