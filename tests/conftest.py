@@ -121,7 +121,8 @@ def drop_postgres_database(url: str) -> None:
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database URL: a SQLite file, then a Postgres database (skipped without BIFROST_TEST_POSTGRES_URL).
 
-    Migrated (a copy of this process's template), or empty for a test marked ``empty_database``.
+    Migrated (a copy of this process's template), or empty for a test marked ``empty_database`` (a file of
+    migration tests says ``pytestmark = pytest.mark.empty_database``).
     """
     migrated = request.node.get_closest_marker("empty_database") is None
     if request.param == "sqlite":
@@ -137,11 +138,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
     finally:
         drop_postgres_database(url)
-
-
-# Test files that migrate an empty database themselves: their ``database_url`` stays empty. (A file may
-# instead say so itself, with ``pytestmark = pytest.mark.empty_database``.)
-EMPTY_DATABASE_FILES = ("tests/platform/test_migrations.py",)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -223,30 +219,27 @@ class LiveServer:
 # `pytest --durations=0` of a full run; the other files keep pytest's order after them.
 LONGEST_FILES_FIRST = (
     "tests/scale/test_cluster.py",
-    "tests/scale/test_cluster_events.py",
-    "tests/cli/test_cli.py",
     "tests/platform/test_faults_restart.py",
     "tests/platform/test_api_fuzz.py",
     "tests/platform/test_runs_ahead.py",
+    "tests/cli/test_cli.py",
+    "tests/scale/test_cluster_events.py",
+    "tests/e2e/test_web_app.py",
     "tests/e2e/test_jupyterlab.py",
-    "tests/platform/test_faults_approvals.py",
-    "tests/notebooks/test_kernel.py",
-    "tests/e2e/test_security_browser.py",
-    "tests/platform/test_knowledge_embeddings.py",
+    "tests/e2e/test_walk_every_page.py",
     "tests/platform/test_config_cli.py",
+    "tests/e2e/test_security_browser.py",
+    "tests/platform/test_faults_approvals.py",
+    "tests/platform/test_knowledge_embeddings.py",
     "tests/platform/test_schedules_leader.py",
     "tests/platform/test_faults_logs.py",
-    "tests/platform/test_chat_recovery.py",
 )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the files of EMPTY_DATABASE_FILES; put the longest test files first (stable inside a file)."""
+    """Put the longest test files first (stable: tests keep their order inside a file)."""
     rank = {path: position for position, path in enumerate(LONGEST_FILES_FIRST)}
     root = config.rootpath
-    for item in items:
-        if item.path.relative_to(root).as_posix() in EMPTY_DATABASE_FILES:
-            item.add_marker(pytest.mark.empty_database)
 
     def file_rank(item: pytest.Item) -> int:
         return rank.get(item.path.relative_to(root).as_posix(), len(rank))
