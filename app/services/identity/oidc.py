@@ -60,8 +60,12 @@ def discovery_url(issuer: str) -> str:
 
 
 @functools.cache
-def _http_module() -> ModuleType:
-    """The HTTP library under authlib's httpx integration: httpx2 when it is installed, else httpx."""
+def authlib_http_module() -> ModuleType:
+    """The HTTP library under authlib's httpx integration: httpx2 when it is installed, else httpx.
+
+    Imported on first use (authlib, joserfc and httpx are ~0.15 s that a process start does without); the
+    OAuth client of integrations uses it too.
+    """
     try:
         import httpx2  # type: ignore[import-not-found,unused-ignore]
     except ImportError:  # pragma: no cover - depends on the environment
@@ -168,7 +172,7 @@ async def exchange_code(
     """
     from authlib.integrations.httpx_client import OAuthError
 
-    _http = _http_module()
+    _http = authlib_http_module()
     try:
         async with _oauth(client, redirect_uri) as oauth:
             token = await oauth.fetch_token(

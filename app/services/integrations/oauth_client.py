@@ -10,16 +10,15 @@ trying again later can help (``invalid_grant`` after a revoked refresh token can
 
 from __future__ import annotations
 
-import functools
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from app.models.base import utcnow
 from app.services.errors import DomainError
+from app.services.identity.oidc import authlib_http_module
 
 if TYPE_CHECKING:
     from authlib.integrations.httpx_client import AsyncOAuth2Client
@@ -112,18 +111,6 @@ def new_state() -> str:
     return secrets.token_urlsafe(32)
 
 
-@functools.cache
-def _http_module() -> ModuleType:
-    """The HTTP library under authlib's httpx integration: httpx2 when it is installed, else httpx."""
-    try:
-        import httpx2  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # pragma: no cover - depends on the environment
-        import httpx
-
-        return httpx
-    return httpx2  # type: ignore[no-any-return,unused-ignore]
-
-
 def _client(settings: ProviderSettings, redirect_uri: str | None = None) -> AsyncOAuth2Client:
     from authlib.integrations.httpx_client import AsyncOAuth2Client
 
@@ -198,7 +185,7 @@ async def _call(settings: ProviderSettings, pending: Any) -> dict[str, Any]:
     """Await an authlib token request and turn every way it can fail into :class:`OAuthFlowError`."""
     from authlib.integrations.httpx_client import OAuthError
 
-    _http = _http_module()
+    _http = authlib_http_module()
     try:
         token = await pending
     except OAuthError as exc:
