@@ -43,6 +43,10 @@ FORK_SERVER_MODULE = "app.engine.forkserver"
 _MAX_MESSAGE = 1024 * 1024
 # The fd number of the server's end of the socket pair in the server process.
 _SOCKET_FD_ENV = "BIFROST_FORK_SERVER_FD"
+# Where a fork server works: Linux (SOCK_SEQPACKET Unix sockets, and the /proc and prctl process handling
+# of app.engine.procs that it and its children rely on). Elsewhere (macOS, for development) a pool starts
+# each worker as ``python -m app.engine.worker`` instead.
+SUPPORTED = sys.platform.startswith("linux")
 # Seconds to wait for the server's answer to one request (a fork takes milliseconds).
 _REPLY_TIMEOUT_SECONDS = 30.0
 

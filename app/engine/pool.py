@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from app.engine import procs
+from app.engine import forkserver, procs
 from app.engine.forkserver import ForkedProcess, ForkServer
 from app.engine.protocol import (
     MEMORY_LIMIT_EXCEEDED,
@@ -54,6 +54,7 @@ from app.engine.spawn import (
     process_identity,
     scratch_folder,
     worker_args,
+    worker_command,
 )
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class _Pending:
 
 @dataclass(eq=False)
 class _Worker:
-    proc: ForkedProcess
+    proc: ForkedProcess | asyncio.subprocess.Process
     generation: int
     ready: asyncio.Future[dict[str, Any]]
     current: _Pending | None = None
@@ -116,6 +117,8 @@ class WorkerPool:
             Enforced twice: ``RLIMIT_AS`` in the worker (an allocation past it raises MemoryError at
             once) and by polling the resident memory of the worker's process tree (children have
             their own address space); either way the run fails ``MemoryLimitExceeded``.
+        fork_server: Fork workers and scans from a fork server (:mod:`app.engine.forkserver`) rather than
+            start each as ``python -m app.engine.worker``; None: where supported (Linux).
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class WorkerPool:
         local_files_root: Path | str | None = None,
         import_timeout: float = 30.0,
         memory_mb: int | None = None,
+        fork_server: bool | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("a worker pool needs at least one worker")
@@ -162,7 +166,10 @@ class WorkerPool:
         self._env = build_worker_env({**self._extra_env, LOCAL_FILES_ENV: str(self.local_files_root)})
         # Workers and scans are forked from one process that imported the worker once (same user,
         # environment and folder as a worker); see app.engine.forkserver.
-        self._fork_server = ForkServer(self._env, process_identity(self.scratch, self.user))
+        use_fork_server = forkserver.SUPPORTED if fork_server is None else fork_server
+        self._fork_server = (
+            ForkServer(self._env, process_identity(self.scratch, self.user)) if use_fork_server else None
+        )
         self._running = False
         self._stopping = asyncio.Event()
         self._start_failures = 0
@@ -217,7 +224,8 @@ class WorkerPool:
             kill_group(worker.proc)
         await asyncio.gather(*(t for w in workers for t in w.tasks), return_exceptions=True)
         self._idle.clear()
-        await self._fork_server.stop()
+        if self._fork_server is not None:
+            await self._fork_server.stop()
 
     def drop_queued(self) -> None:
         """End every job still waiting here for a worker as not started (``NOT_STARTED``: it may run later)."""
@@ -429,11 +437,24 @@ class WorkerPool:
             args += ["--memory-mb", str(self.memory_mb)]
         for relpath in self.skip:
             args += ["--skip", relpath]
+        proc: ForkedProcess | asyncio.subprocess.Process
         with procs.spawning():
-            # Forked from the pool's fork server (started on first use): no interpreter start per worker.
-            proc = await self._fork_server.spawn(
-                worker_args(self.workspace, *args), cwd=self.scratch, env=self._env, stdin=True, limit=LINE_LIMIT
-            )
+            if self._fork_server is not None:
+                # Forked from the pool's fork server (started on first use): no interpreter start per worker.
+                proc = await self._fork_server.spawn(
+                    worker_args(self.workspace, *args), cwd=self.scratch, env=self._env, stdin=True, limit=LINE_LIMIT
+                )
+            else:
+                proc = await asyncio.create_subprocess_exec(
+                    *worker_command(self.workspace, *args),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=self._env,
+                    start_new_session=True,
+                    limit=LINE_LIMIT,
+                    **process_identity(self.scratch, self.user),
+                )
             procs.spawned.add(proc.pid)
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         # Nobody may await it (e.g. a replacement killed by stop()): no "never retrieved" noise.

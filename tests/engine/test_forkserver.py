@@ -197,3 +197,17 @@ async def test_a_spawn_after_stop_starts_a_new_server(tmp_path: Path) -> None:
         assert server.pid not in (None, old)
     finally:
         await server.stop()
+
+
+async def test_without_a_fork_server_each_worker_is_its_own_interpreter(make_pool: PoolFactory, tmp_path: Path) -> None:
+    # Where fork servers are not supported (off Linux), or when asked: workers are the pool's own children.
+    pool = await make_pool(write_workspace(tmp_path / "ws", {"flows.py": SECRETS}), size=2, fork_server=False)
+    assert pool._fork_server is None
+    assert {_ppid(pid) for pid in pool.pids()} == {os.getpid()}
+    draws = await asyncio.gather(_run(pool, "draw"), _run(pool, "draw"))
+    assert len({d["pid"] for d in draws}) == 2
+    scan = await pool.scan()
+    assert {w["name"] for w in scan.workflows} == {"draw", "surroundings"}
+    victim = pool.pids()[0]
+    os.kill(victim, signal.SIGKILL)
+    assert (await _run(pool, "draw"))["pid"] != victim
