@@ -109,7 +109,6 @@ class ForkServer:
         self._reply: asyncio.Future[dict[str, Any]] | None = None
         self._children: dict[int, ForkedProcess] = {}
         self._early_exits: dict[int, int] = {}
-        self._alive = False  # started, and its socket has not closed
 
     @property
     def pid(self) -> int | None:
@@ -138,8 +137,7 @@ class ForkServer:
         finally:
             theirs.close()
         ours.setblocking(False)
-        self._sock = ours
-        self._alive = True
+        self._sock = ours  # None again once the server is gone (see _lost)
         asyncio.get_running_loop().add_reader(ours.fileno(), self._on_readable)
         # A pool dropped without stop(): closing our end tells the server to end its children and exit.
         weakref.finalize(self, ours.close)
@@ -164,7 +162,7 @@ class ForkServer:
         """
         loop = asyncio.get_running_loop()
         async with self._lock:
-            if not self._alive:
+            if self._sock is None:
                 await self._restart()
             stdin_read, stdin_write = os.pipe() if stdin else (os.open(os.devnull, os.O_RDONLY), -1)
             stdout_read, stdout_write = os.pipe()
@@ -173,21 +171,19 @@ class ForkServer:
             our_fds = [fd for fd in (stdin_write, stdout_read, stderr_read) if fd >= 0]
             request = json.dumps({"argv": argv, "cwd": str(cwd), "env": env}).encode()
             self._reply = loop.create_future()
+            spawned = False
             try:
                 await self._send(request, child_fds)
                 reply = await asyncio.wait_for(self._reply, _REPLY_TIMEOUT_SECONDS)
                 if reply.get("type") != "spawned":
                     raise ForkServerError(f"the fork server could not start a process: {reply.get('error')}")
-            except BaseException as exc:
-                for fd in our_fds:
-                    os.close(fd)
-                if isinstance(exc, TimeoutError):  # a server that does not answer is of no use: replace it
-                    await self.stop()
-                    raise ForkServerError("the fork server did not answer") from None
-                raise
+                spawned = True
+            except TimeoutError:  # a server that does not answer is of no use: replace it
+                await self.stop()
+                raise ForkServerError("the fork server did not answer") from None
             finally:
                 self._reply = None
-                for fd in child_fds:  # the child has its copies now (or never will)
+                for fd in child_fds if spawned else child_fds + our_fds:  # the child has its copies now
                     os.close(fd)
             pid = int(reply["pid"])
             process = ForkedProcess(
@@ -216,10 +212,10 @@ class ForkServer:
                 procs.kill_tree(proc.pid)
                 await proc.wait()
             procs.spawned.discard(proc.pid)
-        self._lost()
+        self._lost(kill_children=False)  # it killed and reaped them itself
 
     async def _restart(self) -> None:
-        if self._proc is not None or self._sock is not None:
+        if self._proc is not None:
             await self.stop()  # what is left of the last one
         await self._start()
 
@@ -251,7 +247,8 @@ class ForkServer:
                 data = b""
             if not data:  # the server is gone: so are its children (they die with their parent)
                 asyncio.get_running_loop().remove_reader(sock.fileno())
-                self._lost()
+                sock.close()
+                self._lost(kill_children=True)
                 return
             message = json.loads(data)
             if message.get("type") == "exit":
@@ -264,16 +261,22 @@ class ForkServer:
             elif self._reply is not None and not self._reply.done():
                 self._reply.set_result(message)
 
-    def _lost(self) -> None:
-        """The server ended: no more exit reports will come; pending requests fail, children end."""
-        self._alive = False
+    def _lost(self, *, kill_children: bool) -> None:
+        """The server ended: no more exit reports will come; pending requests fail, children end.
+
+        Args:
+            kill_children: Kill what it left. Not after :meth:`stop`, where the server reaped them itself
+                (their pids may be reused by now).
+        """
+        self._sock = None
         if self._reply is not None and not self._reply.done():
             self._reply.set_exception(ForkServerError("the fork server ended"))
         children, self._children = self._children, {}
         for child in children.values():
-            # They die with their parent by themselves; a child forked just as the server died may
-            # not have armed its parent-death signal yet, so make sure.
-            procs.kill_tree(child.pid)
+            if kill_children:
+                # They die with their parent by themselves; a child forked just as the server died may
+                # not have armed its parent-death signal yet, so make sure.
+                procs.kill_tree(child.pid)
             child._set_exit(None)
         self._early_exits.clear()
 

@@ -42,7 +42,6 @@ from app.engine.protocol import (
 )
 from app.engine.scan import Quarantine, scan_workspace
 from app.engine.spawn import (
-    LINE_LIMIT,
     LOCAL_FILES_ENV,
     STDERR_TAIL_LINES,
     build_worker_env,
@@ -53,8 +52,7 @@ from app.engine.spawn import (
     kill_group,
     process_identity,
     scratch_folder,
-    worker_args,
-    worker_command,
+    start_worker,
 )
 
 log = logging.getLogger(__name__)
@@ -437,25 +435,16 @@ class WorkerPool:
             args += ["--memory-mb", str(self.memory_mb)]
         for relpath in self.skip:
             args += ["--skip", relpath]
-        proc: ForkedProcess | asyncio.subprocess.Process
-        with procs.spawning():
-            if self._fork_server is not None:
-                # Forked from the pool's fork server (started on first use): no interpreter start per worker.
-                proc = await self._fork_server.spawn(
-                    worker_args(self.workspace, *args), cwd=self.scratch, env=self._env, stdin=True, limit=LINE_LIMIT
-                )
-            else:
-                proc = await asyncio.create_subprocess_exec(
-                    *worker_command(self.workspace, *args),
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    env=self._env,
-                    start_new_session=True,
-                    limit=LINE_LIMIT,
-                    **process_identity(self.scratch, self.user),
-                )
-            procs.spawned.add(proc.pid)
+        # Forked from the pool's fork server (started on first use) where there is one: no interpreter start.
+        proc = await start_worker(
+            self.workspace,
+            args,
+            env=self._env,
+            cwd=self.scratch,
+            user=self.user,
+            stdin=True,
+            fork_server=self._fork_server,
+        )
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         # Nobody may await it (e.g. a replacement killed by stop()): no "never retrieved" noise.
         ready.add_done_callback(lambda f: f.cancelled() or f.exception())

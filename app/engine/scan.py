@@ -22,18 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from app.engine import procs
-from app.engine.forkserver import ForkedProcess, ForkServer
+from app.engine.forkserver import ForkServer
 from app.engine.protocol import ScanResult, decode_message
 from app.engine.spawn import (
-    LINE_LIMIT,
     STDERR_TAIL_LINES,
     build_worker_env,
     describe_exit,
     format_seconds,
     give_to,
-    process_identity,
-    worker_args,
-    worker_command,
+    start_worker,
 )
 
 # Seconds the parent waits past the in-process import timeout before it kills a scan (a hang in C
@@ -145,24 +142,9 @@ async def _scan_once(
     args = ["--scan", "--import-timeout", str(import_timeout)]
     for relpath in sorted(skip):
         args += ["--skip", relpath]
-    proc: asyncio.subprocess.Process | ForkedProcess
-    with procs.spawning():
-        if launcher is not None:
-            proc = await launcher.spawn(
-                worker_args(workspace, *args), cwd=cwd, env=build_worker_env(env), stdin=False, limit=LINE_LIMIT
-            )
-        else:
-            proc = await asyncio.create_subprocess_exec(
-                *worker_command(workspace, *args),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=build_worker_env(env),
-                start_new_session=True,
-                limit=LINE_LIMIT,
-                **process_identity(cwd, user),
-            )
-        procs.spawned.add(proc.pid)
+    proc = await start_worker(
+        workspace, args, env=build_worker_env(env), cwd=cwd, user=user, stdin=False, fork_server=launcher
+    )
     assert proc.stdout is not None and proc.stderr is not None
     errors = asyncio.create_task(proc.stderr.read())
     current: str | None = None

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from app.engine import procs
 
 if TYPE_CHECKING:
-    from app.engine.forkserver import ForkedProcess
+    from app.engine.forkserver import ForkedProcess, ForkServer
 
 WORKER_MODULE = "app.engine.worker"
 # Folder that contains the ``app`` package, so workers can import it from any cwd.
@@ -105,6 +105,54 @@ def worker_args(workspace: Path, *extra: str) -> list[str]:
 
 def worker_command(workspace: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", WORKER_MODULE, *worker_args(workspace, *extra)]
+
+
+async def start_worker(
+    workspace: Path,
+    extra: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    user: str | None,
+    stdin: bool,
+    fork_server: ForkServer | None,
+) -> ForkedProcess | asyncio.subprocess.Process:
+    """Start ``python -m app.engine.worker`` on ``workspace`` (a warm worker, or a scan with ``--scan``).
+
+    Forked from ``fork_server`` (whose user the process then has) or, when None, a new interpreter run as
+    ``user``. Registered in :data:`procs.spawned`, so no orphan sweep takes it for a stray.
+
+    Args:
+        workspace: The workspace folder.
+        extra: Further arguments of the worker module.
+        env: The process's whole environment (see :func:`build_worker_env`).
+        cwd: Its working directory.
+        user: The OS user to run a new interpreter as (None: ours).
+        stdin: A pipe as stdin (a warm worker reads its jobs there), else ``/dev/null``.
+        fork_server: The pool's fork server, or None.
+
+    Returns:
+        The process, with ``stdout`` and ``stderr`` readers (and ``stdin`` when asked).
+    """
+    proc: ForkedProcess | asyncio.subprocess.Process
+    with procs.spawning():
+        if fork_server is not None:
+            proc = await fork_server.spawn(
+                worker_args(workspace, *extra), cwd=cwd, env=env, stdin=stdin, limit=LINE_LIMIT
+            )
+        else:
+            proc = await asyncio.create_subprocess_exec(
+                *worker_command(workspace, *extra),
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+                limit=LINE_LIMIT,
+                **process_identity(cwd, user),
+            )
+        procs.spawned.add(proc.pid)
+    return proc
 
 
 def build_worker_env(env: dict[str, str] | None = None) -> dict[str, str]:
