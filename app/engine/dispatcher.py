@@ -246,6 +246,7 @@ class LocalDispatcher:
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self.writes.close()  # its kept connections, before the platform disposes of the engine
 
     # ----- Dispatcher protocol -----------------------------------------------------------------
     def claim(self) -> str | None:
@@ -404,7 +405,7 @@ class LocalDispatcher:
     async def _mark(self, batch: list[tuple[DispatchRequest, str]]) -> None:
         marks = [(r.execution_id, hash_token(t)) for r, t in batch]
         try:
-            if self.writes.one_statement:  # Postgres: the batch in one durable statement
+            if self.writes.one_statement:  # Postgres: one durable statement, with the outcomes waiting
                 started = await self.writes.mark_running(marks)
             else:  # one UPDATE per run, in the next group commit
                 started = [bool(n) for n in await self.writes.run(mark_running_write(marks))]

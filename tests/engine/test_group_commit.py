@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import db
 from app.db import create_engine, session_factory
-from app.engine.group_commit import GroupCommitter, Outcome
+from app.engine.group_commit import GroupCommitter, Outcome, group_statement
 
 
 @pytest.fixture
@@ -70,7 +71,9 @@ async def postgres_writes(database_url: str):  # type: ignore[no-untyped-def]
 
     await upgrade_database_async(database_url)
     engine = create_engine(database_url)
-    yield GroupCommitter(session_factory(engine)), engine
+    writes = GroupCommitter(session_factory(engine))
+    yield writes, engine
+    await writes.close()
     await engine.dispose()
 
 
@@ -196,36 +199,189 @@ async def test_marks_are_one_statement_and_skip_runs_no_longer_pending(postgres_
     assert await writes.mark_running([(first, "again")]) == [False]  # Running already: not marked twice
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_outcomes_and_marks_waiting_together_are_one_statement(postgres_writes) -> None:  # type: ignore[no-untyped-def]
+    writes, engine = postgres_writes
+    finished, logged = await _new_run(engine, "Running"), await _new_run(engine, "Running")
+    queued, cancelled = await _new_run(engine, "Pending"), await _new_run(engine, "Cancelled")
+    line = {"execution_id": logged, "seq": 0, "timestamp": datetime(2026, 1, 2, tzinfo=UTC), "level": "INFO",
+            "logger": "stdout", "message": "done"}  # fmt: skip
+
+    stored_a, stored_b, marked = await asyncio.gather(
+        writes.finish(_outcome(finished)),
+        writes.finish(_outcome(logged, logs=[line])),
+        writes.mark_running([(queued, "hash-q"), (cancelled, "hash-c")]),
+    )
+
+    assert (stored_a, stored_b, marked) == (True, True, [True, False])
+    assert writes.statements == 1 and writes.combined == 1  # one round trip, one commit for all four runs
+    assert [(await _row(engine, run))["status"] for run in (finished, logged, queued, cancelled)] == [
+        "Completed", "Completed", "Running", "Cancelled",
+    ]  # fmt: skip
+    assert (await _row(engine, queued))["sdk_token_hash"] == "hash-q"
+    async with engine.connect() as connection:
+        logs = await connection.execute(text("SELECT execution_id, message FROM execution_log"))
+        assert [tuple(row) for row in logs] == [(logged, "done")]
+
+
+def test_a_statement_with_marks_commits_durably_and_one_of_outcomes_only_does_not() -> None:
+    relaxed = "set_config('synchronous_commit', 'off', true)"
+    assert relaxed in group_statement(outcomes=1, logs=False, marks=0)
+    assert relaxed in group_statement(outcomes=2, logs=True, marks=0)
+    # A run marked Running must never run again after a crash, an accepted one must survive it: both wait
+    # for the WAL flush, and so does everything in their statement.
+    assert relaxed not in group_statement(outcomes=1, logs=True, marks=1)
+    assert relaxed not in group_statement(outcomes=0, logs=False, marks=2)
+    assert relaxed not in group_statement(outcomes=1, logs=False, marks=0, insert_columns=("id", "status"))
+    with pytest.raises(ValueError, match="new runs, outcomes or marks"):
+        group_statement(outcomes=0, logs=False, marks=0)
+
+
+_LITERALS = {"text": "'x'", "bool": "false", "timestamptz": "now()", "int": "1", "json": "'[]'"}
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_every_group_statement_finds_its_rows_by_primary_key_even_with_generic_plans(postgres_writes) -> None:  # type: ignore[no-untyped-def]
+    """On a history never analysed (no autovacuum), a cached generic plan must still not scan the table.
+
+    The driver prepares each statement; after five runs Postgres may keep a generic plan, made without the
+    parameters' values. An ``id = ANY($1)`` or a join with ``unnest``/``VALUES`` was then planned as a scan
+    of the whole table (or of the status index's every Pending version), whose cost grew with the history.
+    """
+    import re
+
+    from app.services.executions.service import _COLUMN_NAMES
+
+    _writes, engine = postgres_writes
+    async with engine.connect() as connection:
+        driver = (await connection.get_raw_connection()).driver_connection
+        await driver.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            for number, (outcomes, logs, marks, columns) in enumerate(
+                [(1, False, 0, ()), (4, True, 0, ()), (0, False, 4, ()), (2, False, 2, _COLUMN_NAMES)]
+            ):
+                sql = group_statement(outcomes=outcomes, logs=logs, marks=marks, insert_columns=columns)
+                kinds = [
+                    kind for _, kind in sorted({(int(n), k) for n, k in re.findall(r"\$(\d+)::(\w+(?:\[\])?)", sql)})
+                ]
+                values = ", ".join("'{}'" if kind.endswith("[]") else _LITERALS[kind] for kind in kinds)
+                await driver.execute(f"PREPARE probe{number} AS {sql}")
+                plan = "\n".join(row[0] for row in await driver.fetch(f"EXPLAIN EXECUTE probe{number}({values})"))
+                assert "Seq Scan on execution " not in plan and "Bitmap" not in plan, plan
+                assert plan.count("Index Scan using execution_pkey on execution") == outcomes + marks, plan
+        finally:
+            await driver.execute("DEALLOCATE ALL")
+            await driver.execute("RESET plan_cache_mode")
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_failing_outcome_does_not_fail_the_marks_grouped_with_it(postgres_writes) -> None:  # type: ignore[no-untyped-def]
+    writes, engine = postgres_writes
+    run, queued = await _new_run(engine, "Running"), await _new_run(engine, "Pending")
+    orphan_line = {"execution_id": "no-such-run", "seq": 0, "timestamp": datetime(2026, 1, 2, tzinfo=UTC),
+                   "level": "INFO", "logger": "stdout", "message": "x"}  # fmt: skip
+
+    outcome, marked = await asyncio.gather(
+        writes.finish(_outcome(run, logs=[orphan_line])),
+        writes.mark_running([(queued, "hash-q")]),
+        return_exceptions=True,
+    )
+
+    assert isinstance(outcome, Exception) and "foreign key" in str(outcome)
+    assert marked == [True]  # tried again alone after the shared statement failed
+    assert writes.combined == 0
+    assert (await _row(engine, run))["status"] == "Running" and (await _row(engine, queued))["status"] == "Running"
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_kept_connections_are_pinged_after_idling_and_a_dead_one_is_replaced(
+    postgres_writes, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    writes, engine = postgres_writes
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.05)
+    first = await _new_run(engine, "Running")
+    assert await writes.finish(_outcome(first)) is True
+    (kept,) = writes._held  # kept checked out for the next statement
+    victim = kept.driver.get_server_pid()
+    # The database restarts under it (here: an admin ends its backend) while it waits.
+    admin = create_engine(engine.url)
+    async with admin.connect() as connection:
+        await connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
+    await admin.dispose()
+    await asyncio.sleep(0.2)
+
+    second = await _new_run(engine, "Running")
+    assert await writes.finish(_outcome(second)) is True  # pinged, found dead, replaced: no statement lost
+    assert (await _row(engine, second))["status"] == "Completed"
+    assert [held.driver.get_server_pid() for held in writes._held] != [victim]
+
+    await writes.close()
+    assert writes._held == [] and engine.pool.checkedout() == 0  # all back in the pool
+
+
 async def test_sqlite_takes_inserts_and_no_one_statement_path(committer) -> None:  # type: ignore[no-untyped-def]
     writes, _engine = committer
     assert not writes.one_statement and writes.takes_inserts
 
 
+def _record(**values: Any) -> dict[str, Any]:
+    from app.services.executions.service import _COLUMN_NAMES, _new_execution
+
+    execution = _new_execution({"workflow_id": "wf", "workflow_name": "wf", "executed_by": "u", **values})
+    return {name: execution.__dict__[name] for name in _COLUMN_NAMES}
+
+
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_a_new_run_is_inserted_in_one_statement_with_its_values(postgres_writes) -> None:  # type: ignore[no-untyped-def]
-    from app.services.executions.service import _COLUMN_NAMES, _PREPARED_INSERT, _new_execution
-
     writes, engine = postgres_writes
-    execution = _new_execution(
-        {"workflow_id": "wf", "workflow_name": "wf", "executed_by": "u", "status": "Running",
-         "input_data": {"name": "ünïcode", "n": [1, 2]}, "started_at": datetime(2026, 1, 2, tzinfo=UTC),
-         "sdk_token_hash": "h"}
+    record = _record(
+        status="Running", input_data={"name": "ünïcode \"q\"", "n": [1, 2], "none": None},
+        started_at=datetime(2026, 1, 2, tzinfo=UTC), sdk_token_hash="h", executed_by_name="Zoë O'Brien",
     )  # fmt: skip
-    record = {name: execution.__dict__[name] for name in _COLUMN_NAMES}
-    assert await writes.execute_alone(_PREPARED_INSERT, record) == 1
+    await writes.insert(record)
+    assert writes.statements == 1
     async with engine.connect() as connection:
         row = (
             await connection.execute(
-                text("SELECT status, input_data::text, started_at, created_at, sdk_token_hash, result IS NULL "
-                     "FROM execution WHERE id = :id"),
+                text("SELECT status, input_data::text, started_at, created_at, sdk_token_hash, result IS NULL, "
+                     "executed_by_name, user_error, timeout_seconds, completed_at FROM execution WHERE id = :id"),
                 {"id": record["id"]},
             )
         ).one()  # fmt: skip
-    assert row[0] == "Running" and json.loads(row[1]) == {"name": "ünïcode", "n": [1, 2]}
+    assert row[0] == "Running" and json.loads(row[1]) == {"name": 'ünïcode "q"', "n": [1, 2], "none": None}
     assert row[2] == datetime(2026, 1, 2, tzinfo=UTC) and row[3] == record["created_at"]
-    assert row[4] == "h" and row[5] is True
+    assert row[4] == "h" and row[5] is True  # no result: SQL NULL, as the ORM stores it
+    assert row[6] == "Zoë O'Brien" and row[7] is False and row[8] == record["timeout_seconds"]
+    assert row[9] is None
     with pytest.raises(Exception, match="duplicate key"):  # a durable INSERT: the row is there, once
-        await writes.execute_alone(_PREPARED_INSERT, record)
+        await writes.insert(record)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_new_runs_outcomes_and_marks_together_are_one_statement_and_a_bad_row_fails_alone(
+    postgres_writes,
+) -> None:  # type: ignore[no-untyped-def]
+    writes, engine = postgres_writes
+    running, queued = await _new_run(engine, "Running"), await _new_run(engine, "Pending")
+    good = [_record(input_data={"i": i}) for i in range(3)]
+    results = await asyncio.gather(
+        *(writes.insert(record) for record in good),
+        writes.finish(_outcome(running)),
+        writes.mark_running([(queued, "hash-q")]),
+    )
+    assert results == [None, None, None, True, [True]]
+    assert writes.statements == 1 and writes.combined == 1  # three new runs, an outcome and a mark: one commit
+    assert [(await _row(engine, r["id"]))["status"] for r in good] == ["Pending"] * 3
+
+    duplicate, fresh = good[0], _record(input_data={"i": 9})
+    before = writes.statements
+    results = await asyncio.gather(writes.insert(duplicate), writes.insert(fresh), return_exceptions=True)
+    assert isinstance(results[0], Exception) and "duplicate key" in str(results[0])
+    assert results[1] is None and (await _row(engine, fresh["id"]))["status"] == "Pending"  # the good one landed
+    assert writes.statements == before + 1  # the shared statement failed; each alone: only the good one ran
+
+    with pytest.raises(TypeError, match="JSON serializable"):  # refused before anything is queued
+        await writes.insert(_record(input_data={"when": datetime(2026, 1, 1)}))
 
 
 # ----- SQLite: a group of prepared writes straight on sqlite3 ---------------------------------------------

@@ -307,8 +307,9 @@ class ExecutionService:
                 # all under concurrency, docs/performance.md "Against Celery").
                 await writes.run(PreparedWrite(_PREPARED_INSERT, [record]))
             elif writes is not None and writes.one_statement and alone:
-                # Postgres: one durable autocommit statement on a pooled driver connection, no session at all.
-                await writes.execute_alone(_PREPARED_INSERT, record)
+                # Postgres: in the next group's one durable statement, with the runs submitted, finished and
+                # taken by a worker meanwhile (group_commit.py); no session at all.
+                await writes.insert(record)
             elif alone and self.session.bind is not None and self.session.bind.dialect.name == "postgresql":
                 # One statement in autocommit: the same durable commit, without BEGIN and COMMIT round trips.
                 await self.session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
