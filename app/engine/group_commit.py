@@ -299,6 +299,7 @@ class GroupCommitter:
         # Driver connections kept checked out between statements (see _driver), most recently used last.
         self._held: list[_HeldConnection] = []
         self.max_held = _MAX_HELD_CONNECTIONS
+        self._closed = False
 
     async def run(self, write: Callable[[AsyncSession], Awaitable[T]], *, durable: bool = True) -> T:
         """Run ``write(session)`` in the next group's transaction; returns its result once committed.
@@ -542,7 +543,7 @@ class GroupCommitter:
             await held.connection.invalidate()
             await held.connection.close()
             raise
-        if len(self._held) < self.max_held:
+        if len(self._held) < self.max_held and not self._closed:
             held.last_used = time.monotonic()
             self._held.append(held)
         else:
@@ -550,6 +551,7 @@ class GroupCommitter:
 
     async def close(self) -> None:
         """Return the connections kept between statements to the pool (call before the engine is disposed)."""
+        self._closed = True  # a statement still at the database gives its connection back when it ends
         held, self._held = self._held, []
         for connection in held:
             await connection.connection.close()

@@ -317,6 +317,10 @@ async def test_kept_connections_are_pinged_after_idling_and_a_dead_one_is_replac
 
     await writes.close()
     assert writes._held == [] and engine.pool.checkedout() == 0  # all back in the pool
+    # A statement that ends after close (shutting down) gives its connection back instead of keeping it.
+    third = await _new_run(engine, "Running")
+    assert await writes.finish(_outcome(third)) is True
+    assert writes._held == [] and engine.pool.checkedout() == 0
 
 
 async def test_sqlite_takes_inserts_and_no_one_statement_path(committer) -> None:  # type: ignore[no-untyped-def]
