@@ -436,6 +436,32 @@ async def test_sqlite_prepared_writes_share_one_raw_transaction(sqlite_runs) -> 
     assert await writes.run(finish_write("run-2", status="Failed")) == [0]
 
 
+async def test_sqlite_groups_use_the_idle_pooled_connection_without_a_checkout(sqlite_runs) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import event
+
+    writes, engine, _path = sqlite_runs
+    checkouts = []
+    event.listen(engine.sync_engine, "checkout", lambda *_: checkouts.append(1))
+    assert await writes.run(_insert_write(id="first", status="Pending")) == [1]
+    assert len(checkouts) == 1  # the first group checks the connection out and remembers it
+    for i in range(5):
+        assert await writes.run(_insert_write(id=f"run-{i}", status="Pending")) == [1]
+    assert len(checkouts) == 1 and writes.raw_transactions == 6  # idle in the pool: used in place
+
+    # While a session holds it, a group waits for the pool like anyone (never runs beside the session).
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+        waiting = asyncio.ensure_future(writes.run(_insert_write(id="after-session", status="Pending")))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+    assert await waiting == [1] and len(checkouts) == 3
+
+    # The pool replaced the connection (closed after an error, say): the group takes the new one.
+    await engine.dispose()
+    assert await writes.run(_insert_write(id="after-dispose", status="Pending")) == [1]
+    assert set(await _statuses(engine)) == {"first", "after-session", "after-dispose", *(f"run-{i}" for i in range(5))}
+
+
 async def test_sqlite_a_failing_prepared_write_fails_alone(sqlite_runs) -> None:  # type: ignore[no-untyped-def]
     writes, engine, _path = sqlite_runs
     await writes.run(_insert_write(id="taken", status="Pending"))
