@@ -106,6 +106,9 @@ def group_statement(*, outcomes: int, logs: bool, marks: int, insert_columns: tu
         return f"${n}::{kind}"
 
     if insert_columns:
+        # Column names are written into the statement: only plain identifiers (they come from the model).
+        if not all(column.isidentifier() and column.isascii() for column in insert_columns):
+            raise ValueError(f"not a column name: {insert_columns!r}")
         # The rows as JSON, typed by the table's own row type: one parameter however many runs and columns.
         columns = ", ".join(insert_columns)
         parts.append(

@@ -235,6 +235,8 @@ def test_a_statement_with_marks_commits_durably_and_one_of_outcomes_only_does_no
     assert relaxed not in group_statement(outcomes=1, logs=False, marks=0, insert_columns=("id", "status"))
     with pytest.raises(ValueError, match="new runs, outcomes or marks"):
         group_statement(outcomes=0, logs=False, marks=0)
+    with pytest.raises(ValueError, match="not a column name"):  # names are written into the SQL text
+        group_statement(outcomes=0, logs=False, marks=0, insert_columns=("id", "status) SELECT 1; --"))
 
 
 _LITERALS = {"text": "'x'", "bool": "false", "timestamptz": "now()", "int": "1", "json": "'[]'"}
