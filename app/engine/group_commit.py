@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast, overload
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
@@ -167,12 +167,7 @@ def insert_row(record: Mapping[str, Any]) -> str:
     Raises:
         TypeError: A value (in ``input_data``, say) is not JSON, as the ORM's own JSON column would refuse it.
     """
-    return json.dumps({k: _utc_text(v) if isinstance(v, datetime) else v for k, v in record.items()})
-
-
-def _utc_text(value: datetime) -> str:
-    """``value`` as ISO text with its offset (a naive one read as UTC, the platform's rule)."""
-    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).isoformat()
+    return json.dumps({k: _aware(v).isoformat() if isinstance(v, datetime) else v for k, v in record.items()})
 
 
 @dataclass
@@ -192,6 +187,10 @@ class Outcome:
     logs: Sequence[dict[str, Any]] = field(default_factory=list)
 
 
+@overload
+def _aware(value: datetime) -> datetime: ...
+@overload
+def _aware(value: None) -> None: ...
 def _aware(value: datetime | None) -> datetime | None:
     """A naive datetime read as UTC (the platform's rule, UTCDateTime), so the driver does not guess."""
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
@@ -230,6 +229,13 @@ def group_args(
     return args
 
 
+class _NewRow(NamedTuple):
+    """A new run waiting for its group's statement: its columns and its row as JSON (:func:`insert_row`)."""
+
+    columns: tuple[str, ...]
+    row: str
+
+
 @dataclass
 class _HeldConnection:
     """A pooled connection kept checked out by the group committer between its statements (Postgres)."""
@@ -243,7 +249,7 @@ class _HeldConnection:
 class _Group:
     """What one Postgres group statement writes, with each caller's future."""
 
-    inserts: list[tuple[tuple[tuple[str, ...], str], asyncio.Future[bool]]]  # ((columns, JSON row), future)
+    inserts: list[tuple[_NewRow, asyncio.Future[bool]]]
     outcomes: list[tuple[Outcome, asyncio.Future[bool]]]
     marks: list[tuple[tuple[str, str], asyncio.Future[bool]]]
 
@@ -283,21 +289,22 @@ class GroupCommitter:
         self.raw_transactions = 0  # of which straight on sqlite3
         bind = sessions.kw.get("bind")
         self._postgres = bind is not None and bind.dialect.name == "postgresql"
-        # Whether new runs' INSERTs should come here too. On SQLite (one connection, one writer) sharing
-        # a commit only saves work. On Postgres, submits on their own connections commit in parallel and
-        # the server flushes their WAL together; queued behind this single writer, each durable group
-        # would wait for the fsync of the one before (measured: no gain at 16 clients, worse at load 11).
+        # Whether new runs' INSERTs come to run() as prepared writes (SQLite: one connection, one writer, a
+        # shared commit only saves work). On Postgres they come to insert() instead, into the group's one
+        # statement (a session transaction per group made each durable group wait for the fsync of the one
+        # before: no gain at 16 clients, worse at load 11; one statement per group pays off).
         self.takes_inserts = not self._postgres
         # SQLite: a group made only of prepared statements runs on sqlite3 itself (_write_raw_sqlite).
         self._sqlite = bind is not None and bind.dialect.name == "sqlite"
         # That process's one SQLite connection, as last checked out (used directly while it sits idle in the pool).
         self._idle_sqlite: sqlite3.Connection | None = None
-        # Postgres: outcomes and Running marks as one driver statement per group (finish, mark_running).
+        # Postgres: new runs, outcomes and Running marks as one driver statement per group (insert, finish,
+        # mark_running).
         self.one_statement = self._postgres
         self._engine = bind
         self._outcomes: list[tuple[Outcome, asyncio.Future[bool]]] = []
         self._marks: list[tuple[tuple[str, str], asyncio.Future[bool]]] = []
-        self._inserts: list[tuple[tuple[tuple[str, ...], str], asyncio.Future[bool]]] = []
+        self._inserts: list[tuple[_NewRow, asyncio.Future[bool]]] = []
         self._stater: asyncio.Task[None] | None = None
         self.statements = 0  # one-statement groups run (tests read it)
         self.combined = 0  # of which wrote more than one kind (new runs, outcomes, marks) together
@@ -440,7 +447,7 @@ class GroupCommitter:
         """
         row = insert_row(record)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._inserts.append(((tuple(record), row), future))
+        self._inserts.append((_NewRow(tuple(record), row), future))
         self._start_statements()
         await future
 
@@ -517,13 +524,13 @@ class GroupCommitter:
     async def _statement(self, group: _Group) -> None:
         """One group statement; sets each caller's result (raises, leaving them unset, if it failed)."""
         outcomes = [o for o, _ in group.outcomes]
-        columns = group.inserts[0][0][0] if group.inserts else ()
-        if any(insert_columns != columns for (insert_columns, _), _ in group.inserts):
+        columns = group.inserts[0][0].columns if group.inserts else ()
+        if any(new.columns != columns for new, _ in group.inserts):
             raise ValueError("new runs with different columns cannot share a statement")  # then each alone
         sql = group_statement(
             outcomes=len(outcomes), logs=any(o.logs for o in outcomes), marks=len(group.marks), insert_columns=columns
         )
-        args = group_args(outcomes, [m for m, _ in group.marks], utcnow(), [row for (_, row), _ in group.inserts])
+        args = group_args(outcomes, [m for m, _ in group.marks], utcnow(), [new.row for new, _ in group.inserts])
         async with self._driver() as driver:
             rows = await driver.fetch(sql, *args)
         self.statements += 1
